@@ -1,0 +1,39 @@
+import {
+  PLAINTEXT_OUT_MODES,
+  PlaintextOutMode,
+  encryptToWire,
+  inputFunnel,
+  parseFixedIv,
+  payloadToBytes,
+  wrapPlaintext,
+} from '../lib';
+import { resolveKey } from '../shared/keys';
+import { deviceIdOf, oneOf } from '../shared/config';
+import type { Msg, Node, NodeDef, RED } from '../shared/red';
+
+export = function register(RED: RED) {
+  function AesEncrypt(this: Node, def: NodeDef) {
+    RED.nodes.createNode(this, def);
+    const plaintext: PlaintextOutMode = oneOf(def.plaintext, PLAINTEXT_OUT_MODES, 'utf8');
+    const ivSetting = typeof def.iv === 'string' && def.iv !== '' ? def.iv.trim() : 'random';
+    let fixedIv: Buffer | undefined;
+    let ivError: unknown;
+    if (ivSetting !== 'random') {
+      try {
+        fixedIv = parseFixedIv(ivSetting);
+        this.warn(RED._('aes-encrypt.warn.fixed-iv'));
+      } catch (err) {
+        ivError = err;
+      }
+    }
+
+    this.on('input', inputFunnel<Msg>(this, (key, params) => RED._(key, params), (msg) => {
+      if (ivError) throw ivError;
+      const key = resolveKey(RED, def.key);
+      const bytes = wrapPlaintext(payloadToBytes(msg.payload), plaintext);
+      msg.payload = encryptToWire(key, bytes, deviceIdOf(msg), fixedIv);
+      return msg;
+    }));
+  }
+  RED.nodes.registerType('aes-encrypt', AesEncrypt);
+};

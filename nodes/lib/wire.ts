@@ -1,0 +1,184 @@
+/**
+ * The wire format: which payload shapes carry a ciphertext, and how a key
+ * turns them into plaintext and back.
+ *
+ *  - key/IV form:  {"iv": b64(16 bytes), "data": b64(ciphertext)[, "mac": b64(32 bytes)]}
+ *                  or a base64 ciphertext string with the IV in msg.iv
+ *  - passphrase:   b64("Salted__" ‖ salt[8] ‖ ciphertext), AES-256-CBC,
+ *                  key and IV from EVP_BytesToKey(MD5, 1 iteration)
+ */
+import {
+  IV_SIZE,
+  SALTED_MAGIC,
+  SALT_SIZE,
+  aesCbcDecrypt,
+  aesCbcEncrypt,
+  computeMac,
+  evpBytesToKey,
+  randomIv,
+  randomSalt,
+  verifyMac,
+} from './crypto';
+import { decodeBase64 } from './base64';
+import { E2eeError } from './errors';
+import type { KeyMaterial } from './key';
+
+export const DEFAULT_MAX_BYTES = 64 * 1024;
+
+export interface KeyIvEnvelope {
+  readonly form: 'keyiv';
+  readonly iv: Buffer;
+  readonly ciphertext: Buffer;
+  readonly mac?: Buffer;
+}
+
+export interface SaltedEnvelope {
+  readonly form: 'salted';
+  readonly salt: Buffer;
+  readonly ciphertext: Buffer;
+}
+
+export type Envelope = KeyIvEnvelope | SaltedEnvelope;
+
+/** The object the key/IV form travels as. */
+export interface WireObject {
+  iv: string;
+  data: string;
+  mac?: string;
+}
+
+export interface ParseOptions {
+  /** msg.iv: the IV for a bare base64 ciphertext string. */
+  iv?: unknown;
+  /** msg.mac: the MAC for a bare base64 ciphertext string. */
+  mac?: unknown;
+  /** Largest accepted encoded size in characters. */
+  maxBytes?: number;
+}
+
+function decodeIv(value: unknown): Buffer {
+  let iv: Buffer;
+  if (Buffer.isBuffer(value)) iv = value;
+  else if (typeof value === 'string') {
+    try {
+      iv = decodeBase64(value);
+    } catch {
+      throw new E2eeError('bad-iv');
+    }
+  } else throw new E2eeError('bad-iv');
+  if (iv.length !== IV_SIZE) throw new E2eeError('bad-iv');
+  return iv;
+}
+
+function decodeMac(value: unknown): Buffer | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (Buffer.isBuffer(value)) return value;
+  if (typeof value !== 'string') throw new E2eeError('bad-payload');
+  return decodeBase64(value);
+}
+
+function encodedSize(payload: string | Record<string, unknown>): number {
+  if (typeof payload === 'string') return payload.length;
+  let size = 0;
+  for (const field of ['iv', 'data', 'mac']) {
+    const value = payload[field];
+    if (typeof value === 'string') size += value.length;
+    else if (Buffer.isBuffer(value)) size += value.length;
+  }
+  return size;
+}
+
+function parseObject(obj: Record<string, unknown>): KeyIvEnvelope {
+  if (typeof obj.data !== 'string' || obj.iv === undefined) throw new E2eeError('bad-payload');
+  const iv = decodeIv(obj.iv);
+  const ciphertext = decodeBase64(obj.data);
+  return { form: 'keyiv', iv, ciphertext, mac: decodeMac(obj.mac) };
+}
+
+/**
+ * Recognises the payload shape. Throws `bad-payload`, `bad-base64`, `bad-iv`
+ * or `too-large`; none of these depend on the key.
+ */
+export function parseEnvelope(payload: unknown, options: ParseOptions = {}): Envelope {
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
+  if (typeof payload === 'string') {
+    if (payload.length > maxBytes) throw new E2eeError('too-large', { max: maxBytes });
+    const text = payload.trim();
+    // A JSON text of the object form, as an http in node gives for text/plain bodies.
+    if (text.startsWith('{')) {
+      let obj: unknown;
+      try {
+        obj = JSON.parse(text);
+      } catch {
+        throw new E2eeError('bad-payload');
+      }
+      if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw new E2eeError('bad-payload');
+      return parseObject(obj as Record<string, unknown>);
+    }
+    const bytes = decodeBase64(text);
+    if (bytes.length >= SALTED_MAGIC.length + SALT_SIZE && bytes.subarray(0, SALTED_MAGIC.length).equals(SALTED_MAGIC)) {
+      return {
+        form: 'salted',
+        salt: bytes.subarray(SALTED_MAGIC.length, SALTED_MAGIC.length + SALT_SIZE),
+        ciphertext: bytes.subarray(SALTED_MAGIC.length + SALT_SIZE),
+      };
+    }
+    if (options.iv === undefined || options.iv === null) throw new E2eeError('bad-iv');
+    return { form: 'keyiv', iv: decodeIv(options.iv), ciphertext: bytes, mac: decodeMac(options.mac) };
+  }
+  if (payload !== null && typeof payload === 'object' && !Array.isArray(payload) && !Buffer.isBuffer(payload)) {
+    const obj = payload as Record<string, unknown>;
+    if (encodedSize(obj) > maxBytes) throw new E2eeError('too-large', { max: maxBytes });
+    return parseObject(obj);
+  }
+  throw new E2eeError('bad-payload');
+}
+
+/**
+ * Decrypts an envelope. Every failure from here on (MAC, padding, a wrong
+ * key) is the single error `decrypt-failed`, except a form that does not fit
+ * the key type, which depends only on configuration.
+ */
+export function decryptEnvelope(key: KeyMaterial, envelope: Envelope, deviceId = ''): Buffer {
+  if (key.kind === 'passphrase') {
+    if (envelope.form !== 'salted') throw new E2eeError('form-mismatch');
+    const { key: aesKey, iv } = evpBytesToKey(key.passphrase, envelope.salt);
+    return guard(() => aesCbcDecrypt(aesKey, iv, envelope.ciphertext));
+  }
+  if (envelope.form !== 'keyiv') throw new E2eeError('form-mismatch');
+  if (key.macKey) {
+    // Encrypt-then-MAC: the MAC is checked, in constant time, before the padding is looked at.
+    const expected = computeMac(key.macKey, deviceId, envelope.iv, envelope.ciphertext);
+    if (!verifyMac(expected, envelope.mac)) throw new E2eeError('decrypt-failed');
+  }
+  return guard(() => key.decrypt(envelope.iv, envelope.ciphertext));
+}
+
+function guard(fn: () => Buffer): Buffer {
+  try {
+    return fn();
+  } catch {
+    throw new E2eeError('decrypt-failed');
+  }
+}
+
+/** Encrypts bytes for the wire: a WireObject for byte keys, the OpenSSL salted string for passphrases. */
+export function encryptToWire(key: KeyMaterial, plaintext: Buffer, deviceId = '', fixedIv?: Buffer): WireObject | string {
+  if (key.kind === 'passphrase') {
+    const salt = randomSalt();
+    const { key: aesKey, iv } = evpBytesToKey(key.passphrase, salt);
+    const ciphertext = aesCbcEncrypt(aesKey, iv, plaintext);
+    return Buffer.concat([SALTED_MAGIC, salt, ciphertext]).toString('base64');
+  }
+  const iv = fixedIv ?? randomIv();
+  const ciphertext = aesCbcEncrypt(key.encKey, iv, plaintext);
+  const wire: WireObject = { iv: iv.toString('base64'), data: ciphertext.toString('base64') };
+  if (key.macKey) wire.mac = computeMac(key.macKey, deviceId, iv, ciphertext).toString('base64');
+  return wire;
+}
+
+/** Parses a fixed IV setting: 32 hex digits. */
+export function parseFixedIv(text: string): Buffer {
+  if (!/^[0-9a-fA-F]{32}$/.test(text)) throw new E2eeError('bad-fixed-iv');
+  return Buffer.from(text, 'hex');
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+// Compiles nodes/**/*.ts to dist/ and puts each node's editor html, message
+// catalog, help and icons next to its compiled js. The shared catalog
+// (nodes/shared/locales) is merged into every node's catalog under "e2ee", so
+// the common error texts exist once in the source.
+'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+
+const root = path.resolve(__dirname, '..');
+const src = path.join(root, 'nodes');
+const out = path.join(root, 'dist', 'nodes');
+
+execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', root], { stdio: 'inherit' });
+
+function readJson(file) {
+  return JSON.parse(fs.readFileSync(file, 'utf8'));
+}
+
+const sharedLocales = path.join(src, 'shared', 'locales');
+
+for (const entry of fs.readdirSync(src, { withFileTypes: true })) {
+  if (!entry.isDirectory() || entry.name === 'lib' || entry.name === 'shared') continue;
+  const nodeDir = path.join(src, entry.name);
+  const outDir = path.join(out, entry.name);
+  fs.mkdirSync(outDir, { recursive: true });
+  for (const file of fs.readdirSync(nodeDir)) {
+    if (file.endsWith('.html')) fs.copyFileSync(path.join(nodeDir, file), path.join(outDir, file));
+  }
+  if (fs.existsSync(path.join(nodeDir, 'icons'))) {
+    fs.cpSync(path.join(nodeDir, 'icons'), path.join(outDir, 'icons'), { recursive: true });
+  }
+  const localesDir = path.join(nodeDir, 'locales');
+  if (!fs.existsSync(localesDir)) continue;
+  for (const lang of fs.readdirSync(localesDir)) {
+    const langOut = path.join(outDir, 'locales', lang);
+    fs.mkdirSync(langOut, { recursive: true });
+    for (const file of fs.readdirSync(path.join(localesDir, lang))) {
+      const from = path.join(localesDir, lang, file);
+      if (!file.endsWith('.json')) {
+        fs.copyFileSync(from, path.join(langOut, file));
+        continue;
+      }
+      const catalog = readJson(from);
+      const shared = path.join(sharedLocales, lang, 'common.json');
+      if (fs.existsSync(shared)) catalog.e2ee = readJson(shared);
+      fs.writeFileSync(path.join(langOut, file), JSON.stringify(catalog, null, 2) + '\n');
+    }
+  }
+}
+console.log('built', path.relative(root, out));

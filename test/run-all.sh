@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite: the README's test command (`npm test`) runs this.
+# It installs what it needs (system packages via apt-get, Node-RED 5 with its
+# Node 22 under test/nr5), then runs every suite and fails when any fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v g++ >/dev/null || need_apt+=(g++)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing system packages: ${need_apt[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# Node-RED 5 needs Node >= 22.9; both come from the npm registry into test/nr5.
+if [ ! -x test/nr5/node_modules/.bin/node ] || [ ! -f test/nr5/node_modules/node-red/lib/red.js ]; then
+  echo "installing Node-RED 5 and Node 22 into test/nr5"
+  (cd test/nr5 && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+MOCHA=node_modules/mocha/bin/mocha.js
+
+echo "== lib unit tests and node tests on Node-RED 4 ($(node --version))"
+node "$MOCHA" 'test/lib/**/*.test.js' 'test/nodes/**/*.test.js'
+
+echo "== node tests on Node-RED 5 ($(test/nr5/node_modules/.bin/node --version))"
+E2EE_NODE_RED=test/nr5/node_modules/node-red/lib/red.js \
+  test/nr5/node_modules/.bin/node "$MOCHA" 'test/nodes/**/*.test.js'
