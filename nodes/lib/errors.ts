@@ -19,7 +19,8 @@ export type ErrorCode =
   | 'bad-deviceid'
   | 'bad-plaintext'
   | 'bad-fixed-iv'
-  | 'form-mismatch';
+  | 'form-mismatch'
+  | 'no-store';
 
 export class E2eeError extends Error {
   readonly code: ErrorCode;

@@ -5,3 +5,7 @@ export * from './key';
 export * from './plaintext';
 export * from './wire';
 export * from './funnel';
+export * from './replay-window';
+export * from './registry';
+export * from './store';
+export * from './registry-actions';

@@ -15,7 +15,44 @@ const nodes = {
   aesKey: require(path.join(dist, 'aes-key', 'aes-key.js')),
   aesEncrypt: require(path.join(dist, 'aes-encrypt', 'aes-encrypt.js')),
   aesDecrypt: require(path.join(dist, 'aes-decrypt', 'aes-decrypt.js')),
+  deviceStore: require(path.join(dist, 'device-store', 'device-store.js')),
+  replayGuard: require(path.join(dist, 'replay-guard', 'replay-guard.js')),
+  deviceRegistry: require(path.join(dist, 'device-registry', 'device-registry.js')),
 };
+
+/**
+ * Resolves once `count` messages in total have arrived on the helper nodes
+ * `ids`, with the messages per id; rejects when they do not arrive in time or
+ * when `errorFrom` reports an error.
+ */
+function collect(ids, count, { timeoutMs = 5000, errorFrom } = {}) {
+  const got = Object.fromEntries(ids.map((id) => [id, []]));
+  let total = 0;
+  const listeners = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => finish(reject, new Error(`only ${total} of ${count} messages arrived`)), timeoutMs);
+    function finish(fn, value) {
+      clearTimeout(timer);
+      for (const [node, event, fnl] of listeners) node.removeListener(event, fnl);
+      fn(value);
+    }
+    for (const id of ids) {
+      const node = helper.getNode(id);
+      const onInput = (msg) => {
+        got[id].push(msg);
+        if (++total === count) finish(resolve, got);
+      };
+      node.on('input', onInput);
+      listeners.push([node, 'input', onInput]);
+    }
+    if (errorFrom) {
+      const node = helper.getNode(errorFrom);
+      const onError = (call) => finish(reject, new Error(String(call.args[0] && call.args[0].message || call.args[0])));
+      node.on('call:error', onError);
+      listeners.push([node, 'call:error', onError]);
+    }
+  });
+}
 
 /** A deep copy of test/fixtures/flows/<name>.json with some node properties overridden by id. */
 function fixtureFlow(name, overrides = {}) {
@@ -93,4 +130,4 @@ async function expectRejected(inputId, outputId, msg) {
   }
 }
 
-module.exports = { helper, nodes, fixtureFlow, exchange, expectRejected, redVersion, catalogText };
+module.exports = { collect, helper, nodes, fixtureFlow, exchange, expectRejected, redVersion, catalogText };

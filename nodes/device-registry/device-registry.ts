@@ -1,0 +1,30 @@
+import { inputFunnel, runAction } from '../lib';
+import type { Msg, Node, NodeDef, RED } from '../shared/red';
+import { resolveStore } from '../shared/stores';
+
+/** msg.deviceid, or the :deviceid route parameter when the message comes straight from an http in node. */
+function deviceIdFrom(msg: Msg): unknown {
+  if (msg.deviceid !== undefined) return msg.deviceid;
+  const req = msg.req as { params?: Record<string, unknown> } | undefined;
+  return req?.params?.deviceid;
+}
+
+export = function register(RED: RED) {
+  function DeviceRegistry(this: Node, def: NodeDef) {
+    RED.nodes.createNode(this, def);
+    const configured = typeof def.action === 'string' && def.action ? def.action : 'get';
+    const t = (key: string, params?: Record<string, unknown>) => RED._(key, params);
+
+    this.on('input', inputFunnel<Msg>(this, t, async (msg) => {
+      const storeNode = resolveStore(RED, def.store);
+      const action = typeof msg.action === 'string' && msg.action ? msg.action : configured;
+      const res = await runAction(storeNode.store, { action, deviceid: deviceIdFrom(msg), body: msg.payload, heartbeatMs: storeNode.heartbeat * 1000 }, t);
+      if (res.audit) this.warn(res.audit);
+      msg.payload = res.payload;
+      msg.statusCode = res.statusCode;
+      if (res.total !== undefined) msg.total = res.total;
+      return msg;
+    }));
+  }
+  RED.nodes.registerType('device-registry', DeviceRegistry);
+};

@@ -1,0 +1,29 @@
+import { SqliteStore } from '../lib';
+import { positiveInt } from '../shared/config';
+import type { NodeDef, RED } from '../shared/red';
+import { DEFAULT_HEARTBEAT_S, DeviceStoreNode, storeFile } from '../shared/stores';
+
+export = function register(RED: RED) {
+  function DeviceStore(this: DeviceStoreNode, def: NodeDef) {
+    RED.nodes.createNode(this, def);
+    this.file = storeFile(def.path, RED.settings.userDir);
+    this.heartbeat = positiveInt(def.heartbeat, DEFAULT_HEARTBEAT_S);
+    const store = new SqliteStore({ file: this.file });
+    this.store = store;
+    store.ready().then(
+      () => this.log(RED._('e2ee.store.opened', { file: this.file, backend: store.backend })),
+      (err: Error) => this.error(RED._('e2ee.store.open-failed', { message: err.message })),
+    );
+    this.on('close', (_removed, done) => {
+      // Pending writes commit before the handle goes, so a redeploy loses nothing.
+      store.close().then(
+        () => done(),
+        (err: Error) => {
+          this.error(RED._('e2ee.store.open-failed', { message: err.message }));
+          done();
+        },
+      );
+    });
+  }
+  RED.nodes.registerType('device-store', DeviceStore);
+};

@@ -1,0 +1,123 @@
+/**
+ * The device-registry actions: validation, the store call, and the response
+ * in the seed's shapes, ready for an http response node. The caller passes the
+ * translator, so every text comes from the message catalog.
+ */
+import type { Translate } from './funnel';
+import {
+  DEFAULT_LIST_LIMIT,
+  DEFAULT_READINGS_LIMIT,
+  MAX_LIST_LIMIT,
+  MAX_READINGS_LIMIT,
+  ValidationError,
+  isOnline,
+  parseLimit,
+  parseSince,
+  validateDeviceId,
+  validateRegister,
+  validateUpdate,
+} from './registry';
+import { parseSeq } from './replay-window';
+import type { DeviceStore } from './store/types';
+
+export const REGISTRY_ACTIONS = ['register', 'get', 'update', 'list', 'log', 'readings', 'remove', 'reset'] as const;
+export type RegistryAction = (typeof REGISTRY_ACTIONS)[number];
+
+export interface ActionRequest {
+  action: string;
+  deviceid: unknown;
+  /** msg.payload: the request body, or the query of a GET. */
+  body: unknown;
+  heartbeatMs: number;
+  now?: number;
+}
+
+export interface ActionResponse {
+  statusCode: number;
+  payload: unknown;
+  /** Total rows, for list. */
+  total?: number;
+  /** Something an operator did that belongs in the log (catalog text). */
+  audit?: string;
+}
+
+function obj(body: unknown): Record<string, unknown> {
+  return body !== null && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
+}
+
+export async function runAction(store: DeviceStore, req: ActionRequest, t: Translate): Promise<ActionResponse> {
+  const nok = (statusCode: number, key: string, params?: Record<string, unknown>): ActionResponse => ({
+    statusCode,
+    payload: { status: 'NOK', message: t(key, params) },
+  });
+  const notRegistered = () => nok(404, 'e2ee.registry.not-registered');
+  const now = req.now ?? Date.now();
+  const withOnline = <T extends { lastseen: string | null }>(row: T) => ({ ...row, online: isOnline(row.lastseen, req.heartbeatMs, now) });
+
+  try {
+    if (!(REGISTRY_ACTIONS as readonly string[]).includes(req.action)) return nok(400, 'e2ee.registry.bad-action', { action: String(req.action).slice(0, 32) });
+    const action = req.action as RegistryAction;
+    if (action === 'list') {
+      const q = obj(req.body);
+      const limit = parseLimit(q.limit, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT);
+      const offset = parseLimit(q.offset, 0, Number.MAX_SAFE_INTEGER, 'offset');
+      const { devices, total } = await store.list({ limit, offset });
+      return { statusCode: 200, payload: devices.map(withOnline), total };
+    }
+    const deviceid = validateDeviceId(req.deviceid);
+    switch (action) {
+      case 'register': {
+        const input = validateRegister(deviceid, req.body);
+        const { created, device } = await store.register(input, now);
+        if (created) return { statusCode: 201, payload: { status: 'OK', message: t('e2ee.registry.registered'), deviceid, cfgsn: device.cfgsn } };
+        return { statusCode: 200, payload: device };
+      }
+      case 'get': {
+        const device = await store.poll(deviceid, now);
+        return device ? { statusCode: 200, payload: { cfgsn: device.cfgsn, data: device.data } } : notRegistered();
+      }
+      case 'update': {
+        const input = validateUpdate(req.body);
+        const device = await store.update(deviceid, input);
+        return device ? { statusCode: 200, payload: device } : notRegistered();
+      }
+      case 'log': {
+        const seq = parseSeq(obj(req.body).SEQN);
+        const stored = await store.logReading(deviceid, seq.ok ? seq.seq : null, req.body, now);
+        return stored ? { statusCode: 200, payload: { status: 'OK' } } : notRegistered();
+      }
+      case 'readings': {
+        const q = obj(req.body);
+        const limit = parseLimit(q.limit, DEFAULT_READINGS_LIMIT, MAX_READINGS_LIMIT);
+        const since = parseSince(q.since);
+        if (!(await store.get(deviceid))) return notRegistered();
+        return { statusCode: 200, payload: await store.readings(deviceid, { limit, since }) };
+      }
+      case 'remove': {
+        const removed = await store.remove(deviceid);
+        return removed
+          ? { statusCode: 200, payload: { status: 'OK', message: t('e2ee.registry.removed') }, audit: t('e2ee.registry.audit-removed', { deviceid }) }
+          : notRegistered();
+      }
+      case 'reset': {
+        if (!(await store.get(deviceid))) return notRegistered();
+        const fromRaw = obj(req.body).from;
+        let from: number | undefined;
+        if (fromRaw !== undefined) {
+          const parsed = parseSeq(fromRaw);
+          if (!parsed.ok) throw new ValidationError('bad-from', 'from');
+          from = parsed.seq;
+        }
+        await store.resetReplay(deviceid, from);
+        return {
+          statusCode: 200,
+          payload: { status: 'OK', message: t('e2ee.registry.reset') },
+          audit: t('e2ee.registry.audit-reset', { deviceid, from: from ?? 0 }),
+        };
+      }
+    }
+  } catch (err) {
+    if (err instanceof ValidationError) return nok(400, `e2ee.registry.${err.code}`);
+    throw err;
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * Device registry rules: validation of what devices and operators send, and
+ * the seed's request and response shapes. No I/O: the store persists.
+ */
+import { isIP } from 'node:net';
+
+export const DEVICE_ID_RE = /^[A-Za-z0-9:._-]{1,64}$/;
+export const MAX_SSID_BYTES = 32;
+export const MAX_NAME_CHARS = 64;
+export const MAX_DATA_BYTES = 16 * 1024;
+export const DEFAULT_READINGS_LIMIT = 100;
+export const MAX_READINGS_LIMIT = 1000;
+export const DEFAULT_LIST_LIMIT = 1000;
+export const MAX_LIST_LIMIT = 10000;
+
+/** The seed's device row, as the API returns it. */
+export interface DeviceRow {
+  deviceid: string;
+  name: string;
+  lastseen: string | null;
+  ssid: string;
+  ipaddr: string;
+  cfgsn: number;
+  flags: number;
+  data: Record<string, unknown>;
+  datec: string;
+}
+
+export interface ReadingRow {
+  id: number;
+  deviceid: string;
+  seqn: number | null;
+  received: string;
+  payload: unknown;
+}
+
+/** A validation failure: `field` names what was wrong, `code` the catalog key under e2ee.registry. */
+export class ValidationError extends Error {
+  constructor(readonly code: string, readonly field: string) {
+    super(code);
+    this.name = 'ValidationError';
+  }
+}
+
+export function validateDeviceId(value: unknown): string {
+  if (typeof value !== 'string' || !DEVICE_ID_RE.test(value)) throw new ValidationError('bad-deviceid', 'deviceid');
+  return value;
+}
+
+export function validateIp(value: unknown): string {
+  if (typeof value !== 'string' || isIP(value) === 0) throw new ValidationError('bad-ipaddr', 'ipaddr');
+  return value;
+}
+
+export function validateSsid(value: unknown): string {
+  if (typeof value !== 'string' || Buffer.byteLength(value, 'utf8') > MAX_SSID_BYTES) throw new ValidationError('bad-ssid', 'ssid');
+  return value;
+}
+
+export function validateName(value: unknown): string {
+  if (typeof value !== 'string' || [...value].length > MAX_NAME_CHARS) throw new ValidationError('bad-name', 'name');
+  return value;
+}
+
+/** data must be a JSON object (not an array) whose JSON text is at most 16 KiB. Returns that text. */
+export function validateData(value: unknown): string {
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || Buffer.isBuffer(value)) throw new ValidationError('bad-data', 'data');
+  const json = JSON.stringify(value);
+  if (Buffer.byteLength(json, 'utf8') > MAX_DATA_BYTES) throw new ValidationError('bad-data', 'data');
+  return json;
+}
+
+export function validateFlags(value: unknown): number {
+  const n = typeof value === 'string' && /^[0-9]+$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new ValidationError('bad-flags', 'flags');
+  return n;
+}
+
+/** A non-negative integer from a number or a digit string (query strings), clamped to max; `fallback` when absent. */
+export function parseLimit(value: unknown, fallback: number, max: number, field = 'limit'): number {
+  if (value === undefined || value === null || value === '') return fallback;
+  const n = typeof value === 'string' && /^[0-9]+$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new ValidationError('bad-limit', field);
+  return Math.min(n, max);
+}
+
+/** An optional time bound: ISO 8601 text or epoch milliseconds. Returns ISO text. */
+export function parseSince(value: unknown): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  const ms = typeof value === 'number' ? value : typeof value === 'string' && /^[0-9]+$/.test(value) ? Number(value) : Date.parse(String(value));
+  if (!Number.isFinite(ms)) throw new ValidationError('bad-since', 'since');
+  return new Date(ms).toISOString();
+}
+
+export interface RegisterInput {
+  deviceid: string;
+  ipaddr: string;
+  ssid: string;
+  name?: string;
+}
+
+export function validateRegister(deviceid: unknown, body: unknown): RegisterInput {
+  const id = validateDeviceId(deviceid);
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new ValidationError('bad-body', 'body');
+  const b = body as Record<string, unknown>;
+  const input: RegisterInput = { deviceid: id, ipaddr: validateIp(b.ipaddr), ssid: validateSsid(b.ssid) };
+  if (b.name !== undefined) input.name = validateName(b.name);
+  return input;
+}
+
+export interface UpdateInput {
+  name?: string;
+  /** JSON text of the new data object. */
+  data?: string;
+  flags?: number;
+}
+
+export function validateUpdate(body: unknown): UpdateInput {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new ValidationError('bad-body', 'body');
+  const b = body as Record<string, unknown>;
+  const input: UpdateInput = {};
+  if (b.name !== undefined) input.name = validateName(b.name);
+  if (b.data !== undefined) input.data = validateData(b.data);
+  if (b.flags !== undefined) input.flags = validateFlags(b.flags);
+  if (input.name === undefined && input.data === undefined && input.flags === undefined) throw new ValidationError('empty-update', 'body');
+  return input;
+}
+
+/** Whether a device counts as online: seen within the heartbeat timeout. */
+export function isOnline(lastseen: string | null, heartbeatMs: number, now: number): boolean {
+  if (!lastseen) return false;
+  const t = Date.parse(lastseen);
+  return Number.isFinite(t) && now - t <= heartbeatMs;
+}

@@ -1,0 +1,84 @@
+/**
+ * Durable group commit. Writes queue up while a transaction commits; the
+ * next transaction takes all of them. There is no timer: at low load a write
+ * commits at once, under load batches grow by themselves. Each write's
+ * promise settles only after its transaction has committed (or failed).
+ */
+export interface Statement {
+  sql: string;
+  params: unknown[];
+}
+
+export interface Write {
+  statements: Statement[];
+  /**
+   * Writes with the same key in one batch overwrite each other (the state of
+   * a device's replay window, its lastseen): only the last one is executed,
+   * and all of them settle when the batch commits.
+   */
+  key?: string;
+}
+
+export interface PendingWrite extends Write {
+  resolve(rows: unknown[]): void;
+  reject(err: unknown): void;
+}
+
+/** Commits one batch in one transaction and settles each write; must not throw. */
+export type BatchCommitter = (batch: PendingWrite[]) => Promise<void>;
+
+export class GroupCommit {
+  private queue: PendingWrite[] = [];
+  private flushing: Promise<void> | null = null;
+  /** Sizes of the batches committed so far (for benchmarks and tests). */
+  readonly stats = { batches: 0, writes: 0, largestBatch: 0 };
+
+  constructor(private readonly commitBatch: BatchCommitter) {}
+
+  /** Queues a write; resolves with the rows its last statement returned, once committed. */
+  submit(write: Write): Promise<unknown[]> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ ...write, resolve, reject });
+      // Started from a microtask, not a timer: writes submitted in the same
+      // tick (one message's reading and lastseen) share the first batch.
+      if (!this.flushing) this.flushing = Promise.resolve().then(() => this.loop());
+    });
+  }
+
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  /** Resolves when the queue is empty and no transaction is running. */
+  async drain(): Promise<void> {
+    while (this.flushing) await this.flushing;
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue;
+        this.queue = [];
+        this.stats.batches++;
+        this.stats.writes += batch.length;
+        this.stats.largestBatch = Math.max(this.stats.largestBatch, batch.length);
+        await this.commitBatch(batch);
+      }
+    } finally {
+      this.flushing = null;
+    }
+  }
+}
+
+/** For each key, the index of its last write in the batch: earlier ones are skipped. */
+export function supersededWrites(batch: Write[]): Set<number> {
+  const last = new Map<string, number>();
+  batch.forEach((w, i) => {
+    if (w.key !== undefined) last.set(w.key, i);
+  });
+  const skip = new Set<number>();
+  batch.forEach((w, i) => {
+    if (w.key !== undefined && last.get(w.key) !== i) skip.add(i);
+  });
+  return skip;
+}

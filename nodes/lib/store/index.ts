@@ -1,0 +1,3 @@
+export * from './types';
+export * from './group-commit';
+export { SqliteStore, MIGRATIONS } from './sqlite';

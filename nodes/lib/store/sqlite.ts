@@ -1,0 +1,383 @@
+/**
+ * The embedded default backend: one SQLite file (sqlite3 package), WAL mode,
+ * schema migrations through a schema_version table, every statement
+ * parameterised, and every write through durable group commit
+ * (synchronous=FULL: a committed batch is on disk).
+ *
+ * One process owns the file. The replay windows are therefore decided in
+ * memory, which makes check-and-advance atomic without a round trip; the new
+ * state is persisted through group commit before an accepted message goes on.
+ */
+import * as path from 'node:path';
+import * as fs from 'node:fs';
+import type * as Sqlite3 from 'sqlite3';
+import type { DeviceRow, ReadingRow, RegisterInput, UpdateInput } from '../registry';
+import { INITIAL_STATE, ReplayState, decide } from '../replay-window';
+import { GroupCommit, PendingWrite, Statement, supersededWrites } from './group-commit';
+import type { DeviceStore, ListOptions, ReadingsOptions, ReplayResult } from './types';
+
+/** Each entry migrates the schema from version i to i + 1. Never edit a shipped entry: append. */
+export const MIGRATIONS: string[][] = [
+  [
+    `CREATE TABLE devices (
+       deviceid TEXT PRIMARY KEY NOT NULL,
+       name     TEXT NOT NULL DEFAULT '',
+       lastseen TEXT,
+       ssid     TEXT NOT NULL DEFAULT '',
+       ipaddr   TEXT NOT NULL DEFAULT '',
+       cfgsn    INTEGER NOT NULL DEFAULT 1,
+       flags    INTEGER NOT NULL DEFAULT 0,
+       data     TEXT NOT NULL DEFAULT '{}',
+       datec    TEXT NOT NULL
+     )`,
+    `CREATE TABLE replay_state (
+       deviceid TEXT PRIMARY KEY NOT NULL,
+       top      INTEGER NOT NULL,
+       seen     TEXT NOT NULL,
+       width    INTEGER NOT NULL,
+       updated  TEXT NOT NULL
+     )`,
+    `CREATE TABLE readings (
+       id       INTEGER PRIMARY KEY,
+       deviceid TEXT NOT NULL,
+       seqn     INTEGER,
+       received TEXT NOT NULL,
+       payload  TEXT NOT NULL
+     )`,
+    `CREATE INDEX readings_by_device ON readings (deviceid, id)`,
+  ],
+];
+
+const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec';
+
+interface RawDevice extends Omit<DeviceRow, 'data'> {
+  data: string;
+}
+
+function toDevice(raw: RawDevice): DeviceRow {
+  let data: Record<string, unknown> = {};
+  try {
+    const parsed = JSON.parse(raw.data);
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) data = parsed;
+  } catch {
+    // Only validated JSON objects are written; an unreadable value reads as empty.
+  }
+  return { ...raw, data };
+}
+
+function iso(now: number): string {
+  return new Date(now).toISOString();
+}
+
+export interface SqliteOptions {
+  /** Database file; created with its directory when missing. */
+  file: string;
+  /** Test hook: called with each batch size. */
+  onBatch?: (size: number) => void;
+}
+
+export class SqliteStore implements DeviceStore {
+  readonly backend = 'sqlite';
+  readonly file: string;
+  private db!: Sqlite3.Database;
+  private readonly statements = new Map<string, Sqlite3.Statement>();
+  private readonly commits: GroupCommit;
+  private readonly known = new Set<string>();
+  private readonly replayCache = new Map<string, ReplayState>();
+  private readonly replayLoads = new Map<string, Promise<void>>();
+  private readonly opening: Promise<void>;
+  private closed = false;
+  private isOpen = false;
+
+  constructor(private readonly options: SqliteOptions) {
+    this.file = path.resolve(options.file);
+    this.commits = new GroupCommit((batch) => this.commitBatch(batch));
+    this.opening = this.open();
+    // Callers see the failure through ready(); this keeps it from being unhandled meanwhile.
+    this.opening.catch(() => undefined);
+  }
+
+  get groupCommitStats() {
+    return this.commits.stats;
+  }
+
+  ready(): Promise<void> {
+    return this.opening;
+  }
+
+  private async open(): Promise<void> {
+    // Loaded here so that requiring the library does not need the native addon.
+    const sqlite3 = require('sqlite3') as typeof Sqlite3;
+    fs.mkdirSync(path.dirname(this.file), { recursive: true });
+    this.db = await new Promise<Sqlite3.Database>((resolve, reject) => {
+      const db = new sqlite3.Database(this.file, (err) => (err ? reject(err) : resolve(db)));
+    });
+    this.db.serialize();
+    this.db.configure('busyTimeout', 5000);
+    await this.exec('PRAGMA journal_mode = WAL');
+    await this.exec('PRAGMA synchronous = FULL');
+    await this.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+    const row = (await this.first('SELECT max(version) AS version FROM schema_version')) as { version: number | null };
+    let version = row?.version ?? 0;
+    if (version > MIGRATIONS.length) throw new Error(`database schema ${version} is newer than this package supports (${MIGRATIONS.length})`);
+    for (; version < MIGRATIONS.length; version++) {
+      await this.exec('BEGIN IMMEDIATE');
+      try {
+        for (const sql of MIGRATIONS[version]) await this.exec(sql);
+        await this.run('INSERT INTO schema_version (version) VALUES (?)', [version + 1]);
+        await this.exec('COMMIT');
+      } catch (err) {
+        await this.exec('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+    }
+    for (const r of (await this.all('SELECT deviceid FROM devices', [])) as { deviceid: string }[]) this.known.add(r.deviceid);
+    this.isOpen = true;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.opening.catch(() => undefined);
+    await this.commits.drain();
+    if (!this.db) return;
+    await Promise.all([...this.statements.values()].map((s) => new Promise<void>((resolve) => s.finalize(() => resolve()))));
+    this.statements.clear();
+    await new Promise<void>((resolve, reject) => this.db.close((err) => (err ? reject(err) : resolve())));
+  }
+
+  // --- low-level helpers -------------------------------------------------
+
+  private exec(sql: string): Promise<void> {
+    return new Promise((resolve, reject) => this.db.exec(sql, (err) => (err ? reject(err) : resolve())));
+  }
+
+  private statement(sql: string): Sqlite3.Statement {
+    let stmt = this.statements.get(sql);
+    if (!stmt) {
+      stmt = this.db.prepare(sql);
+      this.statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
+  private run(sql: string, params: unknown[]): Promise<void> {
+    return new Promise((resolve, reject) => this.statement(sql).run(params, (err: Error | null) => (err ? reject(err) : resolve())));
+  }
+
+  private all(sql: string, params: unknown[]): Promise<unknown[]> {
+    return new Promise((resolve, reject) => this.statement(sql).all(params, (err: Error | null, rows: unknown[]) => (err ? reject(err) : resolve(rows))));
+  }
+
+  private async first(sql: string, params: unknown[] = []): Promise<unknown> {
+    return (await this.all(sql, params))[0];
+  }
+
+  /**
+   * Runs fn once the store is open. When it already is, fn starts in this
+   * very tick, so writes reach the commit queue in call order and before a
+   * close() issued after them.
+   */
+  private afterOpen<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new Error('device store is closed'));
+    return this.isOpen ? fn() : this.opening.then(fn);
+  }
+
+  private read<T>(sql: string, params: unknown[]): Promise<T[]> {
+    return this.afterOpen(async () => (await this.all(sql, params)) as T[]);
+  }
+
+  private write(statements: Statement[], key?: string): Promise<unknown[]> {
+    return this.afterOpen(() => this.commits.submit({ statements, key }));
+  }
+
+  private async commitBatch(batch: PendingWrite[]): Promise<void> {
+    this.options.onBatch?.(batch.length);
+    const skip = supersededWrites(batch);
+    try {
+      await this.exec('BEGIN IMMEDIATE');
+    } catch (err) {
+      for (const w of batch) w.reject(err);
+      return;
+    }
+    // Statements are queued in order on the serialized connection; waiting on
+    // each one separately would only add round trips.
+    const results = await Promise.allSettled(
+      batch.map(async (w, i) => {
+        if (skip.has(i)) return [];
+        let rows: unknown[] = [];
+        for (const s of w.statements) rows = await this.all(s.sql, s.params);
+        return rows;
+      }),
+    );
+    try {
+      await this.exec('COMMIT');
+    } catch (err) {
+      await this.exec('ROLLBACK').catch(() => undefined);
+      for (const w of batch) w.reject(err);
+      return;
+    }
+    results.forEach((r, i) => (r.status === 'fulfilled' ? batch[i].resolve(r.value) : batch[i].reject(r.reason)));
+  }
+
+  // --- registry ----------------------------------------------------------
+
+  register(input: RegisterInput, now = Date.now()): Promise<{ created: boolean; device: DeviceRow }> {
+    return this.afterOpen(() => this.registerOpen(input, now));
+  }
+
+  private async registerOpen(input: RegisterInput, now: number): Promise<{ created: boolean; device: DeviceRow }> {
+    // Decided synchronously, so two concurrent first registrations give one 201.
+    const created = !this.known.has(input.deviceid);
+    this.known.add(input.deviceid);
+    const t = iso(now);
+    const rows = (await this.write([
+      {
+        sql: `INSERT INTO devices (deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec)
+              VALUES (?, ?, ?, ?, ?, 1, 0, '{}', ?)
+              ON CONFLICT (deviceid) DO UPDATE SET ipaddr = excluded.ipaddr, ssid = excluded.ssid, lastseen = excluded.lastseen,
+                name = CASE WHEN ? IS NULL THEN devices.name ELSE excluded.name END
+              RETURNING ${DEVICE_COLUMNS}`,
+        params: [input.deviceid, input.name ?? '', t, input.ssid, input.ipaddr, t, input.name ?? null],
+      },
+    ])) as RawDevice[];
+    return { created, device: toDevice(rows[0]) };
+  }
+
+  poll(deviceid: string, now = Date.now()): Promise<DeviceRow | undefined> {
+    return this.afterOpen(async () => {
+      if (!this.known.has(deviceid)) return undefined;
+      const rows = (await this.write([
+        { sql: `UPDATE devices SET lastseen = ? WHERE deviceid = ? RETURNING ${DEVICE_COLUMNS}`, params: [iso(now), deviceid] },
+      ])) as RawDevice[];
+      return rows[0] ? toDevice(rows[0]) : undefined;
+    });
+  }
+
+  async get(deviceid: string): Promise<DeviceRow | undefined> {
+    const rows = await this.read<RawDevice>(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE deviceid = ?`, [deviceid]);
+    return rows[0] ? toDevice(rows[0]) : undefined;
+  }
+
+  async update(deviceid: string, input: UpdateInput): Promise<DeviceRow | undefined> {
+    const rows = (await this.write([
+      {
+        sql: `UPDATE devices SET
+                name  = COALESCE(?, name),
+                flags = COALESCE(?, flags),
+                cfgsn = cfgsn + CASE WHEN ? IS NOT NULL AND ? <> data THEN 1 ELSE 0 END,
+                data  = COALESCE(?, data)
+              WHERE deviceid = ? RETURNING ${DEVICE_COLUMNS}`,
+        params: [input.name ?? null, input.flags ?? null, input.data ?? null, input.data ?? null, input.data ?? null, deviceid],
+      },
+    ])) as RawDevice[];
+    return rows[0] ? toDevice(rows[0]) : undefined;
+  }
+
+  async list(options: ListOptions): Promise<{ devices: DeviceRow[]; total: number }> {
+    const rows = await this.read<RawDevice>(`SELECT ${DEVICE_COLUMNS} FROM devices ORDER BY deviceid LIMIT ? OFFSET ?`, [options.limit, options.offset]);
+    const [count] = await this.read<{ n: number }>('SELECT count(*) AS n FROM devices', []);
+    return { devices: rows.map(toDevice), total: count.n };
+  }
+
+  remove(deviceid: string): Promise<boolean> {
+    return this.afterOpen(async () => {
+      if (!this.known.has(deviceid)) return false;
+      this.known.delete(deviceid);
+      const rows = await this.write([
+        { sql: 'DELETE FROM readings WHERE deviceid = ?', params: [deviceid] },
+        { sql: 'DELETE FROM devices WHERE deviceid = ? RETURNING deviceid', params: [deviceid] },
+      ]);
+      return rows.length > 0;
+    });
+  }
+
+  // --- readings ----------------------------------------------------------
+
+  logReading(deviceid: string, seqn: number | null, payload: unknown, now = Date.now()): Promise<boolean> {
+    return this.afterOpen(async () => {
+      if (!this.known.has(deviceid)) return false;
+      const t = iso(now);
+      await Promise.all([
+        this.commits.submit({
+          statements: [{ sql: 'INSERT INTO readings (deviceid, seqn, received, payload) VALUES (?, ?, ?, ?)', params: [deviceid, seqn, t, JSON.stringify(payload ?? null)] }],
+        }),
+        // One lastseen update per device and batch is enough.
+        this.commits.submit({ statements: [{ sql: 'UPDATE devices SET lastseen = ? WHERE deviceid = ?', params: [t, deviceid] }], key: `lastseen:${deviceid}` }),
+      ]);
+      return true;
+    });
+  }
+
+  async readings(deviceid: string, options: ReadingsOptions): Promise<ReadingRow[]> {
+    const rows = await this.read<Omit<ReadingRow, 'payload'> & { payload: string }>(
+      `SELECT id, deviceid, seqn, received, payload FROM readings
+       WHERE deviceid = ? AND (? IS NULL OR received >= ?) ORDER BY id DESC LIMIT ?`,
+      [deviceid, options.since ?? null, options.since ?? null, options.limit],
+    );
+    return rows.map((r) => {
+      let payload: unknown = null;
+      try {
+        payload = JSON.parse(r.payload);
+      } catch {
+        payload = r.payload;
+      }
+      return { ...r, payload };
+    });
+  }
+
+  // --- replay ------------------------------------------------------------
+
+  private loadReplay(deviceid: string): Promise<void> {
+    let loading = this.replayLoads.get(deviceid);
+    if (!loading) {
+      loading = this.read<{ top: number; seen: string; width: number }>('SELECT top, seen, width FROM replay_state WHERE deviceid = ?', [deviceid])
+        .then((rows) => {
+          if (!this.replayCache.has(deviceid)) {
+            const r = rows[0];
+            this.replayCache.set(deviceid, r ? { top: r.top, seen: BigInt(`0x${r.seen}`), width: r.width } : INITIAL_STATE);
+          }
+        })
+        .finally(() => this.replayLoads.delete(deviceid));
+      this.replayLoads.set(deviceid, loading);
+    }
+    return loading;
+  }
+
+  private persistReplay(deviceid: string, state: ReplayState): Promise<unknown> {
+    return this.write(
+      [
+        {
+          sql: `INSERT INTO replay_state (deviceid, top, seen, width, updated) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (deviceid) DO UPDATE SET top = excluded.top, seen = excluded.seen, width = excluded.width, updated = excluded.updated`,
+          params: [deviceid, state.top, state.seen.toString(16), state.width, iso(Date.now())],
+        },
+      ],
+      `replay:${deviceid}`,
+    );
+  }
+
+  async checkReplay(deviceid: string, seq: number, window: number): Promise<ReplayResult> {
+    if (this.closed) throw new Error('device store is closed');
+    if (!this.replayCache.has(deviceid)) await this.loadReplay(deviceid);
+    // From here to the cache update nothing awaits: the decision is atomic.
+    const decision = decide(this.replayCache.get(deviceid) ?? INITIAL_STATE, seq, window);
+    if (!decision.accepted) return decision;
+    this.replayCache.set(deviceid, decision.next);
+    await this.persistReplay(deviceid, decision.next);
+    return { accepted: true, state: decision.next };
+  }
+
+  async resetReplay(deviceid: string, from?: number): Promise<void> {
+    if (!this.isOpen) await this.afterOpen(async () => undefined);
+    // A floor: everything below `from` counts as seen; with no floor the counter starts afresh.
+    const state: ReplayState = from === undefined || from <= 0 ? INITIAL_STATE : { top: from - 1, seen: 1n, width: 0 };
+    this.replayCache.set(deviceid, state);
+    await this.persistReplay(deviceid, state);
+  }
+
+  async replayState(deviceid: string): Promise<ReplayState> {
+    if (!this.replayCache.has(deviceid)) await this.loadReplay(deviceid);
+    return this.replayCache.get(deviceid) ?? INITIAL_STATE;
+  }
+}

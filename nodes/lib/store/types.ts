@@ -1,0 +1,54 @@
+/**
+ * The storage interface the nodes use. SQLite (sqlite.ts) is the embedded
+ * default; a shared backend such as PostgreSQL implements the same interface
+ * (its checkReplay then decides inside the database, with a row lock, since
+ * several Node-RED instances share the state).
+ */
+import type { DeviceRow, ReadingRow, RegisterInput, UpdateInput } from '../registry';
+import type { ReplayState } from '../replay-window';
+
+export type ReplayResult = { accepted: true; state: ReplayState } | { accepted: false; reason: 'replay' | 'stale' };
+
+export interface ListOptions {
+  limit: number;
+  offset: number;
+}
+
+export interface ReadingsOptions {
+  limit: number;
+  /** ISO 8601 lower bound on the received time, inclusive. */
+  since?: string;
+}
+
+export interface DeviceStore {
+  readonly backend: string;
+  /** Resolves once the store is open and migrated; rejects when it cannot be opened. */
+  ready(): Promise<void>;
+  /** Waits for every queued write to commit, then releases the store. */
+  close(): Promise<void>;
+
+  /** Inserts a new device (cfgsn 1) or refreshes ipaddr, ssid and lastseen of a known one. */
+  register(input: RegisterInput, now?: number): Promise<{ created: boolean; device: DeviceRow }>;
+  /** The device's row after updating lastseen (the config poll), or undefined when unknown. */
+  poll(deviceid: string, now?: number): Promise<DeviceRow | undefined>;
+  /** The device's row without touching it. */
+  get(deviceid: string): Promise<DeviceRow | undefined>;
+  /** Applies name/data/flags; cfgsn goes up by one when data changes. Undefined when unknown. */
+  update(deviceid: string, input: UpdateInput): Promise<DeviceRow | undefined>;
+  list(options: ListOptions): Promise<{ devices: DeviceRow[]; total: number }>;
+  /** Removes the device and its readings; its replay state is kept so old messages stay rejected. */
+  remove(deviceid: string): Promise<boolean>;
+
+  /** Stores a reading and updates lastseen. False when the device is not registered. */
+  logReading(deviceid: string, seqn: number | null, payload: unknown, now?: number): Promise<boolean>;
+  readings(deviceid: string, options: ReadingsOptions): Promise<ReadingRow[]>;
+
+  /**
+   * Atomic check-and-advance of a device's sequence number. An accepted
+   * number resolves only after the new state has committed.
+   */
+  checkReplay(deviceid: string, seq: number, window: number): Promise<ReplayResult>;
+  /** Operator action: forget a device's counter, or accept only numbers >= from. */
+  resetReplay(deviceid: string, from?: number): Promise<void>;
+  replayState(deviceid: string): Promise<ReplayState>;
+}

@@ -1,0 +1,35 @@
+import { ReplayReason, inputFunnel, parseSeq } from '../lib';
+import type { Msg, Node, NodeDef, RED } from '../shared/red';
+import { resolveStore } from '../shared/stores';
+
+export = function register(RED: RED) {
+  function ReplayGuard(this: Node, def: NodeDef) {
+    RED.nodes.createNode(this, def);
+    const deviceProperty = typeof def.deviceProperty === 'string' && def.deviceProperty ? def.deviceProperty : 'deviceid';
+    const seqProperty = typeof def.seqProperty === 'string' && def.seqProperty ? def.seqProperty : 'payload.SEQN';
+    const windowSize = Math.min(Math.max(Math.trunc(Number(def.window) || 0), 0), 1024);
+
+    const read = (msg: Msg, property: string): unknown => {
+      try {
+        return RED.util.getMessageProperty(msg, property);
+      } catch {
+        return undefined;
+      }
+    };
+    const reject = (msg: Msg, reason: ReplayReason) => {
+      msg.rejected = { reason };
+      return [null, msg];
+    };
+
+    this.on('input', inputFunnel<Msg>(this, (key, params) => RED._(key, params), async (msg) => {
+      const { store } = resolveStore(RED, def.store);
+      const deviceid = read(msg, deviceProperty);
+      if (typeof deviceid !== 'string' || deviceid === '') return reject(msg, 'missing-device');
+      const seq = parseSeq(read(msg, seqProperty));
+      if (!seq.ok) return reject(msg, seq.reason);
+      const result = await store.checkReplay(deviceid, seq.seq, windowSize);
+      return result.accepted ? [msg, null] : reject(msg, result.reason);
+    }));
+  }
+  RED.nodes.registerType('replay-guard', ReplayGuard);
+};

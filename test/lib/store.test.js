@@ -1,0 +1,102 @@
+'use strict';
+require('should');
+const { SqliteStore, MIGRATIONS } = require('../../dist/nodes/lib');
+const { tempDir, querySqlite } = require('../support/tmp');
+
+describe('lib/store SqliteStore', function () {
+  this.timeout(20000);
+  let tmp;
+  let store;
+  beforeEach(async function () {
+    tmp = tempDir();
+    store = new SqliteStore({ file: tmp.file('sub/dir/db.sqlite') });
+    await store.ready();
+  });
+  afterEach(async function () {
+    await store.close();
+    tmp.cleanup();
+  });
+
+  it('creates the file and its directory, in WAL mode, at the latest schema version', async function () {
+    const [mode] = await querySqlite(tmp.file('sub/dir/db.sqlite'), 'PRAGMA journal_mode');
+    mode.journal_mode.should.equal('wal');
+    const [v] = await querySqlite(tmp.file('sub/dir/db.sqlite'), 'SELECT max(version) AS v FROM schema_version');
+    v.v.should.equal(MIGRATIONS.length);
+    const tables = (await querySqlite(tmp.file('sub/dir/db.sqlite'), "SELECT name FROM sqlite_master WHERE type = 'table'")).map((r) => r.name);
+    tables.should.containDeep(['devices', 'replay_state', 'readings', 'schema_version']);
+  });
+
+  it('reopens an existing file without migrating again, keeping its data', async function () {
+    await store.register({ deviceid: 'a', ipaddr: '10.0.0.1', ssid: 'x' });
+    await store.close();
+    store = new SqliteStore({ file: tmp.file('sub/dir/db.sqlite') });
+    await store.ready();
+    (await store.get('a')).ipaddr.should.equal('10.0.0.1');
+    (await querySqlite(tmp.file('sub/dir/db.sqlite'), 'SELECT version FROM schema_version')).length.should.equal(MIGRATIONS.length);
+  });
+
+  it('refuses a database from a newer version of the package', async function () {
+    await store.close();
+    const sqlite3 = require('sqlite3');
+    await new Promise((resolve, reject) => {
+      const db = new sqlite3.Database(tmp.file('sub/dir/db.sqlite'));
+      db.run('INSERT INTO schema_version (version) VALUES (999)', (err) => db.close(() => (err ? reject(err) : resolve())));
+    });
+    store = new SqliteStore({ file: tmp.file('sub/dir/db.sqlite') });
+    await store.ready().should.be.rejectedWith(/newer than this package supports/);
+  });
+
+  it('group commit: concurrent writes share transactions, and each resolves after commit', async function () {
+    await store.register({ deviceid: 'dev', ipaddr: '10.0.0.1', ssid: 'x' });
+    const before = { ...store.groupCommitStats };
+    const n = 2000;
+    await Promise.all(Array.from({ length: n }, (_, i) => store.logReading('dev', i, { SEQN: i })));
+    const batches = store.groupCommitStats.batches - before.batches;
+    batches.should.be.below(n / 10); // 2 writes per reading; they must have been grouped
+    store.groupCommitStats.largestBatch.should.be.above(10);
+    // Committed: another connection sees every row.
+    const [c] = await querySqlite(tmp.file('sub/dir/db.sqlite'), 'SELECT count(*) AS n FROM readings');
+    c.n.should.equal(n);
+  });
+
+  it('a single write at low load commits alone, without waiting for company', async function () {
+    await store.register({ deviceid: 'dev', ipaddr: '10.0.0.1', ssid: 'x' });
+    const before = store.groupCommitStats.batches;
+    await store.logReading('dev', 1, { SEQN: 1 });
+    (store.groupCommitStats.batches - before).should.equal(1);
+  });
+
+  it('close() waits for queued writes', async function () {
+    await store.register({ deviceid: 'dev', ipaddr: '10.0.0.1', ssid: 'x' });
+    const writes = Array.from({ length: 500 }, (_, i) => store.logReading('dev', i, { i }));
+    await store.close();
+    await Promise.all(writes);
+    const [c] = await querySqlite(tmp.file('sub/dir/db.sqlite'), 'SELECT count(*) AS n FROM readings');
+    c.n.should.equal(500);
+    await store.logReading('dev', 1, {}).should.be.rejectedWith(/closed/);
+  });
+
+  it('stores SQL-injection strings verbatim', async function () {
+    const evil = ["x'); DROP TABLE devices; --", 'Robert"); DELETE FROM readings; --', "' OR '1'='1"];
+    for (const [i, name] of evil.entries()) {
+      await store.register({ deviceid: `d${i}`, ipaddr: '::1', ssid: name, name });
+      await store.update(`d${i}`, { data: JSON.stringify({ k: name }) });
+    }
+    const { devices, total } = await store.list({ limit: 10, offset: 0 });
+    total.should.equal(3);
+    devices.map((d) => d.name).should.eql(evil);
+    devices.map((d) => d.data.k).should.eql(evil);
+    (await store.get("d0' OR '1'='1")) === undefined || should.fail();
+  });
+
+  it('replay state: atomic under concurrency and persisted across reopen', async function () {
+    const results = await Promise.all(Array.from({ length: 100 }, () => store.checkReplay('dev', 7, 0)));
+    results.filter((r) => r.accepted).length.should.equal(1);
+    await store.close();
+    store = new SqliteStore({ file: tmp.file('sub/dir/db.sqlite') });
+    (await store.checkReplay('dev', 7, 0)).should.eql({ accepted: false, reason: 'replay' });
+    (await store.checkReplay('dev', 8, 0)).accepted.should.be.true();
+  });
+});
+
+const should = require('should');
