@@ -55,7 +55,7 @@ function reading(i) {
 async function main() {
   for (const n of flow) if (n.type !== 'tab' && n.type !== 'aes-key') n.z = 'tab';
   const runtime = await startRuntime({ flow, credentials, packages: ['node-red-contrib-crypto-js'], settings: { functionGlobalContext: { CryptoJS } } });
-  const run = (id, msgs) => pump(runtime, id, 'sink', msgs);
+  const run = (id, payloads) => pump(runtime, id, 'sink', payloads.map((payload) => ({ payload })));
   const passMsgs = Array.from({ length: MESSAGES }, (_, i) => CryptoJS.AES.encrypt(reading(i), PASSPHRASE).toString());
   const keyIvMsgs = Array.from({ length: MESSAGES }, (_, i) => {
     const iv = crypto.randomBytes(16);

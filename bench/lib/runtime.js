@@ -69,23 +69,29 @@ async function startRuntime({ flow, credentials = {}, packages = [], settings = 
   };
 }
 
-/** Pushes every payload into node `inputId`; resolves with msgs/s once all reached node `sinkId`. */
-function pump(runtime, inputId, sinkId, payloads) {
+/**
+ * Pushes messages into node `inputId`, keeping at most `inFlight` between
+ * input and node `sinkId` (default: all at once); resolves with msgs/s once
+ * all arrived.
+ */
+function pump(runtime, inputId, sinkId, messages, inFlight = messages.length) {
   const input = runtime.getNode(inputId);
   const sink = runtime.getNode(sinkId);
   if (!input || !sink) throw new Error(`no node ${input ? sinkId : inputId}`);
   return new Promise((resolve) => {
     let received = 0;
+    let sent = 0;
     const onInput = () => {
-      if (++received === payloads.length) {
+      if (sent < messages.length) input.receive(messages[sent++]);
+      if (++received === messages.length) {
         const seconds = Number(process.hrtime.bigint() - start) / 1e9;
         sink.removeListener('input', onInput);
-        resolve(payloads.length / seconds);
+        resolve(messages.length / seconds);
       }
     };
     sink.on('input', onInput);
     const start = process.hrtime.bigint();
-    for (const payload of payloads) input.receive({ payload });
+    while (sent < Math.min(inFlight, messages.length)) input.receive(messages[sent++]);
   });
 }
 

@@ -9,8 +9,21 @@ export interface Statement {
   params: unknown[];
 }
 
+/** A row for a multi-row INSERT: all rows for one target in a batch go into as few statements as possible. */
+export interface RowInsert {
+  /** Table and column list, e.g. `readings (deviceid, seqn)`; a constant, never user input. */
+  into: string;
+  values: unknown[];
+  /** Optional constant suffix, e.g. an `ON CONFLICT ... DO UPDATE` clause. */
+  conflict?: string;
+}
+
 export interface Write {
   statements: Statement[];
+  /** Rows inserted before the batch's statements run. */
+  row?: RowInsert;
+  /** Marks a device as seen at this time; one UPDATE per batch covers every device touched in it. */
+  touch?: { deviceid: string; time: string };
   /**
    * Writes with the same key in one batch overwrite each other (the state of
    * a device's replay window, its lastseen): only the last one is executed,

@@ -48,6 +48,9 @@ export const MIGRATIONS: string[][] = [
   ],
 ];
 
+/** Largest multi-row INSERT: 256 rows of 4 values stays far below SQLite's variable limit. */
+const ROWS_PER_INSERT = 256;
+
 const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec';
 
 interface RawDevice extends Omit<DeviceRow, 'data'> {
@@ -200,11 +203,16 @@ export class SqliteStore implements DeviceStore {
       for (const w of batch) w.reject(err);
       return;
     }
+    const inserted = await this.insertRows(batch, skip).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
     // Statements are queued in order on the serialized connection; waiting on
     // each one separately would only add round trips.
     const results = await Promise.allSettled(
       batch.map(async (w, i) => {
         if (skip.has(i)) return [];
+        if (w.row && inserted !== undefined) throw inserted;
         let rows: unknown[] = [];
         for (const s of w.statements) rows = await this.all(s.sql, s.params);
         return rows;
@@ -218,6 +226,50 @@ export class SqliteStore implements DeviceStore {
       return;
     }
     results.forEach((r, i) => (r.status === 'fulfilled' ? batch[i].resolve(r.value) : batch[i].reject(r.reason)));
+  }
+
+  /**
+   * Multi-row INSERTs for the batch's row writes: one statement per chunk of
+   * up to ROWS_PER_INSERT rows instead of one per row. Chunk sizes are powers
+   * of two so a handful of prepared statements cover every batch size.
+   */
+  private async insertRows(batch: PendingWrite[], skip: Set<number>): Promise<void> {
+    const byTarget = new Map<string, { into: string; conflict: string; rows: unknown[][] }>();
+    const touched = new Set<string>();
+    let touchTime = '';
+    batch.forEach((w, i) => {
+      if (w.touch) {
+        touched.add(w.touch.deviceid);
+        if (w.touch.time > touchTime) touchTime = w.touch.time;
+      }
+      if (!w.row || skip.has(i)) return;
+      const target = `${w.row.into} ${w.row.conflict ?? ''}`;
+      const group = byTarget.get(target) ?? { into: w.row.into, conflict: w.row.conflict ?? '', rows: [] };
+      group.rows.push(w.row.values);
+      byTarget.set(target, group);
+    });
+    const pending: Promise<unknown>[] = [];
+    // lastseen: the batch's latest time for every device it touched (batches last milliseconds).
+    const ids = [...touched];
+    for (let offset = 0; offset < ids.length; ) {
+      let size = ROWS_PER_INSERT;
+      while (size > ids.length - offset) size >>= 1;
+      const chunk = ids.slice(offset, offset + size);
+      offset += size;
+      pending.push(this.run(`UPDATE devices SET lastseen = ? WHERE deviceid IN (${chunk.map(() => '?').join(', ')})`, [touchTime, ...chunk]));
+    }
+    for (const { into, conflict, rows } of byTarget.values()) {
+      let offset = 0;
+      while (offset < rows.length) {
+        let size = ROWS_PER_INSERT;
+        while (size > rows.length - offset) size >>= 1;
+        const chunk = rows.slice(offset, offset + size);
+        offset += size;
+        const placeholders = `(${chunk[0].map(() => '?').join(', ')})`;
+        pending.push(this.run(`INSERT INTO ${into} VALUES ${Array(size).fill(placeholders).join(', ')} ${conflict}`, chunk.flat()));
+      }
+    }
+    await Promise.all(pending);
   }
 
   // --- registry ----------------------------------------------------------
@@ -298,13 +350,11 @@ export class SqliteStore implements DeviceStore {
     return this.afterOpen(async () => {
       if (!this.known.has(deviceid)) return false;
       const t = iso(now);
-      await Promise.all([
-        this.commits.submit({
-          statements: [{ sql: 'INSERT INTO readings (deviceid, seqn, received, payload) VALUES (?, ?, ?, ?)', params: [deviceid, seqn, t, JSON.stringify(payload ?? null)] }],
-        }),
-        // One lastseen update per device and batch is enough.
-        this.commits.submit({ statements: [{ sql: 'UPDATE devices SET lastseen = ? WHERE deviceid = ?', params: [t, deviceid] }], key: `lastseen:${deviceid}` }),
-      ]);
+      await this.commits.submit({
+        statements: [],
+        row: { into: 'readings (deviceid, seqn, received, payload)', values: [deviceid, seqn, t, JSON.stringify(payload ?? null)] },
+        touch: { deviceid, time: t },
+      });
       return true;
     });
   }
@@ -345,15 +395,17 @@ export class SqliteStore implements DeviceStore {
   }
 
   private persistReplay(deviceid: string, state: ReplayState): Promise<unknown> {
-    return this.write(
-      [
-        {
-          sql: `INSERT INTO replay_state (deviceid, top, seen, width, updated) VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT (deviceid) DO UPDATE SET top = excluded.top, seen = excluded.seen, width = excluded.width, updated = excluded.updated`,
-          params: [deviceid, state.top, state.seen.toString(16), state.width, iso(Date.now())],
+    return this.afterOpen(() =>
+      this.commits.submit({
+        statements: [],
+        row: {
+          into: 'replay_state (deviceid, top, seen, width, updated)',
+          values: [deviceid, state.top, state.seen.toString(16), state.width, iso(Date.now())],
+          conflict: 'ON CONFLICT (deviceid) DO UPDATE SET top = excluded.top, seen = excluded.seen, width = excluded.width, updated = excluded.updated',
         },
-      ],
-      `replay:${deviceid}`,
+        // Only the newest state of a device in a batch needs writing.
+        key: `replay:${deviceid}`,
+      }),
     );
   }
 
