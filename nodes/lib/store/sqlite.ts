@@ -35,7 +35,7 @@ export const MIGRATIONS: string[][] = [
        top      INTEGER NOT NULL,
        seen     TEXT NOT NULL,
        width    INTEGER NOT NULL,
-       updated  TEXT NOT NULL
+       updated  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
      )`,
     `CREATE TABLE readings (
        id       INTEGER PRIMARY KEY,
@@ -50,6 +50,9 @@ export const MIGRATIONS: string[][] = [
 
 /** Largest multi-row INSERT: 256 rows of 4 values stays far below SQLite's variable limit. */
 const ROWS_PER_INSERT = 256;
+
+/** The current time in the ISO 8601 form the rows use, computed by SQLite. */
+const NOW_SQL = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec';
 
@@ -399,9 +402,10 @@ export class SqliteStore implements DeviceStore {
       this.commits.submit({
         statements: [],
         row: {
-          into: 'replay_state (deviceid, top, seen, width, updated)',
-          values: [deviceid, state.top, state.seen.toString(16), state.width, iso(Date.now())],
-          conflict: 'ON CONFLICT (deviceid) DO UPDATE SET top = excluded.top, seen = excluded.seen, width = excluded.width, updated = excluded.updated',
+          into: 'replay_state (deviceid, top, seen, width)',
+          values: [deviceid, state.top, state.seen.toString(16), state.width],
+          // `updated` is the commit time, taken by SQLite once per statement.
+          conflict: `ON CONFLICT (deviceid) DO UPDATE SET top = excluded.top, seen = excluded.seen, width = excluded.width, updated = ${NOW_SQL}`,
         },
         // Only the newest state of a device in a batch needs writing.
         key: `replay:${deviceid}`,
