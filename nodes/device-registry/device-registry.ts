@@ -13,16 +13,32 @@ export = function register(RED: RED) {
   function DeviceRegistry(this: Node, def: NodeDef) {
     RED.nodes.createNode(this, def);
     const configured = typeof def.action === 'string' && def.action ? def.action : 'get';
+    const requireToken = def.requireToken === true || def.requireToken === 'true';
     const t = (key: string, params?: Record<string, unknown>) => RED._(key, params);
 
     this.on('input', inputFunnel<Msg>(this, t, async (msg) => {
       const storeNode = resolveStore(RED, def.store);
       const action = typeof msg.action === 'string' && msg.action ? msg.action : configured;
-      const res = await runAction(storeNode.store, { action, deviceid: deviceIdFrom(msg), body: msg.payload, heartbeatMs: storeNode.heartbeat * 1000 }, t);
+      const req = msg.req as { headers?: Record<string, unknown> } | undefined;
+      const res = await runAction(
+        storeNode.store,
+        {
+          action,
+          deviceid: deviceIdFrom(msg),
+          body: msg.payload,
+          heartbeatMs: storeNode.heartbeat * 1000,
+          seqn: msg.seqn,
+          auth: requireToken ? { header: req?.headers?.authorization, token: storeNode.credentials?.token } : undefined,
+        },
+        t,
+      );
       if (res.audit) this.warn(res.audit);
       msg.payload = res.payload;
       msg.statusCode = res.statusCode;
       if (res.total !== undefined) msg.total = res.total;
+      if (res.headers) msg.headers = { ...(msg.headers as Record<string, string> | undefined), ...res.headers };
+      if (res.seqn !== undefined) msg.seqn = res.seqn;
+      if (res.pushUrl !== undefined) msg.pushUrl = res.pushUrl;
       return msg;
     }));
   }

@@ -10,6 +10,7 @@ export = function register(RED: RED) {
     this.heartbeat = positiveInt(def.heartbeat, DEFAULT_HEARTBEAT_S);
     const store = new SqliteStore({ file: this.file });
     this.store = store;
+    if (!this.credentials?.token) this.log(RED._('e2ee.registry.no-token'));
     store.ready().then(
       () => this.log(RED._('e2ee.store.opened', { file: this.file, backend: store.backend })),
       (err: Error) => this.error(RED._('e2ee.store.open-failed', { message: err.message })),
@@ -25,5 +26,6 @@ export = function register(RED: RED) {
       );
     });
   }
-  RED.nodes.registerType('device-store', DeviceStore);
+  // The operator token that device-registry nodes with "require token" check.
+  RED.nodes.registerType('device-store', DeviceStore, { credentials: { token: { type: 'password' } } });
 };

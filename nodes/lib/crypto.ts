@@ -143,6 +143,24 @@ export function verifyMac(expected: Buffer, received: Buffer | undefined): boole
   return crypto.timingSafeEqual(expected, received);
 }
 
+/**
+ * Compares a presented secret (an operator's bearer token) with the expected
+ * one in constant time: both are hashed first, so neither their contents nor
+ * their lengths leak through timing.
+ */
+export function secretsEqual(presented: string, expected: string): boolean {
+  const a = crypto.createHash('sha256').update(presented, 'utf8').digest();
+  const b = crypto.createHash('sha256').update(expected, 'utf8').digest();
+  return crypto.timingSafeEqual(a, b) && expected.length > 0;
+}
+
+/** The token of an `Authorization: Bearer <token>` header, or undefined. */
+export function bearerToken(header: unknown): string | undefined {
+  if (typeof header !== 'string') return undefined;
+  const m = /^Bearer[ ]+([^\s]+)\s*$/i.exec(header);
+  return m ? m[1] : undefined;
+}
+
 export function randomIv(): Buffer {
   return crypto.randomBytes(IV_SIZE);
 }

@@ -3,11 +3,13 @@
  * in the seed's shapes, ready for an http response node. The caller passes the
  * translator, so every text comes from the message catalog.
  */
+import { bearerToken, secretsEqual } from './crypto';
 import type { Translate } from './funnel';
 import {
   DEFAULT_LIST_LIMIT,
   DEFAULT_READINGS_LIMIT,
   MAX_LIST_LIMIT,
+  MAX_PENDING_COMMANDS,
   MAX_READINGS_LIMIT,
   ValidationError,
   isOnline,
@@ -15,12 +17,13 @@ import {
   parseSince,
   validateDeviceId,
   validateRegister,
+  validateCommand,
   validateUpdate,
 } from './registry';
 import { parseSeq } from './replay-window';
 import type { DeviceStore } from './store/types';
 
-export const REGISTRY_ACTIONS = ['register', 'get', 'update', 'list', 'log', 'readings', 'remove', 'reset'] as const;
+export const REGISTRY_ACTIONS = ['register', 'get', 'update', 'list', 'log', 'readings', 'remove', 'reset', 'command', 'queue-command', 'command-delivered'] as const;
 export type RegistryAction = (typeof REGISTRY_ACTIONS)[number];
 
 export interface ActionRequest {
@@ -30,6 +33,10 @@ export interface ActionRequest {
   body: unknown;
   heartbeatMs: number;
   now?: number;
+  /** When set, the request must carry `Authorization: Bearer <token>` matching `token`. */
+  auth?: { header: unknown; token: string | undefined };
+  /** msg.seqn: the command a queue-command or command-delivered step is about. */
+  seqn?: unknown;
 }
 
 export interface ActionResponse {
@@ -39,6 +46,12 @@ export interface ActionResponse {
   total?: number;
   /** Something an operator did that belongs in the log (catalog text). */
   audit?: string;
+  /** Response headers. */
+  headers?: Record<string, string>;
+  /** command: the allocated downlink SEQN. */
+  seqn?: number;
+  /** queue-command: where to push the command, when the device has an address. */
+  pushUrl?: string;
 }
 
 function obj(body: unknown): Record<string, unknown> {
@@ -54,6 +67,13 @@ export async function runAction(store: DeviceStore, req: ActionRequest, t: Trans
   const now = req.now ?? Date.now();
   const withOnline = <T extends { lastseen: string | null }>(row: T) => ({ ...row, online: isOnline(row.lastseen, req.heartbeatMs, now) });
 
+  if (req.auth) {
+    const presented = bearerToken(req.auth.header);
+    // An unset token refuses everyone rather than letting everyone in.
+    if (!req.auth.token || presented === undefined || !secretsEqual(presented, req.auth.token)) {
+      return { ...nok(401, 'e2ee.registry.unauthorized'), headers: { 'WWW-Authenticate': 'Bearer' } };
+    }
+  }
   try {
     if (!(REGISTRY_ACTIONS as readonly string[]).includes(req.action)) return nok(400, 'e2ee.registry.bad-action', { action: String(req.action).slice(0, 32) });
     const action = req.action as RegistryAction;
@@ -74,7 +94,11 @@ export async function runAction(store: DeviceStore, req: ActionRequest, t: Trans
       }
       case 'get': {
         const device = await store.poll(deviceid, now);
-        return device ? { statusCode: 200, payload: { cfgsn: device.cfgsn, data: device.data } } : notRegistered();
+        if (!device) return notRegistered();
+        // Queued commands ride along, so devices behind NAT get them too; offering one delivers it.
+        const pending = await store.pendingCommands(deviceid, MAX_PENDING_COMMANDS);
+        await store.markDelivered(deviceid, pending.map((c) => c.seqn), 'poll', now);
+        return { statusCode: 200, payload: { cfgsn: device.cfgsn, data: device.data, commands: pending.map((c) => c.command) } };
       }
       case 'update': {
         const input = validateUpdate(req.body);
@@ -98,6 +122,34 @@ export async function runAction(store: DeviceStore, req: ActionRequest, t: Trans
         return removed
           ? { statusCode: 200, payload: { status: 'OK', message: t('e2ee.registry.removed') }, audit: t('e2ee.registry.audit-removed', { deviceid }) }
           : notRegistered();
+      }
+      case 'command': {
+        const command = validateCommand(req.body);
+        if (!(await store.get(deviceid))) return notRegistered();
+        const seqn = await store.nextCommandSeq(deviceid);
+        // The plaintext for aes-encrypt, in the shape of an uplink reading.
+        return { statusCode: 202, payload: { cmd: command, SEQN: seqn }, seqn };
+      }
+      case 'queue-command': {
+        const seqn = parseSeq(req.seqn);
+        if (!seqn.ok || seqn.seq === 0) throw new ValidationError('bad-seqn', 'seqn');
+        if (req.body === null || typeof req.body !== 'object') throw new ValidationError('bad-command', 'command');
+        const target = await store.commandTarget(deviceid);
+        if (!target) return notRegistered();
+        await store.queueCommand(deviceid, seqn.seq, req.body, now);
+        const host = target.ipaddr.includes(':') ? `[${target.ipaddr}]` : target.ipaddr;
+        return {
+          statusCode: 202,
+          payload: { status: 'OK', message: t('e2ee.registry.command-queued'), seqn: seqn.seq },
+          seqn: seqn.seq,
+          pushUrl: `http://${host}:${target.cmdport}/command`,
+        };
+      }
+      case 'command-delivered': {
+        const seqn = parseSeq(req.seqn);
+        if (!seqn.ok) throw new ValidationError('bad-seqn', 'seqn');
+        await store.markDelivered(deviceid, [seqn.seq], 'push', now);
+        return { statusCode: 200, payload: { status: 'OK' }, seqn: seqn.seq };
       }
       case 'reset': {
         if (!(await store.get(deviceid))) return notRegistered();

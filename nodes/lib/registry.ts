@@ -97,6 +97,26 @@ export interface RegisterInput {
   ipaddr: string;
   ssid: string;
   name?: string;
+  /** TCP port of the device's /command endpoint (default 80). */
+  cmdport?: number;
+}
+
+export const MAX_COMMAND_BYTES = 1024;
+export const MAX_PENDING_COMMANDS = 10;
+
+export function validatePort(value: unknown): number {
+  const n = typeof value === 'string' && /^[0-9]+$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535) throw new ValidationError('bad-cmdport', 'cmdport');
+  return n;
+}
+
+/** A command is a non-empty JSON object of at most 1 KiB (it must fit the device's buffer). */
+export function validateCommand(value: unknown): Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || Buffer.isBuffer(value) || Object.keys(value).length === 0) {
+    throw new ValidationError('bad-command', 'command');
+  }
+  if (Buffer.byteLength(JSON.stringify(value), 'utf8') > MAX_COMMAND_BYTES) throw new ValidationError('bad-command', 'command');
+  return value as Record<string, unknown>;
 }
 
 export function validateRegister(deviceid: unknown, body: unknown): RegisterInput {
@@ -105,6 +125,7 @@ export function validateRegister(deviceid: unknown, body: unknown): RegisterInpu
   const b = body as Record<string, unknown>;
   const input: RegisterInput = { deviceid: id, ipaddr: validateIp(b.ipaddr), ssid: validateSsid(b.ssid) };
   if (b.name !== undefined) input.name = validateName(b.name);
+  if (b.cmdport !== undefined) input.cmdport = validatePort(b.cmdport);
   return input;
 }
 

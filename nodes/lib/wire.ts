@@ -101,6 +101,11 @@ function parseObject(obj: Record<string, unknown>): KeyIvEnvelope {
  */
 export function parseEnvelope(payload: unknown, options: ParseOptions = {}): Envelope {
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
+  // A raw request body (an http in node that skips body parsing) is read as text.
+  if (Buffer.isBuffer(payload)) {
+    if (payload.length > maxBytes) throw new E2eeError('too-large', { max: maxBytes });
+    payload = payload.toString('utf8');
+  }
   if (typeof payload === 'string') {
     if (payload.length > maxBytes) throw new E2eeError('too-large', { max: maxBytes });
     const text = payload.trim();
@@ -126,7 +131,7 @@ export function parseEnvelope(payload: unknown, options: ParseOptions = {}): Env
     if (options.iv === undefined || options.iv === null) throw new E2eeError('bad-iv');
     return { form: 'keyiv', iv: decodeIv(options.iv), ciphertext: bytes, mac: decodeMac(options.mac) };
   }
-  if (payload !== null && typeof payload === 'object' && !Array.isArray(payload) && !Buffer.isBuffer(payload)) {
+  if (payload !== null && typeof payload === 'object' && !Array.isArray(payload)) {
     const obj = payload as Record<string, unknown>;
     if (encodedSize(obj) > maxBytes) throw new E2eeError('too-large', { max: maxBytes });
     return parseObject(obj);

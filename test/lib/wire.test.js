@@ -15,8 +15,11 @@ describe('lib/wire and lib/plaintext', function () {
       env.iv.equals(iv).should.be.true();
       env.mac.toString().should.equal('m');
     });
-    it('reads a JSON string of the object form', function () {
-      lib.parseEnvelope(JSON.stringify({ iv: iv.toString('base64'), data: b64('y'.repeat(16)) })).form.should.equal('keyiv');
+    it('reads a JSON string of the object form, and a raw body Buffer of it', function () {
+      const text = JSON.stringify({ iv: iv.toString('base64'), data: b64('y'.repeat(16)) });
+      lib.parseEnvelope(text).form.should.equal('keyiv');
+      lib.parseEnvelope(Buffer.from(text)).iv.equals(iv).should.be.true();
+      assert.throws(() => lib.parseEnvelope(Buffer.alloc(70000, 0x41)), { code: 'too-large' });
     });
     it('reads a bare ciphertext with the IV in msg.iv as base64 or Buffer', function () {
       lib.parseEnvelope(b64('z'.repeat(16)), { iv: iv.toString('base64') }).iv.equals(iv).should.be.true();
@@ -33,7 +36,7 @@ describe('lib/wire and lib/plaintext', function () {
         [42, 'bad-payload'],
         [null, 'bad-payload'],
         [[1, 2], 'bad-payload'],
-        [Buffer.from('abc'), 'bad-payload'],
+        [Buffer.from('{"iv":1,'), 'bad-payload'],
         [{ iv: iv.toString('base64') }, 'bad-payload'],
         [{ iv: iv.toString('base64'), data: 'not base64!' }, 'bad-base64'],
         [{ iv: b64('short'), data: b64('x') }, 'bad-iv'],

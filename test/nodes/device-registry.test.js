@@ -109,7 +109,7 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
       await new Promise((r) => setTimeout(r, 5));
       const r = await call('get', MAC);
       r.statusCode.should.equal(200);
-      r.payload.should.eql({ cfgsn: 2, data: { interval: 30, led: true } });
+      r.payload.should.eql({ cfgsn: 2, data: { interval: 30, led: true }, commands: [] });
       ((await dbRows('SELECT lastseen FROM devices'))[0].lastseen > before).should.be.true();
     });
     it('an unknown device gets 404 and the seed message', async function () {
@@ -201,6 +201,78 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
     });
   });
 
+  describe('operator token (requireToken)', function () {
+    const TOKEN = 'op-token-7f3a9c';
+    async function loadWithToken(token) {
+      await helper.unload();
+      await helper.load(storeNodes, fixtureFlow('store', { store: { path: tmp.file('tok.sqlite') }, registry: { requireToken: true } }), token === undefined ? {} : { store: { token } });
+      await helper.getNode('store').store.ready();
+    }
+    it('refuses a missing, malformed or wrong token with 401 and does nothing', async function () {
+      await loadWithToken(TOKEN);
+      for (const authorization of [undefined, '', TOKEN, `Basic ${TOKEN}`, 'Bearer wrong', `Bearer ${TOKEN}x`, `Bearer ${TOKEN.slice(0, -1)}`]) {
+        const r = await call('register', MAC, { ipaddr: '10.0.0.1', ssid: 's' }, { req: { headers: { authorization } } });
+        r.statusCode.should.equal(401, String(authorization));
+        r.msg.headers.should.eql({ 'WWW-Authenticate': 'Bearer' });
+        r.payload.message.should.equal('e2ee.registry.unauthorized');
+      }
+      (await dbRows('SELECT count(*) AS n FROM devices')).should.eql([{ n: 0 }]);
+      // dbRows reads e2ee.sqlite; check the token store's file instead.
+      (await querySqlite(tmp.file('tok.sqlite'), 'SELECT count(*) AS n FROM devices')).should.eql([{ n: 0 }]);
+    });
+    it('lets the right bearer token through', async function () {
+      await loadWithToken(TOKEN);
+      (await call('register', MAC, { ipaddr: '10.0.0.1', ssid: 's' }, { req: { headers: { authorization: `Bearer ${TOKEN}` } } })).statusCode.should.equal(201);
+    });
+    it('with no token configured, refuses everyone', async function () {
+      await loadWithToken(undefined);
+      (await call('list', undefined, {}, { req: { headers: { authorization: 'Bearer ' } } })).statusCode.should.equal(401);
+      (await call('list', undefined, {}, { req: { headers: { authorization: 'Bearer undefined' } } })).statusCode.should.equal(401);
+    });
+  });
+
+  describe('commands', function () {
+    it('allocates strictly increasing downlink SEQNs per device, persisted, queues, offers in the poll once', async function () {
+      await call('register', MAC, { ipaddr: '10.0.0.1', ssid: 's', cmdport: 8081 });
+      const c1 = await call('command', MAC, { led: true });
+      c1.statusCode.should.equal(202);
+      c1.payload.should.eql({ cmd: { led: true }, SEQN: 1 });
+      c1.msg.seqn.should.equal(1);
+      const wire = { iv: 'AAAAAAAAAAAAAAAAAAAAAA==', data: 'BBBB', mac: 'CCCC' };
+      const q = await call('queue-command', MAC, wire, { seqn: 1 });
+      q.statusCode.should.equal(202);
+      q.payload.should.containEql({ status: 'OK', seqn: 1 });
+      q.msg.pushUrl.should.equal('http://10.0.0.1:8081/command');
+      // Concurrent commands get distinct numbers.
+      const pending = collect(['out'], 5, { errorFrom: 'registry' });
+      for (let i = 0; i < 5; i++) helper.getNode('registry').receive({ action: 'command', deviceid: MAC, payload: { interval: i + 1 } });
+      (await pending).out.map((m) => m.seqn).sort((a, b) => a - b).should.eql([2, 3, 4, 5, 6]);
+      const poll = await call('get', MAC);
+      poll.payload.commands.should.eql([wire]);
+      (await call('get', MAC)).payload.commands.should.eql([]);
+      (await querySqlite(tmp.file('e2ee.sqlite'), 'SELECT seqn, via FROM commands')).should.eql([{ seqn: 1, via: 'poll' }]);
+      // The counter survives a reload.
+      await helper.unload();
+      await helper.load(storeNodes, fixtureFlow('store', { store: { path: tmp.file('e2ee.sqlite') } }));
+      (await call('command', MAC, { led: false })).payload.SEQN.should.equal(7);
+    });
+    it('marks a pushed command delivered', async function () {
+      await call('register', MAC, { ipaddr: 'fe80::2', ssid: 's' });
+      await call('command', MAC, { led: true });
+      (await call('queue-command', MAC, { iv: 'x', data: 'y' }, { seqn: 1 })).msg.pushUrl.should.equal('http://[fe80::2]:80/command');
+      (await call('command-delivered', MAC, undefined, { seqn: 1 })).statusCode.should.equal(200);
+      (await call('get', MAC)).payload.commands.should.eql([]);
+      (await querySqlite(tmp.file('e2ee.sqlite'), 'SELECT via FROM commands')).should.eql([{ via: 'push' }]);
+    });
+    it('validates commands and targets', async function () {
+      await call('register', MAC, { ipaddr: '10.0.0.1', ssid: 's' });
+      for (const body of [{}, [], 'led on', { big: 'x'.repeat(1100) }]) (await call('command', MAC, body)).statusCode.should.equal(400);
+      (await call('command', 'ghost', { led: 1 })).statusCode.should.equal(404);
+      (await call('queue-command', MAC, { iv: 'x' }, { seqn: 'x' })).statusCode.should.equal(400);
+      (await call('register', 'p', { ipaddr: '10.0.0.1', ssid: 's', cmdport: 70000 })).statusCode.should.equal(400);
+    });
+  });
+
   it('SQL-injection strings as names, ssid and data are stored verbatim and do no harm', async function () {
     for (const [i, evil] of INJECTION.entries()) {
       (await call('register', `inj${i}`, { ipaddr: '10.0.0.1', ssid: evil.slice(0, 32), name: evil })).statusCode.should.equal(201);
@@ -211,6 +283,6 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
     list.map((d) => d.name).should.eql(INJECTION);
     list.map((d) => d.data[d.name]).should.eql(INJECTION);
     (await call('readings', 'inj1', {})).payload[0].payload.note.should.equal(INJECTION[1]);
-    (await dbRows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")).map((r) => r.name).should.eql(['devices', 'readings', 'replay_state', 'schema_version']);
+    (await dbRows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")).map((r) => r.name).should.eql(['commands', 'devices', 'downlink_counters', 'readings', 'replay_state', 'schema_version']);
   });
 });

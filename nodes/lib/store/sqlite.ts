@@ -14,7 +14,7 @@ import type * as Sqlite3 from 'sqlite3';
 import type { DeviceRow, ReadingRow, RegisterInput, UpdateInput } from '../registry';
 import { INITIAL_STATE, ReplayState, decide } from '../replay-window';
 import { GroupCommit, PendingWrite, Statement, supersededWrites } from './group-commit';
-import type { DeviceStore, ListOptions, ReadingsOptions, ReplayResult } from './types';
+import type { CommandRow, DeviceStore, ListOptions, ReadingsOptions, ReplayResult } from './types';
 
 /** Each entry migrates the schema from version i to i + 1. Never edit a shipped entry: append. */
 export const MIGRATIONS: string[][] = [
@@ -45,6 +45,24 @@ export const MIGRATIONS: string[][] = [
        payload  TEXT NOT NULL
      )`,
     `CREATE INDEX readings_by_device ON readings (deviceid, id)`,
+  ],
+  [
+    // Commands to devices (downlink), each with its own per-device SEQN.
+    `ALTER TABLE devices ADD COLUMN cmdport INTEGER NOT NULL DEFAULT 80`,
+    `CREATE TABLE downlink_counters (
+       deviceid TEXT PRIMARY KEY NOT NULL,
+       seqn     INTEGER NOT NULL
+     )`,
+    `CREATE TABLE commands (
+       id        INTEGER PRIMARY KEY,
+       deviceid  TEXT NOT NULL,
+       seqn      INTEGER NOT NULL,
+       command   TEXT NOT NULL,
+       created   TEXT NOT NULL,
+       delivered TEXT,
+       via       TEXT
+     )`,
+    `CREATE UNIQUE INDEX commands_by_device ON commands (deviceid, seqn)`,
   ],
 ];
 
@@ -288,12 +306,12 @@ export class SqliteStore implements DeviceStore {
     const t = iso(now);
     const rows = (await this.write([
       {
-        sql: `INSERT INTO devices (deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec)
-              VALUES (?, ?, ?, ?, ?, 1, 0, '{}', ?)
+        sql: `INSERT INTO devices (deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, cmdport)
+              VALUES (?, ?, ?, ?, ?, 1, 0, '{}', ?, ?)
               ON CONFLICT (deviceid) DO UPDATE SET ipaddr = excluded.ipaddr, ssid = excluded.ssid, lastseen = excluded.lastseen,
-                name = CASE WHEN ? IS NULL THEN devices.name ELSE excluded.name END
+                cmdport = excluded.cmdport, name = CASE WHEN ? IS NULL THEN devices.name ELSE excluded.name END
               RETURNING ${DEVICE_COLUMNS}`,
-        params: [input.deviceid, input.name ?? '', t, input.ssid, input.ipaddr, t, input.name ?? null],
+        params: [input.deviceid, input.name ?? '', t, input.ssid, input.ipaddr, t, input.cmdport ?? 80, input.name ?? null],
       },
     ])) as RawDevice[];
     return { created, device: toDevice(rows[0]) };
@@ -377,6 +395,66 @@ export class SqliteStore implements DeviceStore {
       }
       return { ...r, payload };
     });
+  }
+
+  // --- commands (downlink) -------------------------------------------------
+
+  private readonly downlinkCache = new Map<string, number>();
+  private readonly downlinkLoads = new Map<string, Promise<void>>();
+
+  nextCommandSeq(deviceid: string): Promise<number> {
+    return this.afterOpen(async () => {
+      if (!this.downlinkCache.has(deviceid)) {
+        let loading = this.downlinkLoads.get(deviceid);
+        if (!loading) {
+          loading = this.all('SELECT seqn FROM downlink_counters WHERE deviceid = ?', [deviceid])
+            .then((rows) => {
+              if (!this.downlinkCache.has(deviceid)) this.downlinkCache.set(deviceid, (rows[0] as { seqn: number } | undefined)?.seqn ?? 0);
+            })
+            .finally(() => this.downlinkLoads.delete(deviceid));
+          this.downlinkLoads.set(deviceid, loading);
+        }
+        await loading;
+      }
+      // Allocated synchronously, so concurrent commands get distinct numbers.
+      const seqn = (this.downlinkCache.get(deviceid) ?? 0) + 1;
+      this.downlinkCache.set(deviceid, seqn);
+      await this.commits.submit({
+        statements: [],
+        row: { into: 'downlink_counters (deviceid, seqn)', values: [deviceid, seqn], conflict: 'ON CONFLICT (deviceid) DO UPDATE SET seqn = max(seqn, excluded.seqn)' },
+        key: `downlink:${deviceid}`,
+      });
+      return seqn;
+    });
+  }
+
+  queueCommand(deviceid: string, seqn: number, command: unknown, now = Date.now()): Promise<void> {
+    return this.afterOpen(async () => {
+      await this.commits.submit({ statements: [], row: { into: 'commands (deviceid, seqn, command, created)', values: [deviceid, seqn, JSON.stringify(command), iso(now)] } });
+    });
+  }
+
+  async pendingCommands(deviceid: string, limit: number): Promise<CommandRow[]> {
+    const rows = await this.read<{ seqn: number; command: string; created: string }>(
+      'SELECT seqn, command, created FROM commands WHERE deviceid = ? AND delivered IS NULL ORDER BY seqn LIMIT ?',
+      [deviceid, limit],
+    );
+    return rows.map((r) => ({ seqn: r.seqn, command: JSON.parse(r.command), created: r.created }));
+  }
+
+  markDelivered(deviceid: string, seqns: number[], via: string, now = Date.now()): Promise<void> {
+    if (seqns.length === 0) return Promise.resolve();
+    return this.write([
+      {
+        sql: `UPDATE commands SET delivered = ?, via = ? WHERE deviceid = ? AND delivered IS NULL AND seqn IN (${seqns.map(() => '?').join(', ')})`,
+        params: [iso(now), via, deviceid, ...seqns],
+      },
+    ]).then(() => undefined);
+  }
+
+  async commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number } | undefined> {
+    const rows = await this.read<{ ipaddr: string; cmdport: number }>('SELECT ipaddr, cmdport FROM devices WHERE deviceid = ?', [deviceid]);
+    return rows[0];
   }
 
   // --- replay ------------------------------------------------------------

@@ -20,6 +20,13 @@ export interface ReadingsOptions {
   since?: string;
 }
 
+export interface CommandRow {
+  seqn: number;
+  /** The encrypted wire object, as queued. */
+  command: unknown;
+  created: string;
+}
+
 export interface DeviceStore {
   readonly backend: string;
   /** Resolves once the store is open and migrated; rejects when it cannot be opened. */
@@ -42,6 +49,16 @@ export interface DeviceStore {
   /** Stores a reading and updates lastseen. False when the device is not registered. */
   logReading(deviceid: string, seqn: number | null, payload: unknown, now?: number): Promise<boolean>;
   readings(deviceid: string, options: ReadingsOptions): Promise<ReadingRow[]>;
+
+  /** Allocates the device's next downlink SEQN (persisted, strictly increasing); resolves after commit. */
+  nextCommandSeq(deviceid: string): Promise<number>;
+  /** Stores an encrypted command for delivery. */
+  queueCommand(deviceid: string, seqn: number, command: unknown, now?: number): Promise<void>;
+  /** Undelivered commands, oldest first. */
+  pendingCommands(deviceid: string, limit: number): Promise<CommandRow[]>;
+  markDelivered(deviceid: string, seqns: number[], via: 'push' | 'poll', now?: number): Promise<void>;
+  /** Where to push commands: the registered address and command port. */
+  commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number } | undefined>;
 
   /**
    * Atomic check-and-advance of a device's sequence number. An accepted
