@@ -21,7 +21,7 @@ function readJson(file) {
 const sharedLocales = path.join(src, 'shared', 'locales');
 
 for (const entry of fs.readdirSync(src, { withFileTypes: true })) {
-  if (!entry.isDirectory() || entry.name === 'lib' || entry.name === 'shared') continue;
+  if (!entry.isDirectory() || ['lib', 'shared', 'sim'].includes(entry.name)) continue;
   const nodeDir = path.join(src, entry.name);
   const outDir = path.join(out, entry.name);
   fs.mkdirSync(outDir, { recursive: true });
@@ -49,4 +49,7 @@ for (const entry of fs.readdirSync(src, { withFileTypes: true })) {
     }
   }
 }
+// The simulator is an executable (package.json bin).
+const cli = path.join(out, 'sim', 'cli.js');
+if (fs.existsSync(cli)) fs.chmodSync(cli, 0o755);
 console.log('built', path.relative(root, out));

@@ -1,22 +1,185 @@
 #!/usr/bin/env node
-// `npm start` (until the backend flow lands): builds the package, loads it into
-// a real Node-RED runtime and prints the node types it registered.
+/**
+ * `npm start`: the whole backend on an embedded default.
+ *
+ * Builds the package when its sources are newer than dist/, then runs a real
+ * Node-RED runtime (the node-red devDependency) in this process with the
+ * package's nodes and flows/esp-e2ee.json, storing everything under
+ * E2EE_DATA_DIR (default ./data): the SQLite database, the Node-RED user
+ * directory, and the generated key and admin token (mode 0600).
+ *
+ * Environment: PORT (1880), HOST (127.0.0.1; 0.0.0.0 lets devices on your
+ * network in), E2EE_DATA_DIR, E2EE_KEY (hex AES key), E2EE_ADMIN_TOKEN,
+ * E2EE_AUTH (hmac-sha256 | none, for a new data dir), E2EE_EDITOR (on | off).
+ */
 'use strict';
-const { execFileSync } = require('node:child_process');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const http = require('node:http');
 const path = require('node:path');
+const { execFileSync } = require('node:child_process');
 
-execFileSync(process.execPath, [path.join(__dirname, 'build.js')], { stdio: 'inherit' });
-const { startRuntime } = require('../bench/lib/runtime');
+const root = path.resolve(__dirname, '..');
 
-(async () => {
-  const runtime = await startRuntime({ flow: [] });
-  const types = runtime.RED.nodes.getNodeList()
-    .filter((set) => set.module === 'node-red-contrib-esp-e2ee')
-    .flatMap((set) => set.types.map((type) => `${type} (${set.enabled ? 'loaded' : 'disabled'}${set.err ? `: ${set.err}` : ''})`));
-  console.log(`node-red-contrib-esp-e2ee on Node-RED ${runtime.RED.version()}:`);
-  for (const t of types) console.log(`  ${t}`);
-  await runtime.stop();
-})().catch((err) => {
+function newestMtime(dir) {
+  let newest = 0;
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestMtime(p) : fs.statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+function buildIfNeeded() {
+  const dist = path.join(root, 'dist', 'nodes');
+  if (fs.existsSync(dist) && newestMtime(dist) >= newestMtime(path.join(root, 'nodes'))) return;
+  console.log('Building the package...');
+  execFileSync(process.execPath, [path.join(__dirname, 'build.js')], { stdio: 'inherit' });
+}
+
+/** A secret from the environment, else from its file in the data dir, else generated into that file (0600). */
+function secret(envName, file, generate) {
+  if (process.env[envName]) return { value: process.env[envName].trim(), source: `the ${envName} environment variable`, generated: false };
+  if (fs.existsSync(file)) return { value: fs.readFileSync(file, 'utf8').trim(), source: file, generated: false };
+  const value = generate();
+  fs.writeFileSync(file, `${value}\n`, { mode: 0o600 });
+  return { value, source: file, generated: true };
+}
+
+/** Node-RED's encrypted credentials format: {"$": hex(iv) + base64(AES-256-CTR(sha256(secret), iv, json))}. */
+function encryptCredentials(credentials, credentialSecret) {
+  const key = crypto.createHash('sha256').update(credentialSecret).digest();
+  const iv = crypto.randomBytes(16);
+  const cipher = crypto.createCipheriv('aes-256-ctr', key, iv);
+  return { $: iv.toString('hex') + cipher.update(JSON.stringify(credentials), 'utf8', 'base64') + cipher.final('base64') };
+}
+
+function linkPackage(userDir) {
+  const target = path.join(userDir, 'node_modules', 'node-red-contrib-esp-e2ee');
+  fs.mkdirSync(path.dirname(target), { recursive: true });
+  try {
+    if (fs.realpathSync(target) === root) return;
+    fs.rmSync(target, { recursive: true, force: true });
+  } catch {
+    // not there yet
+  }
+  fs.symlinkSync(root, target, 'dir');
+}
+
+async function main() {
+  buildIfNeeded();
+  const port = Number(process.env.PORT || 1880);
+  const host = process.env.HOST || '127.0.0.1';
+  const dataDir = path.resolve(process.env.E2EE_DATA_DIR || path.join(root, 'data'));
+  const userDir = path.join(dataDir, 'node-red');
+  fs.mkdirSync(userDir, { recursive: true, mode: 0o700 });
+
+  const key = secret('E2EE_KEY', path.join(dataDir, 'aes-key.hex'), () => crypto.randomBytes(16).toString('hex'));
+  if (!/^([0-9a-fA-F]{32}|[0-9a-fA-F]{48}|[0-9a-fA-F]{64})$/.test(key.value)) {
+    console.error(`The AES key from ${key.source} must be 32, 48 or 64 hex digits.`);
+    process.exit(2);
+  }
+  const token = secret('E2EE_ADMIN_TOKEN', path.join(dataDir, 'admin-token'), () => crypto.randomBytes(24).toString('base64url'));
+  const credentialSecret = secret('E2EE_CREDENTIAL_SECRET', path.join(dataDir, 'credential-secret'), () => crypto.randomBytes(32).toString('hex'));
+  // The flow's credentials refer to these variables; Node-RED substitutes them when it creates the nodes.
+  process.env.E2EE_KEY = key.value;
+  process.env.E2EE_ADMIN_TOKEN = token.value;
+
+  linkPackage(userDir);
+  const flowFile = path.join(userDir, 'flows.json');
+  const credFile = path.join(userDir, 'flows_cred.json');
+  const auth = process.env.E2EE_AUTH || 'hmac-sha256';
+  if (!fs.existsSync(flowFile)) {
+    const flow = JSON.parse(fs.readFileSync(path.join(root, 'flows', 'esp-e2ee.json'), 'utf8'));
+    for (const n of flow) if (n.type === 'aes-key') n.auth = auth;
+    fs.writeFileSync(flowFile, JSON.stringify(flow, null, 2));
+    const keyNode = flow.find((n) => n.type === 'aes-key');
+    const storeNode = flow.find((n) => n.type === 'device-store');
+    const creds = { [keyNode.id]: { key: '${E2EE_KEY}' }, [storeNode.id]: { token: '${E2EE_ADMIN_TOKEN}' } };
+    fs.writeFileSync(credFile, JSON.stringify(encryptCredentials(creds, credentialSecret.value)), { mode: 0o600 });
+  }
+
+  const nodeRedDir = path.dirname(require.resolve('node-red/package.json', { paths: [root] }));
+  const express = require(require.resolve('express', { paths: [nodeRedDir] }));
+  const RED = require(require.resolve('node-red', { paths: [root] }));
+  const editor = (process.env.E2EE_EDITOR || 'on') !== 'off';
+
+  const settings = {
+    userDir,
+    flowFile: 'flows.json',
+    credentialSecret: credentialSecret.value,
+    uiHost: host,
+    uiPort: port,
+    httpAdminRoot: editor ? '/' : false,
+    httpNodeRoot: '/',
+    apiMaxLength: '1mb',
+    functionExternalModules: false,
+    diagnostics: { enabled: false, ui: false },
+    telemetry: { enabled: false },
+    editorTheme: { projects: { enabled: false }, tours: false },
+    logging: { console: { level: process.env.E2EE_LOG_LEVEL || 'info', metrics: false, audit: false } },
+    // The editor sits behind a login: user "admin", password = the admin token (compared in constant time).
+    adminAuth: {
+      type: 'credentials',
+      users: (username) => Promise.resolve(username === 'admin' ? { username: 'admin', permissions: '*' } : null),
+      authenticate: (username, password) => {
+        const expected = crypto.createHash('sha256').update(token.value).digest();
+        const given = crypto.createHash('sha256').update(String(password)).digest();
+        return Promise.resolve(username === 'admin' && crypto.timingSafeEqual(expected, given) ? { username: 'admin', permissions: '*' } : null);
+      },
+    },
+  };
+
+  const app = express();
+  const server = http.createServer(app);
+  RED.init(server, settings);
+  if (settings.httpAdminRoot !== false) app.use(settings.httpAdminRoot, RED.httpAdmin);
+  app.use(settings.httpNodeRoot, RED.httpNode);
+  await RED.start();
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, resolve);
+  });
+
+  const base = `http://${host.includes(':') ? `[${host}]` : host}:${server.address().port}`;
+  const lines = [
+    '',
+    '=== node-red-contrib-esp-e2ee backend ===',
+    `Device API:    ${base}/api/devices/<mac>            POST register {ipaddr, ssid} | GET config poll`,
+    `               ${base}/api/devices/<mac>/readings   POST {iv, data, mac} (AES, auth ${auth})`,
+    `Operator API:  ${base}/api/devices  (Authorization: Bearer <admin token>)  GET list | PUT/DELETE /<mac> |`,
+    '               GET /<mac>/readings | POST /<mac>/commands | POST /<mac>/reset',
+    editor ? `Editor:        ${base}/  (user "admin", password: the admin token)` : 'Editor:        off (E2EE_EDITOR=off)',
+    `Database:      ${path.join(userDir, 'esp-e2ee.sqlite')}`,
+    `AES key:       from ${key.source}`,
+    `Admin token:   from ${token.source}`,
+  ];
+  if (key.generated) {
+    lines.push('', `A new AES-128 key was generated and stored in ${key.source} (mode 0600). Put it in the firmware's`,
+      `include/secrets.h as E2EE_KEY_HEX (auth mode ${auth}), or run the simulator with E2EE_KEY set to it:`,
+      `    ${key.value}`, 'It is shown only this once.');
+  }
+  if (token.generated) {
+    lines.push('', `A new admin token was generated and stored in ${token.source} (mode 0600):`, `    ${token.value}`, 'It is shown only this once.');
+  }
+  if (host === '127.0.0.1' || host === 'localhost') lines.push('', 'Listening on loopback only: set HOST=0.0.0.0 to let devices on your network reach it.');
+  lines.push(`esp-e2ee backend ready on ${base}`, '');
+  console.log(lines.join('\n'));
+
+  let stopping = false;
+  const stop = async (signal) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`${signal}: stopping (pending writes commit first)`);
+    await RED.stop();
+    server.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+main().catch((err) => {
   console.error(err);
   process.exit(1);
 });

@@ -1,0 +1,191 @@
+/**
+ * A simulated ESP8266: it behaves like the firmware towards the backend.
+ * It registers with a MAC-like id, posts encrypted readings with increasing
+ * SEQN, polls its configuration and applies interval changes, and serves
+ * POST /command on loopback, decrypting and replay-checking what it gets.
+ */
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { KeyMaterial, decryptEnvelope, encryptToWire, isE2eeError, parseEnvelope } from '../lib';
+import type { StateFile } from './state';
+
+export interface SimDeviceOptions {
+  id: string;
+  baseUrl: string;
+  key: KeyMaterial;
+  state: StateFile;
+  /** Seconds between readings (and polls) until the backend's config says otherwise. */
+  interval: number;
+  log?: (line: string) => void;
+}
+
+export interface HttpResult {
+  status: number;
+  body: unknown;
+}
+
+/** A small JSON-over-HTTP client on node:http (keep-alive agent per device). */
+export function requestJson(url: string, method: string, body?: unknown, headers: Record<string, string> = {}, agent?: http.Agent): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const req = http.request(url, { method, agent, headers: { ...(data ? { 'content-type': 'application/json', 'content-length': String(data.length) } : {}), ...headers } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let parsed: unknown = text;
+        try {
+          parsed = text ? JSON.parse(text) : undefined;
+        } catch {
+          // not JSON: keep the text
+        }
+        resolve({ status: res.statusCode ?? 0, body: parsed });
+      });
+    });
+    req.setTimeout(10000, () => req.destroy(new Error(`timeout: ${method} ${url}`)));
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+export class SimDevice {
+  readonly id: string;
+  interval: number;
+  led = false;
+  cfgsn = 0;
+  readonly received: Array<{ seqn: number; cmd: unknown; via: 'push' | 'poll' }> = [];
+  readonly rejectedCommands: string[] = [];
+  private readonly nextSeq: () => number;
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  private server?: http.Server;
+  private timer?: NodeJS.Timeout;
+  private readonly started = Date.now();
+
+  constructor(private readonly options: SimDeviceOptions) {
+    this.id = options.id;
+    this.interval = options.interval;
+    this.nextSeq = options.state.uplinkCounter(options.id);
+  }
+
+  private log(line: string): void {
+    this.options.log?.(`[${this.id}] ${line}`);
+  }
+
+  private url(suffix = ''): string {
+    return `${this.options.baseUrl}/api/devices/${encodeURIComponent(this.id)}${suffix}`;
+  }
+
+  /** Starts the /command server on an ephemeral loopback port. */
+  async listen(): Promise<number> {
+    this.server = http.createServer((req, res) => this.onCommandRequest(req, res));
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  async register(): Promise<HttpResult> {
+    const cmdport = this.server ? (this.server.address() as AddressInfo).port : undefined;
+    const r = await requestJson(this.url(), 'POST', { ipaddr: '127.0.0.1', ssid: 'esp-e2ee-sim', ...(cmdport ? { cmdport } : {}) }, {}, this.agent);
+    this.log(`register -> ${r.status}`);
+    return r;
+  }
+
+  /** Encrypts and posts one reading; returns the HTTP result and the SEQN used. */
+  async postReading(): Promise<HttpResult & { seqn: number; sent: unknown }> {
+    const seqn = this.nextSeq();
+    const plaintext = { data: { a0: Math.floor(Math.random() * 1024), heap: 30000 - (seqn % 500), uptime: Math.floor((Date.now() - this.started) / 1000) }, SEQN: seqn };
+    const sent = encryptToWire(this.options.key, Buffer.from(JSON.stringify(plaintext)), this.id);
+    const r = await requestJson(this.url('/readings'), 'POST', sent, {}, this.agent);
+    return { ...r, seqn, sent };
+  }
+
+  /** Polls the config; applies a new cfgsn's interval and runs queued commands. */
+  async poll(): Promise<HttpResult> {
+    const r = await requestJson(this.url(), 'GET', undefined, {}, this.agent);
+    if (r.status === 404) {
+      this.log('not registered: registering again');
+      await this.register();
+      return r;
+    }
+    const body = r.body as { cfgsn?: number; data?: Record<string, unknown>; commands?: unknown[] } | undefined;
+    if (r.status === 200 && body) {
+      if (typeof body.cfgsn === 'number' && body.cfgsn !== this.cfgsn) {
+        this.cfgsn = body.cfgsn;
+        const interval = Number(body.data?.interval);
+        if (Number.isFinite(interval) && interval > 0) this.interval = interval;
+        this.log(`config ${this.cfgsn}: interval ${this.interval}s`);
+      }
+      for (const command of body.commands ?? []) this.runCommand(command, 'poll');
+    }
+    return r;
+  }
+
+  /** Decrypts, replay-checks and applies a command; returns whether it was accepted. */
+  runCommand(wire: unknown, via: 'push' | 'poll'): boolean {
+    let plain: { cmd?: Record<string, unknown>; SEQN?: unknown };
+    try {
+      plain = JSON.parse(decryptEnvelope(this.options.key, parseEnvelope(wire), this.id).toString('utf8'));
+    } catch (err) {
+      this.rejectedCommands.push(isE2eeError(err) ? err.code : 'bad-json');
+      return false;
+    }
+    const seqn = Number(plain.SEQN);
+    if (!Number.isSafeInteger(seqn) || seqn <= this.options.state.lastDownlink(this.id)) {
+      this.rejectedCommands.push('replay');
+      this.log(`command ${String(plain.SEQN)} rejected: replay`);
+      return false;
+    }
+    this.options.state.acceptDownlink(this.id, seqn);
+    const cmd = plain.cmd ?? {};
+    if (typeof cmd.led === 'boolean') this.led = cmd.led;
+    if (typeof cmd.interval === 'number' && cmd.interval > 0) this.interval = cmd.interval;
+    this.received.push({ seqn, cmd, via });
+    this.log(`command ${seqn} via ${via}: ${JSON.stringify(cmd)}`);
+    return true;
+  }
+
+  private onCommandRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const reply = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (req.method !== 'POST' || req.url !== '/command') return reply(404, { status: 'NOK' });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size <= 4096) chunks.push(c);
+    });
+    req.on('end', () => {
+      if (size > 4096) return reply(413, { status: 'NOK' });
+      let wire: unknown;
+      try {
+        wire = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        return reply(400, { status: 'NOK' });
+      }
+      return this.runCommand(wire, 'push') ? reply(200, { status: 'OK' }) : reply(400, { status: 'NOK' });
+    });
+  }
+
+  /** Runs the firmware loop: a reading and a poll every interval. */
+  run(): void {
+    const tick = async () => {
+      try {
+        const r = await this.postReading();
+        if (r.status !== 200) this.log(`reading ${r.seqn} -> ${r.status}`);
+        await this.poll();
+      } catch (err) {
+        this.log(`error: ${(err as Error).message}`);
+      }
+      if (this.timer !== undefined) this.timer = setTimeout(tick, this.interval * 1000);
+    };
+    this.timer = setTimeout(tick, 0);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.agent.destroy();
+    if (this.server) await new Promise<void>((resolve) => this.server!.close(() => resolve()));
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * The simulator's persistent state, like the firmware's flash: per device, a
+ * reserved block of uplink sequence numbers (written once every BLOCK
+ * messages, continued from the reserved bound after a restart) and the last
+ * accepted downlink SEQN.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export const SEQ_BLOCK = 64;
+
+interface DeviceState {
+  /** Uplink numbers below this may have been used; after a restart counting resumes here. */
+  reserved: number;
+  /** Highest downlink (command) SEQN accepted. */
+  downlink: number;
+}
+
+export class StateFile {
+  private readonly devices: Record<string, DeviceState>;
+
+  constructor(readonly file: string) {
+    this.devices = fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')).devices ?? {}) : {};
+  }
+
+  private save(): void {
+    // Write-then-rename, so a crash never leaves a torn file.
+    fs.mkdirSync(path.dirname(path.resolve(this.file)), { recursive: true });
+    const tmp = `${this.file}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify({ devices: this.devices }, null, 1));
+    fs.renameSync(tmp, this.file);
+  }
+
+  private device(id: string): DeviceState {
+    return (this.devices[id] ??= { reserved: 0, downlink: 0 });
+  }
+
+  /** A counter for a device that resumes past every number it may have used. */
+  uplinkCounter(id: string): () => number {
+    const state = this.device(id);
+    let next = state.reserved;
+    let bound = next;
+    return () => {
+      if (next >= bound) {
+        bound = next + SEQ_BLOCK;
+        state.reserved = bound;
+        this.save();
+      }
+      return next++;
+    };
+  }
+
+  lastDownlink(id: string): number {
+    return this.device(id).downlink;
+  }
+
+  acceptDownlink(id: string, seqn: number): void {
+    this.device(id).downlink = seqn;
+    this.save();
+  }
+}
