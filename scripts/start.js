@@ -66,7 +66,34 @@ function linkPackage(userDir) {
   fs.symlinkSync(root, target, 'dir');
 }
 
+/** Largest readings body read; anything longer is cut here and rejected by aes-decrypt's own limit. */
+const READINGS_BODY_LIMIT = 1024 * 1024;
+
+/**
+ * httpNodeMiddleware: hands the readings endpoint its raw body, so that a bad
+ * JSON body reaches the flow (and gets the same 400 as every other
+ * rejection) instead of failing in Node-RED's body parser with a 500.
+ * (The http in node's "raw body" option only matches routes without :params.)
+ */
+function rawReadingsBody(req, res, next) {
+  if (req.method !== 'POST' || !/^\/api\/devices\/[^/]+\/readings\/?$/.test(req.path) || req._body) return next();
+  const chunks = [];
+  let size = 0;
+  req.on('data', (chunk) => {
+    if (size <= READINGS_BODY_LIMIT) chunks.push(chunk);
+    size += chunk.length;
+  });
+  req.on('end', () => {
+    req.body = Buffer.concat(chunks);
+    req._body = true;
+    next();
+  });
+  req.on('error', next);
+}
+
 async function main() {
+  // Express shows stack traces in its error pages unless told it is in production.
+  process.env.NODE_ENV = process.env.NODE_ENV || 'production';
   buildIfNeeded();
   const port = Number(process.env.PORT || 1880);
   const host = process.env.HOST || '127.0.0.1';
@@ -110,8 +137,10 @@ async function main() {
     credentialSecret: credentialSecret.value,
     uiHost: host,
     uiPort: port,
-    httpAdminRoot: editor ? '/' : false,
+    // The editor lives under /admin, so device traffic never passes through the admin app.
+    httpAdminRoot: editor ? '/admin' : false,
     httpNodeRoot: '/',
+    httpNodeMiddleware: rawReadingsBody,
     apiMaxLength: '1mb',
     functionExternalModules: false,
     diagnostics: { enabled: false, ui: false },
@@ -135,7 +164,15 @@ async function main() {
   RED.init(server, settings);
   if (settings.httpAdminRoot !== false) app.use(settings.httpAdminRoot, RED.httpAdmin);
   app.use(settings.httpNodeRoot, RED.httpNode);
+  // Whatever reaches here failed outside the flows: answer without details.
+  app.use((err, req, res, next) => {
+    void next;
+    res.status(err.status && err.status < 500 ? err.status : 500).json({ status: 'NOK', message: err.status && err.status < 500 ? 'Bad request' : 'Internal error' });
+  });
+  // start() resolves before the flows run; "ready" means the endpoints answer.
+  const flowsStarted = new Promise((resolve) => RED.events.once('flows:started', resolve));
   await RED.start();
+  await flowsStarted;
   await new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, resolve);
@@ -149,7 +186,7 @@ async function main() {
     `               ${base}/api/devices/<mac>/readings   POST {iv, data, mac} (AES, auth ${auth})`,
     `Operator API:  ${base}/api/devices  (Authorization: Bearer <admin token>)  GET list | PUT/DELETE /<mac> |`,
     '               GET /<mac>/readings | POST /<mac>/commands | POST /<mac>/reset',
-    editor ? `Editor:        ${base}/  (user "admin", password: the admin token)` : 'Editor:        off (E2EE_EDITOR=off)',
+    editor ? `Editor:        ${base}/admin  (user "admin", password: the admin token)` : 'Editor:        off (E2EE_EDITOR=off)',
     `Database:      ${path.join(userDir, 'esp-e2ee.sqlite')}`,
     `AES key:       from ${key.source}`,
     `Admin token:   from ${token.source}`,

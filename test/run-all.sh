@@ -24,6 +24,9 @@ MOCHA=node_modules/mocha/bin/mocha.js
 echo "== lib unit tests and node tests on Node-RED 4 ($(node --version))"
 node "$MOCHA" 'test/lib/**/*.test.js' 'test/nodes/**/*.test.js'
 
+echo "== end-to-end: npm start, the simulator, real HTTP on loopback"
+node "$MOCHA" 'test/e2e/**/*.test.js'
+
 echo "== node tests on Node-RED 5 ($(test/nr5/node_modules/.bin/node --version))"
 E2EE_NODE_RED=test/nr5/node_modules/node-red/lib/red.js \
   test/nr5/node_modules/.bin/node "$MOCHA" 'test/nodes/**/*.test.js'

@@ -1,0 +1,293 @@
+'use strict';
+require('should');
+const fs = require('node:fs');
+const path = require('node:path');
+const crypto = require('node:crypto');
+const { startBackend } = require('../support/backend');
+const { tempDir, querySqlite } = require('../support/tmp');
+const lib = require('../../dist/nodes/lib');
+const { SimDevice, requestJson } = require('../../dist/nodes/sim/device');
+const { StateFile } = require('../../dist/nodes/sim/state');
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what, fn, timeoutMs = 15000) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+describe('end to end: npm start + simulator, real HTTP on loopback', function () {
+  this.timeout(180000);
+
+  describe('as a newcomer starts it (generated key and token)', function () {
+    let tmp;
+    let backend;
+    const devices = [];
+    before(async function () {
+      tmp = tempDir('esp-e2ee-e2e-');
+      backend = await startBackend({ dataDir: tmp.dir });
+    });
+    after(async function () {
+      for (const d of devices) await d.stop();
+      if (backend) await backend.stop();
+      tmp.cleanup();
+    });
+
+    const keyHex = () => fs.readFileSync(path.join(tmp.dir, 'aes-key.hex'), 'utf8').trim();
+    const token = () => fs.readFileSync(path.join(tmp.dir, 'admin-token'), 'utf8').trim();
+    const op = (method, suffix, body, tok = token()) => requestJson(`${backend.url}/api/devices${suffix}`, method, body, tok === null ? {} : { authorization: `Bearer ${tok}` });
+
+    it('stores the generated key and token with mode 0600 and prints them once', function () {
+      for (const f of ['aes-key.hex', 'admin-token']) (fs.statSync(path.join(tmp.dir, f)).mode & 0o777).should.equal(0o600);
+      /^[0-9a-f]{32}$/.test(keyHex()).should.be.true();
+      backend.output.split(keyHex()).length.should.equal(2);
+      backend.output.split(token()).length.should.equal(2);
+      backend.output.should.containEql('Listening on loopback only');
+    });
+
+    it('the simulator registers, posts readings, gets a config change and runs commands; readings are stored', async function () {
+      const state = new StateFile(path.join(tmp.dir, 'sim-state.json'));
+      const key = lib.parseKey('hex', keyHex(), 'hmac-sha256');
+      const dev = new SimDevice({ id: '5C:CF:7F:AA:00:01', baseUrl: backend.url, key, state, interval: 0.2 });
+      devices.push(dev);
+      await dev.listen();
+      (await dev.register()).status.should.equal(201);
+      dev.run();
+      await until('three stored readings', async () => (await op('GET', `/${dev.id}/readings`)).body.length >= 3);
+
+      // Operator changes the config: cfgsn goes up and the device applies the interval.
+      const put = await op('PUT', `/${dev.id}`, { name: 'greenhouse', data: { interval: 0.3, led: false } });
+      put.status.should.equal(200);
+      put.body.cfgsn.should.equal(2);
+      await until('the device to apply cfgsn 2', () => dev.cfgsn === 2);
+      dev.interval.should.equal(0.3);
+
+      // A command is pushed to the device's /command and runs there.
+      const cmd = await op('POST', `/${dev.id}/commands`, { led: true });
+      cmd.status.should.equal(202);
+      cmd.body.should.containEql({ status: 'OK', seqn: 1 });
+      await until('the pushed command', () => dev.received.length === 1);
+      dev.led.should.be.true();
+      dev.received[0].via.should.equal('push');
+
+      // With the device's command server gone, the next command arrives in the config poll.
+      const nat = new SimDevice({ id: '5C:CF:7F:AA:00:02', baseUrl: backend.url, key, state, interval: 0.2 });
+      devices.push(nat);
+      (await nat.register()).status.should.equal(201);
+      nat.run();
+      (await op('POST', `/${nat.id}/commands`, { interval: 0.25 })).status.should.equal(202);
+      await until('the polled command', () => nat.received.length === 1, 20000);
+      nat.received[0].via.should.equal('poll');
+      nat.interval.should.equal(0.25);
+      nat.rejectedCommands.should.eql([]);
+
+      const readings = (await op('GET', `/${dev.id}/readings?limit=1000`)).body;
+      readings.length.should.be.aboveOrEqual(3);
+      readings[0].payload.should.have.properties(['data', 'SEQN']);
+      const seqns = readings.map((r) => r.seqn);
+      new Set(seqns).size.should.equal(seqns.length);
+      const db = path.join(tmp.dir, 'node-red', 'esp-e2ee.sqlite');
+      const rows = await querySqlite(db, 'SELECT count(*) AS n FROM readings WHERE deviceid = ?', [dev.id]);
+      rows[0].n.should.be.aboveOrEqual(readings.length);
+      const list = (await op('GET', '')).body;
+      list.find((d) => d.deviceid === dev.id).should.containEql({ name: 'greenhouse', online: true, cfgsn: 2 });
+    });
+
+    it('the editor and its admin API sit behind the admin login', async function () {
+      (await requestJson(`${backend.url}/admin/flows`, 'GET')).status.should.equal(401);
+      const bad = await requestJson(`${backend.url}/admin/auth/token`, 'POST', { client_id: 'node-red-admin', grant_type: 'password', scope: '*', username: 'admin', password: 'wrong' });
+      bad.status.should.equal(403);
+      const good = await requestJson(`${backend.url}/admin/auth/token`, 'POST', { client_id: 'node-red-admin', grant_type: 'password', scope: '*', username: 'admin', password: token() });
+      good.status.should.equal(200);
+      const flows = await requestJson(`${backend.url}/admin/flows`, 'GET', undefined, { authorization: `Bearer ${good.body.access_token}` });
+      flows.status.should.equal(200);
+      // Credentials never travel with the flow.
+      JSON.stringify(flows.body).should.not.containEql(keyHex());
+      JSON.stringify(flows.body).should.not.containEql(token());
+    });
+  });
+
+  describe('every endpoint, with explicit key and token', function () {
+    let tmp;
+    let backend;
+    const KEY = crypto.randomBytes(16).toString('hex');
+    const TOKEN = crypto.randomBytes(16).toString('hex');
+    const key = lib.parseKey('hex', KEY, 'hmac-sha256');
+    const MAC = '5C:CF:7F:BB:00:01';
+    before(async function () {
+      tmp = tempDir('esp-e2ee-e2e-');
+      backend = await startBackend({ dataDir: tmp.dir, env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN } });
+    });
+    after(async function () {
+      if (backend) await backend.stop();
+      tmp.cleanup();
+    });
+    const dev = (method, suffix, body, headers) => requestJson(`${backend.url}/api/devices/${encodeURIComponent(MAC)}${suffix}`, method, body, headers);
+    const op = (method, suffix, body) => requestJson(`${backend.url}/api/devices${suffix}`, method, body, { authorization: `Bearer ${TOKEN}` });
+    const reading = (seqn, id = MAC) => lib.encryptToWire(key, Buffer.from(JSON.stringify({ data: { a0: 1 }, SEQN: seqn })), id);
+    /** Raw POST, for bodies that are not JSON. */
+    const rawPost = (suffix, text, type = 'application/json') => new Promise((resolve, reject) => {
+      const req = require('node:http').request(`${backend.url}/api/devices/${encodeURIComponent(MAC)}${suffix}`, { method: 'POST', headers: { 'content-type': type } }, (res) => {
+        let b = '';
+        res.on('data', (c) => { b += c; });
+        res.on('end', () => resolve({ status: res.statusCode, text: b }));
+      });
+      req.on('error', reject);
+      req.end(text);
+    });
+
+    it('does not print the key or token it was given', function () {
+      backend.output.should.not.containEql(KEY);
+      backend.output.should.not.containEql(TOKEN);
+    });
+
+    it('register: 201 then 200; invalid input 400', async function () {
+      (await dev('POST', '', { ipaddr: '127.0.0.1', ssid: 'lab' })).status.should.equal(201);
+      const again = await dev('POST', '', { ipaddr: '127.0.0.2', ssid: 'lab2' });
+      again.status.should.equal(200);
+      again.body.should.containEql({ deviceid: MAC, ipaddr: '127.0.0.2', ssid: 'lab2', cfgsn: 1 });
+      (await dev('POST', '', { ipaddr: 'not-an-ip', ssid: 'lab' })).status.should.equal(400);
+      (await requestJson(`${backend.url}/api/devices/${encodeURIComponent("x'; DROP TABLE devices;--")}`, 'POST', { ipaddr: '127.0.0.1', ssid: 'x' })).status.should.equal(400);
+    });
+
+    it('config poll: 200 {cfgsn, data, commands}; unknown 404', async function () {
+      const r = await dev('GET', '');
+      r.status.should.equal(200);
+      r.body.should.eql({ cfgsn: 1, data: {}, commands: [] });
+      const unknown = await requestJson(`${backend.url}/api/devices/nobody`, 'GET');
+      unknown.status.should.equal(404);
+      unknown.body.should.eql({ status: 'NOK', message: 'Device NOT Registered' });
+    });
+
+    it('readings: 200 for a fresh SEQN; replay, stale, garbage, bad MAC, bad JSON and oversize all get the same 400', async function () {
+      const ok = await dev('POST', '/readings', reading(10));
+      ok.status.should.equal(200);
+      ok.body.should.eql({ status: 'OK' });
+      const other = lib.parseKey('hex', crypto.randomBytes(16).toString('hex'), 'hmac-sha256');
+      const good = reading(11);
+      const rejected = [
+        await rawPost('/readings', JSON.stringify(reading(10))), // replay
+        await rawPost('/readings', JSON.stringify(reading(3))), // stale
+        await rawPost('/readings', 'garbage'),
+        await rawPost('/readings', '{"iv": "broken'), // bad JSON
+        await rawPost('/readings', JSON.stringify({ ...good, mac: Buffer.alloc(32).toString('base64') })), // wrong MAC
+        await rawPost('/readings', JSON.stringify(lib.encryptToWire(other, Buffer.from('{"SEQN":12}'), MAC))), // wrong key
+        await rawPost('/readings', JSON.stringify(reading(13, 'SOME:OTHER:DEVICE'))), // MAC for another device
+        await rawPost('/readings', JSON.stringify({ iv: good.iv, data: 'A'.repeat(70000), mac: good.mac })), // oversize
+        await rawPost('/readings', JSON.stringify({ ...good, iv: 'AAAA' })), // IV not 16 bytes
+        await rawPost('/readings', JSON.stringify(reading(11)), 'text/plain'),
+      ];
+      // The last one (a fresh SEQN as text/plain) is fine.
+      rejected.pop().status.should.equal(200);
+      for (const r of rejected) {
+        r.status.should.equal(400);
+        r.text.should.equal(rejected[0].text);
+      }
+      JSON.parse(rejected[0].text).should.eql({ status: 'NOK', message: 'Rejected' });
+      // The reasons are in the Node-RED log only.
+      backend.output.should.match(/rejected: replay/);
+      backend.output.should.match(/rejected: stale/);
+      backend.output.should.match(/rejected: (Error: )?Decryption failed/);
+    });
+
+    it('operator endpoints refuse no token and a wrong token', async function () {
+      const routes = [['GET', ''], ['PUT', `/${encodeURIComponent(MAC)}`, { name: 'x' }], ['DELETE', `/${encodeURIComponent(MAC)}`], ['GET', `/${encodeURIComponent(MAC)}/readings`], ['POST', `/${encodeURIComponent(MAC)}/commands`, { led: true }], ['POST', `/${encodeURIComponent(MAC)}/reset`, {}]];
+      for (const [method, suffix, body] of routes) {
+        for (const headers of [{}, { authorization: 'Bearer wrong-token' }, { authorization: TOKEN }]) {
+          const r = await requestJson(`${backend.url}/api/devices${suffix}`, method, body, headers);
+          r.status.should.equal(401, `${method} ${suffix} ${JSON.stringify(headers)}`);
+        }
+      }
+      (await dev('GET', '')).status.should.equal(200); // the device still exists
+    });
+
+    it('operator endpoints work with the token, and SQL-injection strings do no harm', async function () {
+      const evil = "x'); DROP TABLE devices; --";
+      const put = await op('PUT', `/${encodeURIComponent(MAC)}`, { name: evil, data: { note: evil, interval: 5 } });
+      put.status.should.equal(200);
+      put.body.should.containEql({ name: evil, cfgsn: 2 });
+      (await op('GET', '')).body.map((d) => d.name).should.eql([evil]);
+      (await op('GET', `/${encodeURIComponent(MAC)}/readings`)).body.map((r) => r.seqn).should.eql([11, 10]);
+      (await op('PUT', `/${encodeURIComponent(MAC)}`, { data: [1] })).status.should.equal(400);
+      (await op('GET', `/${encodeURIComponent(MAC)}/readings?limit=abc`)).status.should.equal(400);
+      // Reset: the counter forgets, so an old number passes once more.
+      (await op('POST', `/${encodeURIComponent(MAC)}/reset`, {})).status.should.equal(200);
+      backend.output.should.match(/Replay counter of device 5C:CF:7F:BB:00:01 reset/);
+      (await dev('POST', '/readings', reading(1))).status.should.equal(200);
+      const cmd = await op('POST', `/${encodeURIComponent(MAC)}/commands`, { led: true });
+      cmd.status.should.equal(202);
+      // Nothing listens at the device's address: the push fails and the poll carries the command.
+      const poll = await until('the queued command in the poll', async () => {
+        const r = await dev('GET', '');
+        return r.body.commands.length ? r : null;
+      });
+      const plain = JSON.parse(lib.decryptEnvelope(key, lib.parseEnvelope(poll.body.commands[0]), MAC).toString());
+      plain.should.eql({ cmd: { led: true }, SEQN: 1 });
+      (await op('DELETE', `/${encodeURIComponent(MAC)}`)).status.should.equal(200);
+      (await dev('GET', '')).status.should.equal(404);
+    });
+  });
+
+  describe('crash: SIGKILL in the middle of a burst, then restart on the same data dir', function () {
+    let tmp;
+    const KEY = crypto.randomBytes(16).toString('hex');
+    const TOKEN = crypto.randomBytes(16).toString('hex');
+    const key = lib.parseKey('hex', KEY, 'hmac-sha256');
+    before(() => { tmp = tempDir('esp-e2ee-crash-'); });
+    after(() => tmp.cleanup());
+
+    it('every reading that got a 200 is in the store, and re-sending it is rejected', async function () {
+      const env = { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'warn' };
+      let backend = await startBackend({ dataDir: tmp.dir, env });
+      const state = new StateFile(path.join(tmp.dir, 'sim.json'));
+      const sims = [];
+      for (let i = 0; i < 10; i++) {
+        const d = new SimDevice({ id: `5C:CF:7F:CC:00:${String(i).padStart(2, '0')}`, baseUrl: backend.url, key, state, interval: 1 });
+        (await d.register()).status.should.equal(201);
+        sims.push(d);
+      }
+      const acked = [];
+      let killed = false;
+      let failures = 0;
+      // Two posters per device, as fast as the backend answers.
+      const posters = sims.flatMap((d) => [0, 1].map(async () => {
+        while (!killed) {
+          try {
+            const r = await d.postReading();
+            if (r.status === 200) acked.push({ deviceid: d.id, seqn: r.seqn, sent: r.sent });
+          } catch {
+            failures++;
+            return;
+          }
+        }
+      }));
+      await until('a burst under way', () => acked.length >= 300, 60000);
+      await backend.kill();
+      killed = true;
+      await Promise.all(posters);
+      failures.should.be.above(0); // some requests were cut off by the kill
+
+      // Same port, as a device's configured URL would not change.
+      backend = await startBackend({ dataDir: tmp.dir, env, port: backend.port });
+      try {
+        const rows = await querySqlite(path.join(tmp.dir, 'node-red', 'esp-e2ee.sqlite'), 'SELECT deviceid, seqn FROM readings');
+        const stored = new Set(rows.map((r) => `${r.deviceid}/${r.seqn}`));
+        const lost = acked.filter((a) => !stored.has(`${a.deviceid}/${a.seqn}`));
+        lost.should.eql([], `${lost.length} of ${acked.length} acknowledged readings lost`);
+        // Every acknowledged reading, sent again, is a replay.
+        const resend = await Promise.all(acked.slice(-200).map((a) => requestJson(`${backend.url}/api/devices/${encodeURIComponent(a.deviceid)}/readings`, 'POST', a.sent)));
+        resend.map((r) => r.status).should.eql(resend.map(() => 400));
+        // And the devices carry on with fresh numbers (their counters resume past the reserved block).
+        for (const d of sims) (await d.postReading()).status.should.equal(200);
+      } finally {
+        for (const d of sims) await d.stop();
+        await backend.stop();
+      }
+    });
+  });
+});

@@ -1,0 +1,70 @@
+'use strict';
+/**
+ * Starts the backend exactly as the README says, `npm start`, in its own
+ * process group on a free loopback port, and waits until it is ready.
+ */
+const net = require('node:net');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
+
+const root = path.resolve(__dirname, '..', '..');
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function startBackend({ dataDir, env = {}, port }) {
+  port = port || (await freePort());
+  const child = spawn('npm', ['start'], {
+    cwd: root,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', E2EE_DATA_DIR: dataDir, ...env },
+  });
+  let output = '';
+  child.stdout.on('data', (c) => { output += c; });
+  child.stderr.on('data', (c) => { output += c; });
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve(signal || code)));
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`backend not ready in 60 s:\n${output}`)), 60000);
+    const check = () => {
+      if (output.includes('esp-e2ee backend ready on')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout.on('data', check);
+    exited.then((how) => {
+      clearTimeout(timer);
+      reject(new Error(`backend exited (${how}) before it was ready:\n${output}`));
+    });
+  });
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    get output() { return output; },
+    exited,
+    /** SIGKILL to the whole process group: npm, the shell and Node-RED die at once. */
+    kill() {
+      try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+      return exited;
+    },
+    /** A graceful stop (SIGTERM to the group). */
+    async stop() {
+      try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
+      const timer = setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } }, 10000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+module.exports = { startBackend, freePort };
