@@ -18,7 +18,11 @@ export = function register(RED: RED) {
     this.on('close', (_removed, done) => {
       // Pending writes commit before the handle goes, so a redeploy loses nothing.
       store.close().then(
-        () => done(),
+        () => {
+          const stats = (store as SqliteStore).groupCommitStats;
+          this.log(RED._('e2ee.store.closed', { writes: stats.writes, batches: stats.batches, largest: stats.largestBatch }));
+          done();
+        },
         (err: Error) => {
           this.error(RED._('e2ee.store.open-failed', { message: err.message }));
           done();

@@ -47,22 +47,38 @@ async function startBackend({ dataDir, env = {}, port }) {
       reject(new Error(`backend exited (${how}) before it was ready:\n${output}`));
     });
   });
+  /** Resolves when no process of the group is left (npm exits before the Node-RED process it started). */
+  const groupGone = async (timeoutMs) => {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        process.kill(-child.pid, 0);
+      } catch {
+        return true;
+      }
+      if (Date.now() > end) return false;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
   return {
     port,
     url: `http://127.0.0.1:${port}`,
     get output() { return output; },
     exited,
     /** SIGKILL to the whole process group: npm, the shell and Node-RED die at once. */
-    kill() {
+    async kill() {
       try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
-      return exited;
+      await exited;
+      await groupGone(10000);
     },
-    /** A graceful stop (SIGTERM to the group). */
+    /** A graceful stop: SIGTERM to the group, then wait until every process of it has exited. */
     async stop() {
       try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
-      const timer = setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } }, 10000);
       await exited;
-      clearTimeout(timer);
+      if (!(await groupGone(15000))) {
+        try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+        await groupGone(5000);
+      }
     },
   };
 }

@@ -156,6 +156,7 @@ export class SqliteStore implements DeviceStore {
       }
     }
     for (const r of (await this.all('SELECT deviceid FROM devices', [])) as { deviceid: string }[]) this.known.add(r.deviceid);
+    await this.exec('BEGIN IMMEDIATE');
     this.isOpen = true;
   }
 
@@ -165,6 +166,7 @@ export class SqliteStore implements DeviceStore {
     await this.opening.catch(() => undefined);
     await this.commits.drain();
     if (!this.db) return;
+    if (this.isOpen) await this.exec('COMMIT').catch(() => undefined);
     await Promise.all([...this.statements.values()].map((s) => new Promise<void>((resolve) => s.finalize(() => resolve()))));
     this.statements.clear();
     await new Promise<void>((resolve, reject) => this.db.close((err) => (err ? reject(err) : resolve())));
@@ -215,38 +217,38 @@ export class SqliteStore implements DeviceStore {
     return this.afterOpen(() => this.commits.submit({ statements, key }));
   }
 
+  /**
+   * Commits one batch. A write transaction is always open between batches:
+   * each commit is `COMMIT; BEGIN IMMEDIATE` in one call, queued behind the
+   * batch's statements on the connection, so a batch costs one round trip to
+   * the SQLite thread instead of three. (Statements start at once on the
+   * thread pool; only whole-connection calls such as exec wait for them, so
+   * the transaction must already be open when they are issued.)
+   */
   private async commitBatch(batch: PendingWrite[]): Promise<void> {
     this.options.onBatch?.(batch.length);
     const skip = supersededWrites(batch);
-    try {
-      await this.exec('BEGIN IMMEDIATE');
-    } catch (err) {
-      for (const w of batch) w.reject(err);
-      return;
-    }
-    const inserted = await this.insertRows(batch, skip).then(
-      () => undefined,
-      (err: unknown) => err,
-    );
-    // Statements are queued in order on the serialized connection; waiting on
-    // each one separately would only add round trips.
-    const results = await Promise.allSettled(
-      batch.map(async (w, i) => {
-        if (skip.has(i)) return [];
-        if (w.row && inserted !== undefined) throw inserted;
-        let rows: unknown[] = [];
-        for (const s of w.statements) rows = await this.all(s.sql, s.params);
-        return rows;
-      }),
-    );
-    try {
-      await this.exec('COMMIT');
-    } catch (err) {
+    const inserted = this.insertRows(batch, skip);
+    const results = batch.map((w, i) => {
+      if (skip.has(i) || w.statements.length === 0) return Promise.resolve([] as unknown[]);
+      const issued = w.statements.map((s) => this.all(s.sql, s.params));
+      return Promise.all(issued).then((all) => all[all.length - 1]);
+    });
+    const commit = this.exec('COMMIT; BEGIN IMMEDIATE');
+    const [insertedResult, commitResult] = await Promise.allSettled([inserted, commit]);
+    const settled = await Promise.allSettled(results);
+    if (commitResult.status === 'rejected') {
+      // Start over from a clean transaction; the batch is reported failed.
       await this.exec('ROLLBACK').catch(() => undefined);
-      for (const w of batch) w.reject(err);
+      await this.exec('BEGIN IMMEDIATE').catch(() => undefined);
+      for (const w of batch) w.reject(commitResult.reason);
       return;
     }
-    results.forEach((r, i) => (r.status === 'fulfilled' ? batch[i].resolve(r.value) : batch[i].reject(r.reason)));
+    batch.forEach((w, i) => {
+      if (w.row && !skip.has(i) && insertedResult.status === 'rejected') w.reject(insertedResult.reason);
+      else if (settled[i].status === 'fulfilled') w.resolve((settled[i] as PromiseFulfilledResult<unknown[]>).value);
+      else w.reject((settled[i] as PromiseRejectedResult).reason);
+    });
   }
 
   /**
