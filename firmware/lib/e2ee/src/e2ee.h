@@ -1,0 +1,6 @@
+#pragma once
+/// Portable core of the esp-e2ee firmware. Include this; it pulls in the rest.
+#include "e2ee_base64.h"
+#include "e2ee_crypto.h"
+#include "e2ee_json.h"
+#include "e2ee_wire.h"

@@ -1,0 +1,113 @@
+#include "e2ee_crypto.h"
+
+#include <string.h>
+
+#include <bearssl/bearssl.h>
+
+namespace e2ee {
+
+static const char kInfoEnc[] = "esp-e2ee v1 enc";
+static const char kInfoMac[] = "esp-e2ee v1 mac";
+
+static void hkdf(const uint8_t *ikm, size_t ikm_len, const char *info, uint8_t *out, size_t out_len) {
+  br_hkdf_context hc;
+  br_hkdf_init(&hc, &br_sha256_vtable, nullptr, 0);
+  br_hkdf_inject(&hc, ikm, ikm_len);
+  br_hkdf_flip(&hc);
+  br_hkdf_produce(&hc, info, strlen(info), out, out_len);
+}
+
+bool keys_init(Keys *keys, const uint8_t *key, size_t key_len, Auth auth) {
+  if (keys == nullptr || key == nullptr || (key_len != 16 && key_len != 24 && key_len != 32)) return false;
+  memset(keys, 0, sizeof(*keys));
+  keys->enc_len = key_len;
+  keys->auth = auth;
+  if (auth == Auth::HmacSha256) {
+    hkdf(key, key_len, kInfoEnc, keys->enc, key_len);
+    hkdf(key, key_len, kInfoMac, keys->mac, kMacLen);
+  } else {
+    memcpy(keys->enc, key, key_len);
+  }
+  return true;
+}
+
+static int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool keys_from_hex(Keys *keys, const char *hex, Auth auth) {
+  if (hex == nullptr) return false;
+  const size_t n = strlen(hex);
+  if (n != 32 && n != 48 && n != 64) return false;
+  uint8_t raw[32];
+  for (size_t i = 0; i < n / 2; i++) {
+    const int hi = hex_value(hex[2 * i]);
+    const int lo = hex_value(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    raw[i] = uint8_t((hi << 4) | lo);
+  }
+  const bool ok = keys_init(keys, raw, n / 2, auth);
+  memset(raw, 0, sizeof(raw));
+  return ok;
+}
+
+bool aes_cbc_encrypt(const Keys &keys, const uint8_t iv[kIvLen], uint8_t *buf, size_t len, size_t buf_size, size_t *ct_len) {
+  const size_t total = padded_len(len);
+  if (buf == nullptr || buf_size < total) return false;
+  const uint8_t pad = uint8_t(total - len);
+  memset(buf + len, pad, pad);
+  br_aes_ct_cbcenc_keys ctx;
+  br_aes_ct_cbcenc_init(&ctx, keys.enc, keys.enc_len);
+  // BearSSL advances the IV it is given: work on a copy, never on the caller's.
+  uint8_t chain[kIvLen];
+  memcpy(chain, iv, kIvLen);
+  br_aes_ct_cbcenc_run(&ctx, chain, buf, total);
+  if (ct_len) *ct_len = total;
+  return true;
+}
+
+bool aes_cbc_decrypt(const Keys &keys, const uint8_t iv[kIvLen], uint8_t *buf, size_t len, size_t *pt_len) {
+  if (buf == nullptr || len == 0 || len % kBlock != 0) return false;
+  br_aes_ct_cbcdec_keys ctx;
+  br_aes_ct_cbcdec_init(&ctx, keys.enc, keys.enc_len);
+  uint8_t chain[kIvLen];
+  memcpy(chain, iv, kIvLen);
+  br_aes_ct_cbcdec_run(&ctx, chain, buf, len);
+  // Look at all 16 trailing bytes whatever the pad length, so the time taken does not tell where it failed.
+  const uint8_t n = buf[len - 1];
+  uint8_t bad = uint8_t((n == 0) | (n > kBlock));
+  for (size_t i = 1; i <= kBlock; i++) {
+    const uint8_t in_pad = uint8_t(i <= n);
+    bad |= uint8_t(in_pad & uint8_t(buf[len - i] != n));
+  }
+  if (bad) return false;
+  if (pt_len) *pt_len = len - n;
+  return true;
+}
+
+bool compute_mac(const Keys &keys, const char *deviceid, const uint8_t iv[kIvLen], const uint8_t *ct, size_t ct_len, uint8_t out[kMacLen]) {
+  const size_t id_len = deviceid ? strlen(deviceid) : 0;
+  if (id_len > kMaxDeviceIdLen) return false;
+  br_hmac_key_context kc;
+  br_hmac_key_init(&kc, &br_sha256_vtable, keys.mac, kMacLen);
+  br_hmac_context hc;
+  br_hmac_init(&hc, &kc, 0);
+  const uint8_t prefix = uint8_t(id_len);
+  br_hmac_update(&hc, &prefix, 1);
+  if (id_len) br_hmac_update(&hc, deviceid, id_len);
+  br_hmac_update(&hc, iv, kIvLen);
+  br_hmac_update(&hc, ct, ct_len);
+  br_hmac_out(&hc, out);
+  return true;
+}
+
+bool equal_ct(const uint8_t *a, const uint8_t *b, size_t n) {
+  uint8_t diff = 0;
+  for (size_t i = 0; i < n; i++) diff |= uint8_t(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace e2ee

@@ -1,0 +1,96 @@
+#pragma once
+/// The wire format shared with the Node-RED nodes:
+///   reading plaintext  {"data":{...},"SEQN":n}
+///   command plaintext  {"cmd":{...},"SEQN":n}
+///   body               {"iv":"<b64>","data":"<b64>"[,"mac":"<b64>"]}
+#include <stddef.h>
+#include <stdint.h>
+
+#include "e2ee_crypto.h"
+#include "e2ee_json.h"
+
+namespace e2ee {
+
+/// Writes {"data":<data_json>,"SEQN":<seqn>} (NUL-terminated). data_json must be a JSON object.
+/// Returns false when out_size is too small.
+bool build_reading(const char *data_json, uint64_t seqn, char *out, size_t out_size, size_t *out_len);
+
+/// Body length for a plaintext of len bytes (without the NUL), in the given auth mode.
+size_t body_len(size_t len, Auth auth);
+
+/// Encrypts plaintext[0..len) and writes the body (NUL-terminated) into out.
+/// work is scratch for the padded ciphertext: work_size >= padded_len(len).
+/// out_size must be >= body_len(len, keys.auth) + 1. The IV comes from random.
+bool seal(const Keys &keys, const char *deviceid, const uint8_t *plaintext, size_t len, RandomFn random,
+          uint8_t *work, size_t work_size, char *out, size_t out_size, size_t *out_len);
+
+/// Same with a given IV (tests, vectors).
+bool seal_with_iv(const Keys &keys, const char *deviceid, const uint8_t *plaintext, size_t len, const uint8_t iv[kIvLen],
+                  uint8_t *work, size_t work_size, char *out, size_t out_size, size_t *out_len);
+
+enum class OpenStatus : uint8_t {
+  Ok,
+  BadBody,    ///< not the {"iv","data"[,"mac"]} shape, bad base64, IV not 16 bytes, too large
+  Rejected,   ///< MAC, padding or key wrong: one status for all, so no oracle
+};
+
+/// Verifies (MAC first, in constant time) and decrypts a body into out, NUL-terminated.
+/// out_size must be >= the decoded ciphertext length + 1.
+OpenStatus open(const Keys &keys, const char *deviceid, const char *body, size_t body_len,
+                uint8_t *out, size_t out_size, size_t *out_len);
+
+/// Persistent storage of one 64-bit value: flash/EEPROM on the device, memory in tests.
+class CounterStore {
+ public:
+  virtual ~CounterStore() = default;
+  /// False when nothing was stored yet or the storage cannot be read.
+  virtual bool load(uint64_t *value) = 0;
+  virtual bool save(uint64_t value) = 0;
+};
+
+/// Uplink sequence numbers that survive reboots with little flash wear (as OSCORE and
+/// LoRaWAN devices do): a block of `block` numbers is reserved by one write; after a reboot
+/// counting resumes at the reserved bound, so no number is ever used twice.
+class SeqCounter {
+ public:
+  SeqCounter(CounterStore &store, uint32_t block) : store_(store), block_(block ? block : 1) {}
+  /// Reads the stored bound. Call once at boot.
+  void begin();
+  /// The next number; false when a new block could not be reserved (then no number is handed out).
+  bool next(uint64_t *out);
+  uint32_t writes() const { return writes_; }
+
+ private:
+  CounterStore &store_;
+  uint32_t block_;
+  uint64_t next_ = 0;
+  uint64_t bound_ = 0;
+  uint32_t writes_ = 0;
+};
+
+enum class CommandStatus : uint8_t { Ok, BadBody, Rejected, BadCommand, Replay, StoreFailed };
+
+struct Command {
+  uint64_t seqn;
+  /// The "cmd" object's JSON text, inside the caller's buffer.
+  Span cmd;
+};
+
+/// Downlink replay check: a command is accepted only with a SEQN above the last accepted
+/// one, which is persisted before the command is acted on.
+class DownlinkGuard {
+ public:
+  explicit DownlinkGuard(CounterStore &store) : store_(store) {}
+  void begin();
+  uint64_t last() const { return last_; }
+  /// Opens, checks and accepts a command body. work holds the plaintext afterwards
+  /// (work_size >= decoded ciphertext length + 1); out->cmd points into it.
+  CommandStatus accept(const Keys &keys, const char *deviceid, const char *body, size_t body_len,
+                       uint8_t *work, size_t work_size, Command *out);
+
+ private:
+  CounterStore &store_;
+  uint64_t last_ = 0;
+};
+
+}  // namespace e2ee

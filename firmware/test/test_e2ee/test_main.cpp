@@ -1,0 +1,351 @@
+// Host tests of lib/e2ee (doctest). Run with `make -C firmware test` (g++, ASan+UBSan)
+// or `pio test -e native`. Vectors come from the file the mocha tests read too.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "e2ee.h"
+
+using namespace e2ee;
+using json = nlohmann::json;
+
+#ifndef E2EE_VECTORS
+#define E2EE_VECTORS "../test/fixtures/vectors.json"
+#endif
+
+static json vectors() {
+  std::ifstream in(E2EE_VECTORS);
+  REQUIRE_MESSAGE(in.good(), "cannot read " E2EE_VECTORS);
+  return json::parse(in);
+}
+
+static std::vector<uint8_t> hex(const std::string &h) {
+  std::vector<uint8_t> out;
+  for (size_t i = 0; i + 1 < h.size(); i += 2) out.push_back(uint8_t(std::stoi(h.substr(i, 2), nullptr, 16)));
+  return out;
+}
+
+static Keys make_keys(const std::string &key_hex, Auth auth) {
+  Keys k;
+  REQUIRE(keys_from_hex(&k, key_hex.c_str(), auth));
+  return k;
+}
+
+static void counting_random(uint8_t *out, size_t n) {
+  static uint8_t c = 0;
+  for (size_t i = 0; i < n; i++) out[i] = c++;
+}
+
+TEST_CASE("base64: RFC 4648 vectors, both directions") {
+  const json all = vectors();
+  for (const auto &v : all["base64"]) {
+    const std::string text = v["text"], b64 = v["base64"];
+    char out[16];
+    size_t n = 0;
+    REQUIRE(base64_encode(reinterpret_cast<const uint8_t *>(text.data()), text.size(), out, sizeof(out), &n));
+    CHECK(std::string(out, n) == b64);
+    uint8_t back[16];
+    REQUIRE(base64_decode(b64.data(), b64.size(), back, sizeof(back), &n));
+    CHECK(std::string(reinterpret_cast<char *>(back), n) == text);
+  }
+}
+
+TEST_CASE("base64: buffer boundaries and bad input") {
+  const uint8_t data[5] = {1, 2, 3, 4, 5};
+  char out[9];  // needs 8 + NUL
+  size_t n = 0;
+  CHECK(base64_encode(data, 5, out, 9, &n));
+  CHECK(n == 8);
+  CHECK_FALSE(base64_encode(data, 5, out, 8, &n));
+  uint8_t back[5];
+  CHECK(base64_decode(out, 8, back, 5, &n));
+  CHECK_FALSE(base64_decode(out, 8, back, 4, &n));
+  for (const char *bad : {"A", "AB", "ABC", "A===", "AB=C", "ab!d", "QU JD"}) CHECK_FALSE(base64_decode(bad, strlen(bad), back, 5, &n));
+}
+
+TEST_CASE("AES-CBC: NIST SP 800-38A vectors (the unpadded blocks)") {
+  const json all = vectors();
+  for (const auto &v : all["nist_sp800_38a_cbc"]) {
+    Keys k = make_keys(v["key"], Auth::None);
+    const auto iv = hex(v["iv"]);
+    const auto pt = hex(v["plaintext"]);
+    uint8_t buf[80];
+    memcpy(buf, pt.data(), pt.size());
+    size_t ct_len = 0;
+    REQUIRE(aes_cbc_encrypt(k, iv.data(), buf, pt.size(), sizeof(buf), &ct_len));
+    CHECK(ct_len == 80);  // a whole block of padding after 64 aligned bytes
+    CHECK(memcmp(buf, hex(v["ciphertext"]).data(), 64) == 0);
+    size_t pt_len = 0;
+    REQUIRE(aes_cbc_decrypt(k, iv.data(), buf, ct_len, &pt_len));
+    CHECK(pt_len == 64);
+    CHECK(memcmp(buf, pt.data(), 64) == 0);
+  }
+}
+
+TEST_CASE("AES-CBC: the IV is not modified, exact blocks get a full pad block, buffers are checked") {
+  Keys k = make_keys("000102030405060708090a0b0c0d0e0f", Auth::None);
+  uint8_t iv[16] = {9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9};
+  for (size_t len : {0u, 1u, 15u, 16u, 17u, 31u, 32u, 48u}) {
+    uint8_t buf[64] = {0};
+    memset(buf, 'x', len);
+    size_t ct = 0;
+    CHECK_FALSE(aes_cbc_encrypt(k, iv, buf, len, padded_len(len) - 1, &ct));
+    REQUIRE(aes_cbc_encrypt(k, iv, buf, len, padded_len(len), &ct));
+    CHECK(ct == padded_len(len));
+    CHECK(ct - len >= 1);
+    CHECK(ct - len <= 16);
+    for (uint8_t b : iv) CHECK(b == 9);
+    size_t pt = 0;
+    REQUIRE(aes_cbc_decrypt(k, iv, buf, ct, &pt));
+    CHECK(pt == len);
+  }
+}
+
+TEST_CASE("AES-CBC: strict padding; wrong lengths rejected") {
+  Keys k = make_keys("000102030405060708090a0b0c0d0e0f", Auth::None);
+  const uint8_t iv[16] = {0};
+  // Build raw blocks with chosen "padding" by encrypting without padding: encrypt 32 bytes
+  // (which pads with a third block), then drop that block.
+  auto raw = [&](uint8_t last_bytes[16]) {
+    static uint8_t buf[48];
+    memset(buf, 'A', 16);
+    memcpy(buf + 16, last_bytes, 16);
+    size_t ct = 0;
+    aes_cbc_encrypt(k, iv, buf, 32, sizeof(buf), &ct);
+    return buf;  // first 32 bytes are the CBC encryption of the chosen 32 bytes
+  };
+  uint8_t block[16];
+  size_t pt = 0;
+  memset(block, 0, 16);  // pad byte 0
+  CHECK_FALSE(aes_cbc_decrypt(k, iv, raw(block), 32, &pt));
+  memset(block, 17, 16);  // pad byte over 16
+  CHECK_FALSE(aes_cbc_decrypt(k, iv, raw(block), 32, &pt));
+  memset(block, 4, 16);
+  block[13] = 5;  // inconsistent pad bytes
+  CHECK_FALSE(aes_cbc_decrypt(k, iv, raw(block), 32, &pt));
+  memset(block, 4, 16);  // consistent
+  CHECK(aes_cbc_decrypt(k, iv, raw(block), 32, &pt));
+  CHECK(pt == 28);
+  uint8_t buf[32] = {0};
+  CHECK_FALSE(aes_cbc_decrypt(k, iv, buf, 0, &pt));
+  CHECK_FALSE(aes_cbc_decrypt(k, iv, buf, 15, &pt));
+}
+
+TEST_CASE("wire: byte-for-byte equal to the Node-RED nodes (shared vectors), and opens them") {
+  const json all = vectors();
+  for (const auto &v : all["wire"]) {
+    const Auth auth = v["auth"] == "hmac-sha256" ? Auth::HmacSha256 : Auth::None;
+    Keys k = make_keys(v["key"], auth);
+    if (auth == Auth::HmacSha256) {
+      CHECK(std::vector<uint8_t>(k.enc, k.enc + k.enc_len) == hex(v["enc_key"]));
+      CHECK(std::vector<uint8_t>(k.mac, k.mac + 32) == hex(v["mac_key"]));
+    }
+    const std::string pt = v["plaintext"], id = v["deviceid"];
+    const auto iv = hex(v["iv"]);
+    uint8_t work[64];
+    char body[256];
+    size_t len = 0;
+    REQUIRE(seal_with_iv(k, id.c_str(), reinterpret_cast<const uint8_t *>(pt.data()), pt.size(), iv.data(), work, sizeof(work), body, sizeof(body), &len));
+    CHECK(len == body_len(pt.size(), auth));
+    const json parsed = json::parse(std::string(body, len));
+    CHECK(parsed["data"] == v["data"]);
+    if (auth == Auth::HmacSha256) CHECK(parsed["mac"] == v["mac"]);
+    else CHECK_FALSE(parsed.contains("mac"));
+    uint8_t out[64];
+    size_t out_len = 0;
+    REQUIRE(open(k, id.c_str(), body, len, out, sizeof(out), &out_len) == OpenStatus::Ok);
+    CHECK(std::string(reinterpret_cast<char *>(out), out_len) == pt);
+  }
+}
+
+TEST_CASE("wire: every output buffer boundary") {
+  Keys k = make_keys("000102030405060708090a0b0c0d0e0f", Auth::HmacSha256);
+  for (size_t len : {0u, 15u, 16u, 17u, 100u}) {
+    std::string pt(len, 'p');
+    const size_t need = body_len(len, Auth::HmacSha256);
+    std::vector<char> body(need + 1);
+    std::vector<uint8_t> work(padded_len(len));
+    size_t n = 0;
+    CHECK_FALSE(seal(k, "d", reinterpret_cast<const uint8_t *>(pt.data()), len, counting_random, work.data(), work.size(), body.data(), need, &n));
+    CHECK_FALSE(seal(k, "d", reinterpret_cast<const uint8_t *>(pt.data()), len, counting_random, work.data(), work.size() - 1, body.data(), need + 1, &n));
+    REQUIRE(seal(k, "d", reinterpret_cast<const uint8_t *>(pt.data()), len, counting_random, work.data(), work.size(), body.data(), need + 1, &n));
+    CHECK(n == need);
+    CHECK(body[need] == '\0');
+    std::vector<uint8_t> out(padded_len(len) + 1);
+    CHECK(open(k, "d", body.data(), n, out.data(), out.size() - 1, &n) == OpenStatus::BadBody);  // no room for the NUL
+    CHECK(open(k, "d", body.data(), need, out.data(), out.size(), &n) == OpenStatus::Ok);
+    CHECK(n == len);
+  }
+  char small[8];
+  size_t n = 0;
+  CHECK_FALSE(build_reading("{}", 1, small, sizeof(small), &n));
+  char exact[19];  // {"data":{},"SEQN":1} is 20 characters + NUL
+  CHECK_FALSE(build_reading("{}", 1, exact, sizeof(exact), &n));
+  char fits[21];
+  REQUIRE(build_reading("{}", 1, fits, sizeof(fits), &n));
+  CHECK(std::string(fits) == "{\"data\":{},\"SEQN\":1}");
+  char big[64];
+  REQUIRE(build_reading("{\"a0\":512}", 9007199254740991ULL, big, sizeof(big), &n));
+  CHECK(std::string(big) == "{\"data\":{\"a0\":512},\"SEQN\":9007199254740991}");
+}
+
+TEST_CASE("wire: a corrupted MAC, IV, ciphertext, a missing MAC or another device id are rejected alike") {
+  Keys k = make_keys("000102030405060708090a0b0c0d0e0f", Auth::HmacSha256);
+  const char *pt = "{\"data\":{\"a0\":1},\"SEQN\":5}";
+  uint8_t work[64];
+  char body[256];
+  size_t len = 0;
+  REQUIRE(seal(k, "dev", reinterpret_cast<const uint8_t *>(pt), strlen(pt), counting_random, work, sizeof(work), body, sizeof(body), &len));
+  uint8_t out[64];
+  size_t n = 0;
+  REQUIRE(open(k, "dev", body, len, out, sizeof(out), &n) == OpenStatus::Ok);
+  CHECK(open(k, "other", body, len, out, sizeof(out), &n) == OpenStatus::Rejected);
+  std::string s(body, len);
+  for (const char *field : {"\"iv\":\"", "\"data\":\"", "\"mac\":\""}) {
+    std::string t = s;
+    const size_t at = t.find(field) + strlen(field) + 2;
+    t[at] = t[at] == 'A' ? 'B' : 'A';
+    CHECK(open(k, "dev", t.data(), t.size(), out, sizeof(out), &n) == OpenStatus::Rejected);
+  }
+  std::string no_mac = s.substr(0, s.find(",\"mac\"")) + "}";
+  CHECK(open(k, "dev", no_mac.data(), no_mac.size(), out, sizeof(out), &n) == OpenStatus::Rejected);
+  for (const char *bad : {"", "[]", "{}", "{\"iv\":\"AAAA\",\"data\":\"AAAAAAAAAAAAAAAAAAAAAA==\"}", "{\"iv\":1,\"data\":\"x\"}", "{\"iv\":\"", "not json"}) {
+    CHECK(open(k, "dev", bad, strlen(bad), out, sizeof(out), &n) == OpenStatus::BadBody);
+  }
+}
+
+struct MemStore : CounterStore {
+  bool has = false;
+  uint64_t value = 0;
+  int saves = 0;
+  int fail_after = -1;  // fail the save with this index (0-based), simulating a power cut mid-write
+  bool load(uint64_t *out) override {
+    if (!has) return false;
+    *out = value;
+    return true;
+  }
+  bool save(uint64_t v) override {
+    if (fail_after >= 0 && saves >= fail_after) return false;
+    saves++;
+    value = v;
+    has = true;
+    return true;
+  }
+};
+
+TEST_CASE("sequence counter: resumes past every used number after a reboot at any point in a block") {
+  const uint32_t block = 8;
+  for (uint32_t used = 0; used <= 3 * block; used++) {
+    MemStore store;
+    uint64_t highest = 0;
+    bool any = false;
+    {
+      SeqCounter boot1(store, block);
+      boot1.begin();
+      for (uint32_t i = 0; i < used; i++) {
+        uint64_t s = 0;
+        REQUIRE(boot1.next(&s));
+        if (any) CHECK(s == highest + 1);
+        highest = s;
+        any = true;
+      }
+      CHECK(boot1.writes() == (used + block - 1) / block);
+    }
+    SeqCounter boot2(store, block);  // power cut: everything in RAM is gone
+    boot2.begin();
+    uint64_t s = 0;
+    REQUIRE(boot2.next(&s));
+    if (any) CHECK(s > highest);
+    CHECK(s - (any ? highest : 0) <= block);  // at most one block skipped
+  }
+}
+
+TEST_CASE("sequence counter: a failed reservation hands out nothing") {
+  MemStore store;
+  store.fail_after = 1;
+  SeqCounter c(store, 4);
+  c.begin();
+  uint64_t s = 0;
+  for (int i = 0; i < 4; i++) REQUIRE(c.next(&s));
+  CHECK_FALSE(c.next(&s));  // the second block cannot be reserved
+  SeqCounter after(store, 4);
+  after.begin();
+  REQUIRE_FALSE(after.next(&s));  // still failing
+  store.fail_after = -1;
+  REQUIRE(after.next(&s));
+  CHECK(s == 4);
+}
+
+TEST_CASE("commands: decrypted, replay-checked, persisted before use") {
+  Keys k = make_keys("2b7e151628aed2a6abf7158809cf4f3c", Auth::HmacSha256);
+  // The command vector was made by aes-encrypt's library for device 5C:CF:7F:AA:BB:CC.
+  json cmd_vector;
+  const json all = vectors();
+  for (const auto &v : all["wire"]) if (std::string(v["plaintext"]).find("\"cmd\"") != std::string::npos) cmd_vector = v;
+  REQUIRE_FALSE(cmd_vector.is_null());
+  char iv_b64[25];
+  size_t n = 0;
+  const auto iv = hex(cmd_vector["iv"]);
+  REQUIRE(base64_encode(iv.data(), 16, iv_b64, sizeof(iv_b64), &n));
+  const std::string body = std::string("{\"iv\":\"") + iv_b64 + "\",\"data\":\"" + std::string(cmd_vector["data"]) + "\",\"mac\":\"" + std::string(cmd_vector["mac"]) + "\"}";
+  MemStore store;
+  DownlinkGuard guard(store);
+  guard.begin();
+  uint8_t work[96];
+  Command cmd;
+  REQUIRE(guard.accept(k, "5C:CF:7F:AA:BB:CC", body.data(), body.size(), work, sizeof(work), &cmd) == CommandStatus::Ok);
+  CHECK(cmd.seqn == 42);
+  bool led = false;
+  REQUIRE(json_bool(cmd.cmd.ptr, cmd.cmd.len, "led", &led));
+  CHECK(led);
+  CHECK(store.value == 42);
+  // The same command again, and after a reboot: a replay.
+  CHECK(guard.accept(k, "5C:CF:7F:AA:BB:CC", body.data(), body.size(), work, sizeof(work), &cmd) == CommandStatus::Replay);
+  DownlinkGuard rebooted(store);
+  rebooted.begin();
+  CHECK(rebooted.last() == 42);
+  CHECK(rebooted.accept(k, "5C:CF:7F:AA:BB:CC", body.data(), body.size(), work, sizeof(work), &cmd) == CommandStatus::Replay);
+  // For another device id the MAC does not verify.
+  CHECK(rebooted.accept(k, "5C:CF:7F:00:00:00", body.data(), body.size(), work, sizeof(work), &cmd) == CommandStatus::Rejected);
+  // An older number from a fresh, valid command is a replay too.
+  const char *old_cmd = "{\"cmd\":{\"interval\":5},\"SEQN\":41}";
+  char sealed[256];
+  REQUIRE(seal(k, "5C:CF:7F:AA:BB:CC", reinterpret_cast<const uint8_t *>(old_cmd), strlen(old_cmd), counting_random, work, sizeof(work), sealed, sizeof(sealed), &n));
+  CHECK(rebooted.accept(k, "5C:CF:7F:AA:BB:CC", sealed, n, work, sizeof(work), &cmd) == CommandStatus::Replay);
+  // Not persisted, not accepted.
+  const char *next_cmd = "{\"cmd\":{\"interval\":5},\"SEQN\":43}";
+  REQUIRE(seal(k, "5C:CF:7F:AA:BB:CC", reinterpret_cast<const uint8_t *>(next_cmd), strlen(next_cmd), counting_random, work, sizeof(work), sealed, sizeof(sealed), &n));
+  store.fail_after = store.saves;
+  CHECK(rebooted.accept(k, "5C:CF:7F:AA:BB:CC", sealed, n, work, sizeof(work), &cmd) == CommandStatus::StoreFailed);
+  CHECK(rebooted.last() == 42);
+  store.fail_after = -1;
+  REQUIRE(rebooted.accept(k, "5C:CF:7F:AA:BB:CC", sealed, n, work, sizeof(work), &cmd) == CommandStatus::Ok);
+  uint64_t interval = 0;
+  REQUIRE(json_uint(cmd.cmd.ptr, cmd.cmd.len, "interval", &interval));
+  CHECK(interval == 5);
+}
+
+TEST_CASE("json: members, nesting, escapes and malformed input") {
+  const char *j = " { \"a\" : [1, {\"x\": \"}\"}], \"s\":\"v\\\"w\", \"n\": 12 , \"b\":false, \"o\":{\"k\":1} } ";
+  uint64_t n = 0;
+  CHECK(json_uint(j, strlen(j), "n", &n));
+  CHECK(n == 12);
+  bool b = true;
+  CHECK(json_bool(j, strlen(j), "b", &b));
+  CHECK_FALSE(b);
+  Span s;
+  CHECK_FALSE(json_string(j, strlen(j), "s", &s));  // has an escape
+  CHECK(json_member(j, strlen(j), "o", &s));
+  CHECK(std::string(s.ptr, s.len) == "{\"k\":1}");
+  CHECK_FALSE(json_member(j, strlen(j), "missing", &s));
+  CHECK_FALSE(json_uint("{\"n\":-1}", 8, "n", &n));
+  CHECK_FALSE(json_uint("{\"n\":9007199254740992}", 22, "n", &n));
+  std::string deep = "{\"a\":" + std::string(20, '[') + std::string(20, ']') + ",\"n\":1}";
+  CHECK_FALSE(json_uint(deep.data(), deep.size(), "n", &n));  // nesting over kMaxDepth is refused
+  for (const char *bad : {"", "{", "{\"n\"", "{\"n\":", "{\"n\":1", "[\"n\",1]", "{\"n\" 1}", "{\"a\":\"\x01\",\"n\":1}"}) CHECK_FALSE(json_uint(bad, strlen(bad), "n", &n));
+}

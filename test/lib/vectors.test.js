@@ -1,0 +1,39 @@
+'use strict';
+require('should');
+const crypto = require('node:crypto');
+const CryptoJS = require('crypto-js');
+const lib = require('../../dist/nodes/lib');
+const vectors = require('../fixtures/vectors.json');
+
+// The shared vectors (also read by the firmware's host tests) are checked here against
+// independent implementations: crypto-js for AES-CBC, node:crypto's HKDF and HMAC.
+describe('shared vectors (test/fixtures/vectors.json)', function () {
+  it('base64: RFC 4648 section 10', function () {
+    for (const { text, base64 } of vectors.base64) {
+      Buffer.from(text).toString('base64').should.equal(base64);
+      lib.decodeBase64(base64).toString().should.equal(text);
+    }
+  });
+
+  for (const v of vectors.wire) {
+    it(`wire: ${v.auth}, ${v.key.length * 4}-bit key, ${v.plaintext.length}-byte plaintext, deviceid "${v.deviceid}"`, function () {
+      const master = Buffer.from(v.key, 'hex');
+      let encKey = master;
+      if (v.auth === 'hmac-sha256') {
+        const enc = Buffer.from(crypto.hkdfSync('sha256', master, Buffer.alloc(0), 'esp-e2ee v1 enc', master.length));
+        const mac = Buffer.from(crypto.hkdfSync('sha256', master, Buffer.alloc(0), 'esp-e2ee v1 mac', 32));
+        enc.toString('hex').should.equal(v.enc_key);
+        mac.toString('hex').should.equal(v.mac_key);
+        encKey = enc;
+        const id = Buffer.from(v.deviceid);
+        const expected = crypto.createHmac('sha256', mac).update(Buffer.concat([Buffer.from([id.length]), id, Buffer.from(v.iv, 'hex'), Buffer.from(v.data, 'base64')])).digest('base64');
+        expected.should.equal(v.mac);
+      }
+      const viaCryptoJs = CryptoJS.AES.encrypt(v.plaintext, CryptoJS.enc.Hex.parse(encKey.toString('hex')), { iv: CryptoJS.enc.Hex.parse(v.iv) }).ciphertext.toString(CryptoJS.enc.Base64);
+      viaCryptoJs.should.equal(v.data);
+      // And the package decrypts it.
+      const key = lib.parseKey('hex', v.key, v.auth);
+      lib.decryptEnvelope(key, lib.parseEnvelope({ iv: Buffer.from(v.iv, 'hex').toString('base64'), data: v.data, mac: v.mac }), v.deviceid).toString().should.equal(v.plaintext);
+    });
+  }
+});
