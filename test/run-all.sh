@@ -7,7 +7,10 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v openssl >/dev/null || need_apt+=(openssl)
-command -v g++ >/dev/null || need_apt+=(g++)
+# The firmware's host tests and cross-compile check (Debian packages; PlatformIO is not needed).
+for pkg in g++ make libbearssl-dev doctest-dev nlohmann-json3-dev gcc-xtensa-lx106 binutils-xtensa-lx106 picolibc-xtensa-lx106-elf; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing system packages: ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -26,6 +29,9 @@ node "$MOCHA" 'test/lib/**/*.test.js' 'test/nodes/**/*.test.js'
 
 echo "== end-to-end: npm start, the simulator, real HTTP on loopback"
 node "$MOCHA" 'test/e2e/**/*.test.js'
+
+echo "== firmware: host tests (ASan/UBSan), ESP8266 cross-compile, interop with the nodes and the backend"
+node "$MOCHA" 'test/firmware/**/*.test.js'
 
 echo "== node tests on Node-RED 5 ($(test/nr5/node_modules/.bin/node --version))"
 E2EE_NODE_RED=test/nr5/node_modules/node-red/lib/red.js \

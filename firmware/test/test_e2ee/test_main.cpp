@@ -345,6 +345,14 @@ TEST_CASE("json: members, nesting, escapes and malformed input") {
   CHECK_FALSE(json_member(j, strlen(j), "missing", &s));
   CHECK_FALSE(json_uint("{\"n\":-1}", 8, "n", &n));
   CHECK_FALSE(json_uint("{\"n\":9007199254740992}", 22, "n", &n));
+  const char *arr = "[{\"iv\":\"a\"}, 2 ,{\"x\":[1,2]}]";
+  CHECK(json_array_item(arr, strlen(arr), 0, &s));
+  CHECK(std::string(s.ptr, s.len) == "{\"iv\":\"a\"}");
+  CHECK(json_array_item(arr, strlen(arr), 2, &s));
+  CHECK(std::string(s.ptr, s.len) == "{\"x\":[1,2]}");
+  CHECK_FALSE(json_array_item(arr, strlen(arr), 3, &s));
+  CHECK_FALSE(json_array_item("[]", 2, 0, &s));
+  CHECK_FALSE(json_array_item("{}", 2, 0, &s));
   std::string deep = "{\"a\":" + std::string(20, '[') + std::string(20, ']') + ",\"n\":1}";
   CHECK_FALSE(json_uint(deep.data(), deep.size(), "n", &n));  // nesting over kMaxDepth is refused
   for (const char *bad : {"", "{", "{\"n\"", "{\"n\":", "{\"n\":1", "[\"n\",1]", "{\"n\" 1}", "{\"a\":\"\x01\",\"n\":1}"}) CHECK_FALSE(json_uint(bad, strlen(bad), "n", &n));

@@ -130,6 +130,28 @@ bool json_member(const char *json, size_t n, const char *key, Span *value, bool 
   }
 }
 
+bool json_array_item(const char *json, size_t n, size_t index, Span *item) {
+  if (json == nullptr) return false;
+  Cursor c{json, json + n};
+  skip_ws(c);
+  if (c.p >= c.end || *c.p != '[') return false;
+  c.p++;
+  skip_ws(c);
+  if (c.p < c.end && *c.p == ']') return false;
+  for (size_t i = 0;; i++) {
+    skip_ws(c);
+    const char *start = c.p;
+    if (!skip_value(c, 1)) return false;
+    if (i == index) {
+      if (item) *item = {start, size_t(c.p - start)};
+      return true;
+    }
+    skip_ws(c);
+    if (c.p >= c.end || *c.p != ',') return false;
+    c.p++;
+  }
+}
+
 bool json_string(const char *json, size_t n, const char *key, Span *value) {
   bool is_string = false;
   Span s;

@@ -23,6 +23,10 @@ bool json_uint(const char *json, size_t n, const char *key, uint64_t *value);
 /// Member as true or false.
 bool json_bool(const char *json, size_t n, const char *key, bool *value);
 
+/// Element `index` of the JSON array in [json, json+n) as raw text (objects, numbers...).
+/// Returns false when the text is not an array or has fewer elements.
+bool json_array_item(const char *json, size_t n, size_t index, Span *item);
+
 constexpr int kMaxDepth = 8;
 
 }  // namespace e2ee

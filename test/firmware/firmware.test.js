@@ -1,0 +1,126 @@
+'use strict';
+require('should');
+const path = require('node:path');
+const crypto = require('node:crypto');
+const { spawnSync } = require('node:child_process');
+const { helper, nodes, fixtureFlow, exchange, redVersion } = require('../support/red');
+const { startBackend } = require('../support/backend');
+const { tempDir } = require('../support/tmp');
+const { requestJson } = require('../../dist/nodes/sim/device');
+
+const firmware = path.resolve(__dirname, '..', '..', 'firmware');
+const tool = path.join(firmware, 'build', 'e2ee-tool');
+
+function make(target) {
+  return spawnSync('make', ['-C', firmware, target], { encoding: 'utf8' });
+}
+
+/** Runs e2ee-tool; resolves {status, stdout, stderr}. */
+function runTool(args, input = '') {
+  const r = spawnSync(tool, args, { input, encoding: 'utf8' });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('firmware (lib/e2ee on the host)', function () {
+  this.timeout(300000);
+
+  it('host tests pass under AddressSanitizer and UBSan', function () {
+    const r = make('test');
+    const out = r.stdout + r.stderr;
+    if (r.status !== 0) throw new Error(out);
+    out.should.match(/test cases: +\d+ \| +\d+ passed \| 0 failed/);
+    out.should.not.match(/runtime error|AddressSanitizer/);
+  });
+
+  it('cross-compiles for the ESP8266 within budget: text <= 8 KiB, no static buffer over 1 KiB', function () {
+    const r = make('xtensa');
+    const out = r.stdout + r.stderr;
+    if (r.status !== 0) throw new Error(out);
+    const text = Number(/lib\/e2ee text: (\d+) bytes/.exec(out)[1]);
+    text.should.be.belowOrEqual(8192);
+    console.log(`      xtensa-lx106 -Os: ${out.match(/^\s+\d+\s+\d+\s+\d+\s+\d+\s+\w+\s+\(TOTALS\)$/m)[0].trim()} (text data bss dec hex); ${/largest static object: .*/.exec(out)[0]}`);
+  });
+
+  describe('interop with the nodes, both auth modes, on Node-RED ' + redVersion(), function () {
+    before(function (done) {
+      const r = make('tool');
+      if (r.status !== 0) return done(new Error(r.stdout + r.stderr));
+      helper.startServer(done);
+    });
+    after(function (done) { helper.stopServer(done); });
+    afterEach(() => helper.unload());
+
+    for (const auth of ['none', 'hmac-sha256']) {
+      const key = crypto.randomBytes(16).toString('hex');
+      const id = '5C:CF:7F:12:34:56';
+      const load = () => helper.load([nodes.aesKey, nodes.aesEncrypt, nodes.aesDecrypt], fixtureFlow('aes', { key: { format: 'hex', auth } }), { key: { key } });
+
+      it(`${auth}: aes-decrypt accepts readings the firmware core encrypts`, async function () {
+        await load();
+        for (const seqn of [0, 1, 2 ** 53 - 1]) {
+          const r = runTool(['reading', '--key', key, '--auth', auth, '--deviceid', id, '--seqn', String(seqn), '--data', '{"a0":512,"heap":30000}']);
+          r.status.should.equal(0, r.stderr);
+          const out = await exchange('dec', 'decOut', { payload: JSON.parse(r.stdout), deviceid: id });
+          out.should.have.property('msg');
+          out.msg.payload.should.eql({ data: { a0: 512, heap: 30000 }, SEQN: seqn });
+        }
+      });
+
+      it(`${auth}: the firmware core decrypts what aes-encrypt produces, and refuses tampering`, async function () {
+        await load();
+        for (const len of [0, 15, 16, 17, 100]) {
+          const text = 'x'.repeat(len);
+          const enc = await exchange('enc', 'encOut', { payload: text, deviceid: id });
+          const body = JSON.stringify(enc.msg.payload);
+          const r = runTool(['open', '--key', key, '--auth', auth, '--deviceid', id], body);
+          r.status.should.equal(0, r.stderr);
+          r.stdout.should.equal(text);
+        }
+        if (auth === 'hmac-sha256') {
+          const enc = await exchange('enc', 'encOut', { payload: 'for one device', deviceid: id });
+          runTool(['open', '--key', key, '--auth', auth, '--deviceid', 'another'], JSON.stringify(enc.msg.payload)).status.should.equal(1);
+        }
+      });
+
+      it(`${auth}: commands from aes-encrypt run once; replays are refused`, async function () {
+        await load();
+        const enc = await exchange('enc', 'encOut', { payload: { cmd: { led: true }, SEQN: 7 }, deviceid: id });
+        const body = JSON.stringify(enc.msg.payload);
+        const ok = runTool(['command', '--key', key, '--auth', auth, '--deviceid', id, '--last', '6'], body);
+        ok.status.should.equal(0, ok.stderr);
+        ok.stdout.should.equal('SEQN 7 {"led":true}\n');
+        const replay = runTool(['command', '--key', key, '--auth', auth, '--deviceid', id, '--last', '7'], body);
+        replay.status.should.equal(1);
+        replay.stderr.should.equal('replay\n');
+      });
+    }
+  });
+
+  describe('as a stand-in device against the shipped backend (npm start)', function () {
+    let tmp;
+    let backend;
+    const KEY = crypto.randomBytes(16).toString('hex');
+    before(async function () {
+      tmp = tempDir('esp-e2ee-fw-');
+      backend = await startBackend({ dataDir: tmp.dir, env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: crypto.randomBytes(8).toString('hex'), E2EE_LOG_LEVEL: 'warn' } });
+    });
+    after(async function () {
+      if (backend) await backend.stop();
+      tmp.cleanup();
+    });
+
+    it('posts a reading over loopback HTTP and gets a 200; the same reading again is refused', async function () {
+      const id = '5C:CF:7F:FE:ED:01';
+      (await requestJson(`${backend.url}/api/devices/${id}`, 'POST', { ipaddr: '127.0.0.1', ssid: 'lab' })).status.should.equal(201);
+      const post = (seqn) => runTool(['post', '--url', backend.url, '--key', KEY, '--auth', 'hmac-sha256', '--deviceid', id, '--seqn', String(seqn), '--data', '{"a0":700}']);
+      const first = post(1);
+      first.status.should.equal(0, first.stdout + first.stderr);
+      first.stdout.should.startWith('200 ');
+      const again = post(1);
+      again.status.should.equal(1);
+      again.stdout.should.startWith('400 ');
+      post(2).stdout.should.startWith('200 ');
+    });
+  });
+});
+
