@@ -122,7 +122,7 @@ void handleCommandText(const char *text, size_t len, const char *via) {
   uint64_t interval = 0;
   if (e2ee::json_bool(cmd.cmd.ptr, cmd.cmd.len, "led", &led)) digitalWrite(LED_BUILTIN, led ? LOW : HIGH);  // active low
   if (e2ee::json_uint(cmd.cmd.ptr, cmd.cmd.len, "interval", &interval) && interval > 0 && interval < 86400) intervalS = uint32_t(interval);
-  Serial.printf("[%s] command %llu via %s: %.*s\n", TAG, static_cast<unsigned long long>(cmd.seqn), via, int(cmd.cmd.len), cmd.cmd.ptr);
+  Serial.printf("[%s] command %lu via %s: %.*s\n", TAG, static_cast<unsigned long>(cmd.seqn), via, int(cmd.cmd.len), cmd.cmd.ptr);
 }
 
 void onCommand() {
@@ -149,7 +149,7 @@ void postReading() {
   size_t bodyLen = 0;
   if (!e2ee::build_reading(data, n, plain, sizeof(plain), &plainLen) ||
       !e2ee::seal(keys, deviceId, reinterpret_cast<uint8_t *>(plain), plainLen, hardwareRandom, work, sizeof(work), body, sizeof(body), &bodyLen)) {
-    Serial.printf("[%s] reading %llu does not fit the buffers\n", TAG, static_cast<unsigned long long>(n));
+    Serial.printf("[%s] reading %lu does not fit the buffers\n", TAG, static_cast<unsigned long>(n));
     return;
   }
   WiFiClient client;
@@ -158,7 +158,7 @@ void postReading() {
   http.addHeader("Content-Type", "application/json");
   const int code = http.POST(reinterpret_cast<uint8_t *>(body), bodyLen);
   http.end();
-  Serial.printf("[%s] reading SEQN %llu: HTTP %d\n", TAG, static_cast<unsigned long long>(n), code);
+  Serial.printf("[%s] reading SEQN %lu: HTTP %d\n", TAG, static_cast<unsigned long>(n), code);
   if (code == 404) registered = false;
 }
 
@@ -190,7 +190,7 @@ void pollConfig() {
     if (e2ee::json_member(poll, got, "data", &data) && e2ee::json_uint(data.ptr, data.len, "interval", &interval) && interval > 0 && interval < 86400) {
       intervalS = uint32_t(interval);
     }
-    Serial.printf("[%s] config %llu: interval %u s\n", TAG, static_cast<unsigned long long>(cfgsn), unsigned(intervalS));
+    Serial.printf("[%s] config %lu: interval %u s\n", TAG, static_cast<unsigned long>(cfgsn), unsigned(intervalS));
   }
   e2ee::Span commands;
   if (e2ee::json_member(poll, got, "commands", &commands)) {
