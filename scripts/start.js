@@ -145,7 +145,8 @@ async function main() {
     functionExternalModules: false,
     diagnostics: { enabled: false, ui: false },
     telemetry: { enabled: false },
-    editorTheme: { projects: { enabled: false }, tours: false },
+    // No palette catalogue: the editor would fetch it from the internet.
+    editorTheme: { projects: { enabled: false }, tours: false, palette: { catalogues: [] } },
     logging: { console: { level: process.env.E2EE_LOG_LEVEL || 'info', metrics: false, audit: false } },
     // The editor sits behind a login: user "admin", password = the admin token (compared in constant time).
     adminAuth: {

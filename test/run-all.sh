@@ -33,6 +33,10 @@ node "$MOCHA" 'test/e2e/**/*.test.js'
 echo "== firmware: host tests (ASan/UBSan), ESP8266 cross-compile, interop with the nodes and the backend"
 node "$MOCHA" 'test/firmware/**/*.test.js'
 
+echo "== Devices sidebar in a real browser (Debian chromium + playwright-core)"
+command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+node "$MOCHA" 'test/ui/**/*.test.js'
+
 echo "== node tests on Node-RED 5 ($(test/nr5/node_modules/.bin/node --version))"
 E2EE_NODE_RED=test/nr5/node_modules/node-red/lib/red.js \
   test/nr5/node_modules/.bin/node "$MOCHA" 'test/nodes/**/*.test.js'

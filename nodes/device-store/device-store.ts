@@ -1,7 +1,7 @@
 import { SqliteStore } from '../lib';
 import { positiveInt } from '../shared/config';
 import type { NodeDef, RED } from '../shared/red';
-import { DEFAULT_HEARTBEAT_S, DeviceStoreNode, storeFile } from '../shared/stores';
+import { DEFAULT_HEARTBEAT_S, DeviceStoreNode, openStores, storeFile } from '../shared/stores';
 
 export = function register(RED: RED) {
   function DeviceStore(this: DeviceStoreNode, def: NodeDef) {
@@ -10,12 +10,14 @@ export = function register(RED: RED) {
     this.heartbeat = positiveInt(def.heartbeat, DEFAULT_HEARTBEAT_S);
     const store = new SqliteStore({ file: this.file });
     this.store = store;
+    openStores.set(this.id, this);
     if (!this.credentials?.token) this.log(RED._('e2ee.registry.no-token'));
     store.ready().then(
       () => this.log(RED._('e2ee.store.opened', { file: this.file, backend: store.backend })),
       (err: Error) => this.error(RED._('e2ee.store.open-failed', { message: err.message })),
     );
     this.on('close', (_removed, done) => {
+      openStores.delete(this.id);
       // Pending writes commit before the handle goes, so a redeploy loses nothing.
       store.close().then(
         () => {

@@ -13,6 +13,9 @@ export interface DeviceStoreNode extends Node {
   file: string;
 }
 
+/** Every open device-store, by node id: the editor's Devices sidebar lists their devices. */
+export const openStores = new Map<string, DeviceStoreNode>();
+
 /** The database file for a device-store's `path`: relative paths (and the default) live in the userDir. */
 export function storeFile(configured: unknown, userDir: string | undefined): string {
   const base = userDir ?? process.cwd();

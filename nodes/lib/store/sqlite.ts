@@ -14,7 +14,8 @@ import type * as Sqlite3 from 'sqlite3';
 import type { DeviceRow, ReadingRow, RegisterInput, UpdateInput } from '../registry';
 import { INITIAL_STATE, ReplayState, decide } from '../replay-window';
 import { GroupCommit, PendingWrite, Statement, supersededWrites } from './group-commit';
-import type { CommandRow, DeviceStore, ListOptions, ReadingsOptions, ReplayResult } from './types';
+import { SORT_COLUMNS } from './types';
+import type { CommandRow, DeviceStore, ListOptions, ReadingsOptions, ReplayResult, SortColumn } from './types';
 
 /** Each entry migrates the schema from version i to i + 1. Never edit a shipped entry: append. */
 export const MIGRATIONS: string[][] = [
@@ -350,8 +351,14 @@ export class SqliteStore implements DeviceStore {
   }
 
   async list(options: ListOptions): Promise<{ devices: DeviceRow[]; total: number }> {
-    const rows = await this.read<RawDevice>(`SELECT ${DEVICE_COLUMNS} FROM devices ORDER BY deviceid LIMIT ? OFFSET ?`, [options.limit, options.offset]);
-    const [count] = await this.read<{ n: number }>('SELECT count(*) AS n FROM devices', []);
+    // The ORDER BY column comes from a fixed list, never from the caller's text.
+    const sort = SORT_COLUMNS.includes(options.sort as SortColumn) ? (options.sort as SortColumn) : 'deviceid';
+    const order = `${sort} ${options.descending ? 'DESC' : 'ASC'}, deviceid ASC`;
+    const pattern = options.search ? `%${options.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
+    const where = `(? IS NULL OR deviceid LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\' OR ipaddr LIKE ? ESCAPE '\\' OR ssid LIKE ? ESCAPE '\\')`;
+    const filter = [pattern, pattern, pattern, pattern, pattern];
+    const rows = await this.read<RawDevice>(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE ${where} ORDER BY ${order} LIMIT ? OFFSET ?`, [...filter, options.limit, options.offset]);
+    const [count] = await this.read<{ n: number }>(`SELECT count(*) AS n FROM devices WHERE ${where}`, filter);
     return { devices: rows.map(toDevice), total: count.n };
   }
 

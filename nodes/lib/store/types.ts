@@ -9,9 +9,16 @@ import type { ReplayState } from '../replay-window';
 
 export type ReplayResult = { accepted: true; state: ReplayState } | { accepted: false; reason: 'replay' | 'stale' };
 
+export const SORT_COLUMNS = ['deviceid', 'name', 'lastseen', 'ipaddr', 'ssid', 'cfgsn'] as const;
+export type SortColumn = (typeof SORT_COLUMNS)[number];
+
 export interface ListOptions {
   limit: number;
   offset: number;
+  /** Case-insensitive substring of the device id, name, IP or SSID. */
+  search?: string;
+  sort?: SortColumn;
+  descending?: boolean;
 }
 
 export interface ReadingsOptions {

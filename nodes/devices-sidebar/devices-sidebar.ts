@@ -1,0 +1,134 @@
+/**
+ * The "Devices" sidebar: admin HTTP routes (behind the editor's own auth, with
+ * RED.auth.needsPermission on every route) over the device stores of the
+ * deployed flows. The editor side is devices-sidebar.html.
+ */
+import {
+  MAX_READINGS_LIMIT,
+  SORT_COLUMNS,
+  ValidationError,
+  encryptToWire,
+  isOnline,
+  parseLimit,
+  validateCommand,
+  validateDeviceId,
+  validateUpdate,
+} from '../lib';
+import type { KeyMaterial } from '../lib';
+import type { AesKeyNode } from '../shared/keys';
+import type { RED } from '../shared/red';
+import { openStores } from '../shared/stores';
+
+interface Req {
+  params: Record<string, string>;
+  query: Record<string, unknown>;
+  body: unknown;
+}
+interface Res {
+  status(code: number): Res;
+  json(body: unknown): void;
+}
+interface Router {
+  get(path: string, ...handlers: unknown[]): void;
+  put(path: string, ...handlers: unknown[]): void;
+  post(path: string, ...handlers: unknown[]): void;
+}
+interface PluginRED extends RED {
+  plugins: { registerPlugin(id: string, def: Record<string, unknown>): void };
+  httpAdmin: Router;
+  auth: { needsPermission(permission: string): unknown };
+  nodes: RED['nodes'] & { eachNode(cb: (n: { id: string; type: string; name?: string }) => void): void };
+}
+
+const PAGE_MAX = 200;
+
+export = function register(RED: PluginRED) {
+  const t = (key: string, params?: Record<string, unknown>) => RED._(`devices-sidebar.${key}`, params);
+  const read = RED.auth.needsPermission('esp-e2ee.read');
+  const write = RED.auth.needsPermission('esp-e2ee.write');
+
+  /** Wraps a route: validation errors become 400, anything else 500 without details. */
+  const route = (fn: (req: Req) => Promise<[number, unknown]>) => (req: Req, res: Res) => {
+    fn(req).then(
+      ([status, body]) => res.status(status).json(body),
+      (err: unknown) => {
+        if (err instanceof ValidationError) return res.status(400).json({ error: RED._(`e2ee.registry.${err.code}`) });
+        RED.log.warn(t('log.failed', { message: err instanceof Error ? err.message : String(err) }));
+        return res.status(500).json({ error: t('error.internal') });
+      },
+    );
+  };
+  const storeOf = (req: Req) => {
+    const id = typeof req.query.store === 'string' ? req.query.store : '';
+    return openStores.get(id) ?? (id === '' && openStores.size > 0 ? openStores.values().next().value : undefined);
+  };
+  const noStore = (): [number, unknown] => [404, { error: t('noStore') }];
+
+  RED.httpAdmin.get('/esp-e2ee/stores', read, route(async () => {
+    const stores = [...openStores.values()].map((s) => ({ id: s.id, name: (s as unknown as { name?: string }).name || s.file, heartbeat: s.heartbeat }));
+    const keys: Array<{ id: string; name: string; format: string; auth: string }> = [];
+    RED.nodes.eachNode((n) => {
+      if (n.type !== 'aes-key') return;
+      const live = RED.nodes.getNode(n.id) as AesKeyNode | null;
+      if (live?.material && live.material.kind === 'bytes') keys.push({ id: n.id, name: n.name || n.id, format: live.format, auth: live.auth });
+    });
+    return [200, { stores, keys }];
+  }));
+
+  RED.httpAdmin.get('/esp-e2ee/devices', read, route(async (req) => {
+    const node = storeOf(req);
+    if (!node) return [200, { devices: [], total: 0 }];
+    const sort = SORT_COLUMNS.find((c) => c === req.query.sort);
+    const { devices, total } = await node.store.list({
+      limit: parseLimit(req.query.limit, 50, PAGE_MAX),
+      offset: parseLimit(req.query.offset, 0, Number.MAX_SAFE_INTEGER, 'offset'),
+      search: typeof req.query.q === 'string' && req.query.q.trim() ? req.query.q.trim().slice(0, 64) : undefined,
+      sort,
+      descending: req.query.dir === 'desc',
+    });
+    const now = Date.now();
+    return [200, { devices: devices.map((d) => ({ ...d, online: isOnline(d.lastseen, node.heartbeat * 1000, now) })), total, heartbeat: node.heartbeat, now }];
+  }));
+
+  RED.httpAdmin.get('/esp-e2ee/devices/:id/readings', read, route(async (req) => {
+    const node = storeOf(req);
+    if (!node) return noStore();
+    const id = validateDeviceId(req.params.id);
+    return [200, await node.store.readings(id, { limit: parseLimit(req.query.limit, 100, MAX_READINGS_LIMIT) })];
+  }));
+
+  RED.httpAdmin.put('/esp-e2ee/devices/:id', write, route(async (req) => {
+    const node = storeOf(req);
+    if (!node) return noStore();
+    const device = await node.store.update(validateDeviceId(req.params.id), validateUpdate(req.body));
+    return device ? [200, device] : [404, { error: RED._('e2ee.registry.not-registered') }];
+  }));
+
+  RED.httpAdmin.post('/esp-e2ee/devices/:id/reset', write, route(async (req) => {
+    const node = storeOf(req);
+    if (!node) return noStore();
+    const id = validateDeviceId(req.params.id);
+    if (!(await node.store.get(id))) return [404, { error: RED._('e2ee.registry.not-registered') }];
+    await node.store.resetReplay(id);
+    RED.log.warn(RED._('e2ee.registry.audit-reset', { deviceid: id, from: 0 }));
+    return [200, { status: 'OK' }];
+  }));
+
+  RED.httpAdmin.post('/esp-e2ee/devices/:id/command', write, route(async (req) => {
+    const node = storeOf(req);
+    if (!node) return noStore();
+    const id = validateDeviceId(req.params.id);
+    const body = (req.body ?? {}) as { key?: unknown; command?: unknown };
+    const command = validateCommand(body.command);
+    const keyNode = typeof body.key === 'string' ? (RED.nodes.getNode(body.key) as AesKeyNode | null) : null;
+    const material: KeyMaterial | undefined = keyNode?.material;
+    if (!material || material.kind !== 'bytes') return [400, { error: t('error.no-key') }];
+    if (!(await node.store.get(id))) return [404, { error: RED._('e2ee.registry.not-registered') }];
+    const seqn = await node.store.nextCommandSeq(id);
+    const wire = encryptToWire(material, Buffer.from(JSON.stringify({ cmd: command, SEQN: seqn })), id);
+    await node.store.queueCommand(id, seqn, wire);
+    return [202, { status: 'OK', seqn }];
+  }));
+
+  RED.plugins.registerPlugin('esp-e2ee-devices', { type: 'esp-e2ee-sidebar' });
+};
