@@ -126,9 +126,10 @@ async function main() {
     fs.writeFileSync(credFile, JSON.stringify(encryptCredentials(creds, credentialSecret.value)), { mode: 0o600 });
   }
 
-  const nodeRedDir = path.dirname(require.resolve('node-red/package.json', { paths: [root] }));
+  // E2EE_NODE_RED: another Node-RED install to run on (the tests use it for Node-RED 5).
+  const nodeRedDir = process.env.E2EE_NODE_RED ? path.resolve(process.env.E2EE_NODE_RED) : path.dirname(require.resolve('node-red/package.json', { paths: [root] }));
   const express = require(require.resolve('express', { paths: [nodeRedDir] }));
-  const RED = require(require.resolve('node-red', { paths: [root] }));
+  const RED = require(nodeRedDir);
   const editor = (process.env.E2EE_EDITOR || 'on') !== 'off';
 
   const settings = {

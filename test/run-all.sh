@@ -40,3 +40,6 @@ node "$MOCHA" 'test/ui/**/*.test.js'
 echo "== node tests on Node-RED 5 ($(test/nr5/node_modules/.bin/node --version))"
 E2EE_NODE_RED=test/nr5/node_modules/node-red/lib/red.js \
   test/nr5/node_modules/.bin/node "$MOCHA" 'test/nodes/**/*.test.js'
+
+echo "== Devices sidebar on Node-RED 5 (npm start with Node-RED 5 on Node 22)"
+E2EE_BACKEND_NODE_RED=test/nr5/node_modules/node-red node "$MOCHA" 'test/ui/**/*.test.js'

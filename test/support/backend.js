@@ -21,13 +21,24 @@ function freePort() {
   });
 }
 
+/**
+ * E2EE_BACKEND_NODE_RED=<dir of a node-red package> runs the backend on that Node-RED instead, with the
+ * `node` next to it first on PATH (test/nr5 holds Node-RED 5 and the Node 22 it needs).
+ */
+function otherNodeRed() {
+  const dir = process.env.E2EE_BACKEND_NODE_RED;
+  if (!dir) return {};
+  const bin = path.join(path.resolve(dir), '..', '.bin');
+  return { E2EE_NODE_RED: path.resolve(dir), PATH: `${bin}${path.delimiter}${process.env.PATH}` };
+}
+
 async function startBackend({ dataDir, env = {}, port }) {
   port = port || (await freePort());
   const child = spawn('npm', ['start'], {
     cwd: root,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', E2EE_DATA_DIR: dataDir, ...env },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', E2EE_DATA_DIR: dataDir, ...otherNodeRed(), ...env },
   });
   let output = '';
   child.stdout.on('data', (c) => { output += c; });

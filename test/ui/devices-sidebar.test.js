@@ -12,7 +12,8 @@ const { requestJson } = require('../../dist/nodes/sim/device');
 const artifacts = path.resolve(__dirname, '..', '..', 'test-artifacts');
 const HOSTILE = '<script>window.__xss=1</script><img src=x onerror=__xss=2>';
 
-describe('Devices sidebar in the Node-RED editor (real chromium)', function () {
+const onNodeRed = process.env.E2EE_BACKEND_NODE_RED ? `Node-RED ${require(require('node:path').resolve(process.env.E2EE_BACKEND_NODE_RED, 'package.json')).version}` : 'Node-RED 4';
+describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, function () {
   this.timeout(180000);
   let tmp;
   let backend;
@@ -22,7 +23,8 @@ describe('Devices sidebar in the Node-RED editor (real chromium)', function () {
   const TOKEN = crypto.randomBytes(12).toString('hex');
   const key = lib.parseKey('hex', KEY, 'hmac-sha256');
   const devices = ['5C:CF:7F:0A:00:01', '5C:CF:7F:0A:00:02', '5C:CF:7F:0A:00:03'];
-  const shot = (name) => page.screenshot({ path: path.join(artifacts, `devices-sidebar-${name}.png`) });
+  const tag = process.env.E2EE_BACKEND_NODE_RED ? 'nr5-' : '';
+  const shot = (name) => page.screenshot({ path: path.join(artifacts, `devices-sidebar-${tag}${name}.png`) });
   const op = (method, suffix, body) => requestJson(`${backend.url}/api/devices${suffix}`, method, body, { authorization: `Bearer ${TOKEN}` });
 
   before(async function () {
@@ -56,12 +58,18 @@ describe('Devices sidebar in the Node-RED editor (real chromium)', function () {
     await page.click('#node-dialog-login-submit');
     // The editor shows its workspace once the flows are loaded.
     await page.waitForSelector('#red-ui-sidebar', { state: 'visible', timeout: 60000 });
-    await page.waitForFunction(() => window.RED && RED.sidebar && document.querySelector('#red-ui-tab-esp-e2ee-devices'), null, { timeout: 30000 });
+    await page.waitForFunction(() => window.RED && RED.sidebar && document.querySelector('.esp-e2ee-devices'), null, { timeout: 30000 });
+    // Node-RED 4 shows sidebar tabs as tabs; Node-RED 5 as buttons and View-menu entries.
     const tab = page.locator('#red-ui-tab-esp-e2ee-devices a').first();
-    if (await tab.isVisible()) await tab.click();
-    else await page.evaluate(() => RED.sidebar.show('esp-e2ee-devices'));
+    if ((await tab.count()) > 0 && (await tab.isVisible())) {
+      await tab.click();
+      (await page.locator('#red-ui-tab-esp-e2ee-devices').innerText()).should.match(/Devices/);
+    } else if (await page.locator('button[data-tab-id="esp-e2ee-devices"]').isVisible()) {
+      await page.click('button[data-tab-id="esp-e2ee-devices"]');
+    } else {
+      await page.evaluate(() => RED.sidebar.show('esp-e2ee-devices'));
+    }
     await page.waitForSelector('.esp-e2ee-devices .esp-e2ee-row', { timeout: 30000 });
-    (await page.locator('#red-ui-tab-esp-e2ee-devices').innerText()).should.match(/Devices/);
     await shot('1-tab');
   });
 
@@ -120,7 +128,7 @@ describe('Devices sidebar in the Node-RED editor (real chromium)', function () {
     const points = await page.locator('.esp-e2ee-chart polyline').getAttribute('points');
     points.trim().split(' ').length.should.equal(12);
     (await page.locator('.esp-e2ee-reading').count()).should.equal(12);
-    await page.locator('.esp-e2ee-panel').screenshot({ path: path.join(artifacts, 'devices-sidebar-5-chart.png') });
+    await page.locator('.esp-e2ee-panel').screenshot({ path: path.join(artifacts, `devices-sidebar-${tag}5-chart.png`) });
   });
 
   it('6. shows a device name containing <script> as text, never as markup', async function () {
