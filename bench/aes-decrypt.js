@@ -14,11 +14,7 @@
 'use strict';
 const crypto = require('node:crypto');
 const CryptoJS = require('crypto-js');
-const { startRuntime, pump, median, fmt } = require('./lib/runtime');
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
+const { startRuntime, pump, median, fmt, arg } = require('./lib/runtime');
 const MESSAGES = arg('messages', 20000);
 const ROUNDS = arg('rounds', 7);
 

@@ -16,11 +16,8 @@ const lib = require('../dist/nodes/lib');
 const { startBackend } = require('../test/support/backend');
 const { tempDir } = require('../test/support/tmp');
 const { requestJson } = require('../dist/nodes/sim/device');
+const { median, fmt, arg } = require('./lib/runtime');
 
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
 const DURATION = arg('duration', 10);
 const ROUNDS = arg('rounds', 3);
 const CONNECTIONS = arg('connections', 20);
@@ -93,8 +90,6 @@ async function main() {
       ratios.push(got.readings.rps / got.bare.rps);
     }
     const stored = await requestJson(`${backend.url}/api/devices/${ids[0]}/readings?limit=1000`, 'GET', undefined, { authorization: `Bearer ${TOKEN}` });
-    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-    const fmt = (x) => Math.round(x).toLocaleString('en-US');
     console.log(`HTTP benchmark: npm start (Node-RED 4.1, Node ${process.version}), autocannon ${CONNECTIONS} connections, ${DURATION} s x ${ROUNDS} rounds`);
     for (let i = 0; i < ROUNDS; i++) {
       console.log(`  round ${i + 1}: bare ${fmt(rows.bare[i].rps)} req/s (p99 ${rows.bare[i].p99} ms), readings ${fmt(rows.readings[i].rps)} req/s (p99 ${rows.readings[i].p99} ms), ratio ${ratios[i].toFixed(2)}`);

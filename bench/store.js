@@ -15,12 +15,8 @@
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { startRuntime, pump, median, fmt } = require('./lib/runtime');
+const { startRuntime, pump, median, fmt, arg } = require('./lib/runtime');
 
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
 const MESSAGES = arg('messages', 50000);
 const ROUNDS = arg('rounds', 5);
 const DEVICES = arg('devices', 1000);

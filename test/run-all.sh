@@ -23,23 +23,44 @@ if [ ! -x test/nr5/node_modules/.bin/node ] || [ ! -f test/nr5/node_modules/node
 fi
 
 MOCHA=node_modules/mocha/bin/mocha.js
+PASSED=0
+FAILED=0
+SUITE_LOG=$(mktemp)
+trap 'rm -f "$SUITE_LOG"' EXIT
+
+# Runs one mocha suite (any command line), shows its output and adds up its counts.
+suite() {
+  local status=0
+  "$@" 2>&1 | tee "$SUITE_LOG" || status=$?
+  local p f
+  p=$(grep -Eo '^ +[0-9]+ passing' "$SUITE_LOG" | grep -Eo '[0-9]+' | tail -1 || true)
+  f=$(grep -Eo '^ +[0-9]+ failing' "$SUITE_LOG" | grep -Eo '[0-9]+' | tail -1 || true)
+  PASSED=$((PASSED + ${p:-0}))
+  FAILED=$((FAILED + ${f:-0}))
+  if [ "$status" -ne 0 ]; then
+    echo "Summary: $PASSED passed, $((FAILED > 0 ? FAILED : 1)) failed"
+    exit "$status"
+  fi
+}
 
 echo "== lib unit tests and node tests on Node-RED 4 ($(node --version))"
-node "$MOCHA" 'test/lib/**/*.test.js' 'test/nodes/**/*.test.js'
+suite node "$MOCHA" 'test/lib/**/*.test.js' 'test/nodes/**/*.test.js'
 
 echo "== end-to-end: npm start, the simulator, real HTTP on loopback"
-node "$MOCHA" 'test/e2e/**/*.test.js'
+suite node "$MOCHA" 'test/e2e/**/*.test.js'
 
 echo "== firmware: host tests (ASan/UBSan), ESP8266 cross-compile, interop with the nodes and the backend"
-node "$MOCHA" 'test/firmware/**/*.test.js'
+suite node "$MOCHA" 'test/firmware/**/*.test.js'
 
 echo "== Devices sidebar in a real browser (Debian chromium + playwright-core)"
 command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
-node "$MOCHA" 'test/ui/**/*.test.js'
+suite node "$MOCHA" 'test/ui/**/*.test.js'
 
 echo "== node tests on Node-RED 5 ($(test/nr5/node_modules/.bin/node --version))"
-E2EE_NODE_RED=test/nr5/node_modules/node-red/lib/red.js \
+suite env E2EE_NODE_RED=test/nr5/node_modules/node-red/lib/red.js \
   test/nr5/node_modules/.bin/node "$MOCHA" 'test/nodes/**/*.test.js'
 
 echo "== Devices sidebar on Node-RED 5 (npm start with Node-RED 5 on Node 22)"
-E2EE_BACKEND_NODE_RED=test/nr5/node_modules/node-red node "$MOCHA" 'test/ui/**/*.test.js'
+suite env E2EE_BACKEND_NODE_RED=test/nr5/node_modules/node-red node "$MOCHA" 'test/ui/**/*.test.js'
+
+echo "Summary: $PASSED passed, $FAILED failed"

@@ -98,4 +98,10 @@ function pump(runtime, inputId, sinkId, messages, inFlight = messages.length) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const fmt = (x) => Math.round(x).toLocaleString('en-US');
 
-module.exports = { startRuntime, pump, median, fmt };
+/** A numeric --name value from the command line, or the fallback. */
+function arg(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+module.exports = { startRuntime, pump, median, fmt, arg };
