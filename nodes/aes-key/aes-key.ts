@@ -5,8 +5,9 @@ import type { NodeDef, RED } from '../shared/red';
 export = function register(RED: RED) {
   function AesKey(this: AesKeyNode, def: NodeDef) {
     RED.nodes.createNode(this, def);
-    this.format = String(def.format ?? 'hex');
-    this.auth = String(def.auth ?? 'none');
+    // An empty setting (e.g. an unset environment variable) means the default.
+    this.format = String(def.format || 'hex');
+    this.auth = String(def.auth || 'none');
     try {
       this.material = parseKey(this.format, this.credentials?.key, this.auth);
     } catch (err) {
