@@ -186,9 +186,12 @@ void pollConfig() {
   if (e2ee::json_uint(poll, got, "cfgsn", &sn) && sn != cfgsn) {
     cfgsn = sn;
     e2ee::Span data;
-    uint64_t interval = 0;
-    if (e2ee::json_member(poll, got, "data", &data) && e2ee::json_uint(data.ptr, data.len, "interval", &interval) && interval > 0 && interval < 86400) {
-      intervalS = uint32_t(interval);
+    if (e2ee::json_member(poll, got, "data", &data)) {
+      // The configuration fields this firmware knows; others are ignored.
+      uint64_t interval = 0;
+      bool led = false;
+      if (e2ee::json_uint(data.ptr, data.len, "interval", &interval) && interval > 0 && interval < 86400) intervalS = uint32_t(interval);
+      if (e2ee::json_bool(data.ptr, data.len, "led", &led)) digitalWrite(LED_BUILTIN, led ? LOW : HIGH);  // active low
     }
     Serial.printf("[%s] config %lu: interval %u s\n", TAG, static_cast<unsigned long>(cfgsn), unsigned(intervalS));
   }
