@@ -59,16 +59,23 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     // The editor shows its workspace once the flows are loaded.
     await page.waitForSelector('#red-ui-sidebar', { state: 'visible', timeout: 60000 });
     await page.waitForFunction(() => window.RED && RED.sidebar && document.querySelector('.esp-e2ee-devices'), null, { timeout: 30000 });
-    // Node-RED 4 shows sidebar tabs as tabs; Node-RED 5 as buttons and View-menu entries.
+    // Node-RED 4 shows sidebar tabs as tabs; Node-RED 5 as buttons and View-menu entries. While the editor
+    // is still settling it may switch back to its default tab, so open ours until it stays open.
     const tab = page.locator('#red-ui-tab-esp-e2ee-devices a').first();
-    if ((await tab.count()) > 0 && (await tab.isVisible())) {
-      await tab.click();
-      (await page.locator('#red-ui-tab-esp-e2ee-devices').innerText()).should.match(/Devices/);
-    } else if (await page.locator('button[data-tab-id="esp-e2ee-devices"]').isVisible()) {
-      await page.click('button[data-tab-id="esp-e2ee-devices"]');
-    } else {
-      await page.evaluate(() => RED.sidebar.show('esp-e2ee-devices'));
+    const button = page.locator('button[data-tab-id="esp-e2ee-devices"]');
+    let sawTab = false;
+    for (let attempt = 0; attempt < 20 && !(await page.locator('.esp-e2ee-devices').isVisible()); attempt++) {
+      if ((await tab.count()) > 0 && (await tab.isVisible())) {
+        sawTab = true;
+        await tab.click();
+      } else if ((await button.count()) > 0 && (await button.isVisible())) {
+        await button.click();
+      } else {
+        await page.evaluate(() => RED.sidebar.show('esp-e2ee-devices'));
+      }
+      await page.waitForTimeout(500);
     }
+    if (sawTab) (await page.locator('#red-ui-tab-esp-e2ee-devices').innerText()).should.match(/Devices/);
     await page.waitForSelector('.esp-e2ee-devices .esp-e2ee-row', { timeout: 30000 });
     await shot('1-tab');
   });
