@@ -21,12 +21,12 @@ export = function register(RED: RED) {
       // Pending writes commit before the handle goes, so a redeploy loses nothing.
       store.close().then(
         () => {
-          const stats = (store as SqliteStore).groupCommitStats;
+          const stats = store.groupCommitStats;
           this.log(RED._('e2ee.store.closed', { writes: stats.writes, batches: stats.batches, largest: stats.largestBatch }));
           done();
         },
         (err: Error) => {
-          this.error(RED._('e2ee.store.open-failed', { message: err.message }));
+          this.error(RED._('e2ee.store.close-failed', { message: err.message }));
           done();
         },
       );

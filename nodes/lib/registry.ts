@@ -42,6 +42,11 @@ export class ValidationError extends Error {
   }
 }
 
+/** A string of decimal digits (a query-string value) as its number; anything else unchanged. */
+function fromDigits(value: unknown): unknown {
+  return typeof value === 'string' && /^[0-9]+$/.test(value) ? Number(value) : value;
+}
+
 export function validateDeviceId(value: unknown): string {
   if (typeof value !== 'string' || !DEVICE_ID_RE.test(value)) throw new ValidationError('bad-deviceid', 'deviceid');
   return value;
@@ -71,7 +76,7 @@ export function validateData(value: unknown): string {
 }
 
 export function validateFlags(value: unknown): number {
-  const n = typeof value === 'string' && /^[0-9]+$/.test(value) ? Number(value) : value;
+  const n = fromDigits(value);
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new ValidationError('bad-flags', 'flags');
   return n;
 }
@@ -79,7 +84,7 @@ export function validateFlags(value: unknown): number {
 /** A non-negative integer from a number or a digit string (query strings), clamped to max; `fallback` when absent. */
 export function parseLimit(value: unknown, fallback: number, max: number, field = 'limit'): number {
   if (value === undefined || value === null || value === '') return fallback;
-  const n = typeof value === 'string' && /^[0-9]+$/.test(value) ? Number(value) : value;
+  const n = fromDigits(value);
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new ValidationError('bad-limit', field);
   return Math.min(n, max);
 }
@@ -87,7 +92,8 @@ export function parseLimit(value: unknown, fallback: number, max: number, field 
 /** An optional time bound: ISO 8601 text or epoch milliseconds. Returns ISO text. */
 export function parseSince(value: unknown): string | undefined {
   if (value === undefined || value === null || value === '') return undefined;
-  const ms = typeof value === 'number' ? value : typeof value === 'string' && /^[0-9]+$/.test(value) ? Number(value) : Date.parse(String(value));
+  const digits = fromDigits(value);
+  const ms = typeof digits === 'number' ? digits : Date.parse(String(value));
   if (!Number.isFinite(ms)) throw new ValidationError('bad-since', 'since');
   return new Date(ms).toISOString();
 }
@@ -105,7 +111,7 @@ export const MAX_COMMAND_BYTES = 1024;
 export const MAX_PENDING_COMMANDS = 10;
 
 export function validatePort(value: unknown): number {
-  const n = typeof value === 'string' && /^[0-9]+$/.test(value) ? Number(value) : value;
+  const n = fromDigits(value);
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535) throw new ValidationError('bad-cmdport', 'cmdport');
   return n;
 }
