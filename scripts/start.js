@@ -130,6 +130,8 @@ async function main() {
   const nodeRedDir = process.env.E2EE_NODE_RED ? path.resolve(process.env.E2EE_NODE_RED) : path.dirname(require.resolve('node-red/package.json', { paths: [root] }));
   const express = require(require.resolve('express', { paths: [nodeRedDir] }));
   const RED = require(nodeRedDir);
+  // The same constant-time comparison the operator endpoints use.
+  const { secretsEqual } = require(path.join(root, 'dist', 'nodes', 'lib'));
   const editor = (process.env.E2EE_EDITOR || 'on') !== 'off';
 
   const settings = {
@@ -153,11 +155,8 @@ async function main() {
     adminAuth: {
       type: 'credentials',
       users: (username) => Promise.resolve(username === 'admin' ? { username: 'admin', permissions: '*' } : null),
-      authenticate: (username, password) => {
-        const expected = crypto.createHash('sha256').update(token.value).digest();
-        const given = crypto.createHash('sha256').update(String(password)).digest();
-        return Promise.resolve(username === 'admin' && crypto.timingSafeEqual(expected, given) ? { username: 'admin', permissions: '*' } : null);
-      },
+      authenticate: (username, password) =>
+        Promise.resolve(username === 'admin' && secretsEqual(String(password), token.value) ? { username: 'admin', permissions: '*' } : null),
     },
   };
 

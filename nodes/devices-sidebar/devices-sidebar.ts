@@ -10,14 +10,13 @@ import {
   encryptToWire,
   isOnline,
   parseLimit,
-  validateCommand,
+  runAction,
   validateDeviceId,
-  validateUpdate,
 } from '../lib';
-import type { KeyMaterial } from '../lib';
+import type { ActionResponse, KeyMaterial } from '../lib';
 import type { AesKeyNode } from '../shared/keys';
 import type { RED } from '../shared/red';
-import { openStores } from '../shared/stores';
+import { DeviceStoreNode, openStores } from '../shared/stores';
 
 interface Req {
   params: Record<string, string>;
@@ -52,9 +51,9 @@ export = function register(RED: PluginRED) {
     fn(req).then(
       ([status, body]) => res.status(status).json(body),
       (err: unknown) => {
-        if (err instanceof ValidationError) return res.status(400).json({ error: RED._(`e2ee.registry.${err.code}`) });
+        if (err instanceof ValidationError) return res.status(400).json({ status: 'NOK', message: RED._(`e2ee.registry.${err.code}`) });
         RED.log.warn(t('log.failed', { message: err instanceof Error ? err.message : String(err) }));
-        return res.status(500).json({ error: t('error.internal') });
+        return res.status(500).json({ status: 'NOK', message: t('error.internal') });
       },
     );
   };
@@ -62,7 +61,7 @@ export = function register(RED: PluginRED) {
     const id = typeof req.query.store === 'string' ? req.query.store : '';
     return openStores.get(id) ?? (id === '' && openStores.size > 0 ? openStores.values().next().value : undefined);
   };
-  const noStore = (): [number, unknown] => [404, { error: t('noStore') }];
+  const noStore = (): [number, unknown] => [404, { status: 'NOK', message: t('noStore') }];
 
   RED.httpAdmin.get('/esp-e2ee/stores', read, route(async () => {
     const stores = [...openStores.values()].map((s) => ({ id: s.id, name: (s as unknown as { name?: string }).name || s.file, heartbeat: s.heartbeat }));
@@ -97,37 +96,40 @@ export = function register(RED: PluginRED) {
     return [200, await node.store.readings(id, { limit: parseLimit(req.query.limit, 100, MAX_READINGS_LIMIT) })];
   }));
 
+  // Changes go through the same registry actions as the HTTP flow, so validation, cfgsn and audit logging are one code path.
+  const act = async (node: DeviceStoreNode, action: string, deviceid: unknown, body: unknown, seqn?: number): Promise<ActionResponse> => {
+    const res = await runAction(node.store, { action, deviceid, body, heartbeatMs: node.heartbeat * 1000, seqn }, (key, params) => RED._(key, params));
+    if (res.audit) RED.log.warn(res.audit);
+    return res;
+  };
+
   RED.httpAdmin.put('/esp-e2ee/devices/:id', write, route(async (req) => {
     const node = storeOf(req);
     if (!node) return noStore();
-    const device = await node.store.update(validateDeviceId(req.params.id), validateUpdate(req.body));
-    return device ? [200, device] : [404, { error: RED._('e2ee.registry.not-registered') }];
+    const res = await act(node, 'update', req.params.id, req.body);
+    return [res.statusCode, res.payload];
   }));
 
   RED.httpAdmin.post('/esp-e2ee/devices/:id/reset', write, route(async (req) => {
     const node = storeOf(req);
     if (!node) return noStore();
-    const id = validateDeviceId(req.params.id);
-    if (!(await node.store.get(id))) return [404, { error: RED._('e2ee.registry.not-registered') }];
-    await node.store.resetReplay(id);
-    RED.log.warn(RED._('e2ee.registry.audit-reset', { deviceid: id, from: 0 }));
-    return [200, { status: 'OK' }];
+    const res = await act(node, 'reset', req.params.id, {});
+    return [res.statusCode, res.payload];
   }));
 
   RED.httpAdmin.post('/esp-e2ee/devices/:id/command', write, route(async (req) => {
     const node = storeOf(req);
     if (!node) return noStore();
-    const id = validateDeviceId(req.params.id);
     const body = (req.body ?? {}) as { key?: unknown; command?: unknown };
-    const command = validateCommand(body.command);
     const keyNode = typeof body.key === 'string' ? (RED.nodes.getNode(body.key) as AesKeyNode | null) : null;
     const material: KeyMaterial | undefined = keyNode?.material;
-    if (!material || material.kind !== 'bytes') return [400, { error: t('error.no-key') }];
-    if (!(await node.store.get(id))) return [404, { error: RED._('e2ee.registry.not-registered') }];
-    const seqn = await node.store.nextCommandSeq(id);
-    const wire = encryptToWire(material, Buffer.from(JSON.stringify({ cmd: command, SEQN: seqn })), id);
-    await node.store.queueCommand(id, seqn, wire);
-    return [202, { status: 'OK', seqn }];
+    if (!material || material.kind !== 'bytes') return [400, { status: 'NOK', message: t('error.no-key') }];
+    // The flow's three steps: allocate the downlink SEQN, encrypt, queue (delivered in the next config poll).
+    const allocated = await act(node, 'command', req.params.id, body.command);
+    if (allocated.statusCode !== 202 || allocated.seqn === undefined) return [allocated.statusCode, allocated.payload];
+    const wire = encryptToWire(material, Buffer.from(JSON.stringify(allocated.payload)), req.params.id);
+    const queued = await act(node, 'queue-command', req.params.id, wire, allocated.seqn);
+    return [queued.statusCode, queued.payload];
   }));
 
   RED.plugins.registerPlugin('esp-e2ee-devices', { type: 'esp-e2ee-sidebar' });
