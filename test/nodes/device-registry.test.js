@@ -1,7 +1,7 @@
 'use strict';
 require('should');
-const { helper, nodes, fixtureFlow, collect, redVersion, catalogText } = require('../support/red');
-const { tempDir, querySqlite } = require('../support/tmp');
+const { useRuntimeWithTempDir, helper, nodes, fixtureFlow, collect, redVersion, catalogText } = require('../support/red');
+const { querySqlite } = require('../support/tmp');
 
 const storeNodes = [nodes.deviceStore, nodes.replayGuard, nodes.deviceRegistry];
 const MAC = '5C:CF:7F:01:02:03';
@@ -9,17 +9,10 @@ const INJECTION = ["x'); DROP TABLE devices; --", "' OR '1'='1", 'Robert"); DELE
 
 describe('device-registry on Node-RED ' + redVersion(), function () {
   this.timeout(20000);
-  let tmp;
-  before(function (done) { helper.startServer(done); });
-  after(function (done) { helper.stopServer(done); });
+  const dir = useRuntimeWithTempDir();
   beforeEach(async () => {
-    tmp = tempDir();
-    await helper.load(storeNodes, fixtureFlow('store', { store: { path: tmp.file('e2ee.sqlite'), heartbeat: 300 } }));
+    await helper.load(storeNodes, fixtureFlow('store', { store: { path: dir().file('e2ee.sqlite'), heartbeat: 300 } }));
     await helper.getNode('store').store.ready();
-  });
-  afterEach(async () => {
-    await helper.unload();
-    tmp.cleanup();
   });
 
   /** One request through the registry: resolves with {statusCode, payload, msg}. */
@@ -30,7 +23,7 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
     return { statusCode: msg.statusCode, payload: msg.payload, msg };
   }
   const text = (key) => catalogText(key);
-  const dbRows = (sql, params) => querySqlite(tmp.file('e2ee.sqlite'), sql, params);
+  const dbRows = (sql, params) => querySqlite(dir().file('e2ee.sqlite'), sql, params);
 
   describe('register (POST /api/devices/:id)', function () {
     it('inserts a new device with cfgsn 1: 201 and the seed message', async function () {
@@ -149,7 +142,7 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
     });
     it('online follows the store heartbeat timeout', async function () {
       await helper.unload();
-      await helper.load(storeNodes, fixtureFlow('store', { store: { path: tmp.file('hb.sqlite'), heartbeat: 1 } }));
+      await helper.load(storeNodes, fixtureFlow('store', { store: { path: dir().file('hb.sqlite'), heartbeat: 1 } }));
       await call('register', 'hb', { ipaddr: '10.0.0.1', ssid: 's' });
       (await call('list', undefined, {})).payload[0].online.should.be.true();
       await new Promise((r) => setTimeout(r, 1200));
@@ -205,7 +198,7 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
     const TOKEN = 'op-token-7f3a9c';
     async function loadWithToken(token) {
       await helper.unload();
-      await helper.load(storeNodes, fixtureFlow('store', { store: { path: tmp.file('tok.sqlite') }, registry: { requireToken: true } }), token === undefined ? {} : { store: { token } });
+      await helper.load(storeNodes, fixtureFlow('store', { store: { path: dir().file('tok.sqlite') }, registry: { requireToken: true } }), token === undefined ? {} : { store: { token } });
       await helper.getNode('store').store.ready();
     }
     it('refuses a missing, malformed or wrong token with 401 and does nothing', async function () {
@@ -218,7 +211,7 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
       }
       (await dbRows('SELECT count(*) AS n FROM devices')).should.eql([{ n: 0 }]);
       // dbRows reads e2ee.sqlite; check the token store's file instead.
-      (await querySqlite(tmp.file('tok.sqlite'), 'SELECT count(*) AS n FROM devices')).should.eql([{ n: 0 }]);
+      (await querySqlite(dir().file('tok.sqlite'), 'SELECT count(*) AS n FROM devices')).should.eql([{ n: 0 }]);
     });
     it('lets the right bearer token through', async function () {
       await loadWithToken(TOKEN);
@@ -250,10 +243,10 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
       const poll = await call('get', MAC);
       poll.payload.commands.should.eql([wire]);
       (await call('get', MAC)).payload.commands.should.eql([]);
-      (await querySqlite(tmp.file('e2ee.sqlite'), 'SELECT seqn, via FROM commands')).should.eql([{ seqn: 1, via: 'poll' }]);
+      (await querySqlite(dir().file('e2ee.sqlite'), 'SELECT seqn, via FROM commands')).should.eql([{ seqn: 1, via: 'poll' }]);
       // The counter survives a reload.
       await helper.unload();
-      await helper.load(storeNodes, fixtureFlow('store', { store: { path: tmp.file('e2ee.sqlite') } }));
+      await helper.load(storeNodes, fixtureFlow('store', { store: { path: dir().file('e2ee.sqlite') } }));
       (await call('command', MAC, { led: false })).payload.SEQN.should.equal(7);
     });
     it('marks a pushed command delivered', async function () {
@@ -262,7 +255,7 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
       (await call('queue-command', MAC, { iv: 'x', data: 'y' }, { seqn: 1 })).msg.pushUrl.should.equal('http://[fe80::2]:80/command');
       (await call('command-delivered', MAC, undefined, { seqn: 1 })).statusCode.should.equal(200);
       (await call('get', MAC)).payload.commands.should.eql([]);
-      (await querySqlite(tmp.file('e2ee.sqlite'), 'SELECT via FROM commands')).should.eql([{ via: 'push' }]);
+      (await querySqlite(dir().file('e2ee.sqlite'), 'SELECT via FROM commands')).should.eql([{ via: 'push' }]);
     });
     it('validates commands and targets', async function () {
       await call('register', MAC, { ipaddr: '10.0.0.1', ssid: 's' });

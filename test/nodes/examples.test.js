@@ -2,8 +2,7 @@
 require('should');
 const fs = require('node:fs');
 const path = require('node:path');
-const { helper, nodes, redVersion } = require('../support/red');
-const { tempDir } = require('../support/tmp');
+const { useRuntimeWithTempDir, helper, nodes, redVersion } = require('../support/red');
 
 const root = path.resolve(__dirname, '..', '..');
 const examples = fs.readdirSync(path.join(root, 'examples'), { recursive: true }).filter((f) => f.endsWith('.json')).map((f) => path.join('examples', f));
@@ -16,14 +15,7 @@ const core = ['common/20-inject.js', 'common/21-debug.js', 'common/90-comment.js
 
 describe('examples and the shipped flow on Node-RED ' + redVersion(), function () {
   this.timeout(20000);
-  let tmp;
-  before(function (done) { helper.startServer(done); });
-  after(function (done) { helper.stopServer(done); });
-  beforeEach(() => { tmp = tempDir(); });
-  afterEach(async () => {
-    await helper.unload();
-    tmp.cleanup();
-  });
+  const dir = useRuntimeWithTempDir();
 
   it('there is an example for every node of the package', function () {
     const types = Object.keys(require(path.join(root, 'package.json'))['node-red'].nodes);
@@ -57,7 +49,7 @@ describe('examples and the shipped flow on Node-RED ' + redVersion(), function (
       });
 
       it('deploys on a real runtime: every node starts', async function () {
-        const deployable = flow.map((n) => (n.type === 'device-store' ? { ...n, path: path.join(tmp.dir, 'example.sqlite') } : n));
+        const deployable = flow.map((n) => (n.type === 'device-store' ? { ...n, path: path.join(dir().dir, 'example.sqlite') } : n));
         // The helper registers its own catch node once per catch node in the flow, which fails from the
         // second on; register it once per load instead.
         const catchModule = helper._nodeModules.catch;

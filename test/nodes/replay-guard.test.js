@@ -1,22 +1,15 @@
 'use strict';
 require('should');
-const { helper, nodes, fixtureFlow, collect, redVersion } = require('../support/red');
-const { tempDir, querySqlite } = require('../support/tmp');
+const { useRuntimeWithTempDir, helper, nodes, fixtureFlow, collect, redVersion } = require('../support/red');
+const { querySqlite } = require('../support/tmp');
 
 const storeNodes = [nodes.deviceStore, nodes.replayGuard, nodes.deviceRegistry];
 
 describe('replay-guard on Node-RED ' + redVersion(), function () {
   this.timeout(20000);
-  let tmp;
-  before(function (done) { helper.startServer(done); });
-  after(function (done) { helper.stopServer(done); });
-  beforeEach(() => { tmp = tempDir(); });
-  afterEach(async () => {
-    await helper.unload();
-    tmp.cleanup();
-  });
+  const dir = useRuntimeWithTempDir();
 
-  const load = (guardProps = {}) => helper.load(storeNodes, fixtureFlow('store', { store: { path: tmp.file('e2ee.sqlite') }, guard: guardProps }));
+  const load = (guardProps = {}) => helper.load(storeNodes, fixtureFlow('store', { store: { path: dir().file('e2ee.sqlite') }, guard: guardProps }));
 
 
   async function decide(msg) {
@@ -77,7 +70,7 @@ describe('replay-guard on Node-RED ' + redVersion(), function () {
     const pending = collect(['accepted'], 1);
     helper.getNode('guard').receive({ deviceid: 'disk', payload: { SEQN: 41 } });
     await pending;
-    const rows = await querySqlite(tmp.file('e2ee.sqlite'), 'SELECT top FROM replay_state WHERE deviceid = ?', ['disk']);
+    const rows = await querySqlite(dir().file('e2ee.sqlite'), 'SELECT top FROM replay_state WHERE deviceid = ?', ['disk']);
     rows.should.eql([{ top: 41 }]);
   });
 
@@ -115,7 +108,7 @@ describe('replay-guard on Node-RED ' + redVersion(), function () {
   });
 
   it('reports a missing store as an error, sends nothing', async function () {
-    const flow = fixtureFlow('store', { store: { path: tmp.file('x.sqlite') }, guard: { store: 'nope' } });
+    const flow = fixtureFlow('store', { store: { path: dir().file('x.sqlite') }, guard: { store: 'nope' } });
     await helper.load(storeNodes, flow);
     const guard = helper.getNode('guard');
     const err = new Promise((resolve) => guard.on('call:error', (c) => resolve(String(c.args[0].message || c.args[0]))));

@@ -130,4 +130,22 @@ async function expectRejected(inputId, outputId, msg) {
   }
 }
 
-module.exports = { collect, helper, nodes, fixtureFlow, exchange, expectRejected, redVersion, catalogText };
+/**
+ * The hooks of a suite that runs nodes on the helper's runtime with a fresh
+ * temp dir per test: server up once, flow unloaded and dir removed after each
+ * test. Returns a getter for the current test's temp dir.
+ */
+function useRuntimeWithTempDir() {
+  const { tempDir } = require('./tmp');
+  let tmp;
+  before(function (done) { helper.startServer(done); });
+  after(function (done) { helper.stopServer(done); });
+  beforeEach(() => { tmp = tempDir(); });
+  afterEach(async () => {
+    await helper.unload();
+    tmp.cleanup();
+  });
+  return () => tmp;
+}
+
+module.exports = { useRuntimeWithTempDir, collect, helper, nodes, fixtureFlow, exchange, expectRejected, redVersion, catalogText };
