@@ -15,7 +15,7 @@ const autocannon = require('autocannon');
 const lib = require('../dist/nodes/lib');
 const { startBackend } = require('../test/support/backend');
 const { tempDir } = require('../test/support/tmp');
-const { requestJson } = require('../dist/nodes/sim/device');
+const { requestJson } = require('../dist/sim/device');
 const { median, fmt, arg } = require('./lib/runtime');
 
 const DURATION = arg('duration', 10);

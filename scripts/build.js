@@ -2,7 +2,8 @@
 // Compiles nodes/**/*.ts to dist/ and puts each node's editor html, message
 // catalog, help and icons next to its compiled js. The shared catalog
 // (nodes/shared/locales) is merged into every node's catalog under "e2ee", so
-// the common error texts exist once in the source.
+// the common error texts exist once in the source. The shipped backend flow is
+// copied into examples/ (Import > Examples), generated so the two never drift.
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -12,6 +13,9 @@ const root = path.resolve(__dirname, '..');
 const src = path.join(root, 'nodes');
 const out = path.join(root, 'dist', 'nodes');
 
+// --clean (prepack): start from an empty dist/, so nothing removed from the sources is packed. Not by
+// default: `npm run sim` builds while `npm start` may be serving editor files from dist/.
+if (process.argv.includes('--clean')) fs.rmSync(path.join(root, 'dist'), { recursive: true, force: true });
 execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', root], { stdio: 'inherit' });
 
 function readJson(file) {
@@ -21,7 +25,7 @@ function readJson(file) {
 const sharedLocales = path.join(src, 'shared', 'locales');
 
 for (const entry of fs.readdirSync(src, { withFileTypes: true })) {
-  if (!entry.isDirectory() || ['lib', 'shared', 'sim'].includes(entry.name)) continue;
+  if (!entry.isDirectory() || ['lib', 'shared'].includes(entry.name)) continue;
   const nodeDir = path.join(src, entry.name);
   const outDir = path.join(out, entry.name);
   fs.mkdirSync(outDir, { recursive: true });
@@ -50,6 +54,9 @@ for (const entry of fs.readdirSync(src, { withFileTypes: true })) {
   }
 }
 // The simulator is an executable (package.json bin).
-const cli = path.join(out, 'sim', 'cli.js');
-if (fs.existsSync(cli)) fs.chmodSync(cli, 0o755);
+fs.chmodSync(path.join(root, 'dist', 'sim', 'cli.js'), 0o755);
+// The whole backend in Import > Examples (git-ignored copy of flows/esp-e2ee.json).
+const backendExample = path.join(root, 'examples', 'backend', 'esp-e2ee-backend.json');
+fs.mkdirSync(path.dirname(backendExample), { recursive: true });
+fs.copyFileSync(path.join(root, 'flows', 'esp-e2ee.json'), backendExample);
 console.log('built', path.relative(root, out));

@@ -16,6 +16,7 @@
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
+const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 
@@ -91,6 +92,31 @@ function rawReadingsBody(req, res, next) {
   req.on('error', next);
 }
 
+/** Binds the device port before anything starts, so a clash is one clear line, not a stack trace after the flows ran. */
+function listen(server, port, host) {
+  return new Promise((resolve) => {
+    server.once('error', (err) => {
+      const where = `${host}:${port}`;
+      const hints = {
+        EADDRINUSE: `Port ${port} is already in use (${where}): set PORT to a free port, e.g. PORT=1890 npm start`,
+        EACCES: `Port ${port} needs privileges on this machine (${where}): set PORT to a port above 1023, e.g. PORT=1880`,
+        EADDRNOTAVAIL: `HOST=${host} is not an address of this machine: set HOST to one of its addresses, or 0.0.0.0 for all`,
+      };
+      console.error(hints[err.code] || `Cannot listen on ${where}: ${err.message}`);
+      process.exit(2);
+    });
+    server.listen(port, host, resolve);
+  });
+}
+
+/** The addresses devices can use when the server listens on every interface (HOST=0.0.0.0 or ::). */
+function reachableAddresses(host) {
+  const all = Object.values(os.networkInterfaces()).flat().filter((a) => a && !a.internal);
+  const v4 = all.filter((a) => a.family === 'IPv4' || a.family === 4).map((a) => a.address);
+  const v6 = all.filter((a) => (a.family === 'IPv6' || a.family === 6) && !a.address.startsWith('fe80')).map((a) => `[${a.address}]`);
+  return host === '::' ? [...v4, ...v6] : v4;
+}
+
 async function main() {
   // Express shows stack traces in its error pages unless told it is in production.
   process.env.NODE_ENV = process.env.NODE_ENV || 'production';
@@ -148,8 +174,15 @@ async function main() {
     functionExternalModules: false,
     diagnostics: { enabled: false, ui: false },
     telemetry: { enabled: false },
-    // No palette catalogue: the editor would fetch it from the internet.
-    editorTheme: { projects: { enabled: false }, tours: false, palette: { catalogues: [] } },
+    editorTheme: {
+      projects: { enabled: false },
+      tours: false,
+      // No palette catalogue: the editor would fetch it from the internet.
+      palette: { catalogues: [] },
+      // The login dialog says what the password is (scripts/editor/login-hint.js shows it on the credentials login).
+      login: { message: `User "admin"; the password is the admin token, from ${token.source}.` },
+      page: { scripts: [path.join(__dirname, 'editor', 'login-hint.js')] },
+    },
     logging: { console: { level: process.env.E2EE_LOG_LEVEL || 'info', metrics: false, audit: false } },
     // The editor sits behind a login: user "admin", password = the admin token (compared in constant time).
     adminAuth: {
@@ -162,6 +195,7 @@ async function main() {
 
   const app = express();
   const server = http.createServer(app);
+  await listen(server, port, host);
   RED.init(server, settings);
   if (settings.httpAdminRoot !== false) app.use(settings.httpAdminRoot, RED.httpAdmin);
   app.use(settings.httpNodeRoot, RED.httpNode);
@@ -174,12 +208,10 @@ async function main() {
   const flowsStarted = new Promise((resolve) => RED.events.once('flows:started', resolve));
   await RED.start();
   await flowsStarted;
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, resolve);
-  });
 
-  const base = `http://${host.includes(':') ? `[${host}]` : host}:${server.address().port}`;
+  const wildcard = host === '0.0.0.0' || host === '::';
+  const shown = wildcard ? '127.0.0.1' : host;
+  const base = `http://${shown.includes(':') ? `[${shown}]` : shown}:${server.address().port}`;
   const lines = [
     '',
     '=== node-red-contrib-esp-e2ee backend ===',
@@ -201,6 +233,14 @@ async function main() {
     lines.push('', `A new admin token was generated and stored in ${token.source} (mode 0600):`, `    ${token.value}`, 'It is shown only this once.');
   }
   if (host === '127.0.0.1' || host === 'localhost') lines.push('', 'Listening on loopback only: set HOST=0.0.0.0 to let devices on your network reach it.');
+  if (wildcard) {
+    const addresses = reachableAddresses(host);
+    lines.push('', addresses.length
+      ? `Devices on your network: use one of ${addresses.map((a) => `http://${a}:${server.address().port}`).join(', ')} as E2EE_BACKEND_URL.`
+      : 'Listening on every interface, but this machine has no network address yet.');
+  }
+  const dataArg = dataDir === path.join(root, 'data') ? '' : ` --data ${JSON.stringify(dataDir)}`;
+  lines.push('', `Simulated devices: npm run sim -- --url ${base}${dataArg} --devices 10 --interval 1`);
   lines.push(`esp-e2ee backend ready on ${base}`, '');
   console.log(lines.join('\n'));
 

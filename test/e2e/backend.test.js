@@ -6,8 +6,8 @@ const crypto = require('node:crypto');
 const { startBackend } = require('../support/backend');
 const { tempDir, querySqlite } = require('../support/tmp');
 const lib = require('../../dist/nodes/lib');
-const { SimDevice, requestJson } = require('../../dist/nodes/sim/device');
-const { StateFile } = require('../../dist/nodes/sim/state');
+const { SimDevice, requestJson } = require('../../dist/sim/device');
+const { StateFile } = require('../../dist/sim/state');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

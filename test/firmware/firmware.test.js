@@ -6,7 +6,7 @@ const { spawnSync } = require('node:child_process');
 const { helper, nodes, fixtureFlow, exchange, redVersion } = require('../support/red');
 const { startBackend } = require('../support/backend');
 const { tempDir } = require('../support/tmp');
-const { requestJson } = require('../../dist/nodes/sim/device');
+const { requestJson } = require('../../dist/sim/device');
 
 const firmware = path.resolve(__dirname, '..', '..', 'firmware');
 const tool = path.join(firmware, 'build', 'e2ee-tool');

@@ -7,12 +7,15 @@ const { startBackend } = require('../support/backend');
 const { launch } = require('../support/browser');
 const { tempDir } = require('../support/tmp');
 const lib = require('../../dist/nodes/lib');
-const { requestJson } = require('../../dist/nodes/sim/device');
+const { requestJson } = require('../../dist/sim/device');
 
 const artifacts = path.resolve(__dirname, '..', '..', 'test-artifacts');
 const HOSTILE = '<script>window.__xss=1</script><img src=x onerror=__xss=2>';
+const LONG_ID = `LONG-${'0123456789'.repeat(6)}`.slice(0, 64);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const onNodeRed = process.env.E2EE_BACKEND_NODE_RED ? `Node-RED ${require(require('node:path').resolve(process.env.E2EE_BACKEND_NODE_RED, 'package.json')).version}` : 'Node-RED 4';
+const nr5 = !!process.env.E2EE_BACKEND_NODE_RED;
+const onNodeRed = nr5 ? `Node-RED ${require(path.resolve(process.env.E2EE_BACKEND_NODE_RED, 'package.json')).version}` : 'Node-RED 4';
 describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, function () {
   this.timeout(180000);
   let tmp;
@@ -22,23 +25,43 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
   const KEY = crypto.randomBytes(16).toString('hex');
   const TOKEN = crypto.randomBytes(12).toString('hex');
   const key = lib.parseKey('hex', KEY, 'hmac-sha256');
-  const devices = ['5C:CF:7F:0A:00:01', '5C:CF:7F:0A:00:02', '5C:CF:7F:0A:00:03'];
-  const tag = process.env.E2EE_BACKEND_NODE_RED ? 'nr5-' : '';
+  const devices = ['5C:CF:7F:0A:00:01', '5C:CF:7F:0A:00:02', '5C:CF:7F:0A:00:03', LONG_ID];
+  const tag = nr5 ? 'nr5-' : 'nr4-';
   const shot = (name) => page.screenshot({ path: path.join(artifacts, `devices-sidebar-${tag}${name}.png`) });
   const op = (method, suffix, body) => requestJson(`${backend.url}/api/devices${suffix}`, method, body, { authorization: `Bearer ${TOKEN}` });
+  const reading = (seqn) => lib.encryptToWire(key, Buffer.from(JSON.stringify({ data: { a0: 400 + seqn * 10, heap: 30000 - seqn }, SEQN: seqn })), devices[0]);
+  const rowHeights = () => page.locator('.esp-e2ee-row').evaluateAll((rows) => rows.map((r) => r.getBoundingClientRect().height));
+
+  /** Opens the Devices tab if another one is shown: its button, else the View menu's entry (RED.sidebar.show). */
+  async function openTab() {
+    const button = nr5 ? page.locator('button[data-tab-id="esp-e2ee-devices"]') : page.locator('#red-ui-tab-esp-e2ee-devices-link-button');
+    for (let attempt = 0; attempt < 20 && !(await page.locator('.esp-e2ee-devices').isVisible()); attempt++) {
+      if (await button.isVisible()) await button.click();
+      else await page.evaluate(() => RED.sidebar.show('esp-e2ee-devices'));
+      await page.waitForTimeout(500);
+    }
+    await page.waitForSelector('.esp-e2ee-devices .esp-e2ee-row', { timeout: 30000 });
+  }
+
+  /** Back to the list when a detail view is open (so one failed test does not fail the next ones). */
+  async function toList() {
+    if (await page.locator('.esp-e2ee-detail').isVisible()) await page.click('.esp-e2ee-back');
+    await page.waitForSelector('.esp-e2ee-list .esp-e2ee-row', { state: 'visible' });
+  }
 
   before(async function () {
     fs.mkdirSync(artifacts, { recursive: true });
     tmp = tempDir('esp-e2ee-ui-');
     backend = await startBackend({ dataDir: tmp.dir, env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'warn' } });
     for (const [i, id] of devices.entries()) {
-      (await requestJson(`${backend.url}/api/devices/${id}`, 'POST', { ipaddr: `192.0.2.${i + 10}`, ssid: i === 2 ? '<b>ssid</b>' : 'lab' })).status.should.equal(201);
+      (await requestJson(`${backend.url}/api/devices/${id}`, 'POST', { ipaddr: `192.0.2.${i + 10}`, ssid: i === 2 ? '<b>ssid</b>' : 'lab-net-with-hyphens' })).status.should.equal(201);
     }
     (await op('PUT', `/${devices[0]}`, { name: 'greenhouse', data: { interval: 30 } })).status.should.equal(200);
     (await op('PUT', `/${devices[2]}`, { name: HOSTILE })).status.should.equal(200);
+    // Two bursts of readings with a pause between them: the chart must break its line there.
     for (let seqn = 1; seqn <= 12; seqn++) {
-      const body = lib.encryptToWire(key, Buffer.from(JSON.stringify({ data: { a0: 400 + seqn * 10, heap: 30000 - seqn }, SEQN: seqn })), devices[0]);
-      (await requestJson(`${backend.url}/api/devices/${devices[0]}/readings`, 'POST', body)).status.should.equal(200);
+      if (seqn === 7) await sleep(2600);
+      (await requestJson(`${backend.url}/api/devices/${devices[0]}/readings`, 'POST', reading(seqn))).status.should.equal(200);
     }
     chrome = await launch();
     page = await chrome.newPage();
@@ -51,64 +74,85 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     if (tmp) tmp.cleanup();
   });
 
-  it('1. opens the editor (after the login) and the Devices tab', async function () {
+  it('1. shows the login hint, logs in, and opens on the Devices tab the first time', async function () {
     await page.goto(`${backend.url}/admin/`);
+    await page.waitForSelector('#node-dialog-login-password', { timeout: 60000 });
+    await page.waitForSelector('.esp-e2ee-login-hint', { timeout: 10000 });
+    (await page.locator('.esp-e2ee-login-hint').innerText()).should.match(/admin token/);
     await page.fill('#node-dialog-login-username', 'admin');
     await page.fill('#node-dialog-login-password', TOKEN);
     await page.click('#node-dialog-login-submit');
-    // The editor shows its workspace once the flows are loaded.
     await page.waitForSelector('#red-ui-sidebar', { state: 'visible', timeout: 60000 });
     await page.waitForFunction(() => window.RED && RED.sidebar && document.querySelector('.esp-e2ee-devices'), null, { timeout: 30000 });
-    // Node-RED 4 shows sidebar tabs as tabs; Node-RED 5 as buttons and View-menu entries. While the editor
-    // is still settling it may switch back to its default tab, so open ours until it stays open.
-    const tab = page.locator('#red-ui-tab-esp-e2ee-devices a').first();
-    const button = page.locator('button[data-tab-id="esp-e2ee-devices"]');
-    let sawTab = false;
-    for (let attempt = 0; attempt < 20 && !(await page.locator('.esp-e2ee-devices').isVisible()); attempt++) {
-      if ((await tab.count()) > 0 && (await tab.isVisible())) {
-        sawTab = true;
-        await tab.click();
-      } else if ((await button.count()) > 0 && (await button.isVisible())) {
-        await button.click();
-      } else {
-        await page.evaluate(() => RED.sidebar.show('esp-e2ee-devices'));
-      }
-      await page.waitForTimeout(500);
-    }
-    if (sawTab) (await page.locator('#red-ui-tab-esp-e2ee-devices').innerText()).should.match(/Devices/);
-    await page.waitForSelector('.esp-e2ee-devices .esp-e2ee-row', { timeout: 30000 });
-    await shot('1-tab');
+    // A fresh browser: the editor opens on the Devices tab itself, labelled and shown, with no click.
+    const tab = nr5 ? page.locator('button[data-tab-id="esp-e2ee-devices"]') : page.locator('#red-ui-tab-esp-e2ee-devices');
+    await tab.waitFor({ state: 'visible', timeout: 10000 });
+    await page.waitForSelector('.esp-e2ee-devices .esp-e2ee-row', { state: 'visible', timeout: 10000 });
+    await page.waitForTimeout(1000);
+    (await page.locator('.esp-e2ee-devices').isVisible()).should.be.true();
+    // The one name, everywhere: the tab label and the View menu entry.
+    const names = await page.evaluate(() => [document.querySelector('#red-ui-tab-esp-e2ee-devices')?.innerText, document.querySelector('#menu-item-view-menu-esp-e2ee-devices')?.innerText]);
+    for (const n of names.filter(Boolean)) n.trim().should.equal('Devices');
+    await shot('1400-list');
   });
 
-  it('2. lists the seeded devices with their status', async function () {
+  it('2. lists one line per device at the default width: status dot, name or id, last seen; long values ellipsised', async function () {
     const ids = await page.locator('.esp-e2ee-row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-deviceid')));
     ids.should.eql(devices);
-    (await page.locator('.esp-e2ee-online').count()).should.equal(3);
-    (await page.locator('.esp-e2ee-page').innerText()).should.match(/1.3 of 3/);
-    // Filter, then sort by name descending.
+    (await page.locator('.esp-e2ee-dot.esp-e2ee-online').count()).should.equal(4);
+    (await page.locator('.esp-e2ee-page').innerText()).should.match(/1.4 of 4/);
+    // One text line each (16 px line + padding), even with a 64-character id and a hyphenated SSID.
+    for (const h of await rowHeights()) h.should.be.below(26);
+    const geometry = await page.evaluate((id) => {
+      const row = document.querySelector(`.esp-e2ee-row[data-deviceid="${id}"]`);
+      const name = row.querySelector('.esp-e2ee-name');
+      const last = row.querySelector('.esp-e2ee-col-lastseen');
+      const view = document.querySelector('.esp-e2ee-list').getBoundingClientRect();
+      return { ellipsised: name.scrollWidth > name.clientWidth, title: name.title, lastRight: last.getBoundingClientRect().right, viewRight: view.right, lastVisible: last.getBoundingClientRect().width > 20 };
+    }, LONG_ID);
+    geometry.ellipsised.should.be.true();
+    geometry.title.should.equal(LONG_ID);
+    geometry.lastVisible.should.be.true();
+    geometry.lastRight.should.be.belowOrEqual(geometry.viewRight);
+    // Filter.
     await page.fill('.esp-e2ee-search', 'greenh');
     await page.waitForFunction(() => document.querySelectorAll('.esp-e2ee-row').length === 1);
     await page.fill('.esp-e2ee-search', '');
-    await page.waitForFunction(() => document.querySelectorAll('.esp-e2ee-row').length === 3);
+    await page.waitForFunction(() => document.querySelectorAll('.esp-e2ee-row').length === 4);
   });
 
-  it('3. renames a device', async function () {
+  it('3. opens a device as a detail view in place of the list (no scrolling) and renames it', async function () {
+    await toList();
     await page.click(`.esp-e2ee-row[data-deviceid="${devices[1]}"]`);
-    await page.waitForSelector('.esp-e2ee-panel .esp-e2ee-rename');
+    await page.waitForSelector('.esp-e2ee-detail .esp-e2ee-rename');
+    (await page.locator('.esp-e2ee-list').isVisible()).should.be.false();
+    const reach = await page.evaluate(() => {
+      const detail = document.querySelector('.esp-e2ee-detail');
+      const back = document.querySelector('.esp-e2ee-back').getBoundingClientRect();
+      const rename = document.querySelector('.esp-e2ee-rename').getBoundingClientRect();
+      const box = detail.getBoundingClientRect();
+      return { scrollTop: detail.scrollTop, backTop: back.top, boxTop: box.top, renameBottom: rename.bottom, boxBottom: box.bottom, viewport: window.innerHeight };
+    });
+    reach.scrollTop.should.equal(0);
+    reach.backTop.should.be.aboveOrEqual(reach.boxTop);
+    reach.renameBottom.should.be.belowOrEqual(Math.min(reach.boxBottom, reach.viewport));
+    (await page.locator('.esp-e2ee-fact-deviceid').innerText()).should.equal(devices[1]);
     await page.fill('.esp-e2ee-rename', 'workshop');
     await page.click('.esp-e2ee-rename-save');
-    await page.waitForFunction((id) => {
-      const row = document.querySelector(`.esp-e2ee-row[data-deviceid="${id}"] .esp-e2ee-name`);
-      return row && row.textContent === 'workshop';
-    }, devices[1]);
+    await page.waitForFunction(() => document.querySelector('.esp-e2ee-detail-title').textContent === 'workshop');
     (await op('GET', '')).body.find((d) => d.deviceid === devices[1]).name.should.equal('workshop');
-    await shot('3-renamed');
+    await page.click('.esp-e2ee-back');
+    await page.waitForFunction((id) => {
+      const name = document.querySelector(`.esp-e2ee-row[data-deviceid="${id}"] .esp-e2ee-name`);
+      return name && name.textContent === 'workshop' && !document.querySelector('.esp-e2ee-detail').offsetParent;
+    }, devices[1]);
   });
 
   it('4. changes a config property, and cfgsn goes up in the device API', async function () {
+    await toList();
     const before = (await requestJson(`${backend.url}/api/devices/${devices[0]}`, 'GET')).body.cfgsn;
     await page.click(`.esp-e2ee-row[data-deviceid="${devices[0]}"]`);
-    await page.waitForFunction(() => document.querySelector('.esp-e2ee-panel-title').textContent === '5C:CF:7F:0A:00:01');
+    await page.waitForFunction(() => document.querySelector('.esp-e2ee-fact-deviceid')?.textContent === '5C:CF:7F:0A:00:01');
     const value = page.locator('.esp-e2ee-config-row .esp-e2ee-config-value').first();
     (await page.locator('.esp-e2ee-config-row .esp-e2ee-config-key').first().inputValue()).should.equal('interval');
     await value.fill('10');
@@ -119,56 +163,110 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     const poll = async () => (await requestJson(`${backend.url}/api/devices/${devices[0]}`, 'GET')).body;
     let after = await poll();
     for (let i = 0; i < 50 && after.cfgsn === before; i++) {
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
       after = await poll();
     }
     after.cfgsn.should.equal(before + 1);
     after.data.should.eql({ interval: 10, led: true });
-    await shot('4-config');
+    await page.waitForFunction((cfgsn) => document.querySelector('.esp-e2ee-fact-cfgsn')?.textContent === String(cfgsn), after.cfgsn);
   });
 
-  it('5. shows the readings chart of a numeric field', async function () {
+  it('5. charts a numeric field with a break at the pause, time ticks and hover values; compact reading times', async function () {
     await page.waitForSelector('.esp-e2ee-chart svg polyline.esp-e2ee-line');
     const fields = await page.locator('.esp-e2ee-field option').allInnerTexts();
     fields.should.containDeep(['a0', 'heap']);
     await page.selectOption('.esp-e2ee-field', 'a0');
-    const points = await page.locator('.esp-e2ee-chart polyline').getAttribute('points');
-    points.trim().split(' ').length.should.equal(12);
+    // Two bursts of six readings: two line segments, not one line across the pause.
+    const segments = await page.locator('.esp-e2ee-chart polyline.esp-e2ee-line').evaluateAll((ls) => ls.map((l) => l.getAttribute('points').trim().split(' ').length));
+    segments.should.eql([6, 6]);
+    (await page.locator('.esp-e2ee-chart .esp-e2ee-xtick').count()).should.be.aboveOrEqual(2);
+    for (const label of await page.locator('.esp-e2ee-chart .esp-e2ee-xtick').allTextContents()) label.should.match(/\d{1,2}:\d{2}/);
+    (await page.locator('.esp-e2ee-chart .esp-e2ee-ytick').count()).should.be.aboveOrEqual(2);
+    await page.locator('.esp-e2ee-chart svg').scrollIntoViewIfNeeded();
+    const box = await page.locator('.esp-e2ee-chart svg').boundingBox();
+    // Hover over the right end of the plot: the readout names a reading and its value (a0 = 400 + 10 × SEQN).
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.mouse.move(box.x + box.width * (312 / 320) - 2, box.y + box.height / 2, { steps: 3 });
+    const hover = await page.locator('.esp-e2ee-hover').textContent();
+    const m = /^a0 = (\d+) at .+ \(SEQN (\d+)\)$/.exec(hover);
+    should.exist(m, `hover readout: ${hover}`);
+    Number(m[1]).should.equal(400 + 10 * Number(m[2]));
+    Number(m[2]).should.be.aboveOrEqual(7);
+    (await page.locator('.esp-e2ee-marker').getAttribute('visibility')).should.equal('visible');
+    // Readings: 12 rows, each one line, with relative times and the absolute time in the tooltip.
     (await page.locator('.esp-e2ee-reading').count()).should.equal(12);
-    await page.locator('.esp-e2ee-panel').screenshot({ path: path.join(artifacts, `devices-sidebar-${tag}5-chart.png`) });
+    const times = await page.locator('.esp-e2ee-reading').evaluateAll((rows) => rows.map((r) => ({ h: r.getBoundingClientRect().height, text: r.cells[0].textContent, title: r.cells[0].title })));
+    for (const t of times) {
+      t.h.should.be.below(22);
+      t.text.should.match(/ago$/);
+      Number.isNaN(Date.parse(t.title)).should.be.false();
+    }
+    await page.locator('.esp-e2ee-devices').screenshot({ path: path.join(artifacts, `devices-sidebar-${tag}1400-detail.png`) });
+    await page.click('.esp-e2ee-back');
   });
 
   it('6. shows a device name containing <script> as text, never as markup', async function () {
+    await toList();
     const cellText = await page.locator(`.esp-e2ee-row[data-deviceid="${devices[2]}"] .esp-e2ee-name`).innerText();
     cellText.should.equal(HOSTILE);
     (await page.locator('.esp-e2ee-devices script').count()).should.equal(0);
     (await page.locator('.esp-e2ee-devices img').count()).should.equal(0);
     should(await page.evaluate(() => window.__xss)).be.undefined();
-    (await page.locator(`.esp-e2ee-row[data-deviceid="${devices[2]}"] td`).nth(5).innerText()).should.equal('<b>ssid</b>');
+    (await page.locator(`.esp-e2ee-row[data-deviceid="${devices[2]}"] .esp-e2ee-col-ssid`).textContent()).should.equal('<b>ssid</b>');
     await page.click(`.esp-e2ee-row[data-deviceid="${devices[2]}"]`);
     (await page.locator('.esp-e2ee-rename').inputValue()).should.equal(HOSTILE);
+    (await page.locator('.esp-e2ee-detail-title').textContent()).should.equal(HOSTILE);
     should(await page.evaluate(() => window.__xss)).be.undefined();
-    await shot('6-hostile-name');
+    await page.click('.esp-e2ee-back');
   });
 
-  it('sends a command and resets the replay counter from the panel', async function () {
+  it('7. sends a command and resets the replay counter from the detail view', async function () {
+    await toList();
     await page.click(`.esp-e2ee-row[data-deviceid="${devices[0]}"]`);
     await page.fill('.esp-e2ee-command', '{"led": false}');
     await page.click('.esp-e2ee-send');
     let commands = [];
     for (let i = 0; i < 50 && commands.length === 0; i++) {
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
       commands = (await requestJson(`${backend.url}/api/devices/${devices[0]}`, 'GET')).body.commands;
     }
     commands.length.should.equal(1);
     JSON.parse(lib.decryptEnvelope(key, lib.parseEnvelope(commands[0]), devices[0]).toString()).should.eql({ cmd: { led: false }, SEQN: 1 });
     await page.click('.esp-e2ee-reset');
-    const replay = lib.encryptToWire(key, Buffer.from(JSON.stringify({ data: { a0: 1 }, SEQN: 1 })), devices[0]);
     let status = 0;
     for (let i = 0; i < 50 && status !== 200; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      status = (await requestJson(`${backend.url}/api/devices/${devices[0]}/readings`, 'POST', replay)).status;
+      await sleep(100);
+      status = (await requestJson(`${backend.url}/api/devices/${devices[0]}/readings`, 'POST', reading(1))).status;
     }
     status.should.equal(200);
+    await page.click('.esp-e2ee-back');
+  });
+
+  it('8. fits at 1024, 1400 and 1920 px, and shows more columns as the sidebar widens', async function () {
+    for (const width of [1024, 1400, 1920]) {
+      await page.setViewportSize({ width, height: 900 });
+      await page.waitForTimeout(400);
+      await openTab();
+      for (const h of await rowHeights()) h.should.be.below(26);
+      await shot(`${width}-list`);
+      await page.click(`.esp-e2ee-row[data-deviceid="${devices[0]}"]`);
+      await page.waitForSelector('.esp-e2ee-detail .esp-e2ee-chart svg');
+      await shot(`${width}-detail`);
+      await page.click('.esp-e2ee-back');
+      await page.waitForSelector('.esp-e2ee-list .esp-e2ee-row');
+    }
+    // Widen the sidebar by dragging its separator: the IP column appears, rows stay one line.
+    (await page.locator('.esp-e2ee-row .esp-e2ee-col-ipaddr').first().isVisible()).should.be.false();
+    const separator = nr5 ? page.locator('.red-ui-sidebar-separator').last() : page.locator('#red-ui-sidebar-separator');
+    const sep = await separator.boundingBox();
+    await page.mouse.move(sep.x + sep.width / 2, sep.y + sep.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(sep.x - 400, sep.y + sep.height / 2, { steps: 10 });
+    await page.mouse.up();
+    await page.waitForTimeout(400);
+    await page.locator('.esp-e2ee-row .esp-e2ee-col-ipaddr').first().waitFor({ state: 'visible', timeout: 5000 });
+    (await page.locator(`.esp-e2ee-row[data-deviceid="${devices[1]}"] .esp-e2ee-col-ipaddr`).innerText()).should.equal('192.0.2.11');
+    for (const h of await rowHeights()) h.should.be.below(26);
+    await shot('1920-wide-list');
   });
 });

@@ -5,9 +5,18 @@
  * accepted downlink SEQN.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 export const SEQ_BLOCK = 64;
+
+/** Where the state lives when --state is not given: never the working tree. */
+export function defaultStateFile(dataDir: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  if (dataDir) return path.join(dataDir, 'sim-state.json');
+  const stateHome = env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state');
+  return path.join(stateHome, 'esp-e2ee-sim', 'state.json');
+}
+
 
 interface DeviceState {
   /** Uplink numbers below this may have been used; after a restart counting resumes here. */

@@ -6,7 +6,7 @@
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { KeyMaterial, decryptEnvelope, encryptToWire, isE2eeError, parseEnvelope } from '../lib';
+import { KeyMaterial, decryptEnvelope, encryptToWire, isE2eeError, parseEnvelope } from '../nodes/lib';
 import type { StateFile } from './state';
 
 export interface SimDeviceOptions {
@@ -48,8 +48,43 @@ export function requestJson(url: string, method: string, body?: unknown, headers
   });
 }
 
+/** What a device did, for the simulator's report lines: counted since the last report. */
+export class SimStats {
+  sent = 0;
+  accepted = 0;
+  commands = 0;
+  /** Rejection reason (`HTTP 400`, `ECONNREFUSED`, ...) → count. */
+  readonly rejected = new Map<string, number>();
+
+  reject(reason: string): void {
+    this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
+  }
+
+  get rejectedTotal(): number {
+    let n = 0;
+    for (const count of this.rejected.values()) n += count;
+    return n;
+  }
+
+  /** Adds another's counts to this one. */
+  add(other: SimStats): void {
+    this.sent += other.sent;
+    this.accepted += other.accepted;
+    this.commands += other.commands;
+    for (const [reason, count] of other.rejected) this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + count);
+  }
+
+  /** `sent N, accepted N, rejected N (reasons), commands N` */
+  toString(): string {
+    const reasons = [...this.rejected].map(([reason, count]) => `${reason}: ${count}`).join(', ');
+    return `sent ${this.sent}, accepted ${this.accepted}, rejected ${this.rejectedTotal}${reasons ? ` (${reasons})` : ''}, commands ${this.commands}`;
+  }
+}
+
 export class SimDevice {
   readonly id: string;
+  /** Counts since the last takeStats(). */
+  private stats = new SimStats();
   interval: number;
   led = false;
   cfgsn = 0;
@@ -135,6 +170,7 @@ export class SimDevice {
       return false;
     }
     this.options.state.acceptDownlink(this.id, seqn);
+    this.stats.commands++;
     const cmd = plain.cmd ?? {};
     if (typeof cmd.led === 'boolean') this.led = cmd.led;
     if (typeof cmd.interval === 'number' && cmd.interval > 0) this.interval = cmd.interval;
@@ -170,16 +206,33 @@ export class SimDevice {
   /** Runs the firmware loop: a reading and a poll every interval. */
   run(): void {
     const tick = async () => {
+      this.stats.sent++;
       try {
         const r = await this.postReading();
-        if (r.status !== 200) this.log(`reading ${r.seqn} -> ${r.status}`);
+        if (r.status === 200) this.stats.accepted++;
+        else {
+          this.stats.reject(`HTTP ${r.status}`);
+          this.log(`reading ${r.seqn} -> ${r.status}`);
+        }
+      } catch (err) {
+        this.stats.reject((err as NodeJS.ErrnoException).code ?? 'error');
+        this.log(`reading: ${(err as Error).message}`);
+      }
+      try {
         await this.poll();
       } catch (err) {
-        this.log(`error: ${(err as Error).message}`);
+        this.log(`poll: ${(err as Error).message}`);
       }
       if (this.timer !== undefined) this.timer = setTimeout(tick, this.interval * 1000);
     };
     this.timer = setTimeout(tick, 0);
+  }
+
+  /** The counts since the last call, and a fresh start. */
+  takeStats(): SimStats {
+    const taken = this.stats;
+    this.stats = new SimStats();
+    return taken;
   }
 
   async stop(): Promise<void> {

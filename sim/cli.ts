@@ -1,0 +1,125 @@
+#!/usr/bin/env node
+/**
+ * esp-e2ee-sim: simulated ESP8266 devices against the backend.
+ *
+ *   npx esp-e2ee-sim --url http://localhost:1880 --devices 10 --interval 1
+ *
+ * The key comes from --key, E2EE_KEY (hex) or <data dir>/aes-key.hex; --auth
+ * must match the backend's aes-key (hmac-sha256 by default, as `npm start`
+ * sets up). Once per interval it prints what happened; at the end a summary,
+ * and it exits non-zero when no reading was accepted.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { parseKey } from '../nodes/lib';
+import { SimDevice, SimStats } from './device';
+import { StateFile, defaultStateFile } from './state';
+
+const HELP = `Usage: esp-e2ee-sim [options]
+  --url URL          backend base URL (default http://127.0.0.1:1880)
+  --devices N        number of simulated devices (default 1)
+  --interval S       seconds between readings until the config changes it (default 5)
+  --key HEX          AES key in hex (default: $E2EE_KEY, else <data dir>/aes-key.hex)
+  --auth MODE        hmac-sha256 (default) or none
+  --data DIR         the backend's data dir (default: $E2EE_DATA_DIR): key and state file from there
+  --state FILE       state file for sequence numbers (default: <data dir>/sim-state.json, else
+                     $XDG_STATE_HOME/esp-e2ee-sim/state.json, i.e. ~/.local/state/...)
+  --prefix HEX       first three bytes of the device ids (default 5CCF7F)
+  --duration S       stop after S seconds (default: run until Ctrl-C)
+  --quiet            no per-device lines, only the report lines and the summary`;
+
+function keyFrom(values: { key?: string; data?: string }): string {
+  if (values.key) return values.key;
+  if (process.env.E2EE_KEY) return process.env.E2EE_KEY;
+  const file = values.data ? path.join(values.data, 'aes-key.hex') : undefined;
+  if (file && fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
+  throw new Error(`no key: pass --key, set E2EE_KEY, or --data <the backend's data dir>${file ? ` (${file} does not exist)` : ''}`);
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      url: { type: 'string', default: 'http://127.0.0.1:1880' },
+      devices: { type: 'string', default: '1' },
+      interval: { type: 'string', default: '5' },
+      key: { type: 'string' },
+      auth: { type: 'string', default: 'hmac-sha256' },
+      data: { type: 'string', default: process.env.E2EE_DATA_DIR || undefined },
+      state: { type: 'string' },
+      prefix: { type: 'string', default: '5CCF7F' },
+      duration: { type: 'string' },
+      quiet: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const key = parseKey('hex', keyFrom(values), values.auth);
+  const count = Number(values.devices);
+  const interval = Number(values.interval);
+  const duration = values.duration === undefined ? undefined : Number(values.duration);
+  if (!Number.isInteger(count) || count < 1 || count > 100000) throw new Error('--devices must be a positive integer');
+  if (!(interval > 0)) throw new Error('--interval must be a positive number of seconds');
+  if (duration !== undefined && !(duration > 0)) throw new Error('--duration must be a positive number of seconds');
+  if (!/^[0-9A-Fa-f]{6}$/.test(values.prefix)) throw new Error('--prefix must be 6 hex digits');
+  const baseUrl = values.url.replace(/\/+$/, '');
+  const stateFile = values.state ?? defaultStateFile(values.data);
+  const state = new StateFile(stateFile);
+  const log = values.quiet ? undefined : (line: string) => console.log(line);
+  const prefix = values.prefix.toUpperCase().match(/../g)!.join(':');
+  const devices: SimDevice[] = [];
+  for (let i = 0; i < count; i++) {
+    const suffix = i.toString(16).toUpperCase().padStart(6, '0').match(/../g)!.join(':');
+    const device = new SimDevice({ id: `${prefix}:${suffix}`, baseUrl, key, state, interval, log });
+    await device.listen();
+    devices.push(device);
+    let r;
+    try {
+      r = await device.register();
+    } catch (err) {
+      throw new Error(`cannot reach ${baseUrl} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): is the backend running, and is --url its address?`);
+    }
+    if (r.status !== 200 && r.status !== 201) throw new Error(`register ${device.id}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+    device.run();
+  }
+  console.log(`${devices.length} simulated device(s) running against ${baseUrl}; state in ${stateFile}`);
+
+  const started = Date.now();
+  const total = new SimStats();
+  const collect = () => {
+    const window = new SimStats();
+    for (const d of devices) window.add(d.takeStats());
+    total.add(window);
+    return window;
+  };
+  const reporter = setInterval(() => console.log(`${new Date().toLocaleTimeString()} ${collect()}`), Math.max(1, interval) * 1000);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = async () => {
+      if (stopping) return;
+      stopping = true;
+      clearInterval(reporter);
+      await Promise.all(devices.map((d) => d.stop()));
+      collect();
+      const seconds = Math.round((Date.now() - started) / 1000);
+      console.log(`summary after ${seconds} s, ${devices.length} device(s): ${total}`);
+      if (total.accepted === 0) console.error('esp-e2ee-sim: no reading was accepted: check --url, the key (--key/E2EE_KEY) and --auth against the backend');
+      resolve(total.accepted === 0 ? 1 : 0);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    if (duration !== undefined) setTimeout(stop, duration * 1000);
+  });
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    console.error(`esp-e2ee-sim: ${err.message}`);
+    process.exit(1);
+  },
+);
