@@ -110,8 +110,8 @@ function listen(server, port, host) {
 }
 
 /** The addresses devices can use when the server listens on every interface (HOST=0.0.0.0 or ::). */
-function reachableAddresses(host) {
-  const all = Object.values(os.networkInterfaces()).flat().filter((a) => a && !a.internal);
+function reachableAddresses(host, interfaces = os.networkInterfaces()) {
+  const all = Object.values(interfaces).flat().filter((a) => a && !a.internal);
   const v4 = all.filter((a) => a.family === 'IPv4' || a.family === 4).map((a) => a.address);
   const v6 = all.filter((a) => (a.family === 'IPv6' || a.family === 6) && !a.address.startsWith('fe80')).map((a) => `[${a.address}]`);
   return host === '::' ? [...v4, ...v6] : v4;
@@ -257,7 +257,11 @@ async function main() {
   process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
+
+module.exports = { reachableAddresses };

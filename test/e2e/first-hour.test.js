@@ -1,0 +1,111 @@
+'use strict';
+/** A newcomer's first hour: the start banner, a port clash, and the simulator that says what it does. */
+require('should');
+const fs = require('node:fs');
+const net = require('node:net');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
+const { startBackend, freePort } = require('../support/backend');
+const { tempDir } = require('../support/tmp');
+const { reachableAddresses } = require('../../scripts/start');
+const { defaultStateFile } = require('../../dist/sim/state');
+
+const root = path.resolve(__dirname, '..', '..');
+const cli = path.join(root, 'dist', 'sim', 'cli.js');
+
+/** Runs a command to its end; resolves with its exit code and output. */
+function run(cmd, args, options = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], ...options });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => { stdout += c; });
+    child.stderr.on('data', (c) => { stderr += c; });
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('first hour: start banner, port clash, a simulator that talks', function () {
+  this.timeout(180000);
+
+  it('a port already in use: one clear line naming PORT, before any flow starts', async function () {
+    const tmp = tempDir('esp-e2ee-clash-');
+    const port = await freePort();
+    const squatter = net.createServer().listen(port, '127.0.0.1');
+    await new Promise((r) => squatter.once('listening', r));
+    try {
+      const r = await run(process.execPath, [path.join(root, 'scripts', 'start.js')], { env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', E2EE_DATA_DIR: tmp.dir } });
+      r.code.should.equal(2);
+      r.stderr.trim().split('\n').should.have.length(1);
+      r.stderr.should.match(new RegExp(`^Port ${port} is already in use .*set PORT to a free port`));
+      r.stderr.should.not.match(/\n\s+at /);
+      (r.stdout + r.stderr).should.not.match(/Started flows|Starting flows/);
+    } finally {
+      squatter.close();
+      tmp.cleanup();
+    }
+  });
+
+  it('HOST=0.0.0.0: the banner offers the machine\'s own addresses, not 0.0.0.0 (no loopback, no link-local)', function () {
+    const interfaces = {
+      lo: [{ address: '127.0.0.1', family: 'IPv4', internal: true }, { address: '::1', family: 'IPv6', internal: true }],
+      eth0: [{ address: '192.168.1.23', family: 'IPv4', internal: false }, { address: 'fe80::1', family: 'IPv6', internal: false }, { address: '2001:db8::23', family: 'IPv6', internal: false }],
+      wlan0: [{ address: '10.0.0.7', family: 4, internal: false }],
+    };
+    reachableAddresses('0.0.0.0', interfaces).should.eql(['192.168.1.23', '10.0.0.7']);
+    reachableAddresses('::', interfaces).should.eql(['192.168.1.23', '10.0.0.7', '[2001:db8::23]']);
+    reachableAddresses('0.0.0.0', { lo: interfaces.lo }).should.eql([]);
+  });
+
+  it('the simulator state goes to the data dir or the user state dir, never the working tree', function () {
+    defaultStateFile('/srv/data', {}).should.equal(path.join('/srv/data', 'sim-state.json'));
+    defaultStateFile(undefined, { XDG_STATE_HOME: '/home/u/.state' }).should.equal(path.join('/home/u/.state', 'esp-e2ee-sim', 'state.json'));
+    defaultStateFile(undefined, {}).should.endWith(path.join('.local', 'state', 'esp-e2ee-sim', 'state.json'));
+  });
+
+  describe('against npm start', function () {
+    let tmp;
+    let backend;
+    before(async function () {
+      tmp = tempDir('esp-e2ee-first-hour-');
+      backend = await startBackend({ dataDir: tmp.dir });
+    });
+    after(async function () {
+      if (backend) await backend.stop();
+      if (tmp) tmp.cleanup();
+    });
+
+    it('the banner prints the simulator command for this port and data dir', function () {
+      backend.output.should.containEql(`npm run sim -- --url ${backend.url} --data ${JSON.stringify(tmp.dir)}`);
+    });
+
+    it('the simulator reports each interval and sums up at the end; its state lands in the data dir', async function () {
+      const before = fs.readdirSync(root);
+      const r = await run(process.execPath, [cli, '--url', backend.url, '--data', tmp.dir, '--devices', '3', '--interval', '0.5', '--duration', '2.2', '--quiet']);
+      r.code.should.equal(0, r.stdout + r.stderr);
+      const reports = r.stdout.split('\n').filter((l) => /^\S+.* sent \d+, accepted \d+, rejected \d+, commands \d+$/.test(l) && !l.startsWith('summary'));
+      reports.length.should.be.aboveOrEqual(2, r.stdout);
+      for (const line of reports) line.should.match(/rejected 0, commands 0$/);
+      const summary = /^summary after \d+ s, 3 device\(s\): sent (\d+), accepted (\d+), rejected 0, commands 0$/m.exec(r.stdout);
+      (summary !== null).should.be.true(r.stdout);
+      Number(summary[2]).should.equal(Number(summary[1]));
+      Number(summary[2]).should.be.aboveOrEqual(6);
+      fs.existsSync(path.join(tmp.dir, 'sim-state.json')).should.be.true();
+      fs.readdirSync(root).should.eql(before);
+    });
+
+    it('with the wrong key it names the rejections and exits non-zero', async function () {
+      const r = await run(process.execPath, [cli, '--url', backend.url, '--key', '00112233445566778899aabbccddeeff', '--state', path.join(tmp.dir, 'wrong.json'), '--devices', '1', '--interval', '0.5', '--duration', '1.2', '--quiet']);
+      r.code.should.equal(1);
+      r.stdout.should.match(/^summary after \d+ s, 1 device\(s\): sent (\d+), accepted 0, rejected \1 \(HTTP 400: \1\), commands 0$/m);
+      r.stderr.should.match(/no reading was accepted/);
+    });
+
+    it('with a backend that is not there it says so in one line', async function () {
+      const port = await freePort();
+      const r = await run(process.execPath, [cli, '--url', `http://127.0.0.1:${port}`, '--data', tmp.dir, '--duration', '1']);
+      r.code.should.equal(1);
+      r.stderr.should.match(/cannot reach http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\): is the backend running/);
+    });
+  });
+});
