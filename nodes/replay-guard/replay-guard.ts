@@ -1,4 +1,4 @@
-import { ReplayReason, inputFunnel, parseSeq } from '../lib';
+import { ReplayPersist, ReplayReason, inputFunnel, parseSeq } from '../lib';
 import type { Msg, Node, NodeDef, RED } from '../shared/red';
 import { resolveStore } from '../shared/stores';
 
@@ -8,6 +8,8 @@ export = function register(RED: RED) {
     const deviceProperty = typeof def.deviceProperty === 'string' && def.deviceProperty ? def.deviceProperty : 'deviceid';
     const seqProperty = typeof def.seqProperty === 'string' && def.seqProperty ? def.seqProperty : 'payload.SEQN';
     const windowSize = Math.min(Math.max(Math.trunc(Number(def.window) || 0), 0), 1024);
+    // An empty or unknown setting means the default, which is safe in any flow.
+    const persist: ReplayPersist = def.persist === 'with-next-write' ? 'with-next-write' : 'before-send';
 
     const read = (msg: Msg, property: string): unknown => {
       try {
@@ -27,7 +29,7 @@ export = function register(RED: RED) {
       if (typeof deviceid !== 'string' || deviceid === '') return reject(msg, 'missing-device');
       const seq = parseSeq(read(msg, seqProperty));
       if (!seq.ok) return reject(msg, seq.reason);
-      const result = await store.checkReplay(deviceid, seq.seq, windowSize);
+      const result = await store.checkReplay(deviceid, seq.seq, windowSize, persist);
       return result.accepted ? [msg, null] : reject(msg, result.reason);
     }));
   }

@@ -97,6 +97,70 @@ describe('lib/store SqliteStore', function () {
     (await store.checkReplay('dev', 7, 0)).should.eql({ accepted: false, reason: 'replay' });
     (await store.checkReplay('dev', 8, 0)).accepted.should.be.true();
   });
+
+  const stateRows = () => querySqlite(tmp.file('sub/dir/db.sqlite'), 'SELECT deviceid, top FROM replay_state ORDER BY deviceid');
+  const readingRows = () => querySqlite(tmp.file('sub/dir/db.sqlite'), 'SELECT deviceid, seqn FROM readings ORDER BY id');
+
+  it('persist with-next-write: the state commits in the same transaction as the device\'s next reading', async function () {
+    await store.register({ deviceid: 'dev', ipaddr: '10.0.0.1', ssid: 'x' });
+    const batches = [];
+    await store.close();
+    store = new SqliteStore({ file: tmp.file('sub/dir/db.sqlite'), onBatch: (n) => batches.push(n) });
+    await store.ready();
+    (await store.checkReplay('dev', 5, 0, 'with-next-write')).accepted.should.be.true();
+    // Decided at once (a replay is rejected), but nothing written yet.
+    (await store.checkReplay('dev', 5, 0, 'with-next-write')).should.eql({ accepted: false, reason: 'replay' });
+    batches.should.eql([]);
+    (await stateRows()).should.eql([]);
+    (await store.logReading('dev', 5, { SEQN: 5 })).should.be.true();
+    // One batch: the reading and its state together.
+    batches.should.eql([2]);
+    (await stateRows()).should.eql([{ deviceid: 'dev', top: 5 }]);
+    (await readingRows()).should.eql([{ deviceid: 'dev', seqn: 5 }]);
+  });
+
+  it('persist with-next-write: a state no reading claims commits with a later batch, or on close', async function () {
+    await store.register({ deviceid: 'dev', ipaddr: '10.0.0.1', ssid: 'x' });
+    (await store.checkReplay('lonely', 3, 0, 'with-next-write')).accepted.should.be.true();
+    // It waits eight batches of other writes for its reading, then joins the ninth.
+    for (let i = 0; i < 8; i++) await store.register({ deviceid: `b${i}`, ipaddr: '10.0.0.2', ssid: 'x' });
+    (await stateRows()).should.eql([]);
+    await store.register({ deviceid: 'c', ipaddr: '10.0.0.3', ssid: 'x' });
+    (await stateRows()).should.eql([{ deviceid: 'lonely', top: 3 }]);
+    (await store.checkReplay('quiet', 9, 0, 'with-next-write')).accepted.should.be.true();
+    await store.close();
+    (await stateRows()).should.eql([{ deviceid: 'lonely', top: 3 }, { deviceid: 'quiet', top: 9 }]);
+    store = new SqliteStore({ file: tmp.file('sub/dir/db.sqlite') });
+    (await store.checkReplay('quiet', 9, 0)).should.eql({ accepted: false, reason: 'replay' });
+  });
+
+  it('persist with-next-write: 100 identical numbers at once, exactly one accepted and one reading stored', async function () {
+    await store.register({ deviceid: 'dev', ipaddr: '10.0.0.1', ssid: 'x' });
+    const results = await Promise.all(Array.from({ length: 100 }, async () => {
+      const r = await store.checkReplay('dev', 11, 0, 'with-next-write');
+      if (r.accepted) await store.logReading('dev', 11, { SEQN: 11 });
+      return r.accepted;
+    }));
+    results.filter(Boolean).length.should.equal(1);
+    (await readingRows()).should.eql([{ deviceid: 'dev', seqn: 11 }]);
+    (await stateRows()).should.eql([{ deviceid: 'dev', top: 11 }]);
+  });
+
+  it('keeps at most replayCacheMax windows in memory; evicted ones are read back and still reject replays', async function () {
+    await store.close();
+    store = new SqliteStore({ file: tmp.file('sub/dir/db.sqlite'), replayCacheMax: 50 });
+    await store.ready();
+    for (let i = 0; i < 500; i++) (await store.checkReplay(`d${i}`, 1, 0)).accepted.should.be.true();
+    store.replayCacheSize.should.be.belowOrEqual(50);
+    for (let i = 0; i < 500; i += 7) (await store.checkReplay(`d${i}`, 1, 0)).should.eql({ accepted: false, reason: 'replay' });
+    // Deferred states are never evicted before they are written.
+    for (let i = 0; i < 200; i++) (await store.checkReplay(`e${i}`, 4, 0, 'with-next-write')).accepted.should.be.true();
+    store.replayCacheSize.should.be.aboveOrEqual(200);
+    for (let i = 0; i < 200; i++) (await store.checkReplay(`e${i}`, 4, 0, 'with-next-write')).accepted.should.be.false();
+    await store.close();
+    store = new SqliteStore({ file: tmp.file('sub/dir/db.sqlite'), replayCacheMax: 50 });
+    for (let i = 0; i < 200; i += 13) (await store.checkReplay(`e${i}`, 4, 0)).accepted.should.be.false();
+  });
 });
 
 const should = require('should');

@@ -46,16 +46,26 @@ export class GroupCommit {
   /** Sizes of the batches committed so far (for benchmarks and tests). */
   readonly stats = { batches: 0, writes: 0, largestBatch: 0 };
 
-  constructor(private readonly commitBatch: BatchCommitter) {}
+  /**
+   * @param commitBatch commits one batch.
+   * @param extraWrites called as each batch is formed; what it returns joins the batch, first (so the
+   *   batch's own writes supersede it).
+   */
+  constructor(private readonly commitBatch: BatchCommitter, private readonly extraWrites?: (batchIndex: number) => PendingWrite[]) {}
 
   /** Queues a write; resolves with the rows its last statement returned, once committed. */
   submit(write: Write): Promise<unknown[]> {
     return new Promise((resolve, reject) => {
       this.queue.push({ ...write, resolve, reject });
-      // Started from a microtask, not a timer: writes submitted in the same
-      // tick (one message's reading and lastseen) share the first batch.
-      if (!this.flushing) this.flushing = Promise.resolve().then(() => this.loop());
+      this.kick();
     });
+  }
+
+  /** Starts a batch even with an empty queue (for extraWrites), unless one is running. */
+  kick(): void {
+    // Started from a microtask, not a timer: writes submitted in the same
+    // tick (one message's reading and lastseen) share the first batch.
+    if (!this.flushing) this.flushing = Promise.resolve().then(() => this.loop());
   }
 
   get pending(): number {
@@ -69,8 +79,10 @@ export class GroupCommit {
 
   private async loop(): Promise<void> {
     try {
-      while (this.queue.length > 0) {
-        const batch = this.queue;
+      for (;;) {
+        const extra = this.extraWrites?.(this.stats.batches + 1) ?? [];
+        if (this.queue.length === 0 && extra.length === 0) break;
+        const batch = extra.length > 0 ? [...extra, ...this.queue] : this.queue;
         this.queue = [];
         this.stats.batches++;
         this.stats.writes += batch.length;

@@ -1,3 +1,3 @@
 export * from './types';
 export * from './group-commit';
-export { SqliteStore, MIGRATIONS } from './sqlite';
+export { SqliteStore, MIGRATIONS, REPLAY_CACHE_MAX } from './sqlite';

@@ -6,16 +6,28 @@
  *
  * One process owns the file. The replay windows are therefore decided in
  * memory, which makes check-and-advance atomic without a round trip; the new
- * state is persisted through group commit before an accepted message goes on.
+ * state is persisted through group commit before an accepted message goes on
+ * (persist `before-send`), or in the same transaction as the device's next
+ * reading (`with-next-write`, see ReplayPersist).
+ *
+ * What is kept in memory is bounded: the replay windows are a cache of at
+ * most REPLAY_CACHE_MAX devices (least recently used ones are read back from
+ * the database), and `known` holds the registered ids, as many as the table.
  */
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import type * as Sqlite3 from 'sqlite3';
 import type { DeviceRow, ReadingRow, RegisterInput, UpdateInput } from '../registry';
 import { INITIAL_STATE, ReplayState, decide } from '../replay-window';
-import { GroupCommit, PendingWrite, Statement, supersededWrites } from './group-commit';
+import { GroupCommit, PendingWrite, Statement, Write, supersededWrites } from './group-commit';
 import { SORT_COLUMNS } from './types';
-import type { CommandRow, DeviceStore, ListOptions, ReadingsOptions, ReplayResult, SortColumn } from './types';
+import type { CommandRow, DeviceStore, ListOptions, ReadingsOptions, ReplayPersist, ReplayResult, SortColumn } from './types';
+
+/** How many batches a deferred replay state waits for its reading before it is written on its own. */
+const DEFERRED_BATCHES = 8;
+
+/** Most replay windows kept in memory; the least recently used are evicted once committed. */
+export const REPLAY_CACHE_MAX = 100_000;
 
 /** Each entry migrates the schema from version i to i + 1. Never edit a shipped entry: append. */
 export const MIGRATIONS: string[][] = [
@@ -99,6 +111,8 @@ export interface SqliteOptions {
   file: string;
   /** Test hook: called with each batch size. */
   onBatch?: (size: number) => void;
+  /** Replay windows kept in memory (default REPLAY_CACHE_MAX). */
+  replayCacheMax?: number;
 }
 
 export class SqliteStore implements DeviceStore {
@@ -108,15 +122,21 @@ export class SqliteStore implements DeviceStore {
   private readonly statements = new Map<string, Sqlite3.Statement>();
   private readonly commits: GroupCommit;
   private readonly known = new Set<string>();
+  /** Replay windows in least-recently-used order (a Map iterates in insertion order). */
   private readonly replayCache = new Map<string, ReplayState>();
   private readonly replayLoads = new Map<string, Promise<void>>();
+  /** Accepted states not yet submitted (persist with-next-write), with the batch count when they were decided. */
+  private readonly deferredReplay = new Map<string, { state: ReplayState; batch: number }>();
+  /** Devices whose replay state is submitted but not committed: never evicted from the cache. */
+  private readonly replayInflight = new Map<string, number>();
+  private flushAllDeferred = false;
   private readonly opening: Promise<void>;
   private closed = false;
   private isOpen = false;
 
   constructor(private readonly options: SqliteOptions) {
     this.file = path.resolve(options.file);
-    this.commits = new GroupCommit((batch) => this.commitBatch(batch));
+    this.commits = new GroupCommit((batch) => this.commitBatch(batch), (index) => this.deferredWrites(index));
     this.opening = this.open();
     // Callers see the failure through ready(); this keeps it from being unhandled meanwhile.
     this.opening.catch(() => undefined);
@@ -165,6 +185,9 @@ export class SqliteStore implements DeviceStore {
     if (this.closed) return;
     this.closed = true;
     await this.opening.catch(() => undefined);
+    // Whatever was accepted with persist with-next-write and never written commits now.
+    this.flushAllDeferred = true;
+    if (this.isOpen) this.commits.kick();
     await this.commits.drain();
     if (!this.db) return;
     if (this.isOpen) await this.exec('COMMIT').catch(() => undefined);
@@ -380,6 +403,12 @@ export class SqliteStore implements DeviceStore {
     return this.afterOpen(async () => {
       if (!this.known.has(deviceid)) return false;
       const t = iso(now);
+      // A state accepted with persist with-next-write commits in this reading's transaction.
+      const deferred = this.deferredReplay.get(deviceid);
+      if (deferred) {
+        this.deferredReplay.delete(deviceid);
+        void this.persistReplay(deviceid, deferred.state).catch(() => undefined);
+      }
       await this.commits.submit({
         statements: [],
         row: { into: 'readings (deviceid, seqn, received, payload)', values: [deviceid, seqn, t, JSON.stringify(payload ?? null)] },
@@ -475,7 +504,7 @@ export class SqliteStore implements DeviceStore {
         .then((rows) => {
           if (!this.replayCache.has(deviceid)) {
             const r = rows[0];
-            this.replayCache.set(deviceid, r ? { top: r.top, seen: BigInt(`0x${r.seen}`), width: r.width } : INITIAL_STATE);
+            this.cacheReplay(deviceid, r ? { top: r.top, seen: BigInt(`0x${r.seen}`), width: r.width } : INITIAL_STATE);
           }
         })
         .finally(() => this.replayLoads.delete(deviceid));
@@ -484,30 +513,96 @@ export class SqliteStore implements DeviceStore {
     return loading;
   }
 
-  private persistReplay(deviceid: string, state: ReplayState): Promise<unknown> {
-    return this.afterOpen(() =>
-      this.commits.submit({
-        statements: [],
-        row: {
-          into: 'replay_state (deviceid, top, seen, width)',
-          values: [deviceid, state.top, state.seen.toString(16), state.width],
-          // `updated` is the commit time, taken by SQLite once per statement.
-          conflict: `ON CONFLICT (deviceid) DO UPDATE SET top = excluded.top, seen = excluded.seen, width = excluded.width, updated = ${NOW_SQL}`,
-        },
-        // Only the newest state of a device in a batch needs writing.
-        key: `replay:${deviceid}`,
-      }),
+  /** The upsert of a device's replay state; only the newest one of a device in a batch is executed. */
+  private replayWrite(deviceid: string, state: ReplayState): Write {
+    return {
+      statements: [],
+      row: {
+        into: 'replay_state (deviceid, top, seen, width)',
+        values: [deviceid, state.top, state.seen.toString(16), state.width],
+        // `updated` is the commit time, taken by SQLite once per statement.
+        conflict: `ON CONFLICT (deviceid) DO UPDATE SET top = excluded.top, seen = excluded.seen, width = excluded.width, updated = ${NOW_SQL}`,
+      },
+      key: `replay:${deviceid}`,
+    };
+  }
+
+  /** Counts a device's uncommitted state writes while the promise is pending (so its window is not evicted). */
+  private trackInflight<T>(deviceid: string, state: ReplayState, write: Promise<T>): Promise<T> {
+    this.replayInflight.set(deviceid, (this.replayInflight.get(deviceid) ?? 0) + 1);
+    const settle = () => {
+      const n = (this.replayInflight.get(deviceid) ?? 1) - 1;
+      if (n > 0) this.replayInflight.set(deviceid, n);
+      else this.replayInflight.delete(deviceid);
+    };
+    return write.then(
+      (value) => {
+        settle();
+        return value;
+      },
+      (err: unknown) => {
+        settle();
+        // Not on disk: keep the state pending, so it rides with a later batch (unless a newer one exists).
+        if (this.replayCache.get(deviceid) === state && !this.deferredReplay.has(deviceid)) {
+          this.deferredReplay.set(deviceid, { state, batch: this.commits.stats.batches });
+        }
+        throw err;
+      },
     );
   }
 
-  async checkReplay(deviceid: string, seq: number, window: number): Promise<ReplayResult> {
+  private persistReplay(deviceid: string, state: ReplayState): Promise<unknown> {
+    return this.trackInflight(deviceid, state, this.afterOpen(() => this.commits.submit(this.replayWrite(deviceid, state))));
+  }
+
+  /**
+   * Deferred states that no reading claimed: each joins a batch once DEFERRED_BATCHES batches have started
+   * after it was decided (a reading normally claims it within a tick or two), or every one of them on close.
+   */
+  private deferredWrites(batchIndex: number): PendingWrite[] {
+    const writes: PendingWrite[] = [];
+    for (const [deviceid, entry] of this.deferredReplay) {
+      if (!this.flushAllDeferred && entry.batch >= batchIndex - DEFERRED_BATCHES) continue;
+      this.deferredReplay.delete(deviceid);
+      let resolve!: (rows: unknown[]) => void;
+      let reject!: (err: unknown) => void;
+      void this.trackInflight(deviceid, entry.state, new Promise<unknown[]>((res, rej) => { resolve = res; reject = rej; })).catch(() => undefined);
+      writes.push({ ...this.replayWrite(deviceid, entry.state), resolve, reject });
+    }
+    return writes;
+  }
+
+  /** Puts a window in the cache as most recently used, and evicts the oldest committed ones beyond the limit. */
+  private cacheReplay(deviceid: string, state: ReplayState): void {
+    this.replayCache.delete(deviceid);
+    this.replayCache.set(deviceid, state);
+    const max = this.options.replayCacheMax ?? REPLAY_CACHE_MAX;
+    if (this.replayCache.size <= max) return;
+    for (const id of this.replayCache.keys()) {
+      if (this.replayCache.size <= max) break;
+      if (id !== deviceid && !this.replayInflight.has(id) && !this.deferredReplay.has(id) && !this.replayLoads.has(id)) this.replayCache.delete(id);
+    }
+  }
+
+  /** Windows in memory (for tests and benchmarks). */
+  get replayCacheSize(): number {
+    return this.replayCache.size;
+  }
+
+  async checkReplay(deviceid: string, seq: number, window: number, persist: ReplayPersist = 'before-send'): Promise<ReplayResult> {
     if (this.closed) throw new Error('device store is closed');
-    if (!this.replayCache.has(deviceid)) await this.loadReplay(deviceid);
+    // (A loop: in the microtasks between the load and here, the window could be evicted again.)
+    while (!this.replayCache.has(deviceid)) await this.loadReplay(deviceid);
     // From here to the cache update nothing awaits: the decision is atomic.
     const decision = decide(this.replayCache.get(deviceid) ?? INITIAL_STATE, seq, window);
     if (!decision.accepted) return decision;
-    this.replayCache.set(deviceid, decision.next);
-    await this.persistReplay(deviceid, decision.next);
+    this.cacheReplay(deviceid, decision.next);
+    if (persist === 'with-next-write') {
+      this.deferredReplay.set(deviceid, { state: decision.next, batch: this.commits.stats.batches });
+    } else {
+      this.deferredReplay.delete(deviceid);
+      await this.persistReplay(deviceid, decision.next);
+    }
     return { accepted: true, state: decision.next };
   }
 
@@ -515,12 +610,13 @@ export class SqliteStore implements DeviceStore {
     if (!this.isOpen) await this.afterOpen(async () => undefined);
     // A floor: everything below `from` counts as seen; with no floor the counter starts afresh.
     const state: ReplayState = from === undefined || from <= 0 ? INITIAL_STATE : { top: from - 1, seen: 1n, width: 0 };
-    this.replayCache.set(deviceid, state);
+    this.cacheReplay(deviceid, state);
+    this.deferredReplay.delete(deviceid);
     await this.persistReplay(deviceid, state);
   }
 
   async replayState(deviceid: string): Promise<ReplayState> {
-    if (!this.replayCache.has(deviceid)) await this.loadReplay(deviceid);
+    while (!this.replayCache.has(deviceid)) await this.loadReplay(deviceid);
     return this.replayCache.get(deviceid) ?? INITIAL_STATE;
   }
 }

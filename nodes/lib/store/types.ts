@@ -34,6 +34,15 @@ export interface CommandRow {
   created: string;
 }
 
+/**
+ * When an accepted sequence number's new state is written:
+ * - `before-send`: checkReplay resolves after the state has committed (safe in any flow);
+ * - `with-next-write`: checkReplay resolves at once; the state commits in the same transaction as the
+ *   device's next logReading (or, if none comes, with a following batch). Safe when the message is
+ *   written to this store before anything acts on it: then a committed reading implies its state.
+ */
+export type ReplayPersist = 'before-send' | 'with-next-write';
+
 export interface DeviceStore {
   readonly backend: string;
   /** Resolves once the store is open and migrated; rejects when it cannot be opened. */
@@ -68,10 +77,11 @@ export interface DeviceStore {
   commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number } | undefined>;
 
   /**
-   * Atomic check-and-advance of a device's sequence number. An accepted
-   * number resolves only after the new state has committed.
+   * Atomic check-and-advance of a device's sequence number. With persist
+   * `before-send` (the default) an accepted number resolves only after the
+   * new state has committed; see ReplayPersist for `with-next-write`.
    */
-  checkReplay(deviceid: string, seq: number, window: number): Promise<ReplayResult>;
+  checkReplay(deviceid: string, seq: number, window: number, persist?: ReplayPersist): Promise<ReplayResult>;
   /** Operator action: forget a device's counter, or accept only numbers >= from. */
   resetReplay(deviceid: string, from?: number): Promise<void>;
   replayState(deviceid: string): Promise<ReplayState>;
