@@ -55,16 +55,16 @@ function encryptCredentials(credentials, credentialSecret) {
   return { $: iv.toString('hex') + cipher.update(JSON.stringify(credentials), 'utf8', 'base64') + cipher.final('base64') };
 }
 
-function linkPackage(userDir) {
-  const target = path.join(userDir, 'node_modules', 'node-red-contrib-esp-e2ee');
+function linkPackage(userDir, name = 'node-red-contrib-esp-e2ee', dir = root) {
+  const target = path.join(userDir, 'node_modules', name);
   fs.mkdirSync(path.dirname(target), { recursive: true });
   try {
-    if (fs.realpathSync(target) === root) return;
+    if (fs.realpathSync(target) === dir) return;
     fs.rmSync(target, { recursive: true, force: true });
   } catch {
     // not there yet
   }
-  fs.symlinkSync(root, target, 'dir');
+  fs.symlinkSync(dir, target, 'dir');
 }
 
 /** Largest readings body read; anything longer is cut here and rejected by aes-decrypt's own limit. */
@@ -117,7 +117,11 @@ function reachableAddresses(host, interfaces = os.networkInterfaces()) {
   return host === '::' ? [...v4, ...v6] : v4;
 }
 
-async function main() {
+/**
+ * @param {object} [options] for benchmarks (bench/lib/server.js): `settings` merged into Node-RED's settings,
+ *   `packages` node packages (names resolvable from here) linked into the user directory beside this one.
+ */
+async function main(options = {}) {
   // Express shows stack traces in its error pages unless told it is in production.
   process.env.NODE_ENV = process.env.NODE_ENV || 'production';
   buildIfNeeded();
@@ -139,6 +143,9 @@ async function main() {
   process.env.E2EE_ADMIN_TOKEN = token.value;
 
   linkPackage(userDir);
+  for (const name of options.packages ?? []) {
+    linkPackage(userDir, name, path.dirname(require.resolve(`${name}/package.json`, { paths: [root] })));
+  }
   const flowFile = path.join(userDir, 'flows.json');
   const credFile = path.join(userDir, 'flows_cred.json');
   const auth = process.env.E2EE_AUTH || 'hmac-sha256';
@@ -191,6 +198,7 @@ async function main() {
       authenticate: (username, password) =>
         Promise.resolve(username === 'admin' && secretsEqual(String(password), token.value) ? { username: 'admin', permissions: '*' } : null),
     },
+    ...options.settings,
   };
 
   const app = express();
@@ -264,4 +272,4 @@ if (require.main === module) {
   });
 }
 
-module.exports = { reachableAddresses };
+module.exports = { main, reachableAddresses };

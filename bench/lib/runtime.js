@@ -105,3 +105,23 @@ function arg(name, fallback) {
 }
 
 module.exports = { startRuntime, pump, median, fmt, arg };
+
+/**
+ * A benchmark's command line: runs `run()`, prints its report (`print(result)`), and with --json prints the
+ * result as one `BENCH_RESULT <json>` line for bench/run.js. Exits (Node-RED runtimes keep handles open).
+ */
+function benchMain(run, print) {
+  run().then(
+    (result) => {
+      if (process.argv.includes('--json')) console.log(`BENCH_RESULT ${JSON.stringify(result)}`);
+      else print(result);
+      process.exit(0);
+    },
+    (err) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}
+
+module.exports.benchMain = benchMain;

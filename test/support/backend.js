@@ -32,9 +32,10 @@ function otherNodeRed() {
   return { E2EE_NODE_RED: path.resolve(dir), PATH: `${bin}${path.delimiter}${process.env.PATH}` };
 }
 
-async function startBackend({ dataDir, env = {}, port }) {
+/** @param {{dataDir: string, env?: object, port?: number, script?: string}} options script: run `node <script>` instead of `npm start` */
+async function startBackend({ dataDir, env = {}, port, script }) {
   port = port || (await freePort());
-  const child = spawn('npm', ['start'], {
+  const child = spawn(script ? process.execPath : 'npm', script ? [script] : ['start'], {
     cwd: root,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
