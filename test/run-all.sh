@@ -52,6 +52,9 @@ suite node "$MOCHA" 'test/e2e/**/*.test.js'
 echo "== firmware: host tests (ASan/UBSan), ESP8266 cross-compile, interop with the nodes and the backend"
 suite node "$MOCHA" 'test/firmware/**/*.test.js'
 
+echo "== benchmarks: a few seconds each (npm run bench runs them in full)"
+suite node "$MOCHA" 'test/bench/**/*.test.js'
+
 echo "== Devices sidebar in a real browser (Debian chromium + playwright-core)"
 command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 suite node "$MOCHA" 'test/ui/**/*.test.js'

@@ -74,6 +74,8 @@ async function startBackend({ dataDir, env = {}, port, script }) {
   };
   return {
     port,
+    /** The spawned process (with `script`, the Node-RED process itself). */
+    pid: child.pid,
     url: `http://127.0.0.1:${port}`,
     get output() { return output; },
     exited,

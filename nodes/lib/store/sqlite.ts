@@ -346,10 +346,12 @@ export class SqliteStore implements DeviceStore {
   poll(deviceid: string, now = Date.now()): Promise<DeviceRow | undefined> {
     return this.afterOpen(async () => {
       if (!this.known.has(deviceid)) return undefined;
-      const rows = (await this.write([
-        { sql: `UPDATE devices SET lastseen = ? WHERE deviceid = ? RETURNING ${DEVICE_COLUMNS}`, params: [iso(now), deviceid] },
-      ])) as RawDevice[];
-      return rows[0] ? toDevice(rows[0]) : undefined;
+      const t = iso(now);
+      // lastseen needs no commit of its own before the answer: it is queued (one UPDATE per batch covers
+      // every device touched) and the row is read on the same connection, which sees it.
+      this.commits.submit({ statements: [], touch: { deviceid, time: t } }).catch(() => undefined);
+      const rows = (await this.all(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE deviceid = ?`, [deviceid])) as RawDevice[];
+      return rows[0] ? { ...toDevice(rows[0]), lastseen: t } : undefined;
     });
   }
 

@@ -52,7 +52,7 @@ export interface DeviceStore {
 
   /** Inserts a new device (cfgsn 1) or refreshes ipaddr, ssid and lastseen of a known one. */
   register(input: RegisterInput, now?: number): Promise<{ created: boolean; device: DeviceRow }>;
-  /** The device's row after updating lastseen (the config poll), or undefined when unknown. */
+  /** The device's row with lastseen set to now (the config poll; lastseen commits with the next batch, unawaited), or undefined when unknown. */
   poll(deviceid: string, now?: number): Promise<DeviceRow | undefined>;
   /** The device's row without touching it. */
   get(deviceid: string): Promise<DeviceRow | undefined>;

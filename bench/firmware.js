@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+/**
+ * The firmware's footprint: firmware/lib/e2ee cross-compiled for the ESP8266 (xtensa-lx106, -Os, the
+ * Makefile's `xtensa` target); text, data and bss of the library, BearSSL excluded.
+ *
+ * Usage: node bench/firmware.js [--json]
+ */
+'use strict';
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+const { benchMain } = require('./lib/runtime');
+
+async function run() {
+  const out = execFileSync('make', ['-s', '-C', path.join(__dirname, '..', 'firmware'), 'xtensa'], { encoding: 'utf8' });
+  const [text, data, bss] = /^\s*(\d+)\s+(\d+)\s+(\d+)\s+\d+\s+\w+\s+\(TOTALS\)$/m.exec(out).slice(1).map(Number);
+  const largest = /largest static object: (.*)/.exec(out)[1].trim();
+  return { text, data, bss, largestStatic: largest };
+}
+
+if (require.main === module) {
+  benchMain(run, (r) => console.log(`firmware lib/e2ee on xtensa-lx106 -Os: text ${r.text} B, data ${r.data} B, bss ${r.bss} B; largest static object: ${r.largestStatic}`));
+}
+
+module.exports = { run };

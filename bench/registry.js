@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+/**
+ * The registry at fleet size: the backend of `npm start` with 100,000 registered devices, then the latency
+ * of single requests one after another (p50, p99): a registration of a new device, a config poll of a known
+ * one, a page of the operator list; and the resident memory (RSS) of the Node-RED process.
+ *
+ * Usage: node bench/registry.js [--devices 100000] [--samples 1000] [--json]
+ */
+'use strict';
+const fs = require('node:fs');
+const http = require('node:http');
+const path = require('node:path');
+const crypto = require('node:crypto');
+const { startBackend } = require('../test/support/backend');
+const { tempDir } = require('../test/support/tmp');
+const { requestJson } = require('../dist/sim/device');
+const { fmt, arg, benchMain } = require('./lib/runtime');
+
+const START = path.join(__dirname, '..', 'scripts', 'start.js');
+const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
+const rssMb = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+const id = (i) => `RG-${String(i).padStart(8, '0')}`;
+
+async function run({ devices = arg('devices', 100000), samples = arg('samples', 1000) } = {}) {
+  const tmp = tempDir('esp-e2ee-bench-registry-');
+  const TOKEN = crypto.randomBytes(16).toString('hex');
+  const backend = await startBackend({ script: START, dataDir: tmp.dir, env: { E2EE_KEY: crypto.randomBytes(16).toString('hex'), E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'warn' } });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 50 });
+  try {
+    const register = (i) => requestJson(`${backend.url}/api/devices/${id(i)}`, 'POST', { ipaddr: '10.0.0.1', ssid: 'fleet' }, {}, agent);
+    const fillStart = Date.now();
+    let next = 0;
+    await Promise.all(Array.from({ length: 50 }, async () => {
+      while (next < devices) {
+        const r = await register(next++);
+        if (r.status !== 201) throw new Error(`register: ${r.status}`);
+      }
+    }));
+    const fillSeconds = (Date.now() - fillStart) / 1000;
+    const rssAfterFill = rssMb(backend.pid);
+    const timed = async (fn) => {
+      const t = process.hrtime.bigint();
+      const r = await fn();
+      if (r.status >= 300) throw new Error(`HTTP ${r.status} ${JSON.stringify(r.body)}`);
+      return Number(process.hrtime.bigint() - t) / 1e6;
+    };
+    const one = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    const lat = { register: [], poll: [], list: [] };
+    for (let i = 0; i < samples; i++) {
+      lat.register.push(await timed(() => requestJson(`${backend.url}/api/devices/${id(devices + i)}`, 'POST', { ipaddr: '10.0.0.2', ssid: 'fleet' }, {}, one)));
+      lat.poll.push(await timed(() => requestJson(`${backend.url}/api/devices/${id(Math.floor(Math.random() * devices))}`, 'GET', undefined, {}, one)));
+      if (i % 5 === 0) lat.list.push(await timed(() => requestJson(`${backend.url}/api/devices?limit=50&offset=${Math.floor(Math.random() * devices)}`, 'GET', undefined, auth, one)));
+    }
+    one.destroy();
+    const stat = (xs) => ({ p50: quantile(xs, 0.5), p99: quantile(xs, 0.99), n: xs.length });
+    return { devices, fillSeconds, registerPerSecond: devices / fillSeconds, register: stat(lat.register), poll: stat(lat.poll), list: stat(lat.list), rssMbAfterFill: rssAfterFill, rssMb: rssMb(backend.pid) };
+  } finally {
+    agent.destroy();
+    await backend.stop();
+    tmp.cleanup();
+  }
+}
+
+if (require.main === module) {
+  benchMain(run, (r) => {
+    console.log(`registry with ${fmt(r.devices)} devices (registered in ${r.fillSeconds.toFixed(0)} s, ${fmt(r.registerPerSecond)}/s with 50 at once), single requests in turn:`);
+    for (const k of ['register', 'poll', 'list']) console.log(`  ${k.padEnd(9)} p50 ${r[k].p50.toFixed(2)} ms  p99 ${r[k].p99.toFixed(2)} ms  (${r[k].n} requests)`);
+    console.log(`  RSS of the Node-RED process: ${r.rssMb.toFixed(0)} MB (goal < 200 MB)`);
+  });
+}
+
+module.exports = { run };

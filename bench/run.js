@@ -1,0 +1,130 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench`: every benchmark, one after another (never two at once: they share the machine), each in
+ * its own process. Prints one table of figures, each a ratio measured within one run where it compares,
+ * writes bench/results.json and the chart docs/benchmarks.svg (bench/chart.js).
+ *
+ * Usage: node bench/run.js [--smoke] [--out FILE] [--svg FILE] [--only http,nodes,store,registry,drift,firmware]
+ *   --smoke: a few seconds each, so the benchmarks cannot rot (the test command runs this); its figures
+ *            mean nothing.
+ */
+'use strict';
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
+const { fmt } = require('./lib/runtime');
+const { writeChart } = require('./chart');
+
+const root = path.resolve(__dirname, '..');
+const smoke = process.argv.includes('--smoke');
+const opt = (name, fallback) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : fallback;
+};
+
+const BENCHES = {
+  firmware: { file: 'firmware.js', full: [], smoke: [] },
+  nodes: { file: 'nodes.js', full: ['--messages', '20000', '--rounds', '7'], smoke: ['--messages', '1000', '--rounds', '1'] },
+  store: { file: 'store.js', full: ['--messages', '50000', '--rounds', '5'], smoke: ['--messages', '2000', '--rounds', '1', '--devices', '100', '--in-flight', '100'] },
+  http: { file: 'http.js', full: ['--duration', '10', '--rounds', '5'], smoke: ['--duration', '1', '--rounds', '1'] },
+  registry: { file: 'registry.js', full: ['--devices', '100000', '--samples', '1000'], smoke: ['--devices', '300', '--samples', '30'] },
+  drift: { file: 'drift.js', full: ['--seconds', '60', '--bare', '5'], smoke: ['--seconds', '2', '--bare', '1'] },
+};
+
+function runBench(name) {
+  const b = BENCHES[name];
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(__dirname, b.file), '--json', ...(smoke ? b.smoke : b.full)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (c) => { out += c; });
+    child.on('exit', (code) => {
+      const line = out.split('\n').find((l) => l.startsWith('BENCH_RESULT '));
+      if (code !== 0 || !line) return reject(new Error(`bench ${name} failed (exit ${code}):\n${out}`));
+      resolve(JSON.parse(line.slice('BENCH_RESULT '.length)));
+    });
+  });
+}
+
+/** The table: [figure, value, goal, met?]. Ratios are within one run; absolute figures depend on the machine. */
+function figures(r) {
+  const rows = [];
+  const add = (figure, value, text, goal, met) => rows.push({ figure, value, text, goal: goal ?? '', met: met ?? null });
+  const x = (v) => `${v.toFixed(2)}x`;
+  if (r.http) {
+    const h = r.http.rows;
+    const hm = h['readings (hmac-sha256)'];
+    add('readings route (hmac-sha256) / bare, same runtime', hm.ratioToBare, hm.ratioToBare.toFixed(2), '>= 0.8', hm.ratioToBare >= 0.8);
+    add('readings route (auth none) / bare, same runtime', h['readings (auth none)'].ratioToBare, h['readings (auth none)'].ratioToBare.toFixed(2));
+    add('readings route (hmac) / durable peer pipeline', r.http.readingsVsPeerDurable, x(r.http.readingsVsPeerDurable), '>= 5x', r.http.readingsVsPeerDurable >= 5);
+    add('readings route p99 / bare p99', hm.p99ToBare, hm.p99ToBare.toFixed(2), '<= 1.3', hm.p99ToBare <= 1.3);
+    for (const [name, row] of Object.entries(h)) add(`HTTP ${name}`, row.rps, `${fmt(row.rps)} req/s, p50 ${row.p50} ms, p99 ${row.p99} ms, ${row.ratioToBare.toFixed(2)} of bare`);
+    for (const [name, s] of Object.entries(r.http.stored)) add(`stored rows, ${name}`, s.n, `${fmt(s.n)} rows, ${fmt(s.ok)} answered 2xx, ${fmt(s.sent)} sent, ${fmt(s.d)} distinct`, '>= 2xx, no duplicates', s.n >= s.ok && s.n === s.d);
+  }
+  if (r.nodes) {
+    const n = r.nodes.results;
+    const goals = { 'decrypt passphrase': 8, 'decrypt key/IV': 12 };
+    for (const [name, s] of Object.entries(n)) {
+      add(`aes-${name.replace(' ', ' / peer, ')}`, s.ratio, `${x(s.ratio)} (${fmt(s.ours)} vs ${fmt(s.peer)} msgs/s)`, goals[name] ? `>= ${goals[name]}x` : '', goals[name] ? s.ratio >= goals[name] : null);
+    }
+  }
+  if (r.store) {
+    const s = r.store;
+    add('group-commit ingest (device-registry log)', s.log, `${fmt(s.log)} readings/s (${(s.log / s.baseline).toFixed(2)} of a change node)`, '>= 60,000/s', s.log >= 60000);
+    add('replay-guard decisions, 1,000 devices (persist before-send)', s.replay, `${fmt(s.replay)} msgs/s (${(s.replay / s.baseline).toFixed(2)} of a change node)`, '>= 120,000/s', s.replay >= 120000);
+    add('replay-guard (with-next-write) + log, 1,000 devices', s.replayThenLog, `${fmt(s.replayThenLog)} readings/s`);
+    add('group commit batch size', s.groupCommit.meanBatch, `mean ${s.groupCommit.meanBatch.toFixed(0)}, largest ${fmt(s.groupCommit.largestBatch)} writes per transaction`);
+  }
+  if (r.registry) {
+    const g = r.registry;
+    add(`config poll at ${fmt(g.devices)} devices, p99`, g.poll.p99, `p50 ${g.poll.p50.toFixed(2)} ms, p99 ${g.poll.p99.toFixed(2)} ms`, '< 5 ms', g.poll.p99 < 5);
+    add(`register at ${fmt(g.devices)} devices`, g.register.p99, `p50 ${g.register.p50.toFixed(2)} ms, p99 ${g.register.p99.toFixed(2)} ms`);
+    add(`list page (50) at ${fmt(g.devices)} devices`, g.list.p99, `p50 ${g.list.p50.toFixed(2)} ms, p99 ${g.list.p99.toFixed(2)} ms`);
+    add(`RSS of Node-RED at ${fmt(g.devices)} devices`, g.rssMb, `${g.rssMb.toFixed(0)} MB`, '< 200 MB', g.rssMb < 200);
+  }
+  if (r.drift) {
+    const d = r.drift;
+    add(`bare route after / before ${fmt(d.readings)} readings`, d.bareRatio, d.bareRatio.toFixed(2), 'no drift (~1)', d.bareRatio >= 0.9);
+    add('readings/s, last / first tenth of the sustained load', d.readingsRatio, d.readingsRatio.toFixed(2), 'no drift (~1)', d.readingsRatio >= 0.9);
+    add('RSS before / after the sustained load', d.rssAfterMb, `${d.rssBeforeMb.toFixed(0)} MB / ${d.rssAfterMb.toFixed(0)} MB`);
+  }
+  if (r.firmware) {
+    add('firmware lib/ text (xtensa-lx106, -Os)', r.firmware.text, `${fmt(r.firmware.text)} bytes, data ${r.firmware.data}, bss ${r.firmware.bss}`, '<= 12 KiB', r.firmware.text <= 12288);
+  }
+  return rows;
+}
+
+async function main() {
+  const only = opt('only', Object.keys(BENCHES).join(',')).split(',');
+  const results = {};
+  for (const name of Object.keys(BENCHES)) {
+    if (!only.includes(name)) continue;
+    const started = Date.now();
+    process.stderr.write(`bench ${name}${smoke ? ' (smoke)' : ''}...\n`);
+    results[name] = await runBench(name);
+    process.stderr.write(`bench ${name}: ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+  }
+  const cpus = os.cpus();
+  const report = {
+    date: new Date().toISOString(),
+    smoke,
+    machine: { cpus: cpus.length, model: cpus[0]?.model, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, nodeRed: results.nodes?.nodeRed ?? results.store?.nodeRed, platform: `${os.platform()} ${os.release()}` },
+    figures: figures(results),
+    results,
+  };
+  const out = path.resolve(opt('out', path.join(__dirname, 'results.json')));
+  fs.writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
+  if (results.http) writeChart(report, path.resolve(opt('svg', path.join(root, 'docs', 'benchmarks.svg'))));
+  const width = Math.max(...report.figures.map((f) => f.figure.length));
+  console.log(`${'figure'.padEnd(width)}  ${'value'.padEnd(58)}  goal`);
+  for (const f of report.figures) {
+    const mark = f.met === null ? '' : f.met ? '  met' : '  MISSED';
+    console.log(`${f.figure.padEnd(width)}  ${f.text.padEnd(58)}  ${f.goal}${mark}`);
+  }
+  console.log(`\n${report.machine.cpus} x ${report.machine.model}, ${report.machine.memoryGiB} GiB, Node ${report.machine.node}, Node-RED ${report.machine.nodeRed}; written to ${path.relative(root, out)}`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
