@@ -79,9 +79,6 @@ export const MIGRATIONS: string[][] = [
   ],
 ];
 
-/** Largest multi-row INSERT: 256 rows of 4 values stays far below SQLite's variable limit. */
-const ROWS_PER_INSERT = 256;
-
 /** The current time in the ISO 8601 form the rows use, computed by SQLite. */
 const NOW_SQL = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
@@ -102,8 +99,15 @@ function toDevice(raw: RawDevice): DeviceRow {
   return { ...raw, data };
 }
 
+let isoMs = NaN;
+let isoText = '';
+/** The ISO 8601 text of a time; under load many calls share a millisecond, so the last one is kept. */
 function iso(now: number): string {
-  return new Date(now).toISOString();
+  if (now !== isoMs) {
+    isoText = new Date(now).toISOString();
+    isoMs = now;
+  }
+  return isoText;
 }
 
 export interface SqliteOptions {
@@ -276,12 +280,13 @@ export class SqliteStore implements DeviceStore {
   }
 
   /**
-   * Multi-row INSERTs for the batch's row writes: one statement per chunk of
-   * up to ROWS_PER_INSERT rows instead of one per row. Chunk sizes are powers
-   * of two so a handful of prepared statements cover every batch size.
+   * The batch's row writes: one INSERT per target for all of its rows, however many. The rows travel as one
+   * JSON array bound to one parameter and are unpacked by SQLite (`json_each`), the way PostgreSQL takes an
+   * array with unnest: binding one string costs the main thread far less than binding every value on its
+   * own, and the batch is one statement, one round trip to SQLite's thread.
    */
   private async insertRows(batch: PendingWrite[], skip: Set<number>): Promise<void> {
-    const byTarget = new Map<string, { into: string; conflict: string; rows: unknown[][] }>();
+    const byTarget = new Map<string, { into: string; conflict: string; width: number; rows: unknown[][] }>();
     const touched = new Set<string>();
     let touchTime = '';
     batch.forEach((w, i) => {
@@ -291,30 +296,19 @@ export class SqliteStore implements DeviceStore {
       }
       if (!w.row || skip.has(i)) return;
       const target = `${w.row.into} ${w.row.conflict ?? ''}`;
-      const group = byTarget.get(target) ?? { into: w.row.into, conflict: w.row.conflict ?? '', rows: [] };
+      const group = byTarget.get(target) ?? { into: w.row.into, conflict: w.row.conflict ?? '', width: w.row.values.length, rows: [] };
       group.rows.push(w.row.values);
       byTarget.set(target, group);
     });
     const pending: Promise<unknown>[] = [];
     // lastseen: the batch's latest time for every device it touched (batches last milliseconds).
-    const ids = [...touched];
-    for (let offset = 0; offset < ids.length; ) {
-      let size = ROWS_PER_INSERT;
-      while (size > ids.length - offset) size >>= 1;
-      const chunk = ids.slice(offset, offset + size);
-      offset += size;
-      pending.push(this.run(`UPDATE devices SET lastseen = ? WHERE deviceid IN (${chunk.map(() => '?').join(', ')})`, [touchTime, ...chunk]));
+    if (touched.size > 0) {
+      pending.push(this.run('UPDATE devices SET lastseen = ? WHERE deviceid IN (SELECT value FROM json_each(?))', [touchTime, JSON.stringify([...touched])]));
     }
-    for (const { into, conflict, rows } of byTarget.values()) {
-      let offset = 0;
-      while (offset < rows.length) {
-        let size = ROWS_PER_INSERT;
-        while (size > rows.length - offset) size >>= 1;
-        const chunk = rows.slice(offset, offset + size);
-        offset += size;
-        const placeholders = `(${chunk[0].map(() => '?').join(', ')})`;
-        pending.push(this.run(`INSERT INTO ${into} VALUES ${Array(size).fill(placeholders).join(', ')} ${conflict}`, chunk.flat()));
-      }
+    for (const { into, conflict, width, rows } of byTarget.values()) {
+      const columns = Array.from({ length: width }, (_, i) => `value ->> ${i}`).join(', ');
+      // (`WHERE true` lets SQLite tell the upsert clause from a join condition.)
+      pending.push(this.run(`INSERT INTO ${into} SELECT ${columns} FROM json_each(?) WHERE true ${conflict}`, [JSON.stringify(rows)]));
     }
     await Promise.all(pending);
   }
@@ -404,13 +398,14 @@ export class SqliteStore implements DeviceStore {
   logReading(deviceid: string, seqn: number | null, payload: unknown, now = Date.now()): Promise<boolean> {
     return this.afterOpen(async () => {
       if (!this.known.has(deviceid)) return false;
-      const t = iso(now);
-      // A state accepted with persist with-next-write commits in this reading's transaction.
+      // A state accepted with persist with-next-write is submitted in the same tick as this reading, so both
+      // are in the same batch: they commit in one transaction, or neither does.
       const deferred = this.deferredReplay.get(deviceid);
       if (deferred) {
         this.deferredReplay.delete(deviceid);
-        void this.persistReplay(deviceid, deferred.state).catch(() => undefined);
+        this.persistReplay(deviceid, deferred.state).catch(() => undefined);
       }
+      const t = iso(now);
       await this.commits.submit({
         statements: [],
         row: { into: 'readings (deviceid, seqn, received, payload)', values: [deviceid, seqn, t, JSON.stringify(payload ?? null)] },
