@@ -13,7 +13,7 @@ const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 
 function chartSvg(report) {
   const rows = Object.entries(report.results.http.rows);
-  const W = 760, BAR = 26, GAP = 12, LEFT = 330, RIGHT = 70, TOP = 46;
+  const W = 860, BAR = 26, GAP = 12, LEFT = 400, RIGHT = 70, TOP = 46;
   const H = TOP + rows.length * (BAR + GAP) + 40;
   const max = Math.max(1.1, ...rows.map(([, r]) => r.ratioToBare));
   const x = (v) => LEFT + (v / max) * (W - LEFT - RIGHT);
