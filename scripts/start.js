@@ -95,7 +95,7 @@ function rawReadingsBody(req, res, next) {
 /** Binds the device port before anything starts, so a clash is one clear line, not a stack trace after the flows ran. */
 function listen(server, port, host) {
   return new Promise((resolve) => {
-    server.once('error', (err) => {
+    const failed = (err) => {
       const where = `${host}:${port}`;
       const hints = {
         EADDRINUSE: `Port ${port} is already in use (${where}): set PORT to a free port, e.g. PORT=1890 npm start`,
@@ -104,8 +104,12 @@ function listen(server, port, host) {
       };
       console.error(hints[err.code] || `Cannot listen on ${where}: ${err.message}`);
       process.exit(2);
+    };
+    server.once('error', failed);
+    server.listen(port, host, () => {
+      server.removeListener('error', failed);
+      resolve();
     });
-    server.listen(port, host, resolve);
   });
 }
 
@@ -187,7 +191,8 @@ async function main(options = {}) {
       // No palette catalogue: the editor would fetch it from the internet.
       palette: { catalogues: [] },
       // The login dialog says what the password is (scripts/editor/login-hint.js shows it on the credentials login).
-      login: { message: `User "admin"; the password is the admin token, from ${token.source}.` },
+      // (No path in it: the login page is shown to anyone who can reach the editor.)
+      login: { message: 'User "admin"; the password is the admin token: the one npm start printed when it made it, kept in the file admin-token of its data directory, or E2EE_ADMIN_TOKEN.' },
       page: { scripts: [path.join(__dirname, 'editor', 'login-hint.js')] },
     },
     logging: { console: { level: process.env.E2EE_LOG_LEVEL || 'info', metrics: false, audit: false } },

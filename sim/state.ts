@@ -17,7 +17,6 @@ export function defaultStateFile(dataDir: string | undefined, env: NodeJS.Proces
   return path.join(stateHome, 'esp-e2ee-sim', 'state.json');
 }
 
-
 interface DeviceState {
   /** Uplink numbers below this may have been used; after a restart counting resumes here. */
   reserved: number;

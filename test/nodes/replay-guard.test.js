@@ -74,6 +74,25 @@ describe('replay-guard on Node-RED ' + redVersion(), function () {
     rows.should.eql([{ top: 41 }]);
   });
 
+  it('persist with-next-write: the message leaves at once; the state commits with the device\'s reading', async function () {
+    await load({ persist: 'with-next-write' });
+    const registry = helper.getNode('registry');
+    const reg = collect(['out'], 1);
+    registry.receive({ action: 'register', deviceid: 'fused', payload: { ipaddr: '192.0.2.8', ssid: 'lab' } });
+    (await reg).out[0].statusCode.should.equal(201);
+    const pending = collect(['accepted'], 1);
+    helper.getNode('guard').receive({ deviceid: 'fused', payload: { SEQN: 7 } });
+    await pending;
+    const state = () => querySqlite(dir().file('e2ee.sqlite'), 'SELECT top FROM replay_state WHERE deviceid = ?', ['fused']);
+    (await state()).should.eql([]);
+    (await seqs('fused', [7])).should.eql(['replay']);
+    const logged = collect(['out'], 1);
+    registry.receive({ action: 'log', deviceid: 'fused', payload: { SEQN: 7 } });
+    (await logged).out[0].statusCode.should.equal(200);
+    (await state()).should.eql([{ top: 7 }]);
+    (await querySqlite(dir().file('e2ee.sqlite'), 'SELECT seqn FROM readings WHERE deviceid = ?', ['fused'])).should.eql([{ seqn: 7 }]);
+  });
+
   it('persists across an unload and reload of the flow', async function () {
     await load({ window: 4 });
     (await seqs('p', [5, 3])).should.eql(['ok', 'ok']);

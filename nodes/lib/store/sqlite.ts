@@ -539,8 +539,9 @@ export class SqliteStore implements DeviceStore {
       },
       (err: unknown) => {
         settle();
-        // Not on disk: keep the state pending, so it rides with a later batch (unless a newer one exists).
-        if (this.replayCache.get(deviceid) === state && !this.deferredReplay.has(deviceid)) {
+        // Not on disk: keep the state pending, so it rides with a later batch (unless a newer one exists, or
+        // the store is closing: then the failure stands, rather than retrying for ever).
+        if (!this.closed && this.replayCache.get(deviceid) === state && !this.deferredReplay.has(deviceid)) {
           this.deferredReplay.set(deviceid, { state, batch: this.commits.stats.batches });
         }
         throw err;
