@@ -134,6 +134,15 @@ describe('lib/store SqliteStore', function () {
     (await store.checkReplay('quiet', 9, 0)).should.eql({ accepted: false, reason: 'replay' });
   });
 
+  it('persist with-next-write: a reading for an unregistered id stores nothing, not even its state', async function () {
+    (await store.checkReplay('stranger', 3, 0, 'with-next-write')).accepted.should.be.true();
+    (await store.logReading('stranger', 3, { SEQN: 3 })).should.be.false();
+    for (let i = 0; i < 10; i++) await store.register({ deviceid: `r${i}`, ipaddr: '10.0.0.2', ssid: 'x' });
+    await store.close();
+    (await stateRows()).should.eql([]);
+    (await readingRows()).should.eql([]);
+  });
+
   it('persist with-next-write: 100 identical numbers at once, exactly one accepted and one reading stored', async function () {
     await store.register({ deviceid: 'dev', ipaddr: '10.0.0.1', ssid: 'x' });
     const results = await Promise.all(Array.from({ length: 100 }, async () => {

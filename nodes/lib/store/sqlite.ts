@@ -397,7 +397,12 @@ export class SqliteStore implements DeviceStore {
 
   logReading(deviceid: string, seqn: number | null, payload: unknown, now = Date.now()): Promise<boolean> {
     return this.afterOpen(async () => {
-      if (!this.known.has(deviceid)) return false;
+      if (!this.known.has(deviceid)) {
+        // Nothing is stored for an unregistered id, nor the state its message was accepted with: no replay
+        // row for ids that never registered (the window stays in the bounded cache only).
+        this.deferredReplay.delete(deviceid);
+        return false;
+      }
       // A state accepted with persist with-next-write is submitted in the same tick as this reading, so both
       // are in the same batch: they commit in one transaction, or neither does.
       const deferred = this.deferredReplay.get(deviceid);
