@@ -35,8 +35,15 @@ export function parseJsonContainer(text: string): { ok: true; value: unknown } |
   }
 }
 
+/**
+ * The inner base64 of the blog firmware's plaintext. Its encoder can leave out the final `=` padding (the
+ * seed's Node server, Buffer.from, accepted that), so missing padding is restored; a length that no base64
+ * text can have (4n + 1) and every character outside the standard alphabet are still refused.
+ */
 function unwrapBase64(bytes: Buffer): Buffer | undefined {
-  const text = bytes.toString('latin1').trim();
+  let text = bytes.toString('latin1').trim();
+  if (text.length % 4 === 2) text += '==';
+  else if (text.length % 4 === 3) text += '=';
   if (text.length === 0 || !isBase64(text)) return undefined;
   return stripNul(Buffer.from(text, 'base64'));
 }

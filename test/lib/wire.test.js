@@ -69,6 +69,19 @@ describe('lib/wire and lib/plaintext', function () {
       lib.formatOutput(lib.unwrapPlaintext(Buffer.from(b64(json)), 'auto'), 'auto').should.eql({ data: { t: 21.5 }, SEQN: 7 });
       lib.formatOutput(lib.unwrapPlaintext(Buffer.from(b64(json + '\0') + '\0'), 'auto'), 'auto').should.eql({ data: { t: 21.5 }, SEQN: 7 });
     });
+    it('unwraps the blog firmware\'s inner base64 without its final = padding, and still refuses bad characters', function () {
+      // 28 bytes of JSON end in '==', 29 bytes in '='.
+      for (const text of ['{"data":{"t":21.5},"SEQN":8}', '{"data":{"t":21.5},"SEQN":80}']) {
+        const padded = b64(text);
+        padded.should.endWith('=');
+        const bare = padded.replace(/=+$/, '');
+        lib.formatOutput(lib.unwrapPlaintext(Buffer.from(bare), 'auto'), 'auto').should.eql(JSON.parse(text));
+        lib.formatOutput(lib.unwrapPlaintext(Buffer.from(bare), 'base64'), 'auto').should.eql(JSON.parse(text));
+        assert.throws(() => lib.unwrapPlaintext(Buffer.from(`${bare.slice(0, 4)}*${bare.slice(5)}`), 'base64'), { code: 'decrypt-failed' });
+      }
+      // A length of 4n + 1 is no base64 at all.
+      assert.throws(() => lib.unwrapPlaintext(Buffer.from('QUJDRAQ'.slice(0, 5)), 'base64'), { code: 'decrypt-failed' });
+    });
     it('auto leaves plain words that happen to be base64 alone', function () {
       lib.formatOutput(lib.unwrapPlaintext(Buffer.from('abcd'), 'auto'), 'auto').should.equal('abcd');
       lib.formatOutput(lib.unwrapPlaintext(Buffer.from('MTIz'), 'auto'), 'auto').should.equal('MTIz');
