@@ -195,6 +195,29 @@ describe('end to end: npm start + simulator, real HTTP on loopback', function ()
       backend.output.should.match(/rejected: (Error: )?Decryption failed/);
     });
 
+    it('readings for an unregistered id or an invalid id get the same 400, and leave no replay state on disk', async function () {
+      const post = async (id) => {
+        const r = await requestJson(`${backend.url}/api/devices/${encodeURIComponent(id)}/readings`, 'POST', reading(5, id));
+        return { status: r.status, text: JSON.stringify(r.body) };
+      };
+      const strangers = ['5C:CF:7F:99:99:01', 'not a valid id'];
+      const answers = [];
+      for (const id of strangers) answers.push(await post(id));
+      const replay = await rawPost('/readings', JSON.stringify(reading(10)));
+      for (const a of answers) {
+        a.status.should.equal(400);
+        JSON.parse(a.text).should.eql(JSON.parse(replay.text));
+      }
+      backend.output.should.match(/rejected: Device NOT Registered/);
+      // Enough other writes for any deferred state to have been flushed (it is not, for unknown ids).
+      const filler = '5C:CF:7F:BB:00:FF';
+      (await requestJson(`${backend.url}/api/devices/${encodeURIComponent(filler)}`, 'POST', { ipaddr: '192.0.2.9', ssid: 'lab' })).status.should.equal(201);
+      for (let seqn = 1; seqn < 13; seqn++) (await requestJson(`${backend.url}/api/devices/${encodeURIComponent(filler)}/readings`, 'POST', reading(seqn, filler))).status.should.equal(200);
+      const rows = await querySqlite(path.join(tmp.dir, 'node-red', 'esp-e2ee.sqlite'), 'SELECT deviceid FROM replay_state WHERE deviceid IN (?, ?)', strangers);
+      rows.should.eql([]);
+      (await op('DELETE', `/${encodeURIComponent(filler)}`)).status.should.equal(200);
+    });
+
     it('operator endpoints refuse no token and a wrong token', async function () {
       const routes = [['GET', ''], ['PUT', `/${encodeURIComponent(MAC)}`, { name: 'x' }], ['DELETE', `/${encodeURIComponent(MAC)}`], ['GET', `/${encodeURIComponent(MAC)}/readings`], ['POST', `/${encodeURIComponent(MAC)}/commands`, { led: true }], ['POST', `/${encodeURIComponent(MAC)}/reset`, {}]];
       for (const [method, suffix, body] of routes) {

@@ -567,6 +567,8 @@ export class SqliteStore implements DeviceStore {
     for (const [deviceid, entry] of this.deferredReplay) {
       if (!this.flushAllDeferred && entry.batch >= batchIndex - DEFERRED_BATCHES) continue;
       this.deferredReplay.delete(deviceid);
+      // No reading can follow for an id that never registered: its state stays in the cache only.
+      if (!this.known.has(deviceid)) continue;
       let resolve!: (rows: unknown[]) => void;
       let reject!: (err: unknown) => void;
       void this.trackInflight(deviceid, entry.state, new Promise<unknown[]>((res, rej) => { resolve = res; reject = rej; })).catch(() => undefined);
