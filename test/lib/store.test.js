@@ -120,7 +120,7 @@ describe('lib/store SqliteStore', function () {
   });
 
   it('persist with-next-write: a state no reading claims commits with a later batch, or on close', async function () {
-    await store.register({ deviceid: 'dev', ipaddr: '10.0.0.1', ssid: 'x' });
+    for (const deviceid of ['dev', 'lonely', 'quiet']) await store.register({ deviceid, ipaddr: '10.0.0.1', ssid: 'x' });
     (await store.checkReplay('lonely', 3, 0, 'with-next-write')).accepted.should.be.true();
     // It waits eight batches of other writes for its reading, then joins the ninth.
     for (let i = 0; i < 8; i++) await store.register({ deviceid: `b${i}`, ipaddr: '10.0.0.2', ssid: 'x' });
@@ -163,6 +163,7 @@ describe('lib/store SqliteStore', function () {
     store.replayCacheSize.should.be.belowOrEqual(50);
     for (let i = 0; i < 500; i += 7) (await store.checkReplay(`d${i}`, 1, 0)).should.eql({ accepted: false, reason: 'replay' });
     // Deferred states are never evicted before they are written.
+    await Promise.all(Array.from({ length: 200 }, (_, i) => store.register({ deviceid: `e${i}`, ipaddr: '10.0.0.1', ssid: 'x' })));
     for (let i = 0; i < 200; i++) (await store.checkReplay(`e${i}`, 4, 0, 'with-next-write')).accepted.should.be.true();
     store.replayCacheSize.should.be.aboveOrEqual(200);
     for (let i = 0; i < 200; i++) (await store.checkReplay(`e${i}`, 4, 0, 'with-next-write')).accepted.should.be.false();
