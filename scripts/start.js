@@ -237,13 +237,18 @@ async function main(options = {}) {
     `AES key:       from ${key.source}`,
     `Admin token:   from ${token.source}`,
   ];
+  // Generated secrets are shown on a terminal only: under systemd or docker, stdout goes to a log that keeps
+  // them long after their file is gone or changed. Elsewhere the banner says which file holds them.
+  const showSecrets = process.stdout.isTTY === true;
+  const notShown = 'It is not printed here, because the output is not a terminal (a service log would keep it): read it from that file.';
   if (key.generated) {
     lines.push('', `A new AES-128 key was generated and stored in ${key.source} (mode 0600). Put it in the firmware's`,
-      `include/secrets.h as E2EE_KEY_HEX (auth mode ${auth}), or run the simulator with E2EE_KEY set to it:`,
-      `    ${key.value}`, 'It is shown only this once.');
+      `include/secrets.h as E2EE_KEY_HEX (auth mode ${auth}), or run the simulator with E2EE_KEY set to it.`,
+      ...(showSecrets ? [`    ${key.value}`, 'It is shown only this once.'] : [notShown]));
   }
   if (token.generated) {
-    lines.push('', `A new admin token was generated and stored in ${token.source} (mode 0600):`, `    ${token.value}`, 'It is shown only this once.');
+    lines.push('', `A new admin token was generated and stored in ${token.source} (mode 0600).`,
+      ...(showSecrets ? [`    ${token.value}`, 'It is shown only this once.'] : [notShown]));
   }
   if (host === '127.0.0.1' || host === 'localhost') lines.push('', 'Listening on loopback only: set HOST=0.0.0.0 to let devices on your network reach it.');
   if (wildcard) {

@@ -46,6 +46,32 @@ describe('first hour: start banner, port clash, a simulator that talks', functio
     }
   });
 
+  it('on a terminal, the generated key and token are shown once', async function () {
+    const tmp = tempDir('esp-e2ee-tty-');
+    const port = await freePort();
+    // util-linux `script` gives the server a pseudo-terminal as its stdout.
+    const child = spawn('script', ['-qefc', `${process.execPath} ${path.join(root, 'scripts', 'start.js')}`, '/dev/null'], {
+      cwd: root, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', E2EE_DATA_DIR: tmp.dir, E2EE_LOG_LEVEL: 'warn' },
+    });
+    let out = '';
+    child.stdout.on('data', (c) => { out += c; });
+    child.stderr.on('data', (c) => { out += c; });
+    try {
+      for (let i = 0; i < 600 && !out.includes('esp-e2ee backend ready'); i++) await new Promise((r) => setTimeout(r, 100));
+      out.should.containEql('esp-e2ee backend ready');
+      const keyHex = fs.readFileSync(path.join(tmp.dir, 'aes-key.hex'), 'utf8').trim();
+      const token = fs.readFileSync(path.join(tmp.dir, 'admin-token'), 'utf8').trim();
+      out.split(keyHex).length.should.equal(2);
+      out.split(token).length.should.equal(2);
+      out.should.not.match(/not printed here/);
+    } finally {
+      try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
+      await new Promise((r) => { if (child.exitCode !== null) r(); else child.on('exit', r); });
+      tmp.cleanup();
+    }
+  });
+
   it('HOST=0.0.0.0: the banner offers the machine\'s own addresses, not 0.0.0.0 (no loopback, no link-local)', function () {
     const interfaces = {
       lo: [{ address: '127.0.0.1', family: 'IPv4', internal: true }, { address: '::1', family: 'IPv6', internal: true }],
