@@ -67,31 +67,6 @@ function linkPackage(userDir, name = 'node-red-contrib-esp-e2ee', dir = root) {
   fs.symlinkSync(dir, target, 'dir');
 }
 
-/** Largest readings body read; anything longer is cut here and rejected by aes-decrypt's own limit. */
-const READINGS_BODY_LIMIT = 1024 * 1024;
-
-/**
- * httpNodeMiddleware: hands the readings endpoint its raw body, so that a bad
- * JSON body reaches the flow (and gets the same 400 as every other
- * rejection) instead of failing in Node-RED's body parser with a 500.
- * (The http in node's "raw body" option only matches routes without :params.)
- */
-function rawReadingsBody(req, res, next) {
-  if (req.method !== 'POST' || !/^\/api\/devices\/[^/]+\/readings\/?$/.test(req.path) || req._body) return next();
-  const chunks = [];
-  let size = 0;
-  req.on('data', (chunk) => {
-    if (size <= READINGS_BODY_LIMIT) chunks.push(chunk);
-    size += chunk.length;
-  });
-  req.on('end', () => {
-    req.body = Buffer.concat(chunks);
-    req._body = true;
-    next();
-  });
-  req.on('error', next);
-}
-
 /** Binds the device port before anything starts, so a clash is one clear line, not a stack trace after the flows ran. */
 function listen(server, port, host) {
   return new Promise((resolve) => {
@@ -180,7 +155,6 @@ async function main(options = {}) {
     // The editor lives under /admin, so device traffic never passes through the admin app.
     httpAdminRoot: editor ? '/admin' : false,
     httpNodeRoot: '/',
-    httpNodeMiddleware: rawReadingsBody,
     apiMaxLength: '1mb',
     functionExternalModules: false,
     diagnostics: { enabled: false, ui: false },

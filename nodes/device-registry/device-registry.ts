@@ -1,4 +1,4 @@
-import { inputFunnel, runAction } from '../lib';
+import { inputFunnel, rawReadingsBody, runAction } from '../lib';
 import type { Msg, Node, NodeDef, RED } from '../shared/red';
 import { resolveStore } from '../shared/stores';
 
@@ -10,6 +10,8 @@ function deviceIdFrom(msg: Msg): unknown {
 }
 
 export = function register(RED: RED) {
+  // The shipped readings route needs its body raw (see lib/raw-body): installed once, when the package loads.
+  RED.httpNode?.use(rawReadingsBody());
   function DeviceRegistry(this: Node, def: NodeDef) {
     RED.nodes.createNode(this, def);
     const configured = typeof def.action === 'string' && def.action ? def.action : 'get';

@@ -9,3 +9,4 @@ export * from './replay-window';
 export * from './registry';
 export * from './store';
 export * from './registry-actions';
+export * from './raw-body';

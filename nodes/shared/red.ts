@@ -38,5 +38,7 @@ export interface RED {
   _: (key: string, params?: Record<string, unknown>) => string;
   log: { info(m: string): void; warn(m: string): void; error(m: string): void };
   httpAdmin?: unknown;
+  /** The express app of http in routes (absent when httpNodeRoot is false). */
+  httpNode?: { use(middleware: unknown): void };
   auth?: { needsPermission(permission: string): unknown };
 }

@@ -18,6 +18,19 @@ const root = path.resolve(__dirname, '..', '..');
 const pkg = require(path.join(root, 'package.json'));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** A POST of any text, for bodies that are not JSON. */
+function rawPost(url, text, type) {
+  return new Promise((resolve, reject) => {
+    const req = require('node:http').request(url, { method: 'POST', headers: { 'content-type': type } }, (res) => {
+      let body = '';
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => resolve({ status: res.statusCode, text: body }));
+    });
+    req.on('error', reject);
+    req.end(text);
+  });
+}
+
 const runtimes = [
   { name: 'Node-RED 4', node: process.execPath, red: require.resolve('node-red/red.js', { paths: [root] }) },
   { name: 'Node-RED 5', node: path.join(root, 'test/nr5/node_modules/.bin/node'), red: path.join(root, 'test/nr5/node_modules/node-red/red.js') },
@@ -150,6 +163,13 @@ describe('palette install: npm pack of a clean checkout, npm install <tgz>, a st
         const reading = lib.encryptToWire(key, Buffer.from(JSON.stringify({ data: { a0: 1 }, SEQN: 1 })), id);
         (await requestJson(`${red.url}/api/devices/${id}/readings`, 'POST', reading)).status.should.equal(200);
         (await requestJson(`${red.url}/api/devices/${id}/readings`, 'POST', reading)).status.should.equal(400);
+        // A body that is not JSON gets the same 400 as any rejected reading, as under npm start (the package
+        // reads the readings route's body itself; Node-RED's own parser would answer 500).
+        for (const [body, type] of [['garbage', 'text/plain'], ['{"iv": "broken', 'application/json']]) {
+          const r = await rawPost(`${red.url}/api/devices/${id}/readings`, body, type);
+          r.status.should.equal(400, `${type} ${body}`);
+          JSON.parse(r.text).should.eql({ status: 'NOK', message: 'Rejected' });
+        }
         const stored = await requestJson(`${red.url}/api/devices/${id}/readings`, 'GET', undefined, { authorization: `Bearer ${token}` });
         stored.body.map((r) => r.seqn).should.eql([1]);
         red.output.should.not.match(/\[error\]/);
