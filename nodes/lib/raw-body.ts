@@ -5,6 +5,11 @@
  * the same 400 as every other rejected reading (aes-decrypt parses and checks it). The device-registry module
  * installs this on Node-RED's httpNode, so the shipped flow answers alike under `npm start` and imported into
  * any Node-RED.
+ *
+ * Where the editor shares the root with the flows (Node-RED's default: httpAdminRoot and httpNodeRoot both `/`),
+ * the editor's own app parses every JSON body first and answers a bad one with Express's 400 page before httpNode
+ * sees the request; a node package cannot change that. Setting httpAdminRoot (e.g. `/admin`, as `npm start`
+ * does) gives the readings route its uniform answer there too.
  */
 
 /** The shipped readings route, relative to httpNodeRoot. */
@@ -45,3 +50,4 @@ export function rawReadingsBody(limit = READINGS_BODY_LIMIT) {
     req.on('error', next);
   };
 }
+

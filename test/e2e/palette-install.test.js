@@ -42,6 +42,8 @@ async function startNodeRed(runtime, userDir) {
   fs.writeFileSync(path.join(userDir, 'settings.js'), `module.exports = ${JSON.stringify({
     uiHost: '127.0.0.1',
     uiPort: port,
+    // The editor under its own root, as the README advises: at `/` its JSON parser would see device bodies first.
+    httpAdminRoot: '/admin',
     flowFile: 'flows.json',
     credentialSecret: 'palette-install-test',
     editorTheme: { palette: { catalogues: [] }, tours: false },
@@ -60,7 +62,7 @@ async function startNodeRed(runtime, userDir) {
   for (let i = 0; ; i++) {
     if (child.exitCode !== null) throw new Error(`${runtime.name} exited:\n${output}`);
     try {
-      if ((await requestJson(`${url}/settings`, 'GET')).status === 200) break;
+      if ((await requestJson(`${url}/admin/settings`, 'GET')).status === 200) break;
     } catch {
       // not listening yet
     }
@@ -123,21 +125,21 @@ describe('palette install: npm pack of a clean checkout, npm install <tgz>, a st
       const red = await startNodeRed(runtime, userDir);
       try {
         const json = { accept: 'application/json' };
-        const nodeSets = (await requestJson(`${red.url}/nodes`, 'GET', undefined, json)).body.filter((s) => s.module === pkg.name);
+        const nodeSets = (await requestJson(`${red.url}/admin/nodes`, 'GET', undefined, json)).body.filter((s) => s.module === pkg.name);
         const types = nodeSets.flatMap((s) => s.types);
         types.sort().should.eql(Object.keys(pkg['node-red'].nodes).sort());
         for (const set of nodeSets) {
           set.enabled.should.be.true();
           (set.err === undefined).should.be.true(`${set.id}: ${set.err}`);
         }
-        const plugins = (await requestJson(`${red.url}/plugins`, 'GET', undefined, json)).body.filter((s) => s.module === pkg.name);
+        const plugins = (await requestJson(`${red.url}/admin/plugins`, 'GET', undefined, json)).body.filter((s) => s.module === pkg.name);
         plugins.flatMap((s) => s.plugins.map((p) => p.id)).should.containEql('esp-e2ee-devices');
 
         // Import > Examples: the package's folder, one per node plus the whole backend.
-        const listing = (await requestJson(`${red.url}/library/examples/flows/${pkg.name}`, 'GET', undefined, json)).body;
+        const listing = (await requestJson(`${red.url}/admin/library/examples/flows/${pkg.name}`, 'GET', undefined, json)).body;
         const folders = listing.filter((e) => typeof e === 'string');
         folders.should.containDeep(['backend', ...Object.keys(pkg['node-red'].nodes)]);
-        const backend = await requestJson(`${red.url}/library/examples/flows/${pkg.name}/backend/esp-e2ee-backend`, 'GET', undefined, json);
+        const backend = await requestJson(`${red.url}/admin/library/examples/flows/${pkg.name}/backend/esp-e2ee-backend`, 'GET', undefined, json);
         backend.status.should.equal(200);
         backend.body.should.eql(JSON.parse(fs.readFileSync(path.join(root, 'flows', 'esp-e2ee.json'), 'utf8')));
 
@@ -149,7 +151,7 @@ describe('palette install: npm pack of a clean checkout, npm install <tgz>, a st
           if (n.type === 'device-store') return { ...n, credentials: { token } };
           return n;
         });
-        const deploy = await requestJson(`${red.url}/flows`, 'POST', flow, { 'node-red-deployment-type': 'full' });
+        const deploy = await requestJson(`${red.url}/admin/flows`, 'POST', flow, { 'node-red-deployment-type': 'full' });
         deploy.status.should.equal(204, JSON.stringify(deploy.body));
         const id = '5C:CF:7F:AB:CD:01';
         let registered;
