@@ -186,6 +186,8 @@ async function main(options = {}) {
   RED.init(server, settings);
   if (settings.httpAdminRoot !== false) app.use(settings.httpAdminRoot, RED.httpAdmin);
   app.use(settings.httpNodeRoot, RED.httpNode);
+  // Unknown device and operator routes: a JSON 404, not Express's HTML page.
+  app.use('/api', (req, res) => res.status(404).json({ status: 'NOK', message: 'Not found' }));
   // Whatever reaches here failed outside the flows: answer without details.
   app.use((err, req, res, next) => {
     void next;

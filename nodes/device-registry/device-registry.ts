@@ -1,4 +1,4 @@
-import { inputFunnel, rawReadingsBody, runAction } from '../lib';
+import { deviceApiJsonBodies, inputFunnel, rawReadingsBody, runAction } from '../lib';
 import type { Msg, Node, NodeDef, RED } from '../shared/red';
 import { resolveStore } from '../shared/stores';
 
@@ -12,6 +12,8 @@ function deviceIdFrom(msg: Msg): unknown {
 export = function register(RED: RED) {
   // The shipped readings route needs its body raw (see lib/raw-body): installed once, when the package loads.
   RED.httpNode?.use(rawReadingsBody());
+  // The other device API routes: a malformed JSON body gets 400 and an oversized one 413, not Node-RED's 500.
+  RED.httpNode?.use(deviceApiJsonBodies((key, params) => RED._(key, params)));
   function DeviceRegistry(this: Node, def: NodeDef) {
     RED.nodes.createNode(this, def);
     const configured = typeof def.action === 'string' && def.action ? def.action : 'get';

@@ -51,3 +51,67 @@ export function rawReadingsBody(limit = READINGS_BODY_LIMIT) {
   };
 }
 
+
+/** The device API's routes other than readings, relative to httpNodeRoot. */
+export const DEVICE_API_ROUTE = /^\/api\/devices(\/|$)/;
+
+/** Largest JSON body of the other device API routes (a register or an update is a few hundred bytes). */
+export const API_BODY_LIMIT = 1024 * 1024;
+
+interface ApiRequest extends RawBodyRequest {
+  headers: Record<string, string | string[] | undefined>;
+  resume(): void;
+}
+interface ApiResponse {
+  status(code: number): ApiResponse;
+  json(body: unknown): void;
+}
+
+/**
+ * Express middleware for the device API's JSON bodies (register, update, commands, reset): Node-RED's http in
+ * node answers a malformed or oversized JSON body with a bare 500. Here a malformed one gets 400 and an
+ * oversized one 413, cut off while reading, both as `{status: "NOK", message}` with the message from `t`
+ * (catalog keys e2ee.registry.bad-json and e2ee.registry.too-large-body). A good body is parsed and handed on.
+ */
+export function deviceApiJsonBodies(t: (key: string, params?: Record<string, unknown>) => string, limit = API_BODY_LIMIT) {
+  return (req: ApiRequest, res: ApiResponse, next: (err?: unknown) => void): void => {
+    const type = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    const json = type === 'application/json' || type.endsWith('+json');
+    if (!json || req._body || (req.method !== 'POST' && req.method !== 'PUT' && req.method !== 'PATCH') || !DEVICE_API_ROUTE.test(req.path) || READINGS_ROUTE.test(req.path)) {
+      next();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let answered = false;
+    req.on('data', (chunk) => {
+      if (answered) return;
+      size += chunk.length;
+      if (size > limit) {
+        answered = true;
+        chunks.length = 0;
+        // Nothing more is kept: the rest is read and dropped (closing at once would reset a client that is
+        // still sending, before it reads the answer).
+        res.status(413).json({ status: 'NOK', message: t('e2ee.registry.too-large-body', { max: limit }) });
+        req.resume();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (answered) return;
+      const text = Buffer.concat(chunks).toString('utf8');
+      try {
+        req.body = text.trim() === '' ? {} : JSON.parse(text);
+      } catch {
+        res.status(400).json({ status: 'NOK', message: t('e2ee.registry.bad-json') });
+        return;
+      }
+      req._body = true;
+      next();
+    });
+    req.on('error', (err) => {
+      if (!answered) next(err);
+    });
+  };
+}

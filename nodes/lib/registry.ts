@@ -94,7 +94,8 @@ export function parseSince(value: unknown): string | undefined {
   if (value === undefined || value === null || value === '') return undefined;
   const digits = fromDigits(value);
   const ms = typeof digits === 'number' ? digits : Date.parse(String(value));
-  if (!Number.isFinite(ms)) throw new ValidationError('bad-since', 'since');
+  // ±8.64e15 ms is the range of a JavaScript Date; beyond it there is no time to compare with.
+  if (!Number.isFinite(ms) || Math.abs(ms) > 8.64e15) throw new ValidationError('bad-since', 'since');
   return new Date(ms).toISOString();
 }
 

@@ -221,6 +221,38 @@ describe('end to end: npm start + simulator, real HTTP on loopback', function ()
       (await op('DELETE', `/${encodeURIComponent(filler)}`)).status.should.equal(200);
     });
 
+    it('clean JSON errors: bad JSON 400, an oversized body 413, an out-of-range since 400, an unknown /api route 404', async function () {
+      const send = (method, suffix, text, headers = {}) => new Promise((resolve, reject) => {
+        const req = require('node:http').request(`${backend.url}${suffix}`, { method, headers: { 'content-type': 'application/json', ...headers } }, (res) => {
+          let b = '';
+          res.on('data', (c) => { b += c; });
+          res.on('end', () => resolve({ status: res.statusCode, type: res.headers['content-type'], body: b }));
+        });
+        req.on('error', reject);
+        req.end(text);
+      });
+      const auth = { authorization: `Bearer ${TOKEN}` };
+      const badRegister = await send('POST', `/api/devices/${encodeURIComponent(MAC)}`, '{"ipaddr": ');
+      badRegister.status.should.equal(400);
+      JSON.parse(badRegister.body).should.eql({ status: 'NOK', message: 'The request body is not valid JSON' });
+      const badPut = await send('PUT', `/api/devices/${encodeURIComponent(MAC)}`, '{"name": ', auth);
+      badPut.status.should.equal(400);
+      JSON.parse(badPut.body).status.should.equal('NOK');
+      const huge = await send('POST', `/api/devices/${encodeURIComponent(MAC)}`, JSON.stringify({ ipaddr: '192.0.2.1', ssid: 'x', pad: 'x'.repeat(1100 * 1024) }));
+      huge.status.should.equal(413);
+      JSON.parse(huge.body).message.should.match(/larger than 1048576 bytes/);
+      const since = await send('GET', `/api/devices/${encodeURIComponent(MAC)}/readings?since=99999999999999999999`, undefined, auth);
+      since.status.should.equal(400);
+      JSON.parse(since.body).message.should.match(/since must be/);
+      const unknown = await send('GET', '/api/nothing/here', undefined);
+      unknown.status.should.equal(404);
+      unknown.type.should.match(/application\/json/);
+      JSON.parse(unknown.body).should.eql({ status: 'NOK', message: 'Not found' });
+      backend.output.should.not.match(/\[error\]/);
+      // Nothing was changed by the bad requests.
+      (await dev('GET', '')).body.cfgsn.should.be.a.Number();
+    });
+
     it('operator endpoints refuse no token and a wrong token', async function () {
       const routes = [['GET', ''], ['PUT', `/${encodeURIComponent(MAC)}`, { name: 'x' }], ['DELETE', `/${encodeURIComponent(MAC)}`], ['GET', `/${encodeURIComponent(MAC)}/readings`], ['POST', `/${encodeURIComponent(MAC)}/commands`, { led: true }], ['POST', `/${encodeURIComponent(MAC)}/reset`, {}]];
       for (const [method, suffix, body] of routes) {
