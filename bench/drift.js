@@ -8,20 +8,15 @@
  * Usage: node bench/drift.js [--seconds 60] [--bare 5] [--connections 20] [--json]
  */
 'use strict';
-const fs = require('node:fs');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const autocannon = require('autocannon');
 const lib = require('../dist/nodes/lib');
 const { startBackend } = require('../test/support/backend');
 const { tempDir } = require('../test/support/tmp');
-const { requestJson } = require('../dist/sim/device');
 const { fmt, arg, benchMain } = require('./lib/runtime');
-const { readingsLoad } = require('./lib/load');
+const { readingsLoad, cannon, rssMb, BARE_FLOW, addFlow } = require('./lib/load');
 
 const START = path.join(__dirname, '..', 'scripts', 'start.js');
-const rssMb = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
-const cannon = (opts) => new Promise((resolve, reject) => autocannon(opts, (err, r) => (err ? reject(err) : resolve(r))));
 
 async function run({ seconds = arg('seconds', 60), bare = arg('bare', 5), connections = arg('connections', 20) } = {}) {
   const tmp = tempDir('esp-e2ee-bench-drift-');
@@ -29,11 +24,7 @@ async function run({ seconds = arg('seconds', 60), bare = arg('bare', 5), connec
   const TOKEN = crypto.randomBytes(16).toString('hex');
   const backend = await startBackend({ script: START, dataDir: tmp.dir, env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'warn' } });
   try {
-    const login = await requestJson(`${backend.url}/admin/auth/token`, 'POST', { client_id: 'node-red-admin', grant_type: 'password', scope: '*', username: 'admin', password: TOKEN });
-    await requestJson(`${backend.url}/admin/flow`, 'POST', { label: 'bare', nodes: [
-      { id: 'bare-in', type: 'http in', url: '/bench/bare', method: 'post', upload: false, wires: [['bare-out']] },
-      { id: 'bare-out', type: 'http response', statusCode: '200', headers: {}, wires: [] },
-    ] }, { authorization: `Bearer ${login.body.access_token}` });
+    await addFlow(backend.url, TOKEN, 'bare', BARE_FLOW);
     const bareOpts = { url: `${backend.url}/bench/bare`, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"iv":"x","data":"y"}', connections };
     const load = await readingsLoad({ url: backend.url, key: lib.parseKey('hex', KEY, 'hmac-sha256'), devices: 1000, prefix: 'DR' });
     await cannon({ ...bareOpts, duration: 2 });

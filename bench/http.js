@@ -16,24 +16,15 @@
  * Exports run(options) for bench/run.js.
  */
 'use strict';
-const fs = require('node:fs');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const autocannon = require('autocannon');
 const lib = require('../dist/nodes/lib');
 const { startBackend } = require('../test/support/backend');
 const { tempDir, querySqlite } = require('../test/support/tmp');
-const { requestJson } = require('../dist/sim/device');
 const { median, fmt, arg, benchMain } = require('./lib/runtime');
-const { readingsLoad } = require('./lib/load');
+const { readingsLoad, cannon, BARE_FLOW, addFlow } = require('./lib/load');
 
 const SERVER = path.join(__dirname, 'lib', 'server.js');
-
-function cannon(opts) {
-  return new Promise((resolve, reject) => {
-    autocannon(opts, (err, result) => (err ? reject(err) : resolve(result)));
-  });
-}
 
 /** The seed-style pipeline as a flow: decrypt with crypto-js in a function node, SEQN in context, optional sqlite INSERT. */
 function peerFlow(keyHex, dbFile) {
@@ -67,8 +58,7 @@ return [msg, null];`;
   };
   return [
     { id: 'bench-peer-sqlitedb', type: 'sqlitedb', db: dbFile, mode: 'RWC' },
-    { id: 'bench-bare-in', type: 'http in', url: '/bench/bare', method: 'post', upload: false, wires: [['bench-bare-out']] },
-    { id: 'bench-bare-out', type: 'http response', statusCode: '200', headers: {}, wires: [] },
+    ...BARE_FLOW,
     ...nodes('durable', true),
     ...nodes('volatile', false),
   ];
@@ -94,12 +84,9 @@ async function runRuntime({ auth, pipelines, duration, rounds, connections, log 
   const TOKEN = crypto.randomBytes(16).toString('hex');
   const backend = await startBackend({ script: SERVER, dataDir: tmp.dir, env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, E2EE_AUTH: auth, E2EE_LOG_LEVEL: 'warn' } });
   try {
-    const login = await requestJson(`${backend.url}/admin/auth/token`, 'POST', { client_id: 'node-red-admin', grant_type: 'password', scope: '*', username: 'admin', password: TOKEN });
     const peerDb = path.join(tmp.dir, 'peer.sqlite');
     await createPeerTable(peerDb);
-    const added = await requestJson(`${backend.url}/admin/flow`, 'POST', { label: 'bench', nodes: peerFlow(KEY, peerDb) }, { authorization: `Bearer ${login.body.access_token}` });
-    if (added.status !== 200) throw new Error(`adding the bench flow: ${added.status} ${JSON.stringify(added.body)}`);
-    await new Promise((r) => setTimeout(r, 500));
+    await addFlow(backend.url, TOKEN, 'bench', peerFlow(KEY, peerDb));
 
     const url = backend.url;
     const shippedKey = lib.parseKey('hex', KEY, auth);

@@ -12,14 +12,11 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const { spawn } = require('node:child_process');
-const autocannon = require('autocannon');
 const lib = require('../dist/nodes/lib');
-const { freePort } = require('../test/support/backend');
+const { startBackend } = require('../test/support/backend');
 const { tempDir } = require('../test/support/tmp');
-const { requestJson } = require('../dist/sim/device');
 const { arg } = require('./lib/runtime');
-const { readingsLoad } = require('./lib/load');
+const { readingsLoad, cannon } = require('./lib/load');
 
 const root = path.resolve(__dirname, '..');
 
@@ -78,27 +75,19 @@ async function main() {
   const tmp = tempDir('esp-e2ee-profile-');
   const profDir = path.resolve(process.argv.includes('--out') ? process.argv[process.argv.indexOf('--out') + 1] : path.join(tmp.dir, 'prof'));
   const KEY = crypto.randomBytes(16).toString('hex');
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${profDir}`, path.join(root, 'scripts', 'start.js')], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', E2EE_DATA_DIR: tmp.dir, E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: 'profile', E2EE_AUTH: auth, E2EE_LOG_LEVEL: 'warn' },
+  const backend = await startBackend({
+    script: path.join(root, 'scripts', 'start.js'),
+    nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`],
+    dataDir: tmp.dir,
+    env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: 'profile', E2EE_AUTH: auth, E2EE_LOG_LEVEL: 'warn' },
   });
-  let out = '';
-  child.stdout.on('data', (c) => { out += c; });
-  const exited = new Promise((r) => child.on('exit', r));
-  while (!out.includes('esp-e2ee backend ready on')) {
-    if (child.exitCode !== null) throw new Error(`backend exited:\n${out}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const url = `http://127.0.0.1:${port}`;
   try {
-    const load = await readingsLoad({ url, key: lib.parseKey('hex', KEY, auth), devices: 100 });
-    const result = await new Promise((resolve, reject) => autocannon({ url, connections, duration, requests: [load.request] }, (err, r) => (err ? reject(err) : resolve(r))));
+    const load = await readingsLoad({ url: backend.url, key: lib.parseKey('hex', KEY, auth), devices: 100 });
+    const result = await cannon({ url: backend.url, connections, duration, requests: [load.request] });
     console.log(`${auth}: ${Math.round(result.requests.average)} readings/s, p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms, non-2xx ${result.non2xx}`);
   } finally {
-    child.kill('SIGTERM');
-    await exited;
+    // A graceful stop: the profile is written when the process exits.
+    await backend.stop();
   }
   const file = fs.readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(profDir, f))[0];
   const time = attribute(JSON.parse(fs.readFileSync(file, 'utf8')));

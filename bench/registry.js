@@ -7,7 +7,6 @@
  * Usage: node bench/registry.js [--devices 100000] [--samples 1000] [--json]
  */
 'use strict';
-const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
 const crypto = require('node:crypto');
@@ -15,10 +14,10 @@ const { startBackend } = require('../test/support/backend');
 const { tempDir } = require('../test/support/tmp');
 const { requestJson } = require('../dist/sim/device');
 const { fmt, arg, benchMain } = require('./lib/runtime');
+const { rssMb } = require('./lib/load');
 
 const START = path.join(__dirname, '..', 'scripts', 'start.js');
 const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
-const rssMb = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
 const id = (i) => `RG-${String(i).padStart(8, '0')}`;
 
 async function run({ devices = arg('devices', 100000), samples = arg('samples', 1000) } = {}) {

@@ -1,10 +1,34 @@
 'use strict';
 /**
- * The readings load every HTTP benchmark uses: registered devices, and an autocannon request whose every
- * send carries a fresh (device, SEQN) pair, encrypted like the firmware does (devices in turn).
+ * What the HTTP benchmarks share: the readings load (registered devices, and an autocannon request whose every
+ * send carries a fresh (device, SEQN) pair, encrypted like the firmware does, devices in turn), autocannon as
+ * a promise, the bare route, adding a flow through the admin API, and the RSS of a process.
  */
+const fs = require('node:fs');
+const autocannon = require('autocannon');
 const lib = require('../../dist/nodes/lib');
 const { requestJson } = require('../../dist/sim/device');
+
+/** autocannon, resolving with its result. */
+const cannon = (opts) => new Promise((resolve, reject) => autocannon(opts, (err, r) => (err ? reject(err) : resolve(r))));
+
+/** Resident memory of a process, in MB. */
+const rssMb = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+
+/** The baseline: http in -> http response on POST /bench/bare. */
+const BARE_FLOW = [
+  { id: 'bench-bare-in', type: 'http in', url: '/bench/bare', method: 'post', upload: false, wires: [['bench-bare-out']] },
+  { id: 'bench-bare-out', type: 'http response', statusCode: '200', headers: {}, wires: [] },
+];
+
+/** Logs in to the backend's editor as admin (password: the admin token) and adds a flow tab with these nodes. */
+async function addFlow(url, adminToken, label, nodes) {
+  const login = await requestJson(`${url}/admin/auth/token`, 'POST', { client_id: 'node-red-admin', grant_type: 'password', scope: '*', username: 'admin', password: adminToken });
+  const added = await requestJson(`${url}/admin/flow`, 'POST', { label, nodes }, { authorization: `Bearer ${login.body.access_token}` });
+  if (added.status !== 200) throw new Error(`adding the flow ${label}: ${added.status} ${JSON.stringify(added.body)}`);
+  // The flow's routes exist once it has started.
+  await new Promise((r) => setTimeout(r, 500));
+}
 
 /**
  * @param {{url: string, key: object, devices?: number, prefix?: string, path?: (id: string) => string, register?: boolean}} options
@@ -36,4 +60,4 @@ async function readingsLoad({ url, key, devices = 100, prefix = 'BE', path = (id
   return { ids, request, get sent() { return sent; } };
 }
 
-module.exports = { readingsLoad };
+module.exports = { readingsLoad, cannon, rssMb, BARE_FLOW, addFlow };

@@ -32,10 +32,13 @@ function otherNodeRed() {
   return { E2EE_NODE_RED: path.resolve(dir), PATH: `${bin}${path.delimiter}${process.env.PATH}` };
 }
 
-/** @param {{dataDir: string, env?: object, port?: number, script?: string}} options script: run `node <script>` instead of `npm start` */
-async function startBackend({ dataDir, env = {}, port, script }) {
+/**
+ * @param {{dataDir: string, env?: object, port?: number, script?: string, nodeArgs?: string[]}} options
+ *   script: run `node [nodeArgs] <script>` instead of `npm start`
+ */
+async function startBackend({ dataDir, env = {}, port, script, nodeArgs = [] }) {
   port = port || (await freePort());
-  const child = spawn(script ? process.execPath : 'npm', script ? [script] : ['start'], {
+  const child = spawn(script ? process.execPath : 'npm', script ? [...nodeArgs, script] : ['start'], {
     cwd: root,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
