@@ -56,8 +56,8 @@ export class SimStats {
   /** Rejection reason (`HTTP 400`, `ECONNREFUSED`, ...) → count. */
   readonly rejected = new Map<string, number>();
 
-  reject(reason: string): void {
-    this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
+  reject(reason: string, count = 1): void {
+    this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + count);
   }
 
   get rejectedTotal(): number {
@@ -71,7 +71,7 @@ export class SimStats {
     this.sent += other.sent;
     this.accepted += other.accepted;
     this.commands += other.commands;
-    for (const [reason, count] of other.rejected) this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + count);
+    for (const [reason, count] of other.rejected) this.reject(reason, count);
   }
 
   /** `sent N, accepted N, rejected N (reasons), commands N` */
