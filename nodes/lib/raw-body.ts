@@ -29,6 +29,22 @@ export interface RawBodyRequest {
   on(event: 'error', listener: (err: Error) => void): unknown;
 }
 
+/**
+ * Reads a request body, keeping at most `limit` bytes: `done` gets what was kept and whether the body was
+ * longer. `overLimit` is called once, as soon as the limit is passed (the rest is still read, not kept).
+ */
+function readBody(req: RawBodyRequest, limit: number, done: (body: Buffer, tooLarge: boolean) => void, fail: (err: Error) => void, overLimit?: () => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  req.on('data', (chunk) => {
+    size += chunk.length;
+    if (size <= limit) chunks.push(chunk);
+    else if (size - chunk.length <= limit) overLimit?.();
+  });
+  req.on('end', () => done(Buffer.concat(chunks), size > limit));
+  req.on('error', fail);
+}
+
 /** Express middleware: POSTs to the readings route get `req.body` as a Buffer of at most `limit` bytes. */
 export function rawReadingsBody(limit = READINGS_BODY_LIMIT) {
   return (req: RawBodyRequest, _res: unknown, next: (err?: unknown) => void): void => {
@@ -36,21 +52,14 @@ export function rawReadingsBody(limit = READINGS_BODY_LIMIT) {
       next();
       return;
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk) => {
-      if (size <= limit) chunks.push(chunk);
-      size += chunk.length;
-    });
-    req.on('end', () => {
-      req.body = Buffer.concat(chunks);
+    readBody(req, limit, (body) => {
+      // An oversized body goes on cut short: aes-decrypt's own, smaller limit rejects it like any reading.
+      req.body = body;
       req._body = true;
       next();
-    });
-    req.on('error', next);
+    }, next);
   };
 }
-
 
 /** The device API's routes other than readings, relative to httpNodeRoot. */
 export const DEVICE_API_ROUTE = /^\/api\/devices(\/|$)/;
@@ -60,7 +69,6 @@ export const API_BODY_LIMIT = 1024 * 1024;
 
 interface ApiRequest extends RawBodyRequest {
   headers: Record<string, string | string[] | undefined>;
-  resume(): void;
 }
 interface ApiResponse {
   status(code: number): ApiResponse;
@@ -75,43 +83,41 @@ interface ApiResponse {
  */
 export function deviceApiJsonBodies(t: (key: string, params?: Record<string, unknown>) => string, limit = API_BODY_LIMIT) {
   return (req: ApiRequest, res: ApiResponse, next: (err?: unknown) => void): void => {
-    const type = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-    const json = type === 'application/json' || type.endsWith('+json');
-    if (!json || req._body || (req.method !== 'POST' && req.method !== 'PUT' && req.method !== 'PATCH') || !DEVICE_API_ROUTE.test(req.path) || READINGS_ROUTE.test(req.path)) {
+    // Every request to every http in route passes here: the cheap tests first.
+    if (req._body || (req.method !== 'POST' && req.method !== 'PUT' && req.method !== 'PATCH') || !DEVICE_API_ROUTE.test(req.path) || READINGS_ROUTE.test(req.path)) {
       next();
       return;
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let answered = false;
-    req.on('data', (chunk) => {
-      if (answered) return;
-      size += chunk.length;
-      if (size > limit) {
-        answered = true;
-        chunks.length = 0;
-        // Nothing more is kept: the rest is read and dropped (closing at once would reset a client that is
-        // still sending, before it reads the answer).
-        res.status(413).json({ status: 'NOK', message: t('e2ee.registry.too-large-body', { max: limit }) });
-        req.resume();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => {
-      if (answered) return;
-      const text = Buffer.concat(chunks).toString('utf8');
-      try {
-        req.body = text.trim() === '' ? {} : JSON.parse(text);
-      } catch {
-        res.status(400).json({ status: 'NOK', message: t('e2ee.registry.bad-json') });
-        return;
-      }
-      req._body = true;
+    const type = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    if (type !== 'application/json' && !type.endsWith('+json')) {
       next();
-    });
-    req.on('error', (err) => {
-      if (!answered) next(err);
-    });
+      return;
+    }
+    let answered = false;
+    readBody(
+      req,
+      limit,
+      (body, tooLarge) => {
+        if (tooLarge) return;
+        const text = body.toString('utf8');
+        try {
+          req.body = text.trim() === '' ? {} : JSON.parse(text);
+        } catch {
+          res.status(400).json({ status: 'NOK', message: t('e2ee.registry.bad-json') });
+          return;
+        }
+        req._body = true;
+        next();
+      },
+      (err) => {
+        if (!answered) next(err);
+      },
+      () => {
+        // Answered at once; the rest is read and dropped (closing at once would reset a client that is still
+        // sending, before it reads the answer).
+        answered = true;
+        res.status(413).json({ status: 'NOK', message: t('e2ee.registry.too-large-body', { max: limit }) });
+      },
+    );
   };
 }
