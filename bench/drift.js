@@ -22,9 +22,9 @@ async function run({ seconds = arg('seconds', 60), bare = arg('bare', 5), connec
   const tmp = tempDir('esp-e2ee-bench-drift-');
   const KEY = crypto.randomBytes(16).toString('hex');
   const TOKEN = crypto.randomBytes(16).toString('hex');
-  const backend = await startBackend({ script: START, dataDir: tmp.dir, env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'warn' } });
+  const backend = await startBackend({ script: START, dataDir: tmp.dir, env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'warn', E2EE_RATE_LIMIT: 'off' } });
   try {
-    await addFlow(backend.url, TOKEN, 'bare', BARE_FLOW);
+    await addFlow(backend.adminUrl, TOKEN, 'bare', BARE_FLOW);
     const bareOpts = { url: `${backend.url}/bench/bare`, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"iv":"x","data":"y"}', connections };
     const load = await readingsLoad({ url: backend.url, key: lib.parseKey('hex', KEY, 'hmac-sha256'), devices: 1000, prefix: 'DR' });
     await cannon({ ...bareOpts, duration: 2 });

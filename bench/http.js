@@ -82,11 +82,11 @@ async function runRuntime({ auth, pipelines, duration, rounds, connections, log 
   const tmp = tempDir('esp-e2ee-bench-http-');
   const KEY = crypto.randomBytes(16).toString('hex');
   const TOKEN = crypto.randomBytes(16).toString('hex');
-  const backend = await startBackend({ script: SERVER, dataDir: tmp.dir, env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, E2EE_AUTH: auth, E2EE_LOG_LEVEL: 'warn' } });
+  const backend = await startBackend({ script: SERVER, dataDir: tmp.dir, env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, E2EE_AUTH: auth, E2EE_LOG_LEVEL: 'warn', E2EE_RATE_LIMIT: 'off' } });
   try {
     const peerDb = path.join(tmp.dir, 'peer.sqlite');
     await createPeerTable(peerDb);
-    await addFlow(backend.url, TOKEN, 'bench', peerFlow(KEY, peerDb));
+    await addFlow(backend.adminUrl, TOKEN, 'bench', peerFlow(KEY, peerDb));
 
     const url = backend.url;
     const shippedKey = lib.parseKey('hex', KEY, auth);

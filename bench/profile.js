@@ -79,7 +79,7 @@ async function main() {
     script: path.join(root, 'scripts', 'start.js'),
     nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`],
     dataDir: tmp.dir,
-    env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: 'profile', E2EE_AUTH: auth, E2EE_LOG_LEVEL: 'warn' },
+    env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: 'profile', E2EE_AUTH: auth, E2EE_LOG_LEVEL: 'warn', E2EE_RATE_LIMIT: 'off' },
   });
   try {
     const load = await readingsLoad({ url: backend.url, key: lib.parseKey('hex', KEY, auth), devices: 100 });

@@ -23,7 +23,7 @@ const id = (i) => `RG-${String(i).padStart(8, '0')}`;
 async function run({ devices = arg('devices', 100000), samples = arg('samples', 1000) } = {}) {
   const tmp = tempDir('esp-e2ee-bench-registry-');
   const TOKEN = crypto.randomBytes(16).toString('hex');
-  const backend = await startBackend({ script: START, dataDir: tmp.dir, env: { E2EE_KEY: crypto.randomBytes(16).toString('hex'), E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'warn' } });
+  const backend = await startBackend({ script: START, dataDir: tmp.dir, env: { E2EE_KEY: crypto.randomBytes(16).toString('hex'), E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'warn', E2EE_RATE_LIMIT: 'off' } });
   const agent = new http.Agent({ keepAlive: true, maxSockets: 50 });
   try {
     const register = (i) => requestJson(`${backend.url}/api/devices/${id(i)}`, 'POST', { ipaddr: '10.0.0.1', ssid: 'fleet' }, {}, agent);

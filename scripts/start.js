@@ -8,9 +8,16 @@
  * E2EE_DATA_DIR (default ./data): the SQLite database, the Node-RED user
  * directory, and the generated key and admin token (mode 0600).
  *
+ * Two listeners: the device and operator endpoints on HOST:PORT, and the
+ * editor with its admin API on E2EE_ADMIN_HOST:E2EE_ADMIN_PORT (loopback by
+ * default), so the editor's login throttle and its pages never share a port
+ * with devices.
+ *
  * Environment: PORT (1880), HOST (127.0.0.1; 0.0.0.0 lets devices on your
- * network in), E2EE_DATA_DIR, E2EE_KEY (hex AES key), E2EE_ADMIN_TOKEN,
- * E2EE_AUTH (hmac-sha256 | none, for a new data dir), E2EE_EDITOR (on | off).
+ * network in), E2EE_ADMIN_HOST (127.0.0.1), E2EE_ADMIN_PORT (1881),
+ * E2EE_DATA_DIR, E2EE_KEY (hex AES key), E2EE_ADMIN_TOKEN, E2EE_AUTH
+ * (hmac-sha256 | none, for a new data dir), E2EE_EDITOR (on | off),
+ * E2EE_RATE_LIMIT, E2EE_REJECTION_LOG_INTERVAL (s), E2EE_RETENTION, E2EE_LOG_LEVEL.
  */
 'use strict';
 const crypto = require('node:crypto');
@@ -67,15 +74,34 @@ function linkPackage(userDir, name = 'node-red-contrib-esp-e2ee', dir = root) {
   fs.symlinkSync(dir, target, 'dir');
 }
 
-/** Binds the device port before anything starts, so a clash is one clear line, not a stack trace after the flows ran. */
-function listen(server, port, host) {
+/**
+ * Timeouts of both listeners: a client gets 10 s to send its headers and 30 s for the whole request, and an idle
+ * keep-alive connection is closed after 5 s, so slow or stalled clients cannot hold sockets open. Node checks
+ * them every second (its default is every 30 s).
+ */
+const SERVER_TIMEOUTS = { headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 1_000 };
+
+function createServer(app) {
+  const server = http.createServer(SERVER_TIMEOUTS, app);
+  // (Also set as properties: the options object does not take keepAliveTimeout on every Node version.)
+  server.headersTimeout = SERVER_TIMEOUTS.headersTimeout;
+  server.requestTimeout = SERVER_TIMEOUTS.requestTimeout;
+  server.keepAliveTimeout = SERVER_TIMEOUTS.keepAliveTimeout;
+  return server;
+}
+
+/**
+ * Binds a port before anything starts, so a clash is one clear line, not a stack trace after the flows ran.
+ * `vars` names the environment variables that set it.
+ */
+function listen(server, port, host, vars = { port: 'PORT', host: 'HOST' }) {
   return new Promise((resolve) => {
     const failed = (err) => {
       const where = `${host}:${port}`;
       const hints = {
-        EADDRINUSE: `Port ${port} is already in use (${where}): set PORT to a free port, e.g. PORT=1890 npm start`,
-        EACCES: `Port ${port} needs privileges on this machine (${where}): set PORT to a port above 1023, e.g. PORT=1880`,
-        EADDRNOTAVAIL: `HOST=${host} is not an address of this machine: set HOST to one of its addresses, or 0.0.0.0 for all`,
+        EADDRINUSE: `Port ${port} is already in use (${where}): set ${vars.port} to a free port, e.g. ${vars.port}=${port + 10} npm start`,
+        EACCES: `Port ${port} needs privileges on this machine (${where}): set ${vars.port} to a port above 1023`,
+        EADDRNOTAVAIL: `${vars.host}=${host} is not an address of this machine: set ${vars.host} to one of its addresses, or 0.0.0.0 for all`,
       };
       console.error(hints[err.code] || `Cannot listen on ${where}: ${err.message}`);
       process.exit(2);
@@ -106,6 +132,8 @@ async function main(options = {}) {
   buildIfNeeded();
   const port = Number(process.env.PORT || 1880);
   const host = process.env.HOST || '127.0.0.1';
+  const adminPort = Number(process.env.E2EE_ADMIN_PORT || 1881);
+  const adminHost = process.env.E2EE_ADMIN_HOST || '127.0.0.1';
   const dataDir = path.resolve(process.env.E2EE_DATA_DIR || path.join(root, 'data'));
   const userDir = path.join(dataDir, 'node-red');
   fs.mkdirSync(userDir, { recursive: true, mode: 0o700 });
@@ -143,17 +171,17 @@ async function main(options = {}) {
   const express = require(require.resolve('express', { paths: [nodeRedDir] }));
   const RED = require(nodeRedDir);
   // The same constant-time comparison the operator endpoints use.
-  const { secretsEqual } = require(path.join(root, 'dist', 'nodes', 'lib'));
+  const { secretsEqual, deviceApiFallback, catalogTranslator } = require(path.join(root, 'dist', 'nodes', 'lib'));
   const editor = (process.env.E2EE_EDITOR || 'on') !== 'off';
 
   const settings = {
     userDir,
     flowFile: 'flows.json',
     credentialSecret: credentialSecret.value,
-    uiHost: host,
-    uiPort: port,
-    // The editor lives under /admin, so device traffic never passes through the admin app.
-    httpAdminRoot: editor ? '/admin' : false,
+    uiHost: adminHost,
+    uiPort: adminPort,
+    // The editor has a listener of its own (see below): device traffic never passes through the admin app.
+    httpAdminRoot: editor ? '/' : false,
     httpNodeRoot: '/',
     apiMaxLength: '1mb',
     functionExternalModules: false,
@@ -169,6 +197,8 @@ async function main(options = {}) {
       login: { message: 'User "admin"; the password is the admin token: the one npm start printed when it made it, kept in the file admin-token of its data directory, or E2EE_ADMIN_TOKEN.' },
       page: { scripts: [path.join(__dirname, 'editor', 'login-hint.js')] },
     },
+    // The package's own settings (see the device-registry help): rate limits of the device endpoints.
+    e2ee: { rateLimit: process.env.E2EE_RATE_LIMIT, rejectionLogInterval: Number(process.env.E2EE_REJECTION_LOG_INTERVAL) || undefined },
     logging: { console: { level: process.env.E2EE_LOG_LEVEL || 'info', metrics: false, audit: false } },
     // The editor sits behind a login: user "admin", password = the admin token (compared in constant time).
     adminAuth: {
@@ -181,13 +211,25 @@ async function main(options = {}) {
   };
 
   const app = express();
-  const server = http.createServer(app);
+  const server = createServer(app);
   await listen(server, port, host);
-  RED.init(server, settings);
-  if (settings.httpAdminRoot !== false) app.use(settings.httpAdminRoot, RED.httpAdmin);
+  // The editor and its admin API: their own listener (loopback by default). Node-RED's editor comms attach to the
+  // server given to init, and its login throttle then limits the editor only, never a device or an operator.
+  let adminServer;
+  if (editor) {
+    const adminApp = express();
+    adminServer = createServer(adminApp);
+    await listen(adminServer, adminPort, adminHost, { port: 'E2EE_ADMIN_PORT', host: 'E2EE_ADMIN_HOST' });
+    RED.init(adminServer, settings);
+    adminApp.use(settings.httpAdminRoot, RED.httpAdmin);
+  } else {
+    RED.init(server, settings);
+  }
   app.use(settings.httpNodeRoot, RED.httpNode);
-  // Unknown device and operator routes: a JSON 404, not Express's HTML page.
-  app.use('/api', (req, res) => res.status(404).json({ status: 'NOK', message: 'Not found' }));
+  // Device and operator routes that no flow route answered: 405 with Allow for a known path, else a JSON 404
+  // (not Express's HTML page).
+  const catalog = JSON.parse(fs.readFileSync(path.join(root, 'dist', 'nodes', 'device-registry', 'locales', 'en-US', 'device-registry.json'), 'utf8'));
+  app.use('/api', deviceApiFallback(catalogTranslator(catalog)));
   // Whatever reaches here failed outside the flows: answer without details.
   app.use((err, req, res, next) => {
     void next;
@@ -198,9 +240,13 @@ async function main(options = {}) {
   await RED.start();
   await flowsStarted;
 
+  const urlOf = (listening, bound) => {
+    const shown = bound === '0.0.0.0' || bound === '::' ? '127.0.0.1' : bound;
+    return `http://${shown.includes(':') ? `[${shown}]` : shown}:${listening.address().port}`;
+  };
   const wildcard = host === '0.0.0.0' || host === '::';
-  const shown = wildcard ? '127.0.0.1' : host;
-  const base = `http://${shown.includes(':') ? `[${shown}]` : shown}:${server.address().port}`;
+  const base = urlOf(server, host);
+  const editorUrl = adminServer ? urlOf(adminServer, adminHost) : undefined;
   const lines = [
     '',
     '=== node-red-contrib-esp-e2ee backend ===',
@@ -208,7 +254,7 @@ async function main(options = {}) {
     `               ${base}/api/devices/<mac>/readings   POST {iv, data, mac} (AES, auth ${auth})`,
     `Operator API:  ${base}/api/devices  (Authorization: Bearer <admin token>)  GET list | PUT/DELETE /<mac> |`,
     '               GET /<mac>/readings | POST /<mac>/commands | POST /<mac>/reset',
-    editor ? `Editor:        ${base}/admin  (user "admin", password: the admin token)` : 'Editor:        off (E2EE_EDITOR=off)',
+    editor ? `Editor:        ${editorUrl}/  (user "admin", password: the admin token; E2EE_ADMIN_HOST/E2EE_ADMIN_PORT)` : 'Editor:        off (E2EE_EDITOR=off)',
     `Database:      ${path.join(userDir, 'esp-e2ee.sqlite')}`,
     `AES key:       from ${key.source}`,
     `Admin token:   from ${token.source}`,
@@ -245,6 +291,7 @@ async function main(options = {}) {
     console.log(`${signal}: stopping (pending writes commit first)`);
     await RED.stop();
     server.close();
+    adminServer?.close();
     process.exit(0);
   };
   process.on('SIGINT', () => stop('SIGINT'));

@@ -23,8 +23,8 @@ const BARE_FLOW = [
 
 /** Logs in to the backend's editor as admin (password: the admin token) and adds a flow tab with these nodes. */
 async function addFlow(url, adminToken, label, nodes) {
-  const login = await requestJson(`${url}/admin/auth/token`, 'POST', { client_id: 'node-red-admin', grant_type: 'password', scope: '*', username: 'admin', password: adminToken });
-  const added = await requestJson(`${url}/admin/flow`, 'POST', { label, nodes }, { authorization: `Bearer ${login.body.access_token}` });
+  const login = await requestJson(`${url}/auth/token`, 'POST', { client_id: 'node-red-admin', grant_type: 'password', scope: '*', username: 'admin', password: adminToken });
+  const added = await requestJson(`${url}/flow`, 'POST', { label, nodes }, { authorization: `Bearer ${login.body.access_token}` });
   if (added.status !== 200) throw new Error(`adding the flow ${label}: ${added.status} ${JSON.stringify(added.body)}`);
   // The flow's routes exist once it has started.
   await new Promise((r) => setTimeout(r, 500));

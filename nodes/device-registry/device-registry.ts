@@ -1,4 +1,4 @@
-import { deviceApiJsonBodies, inputFunnel, rawReadingsBody, runAction } from '../lib';
+import { STORAGE_RETRY_AFTER_S, DEFAULT_RATE_LIMITS, RateLimits, RejectionLog, deviceApiJsonBodies, deviceRateLimit, inputFunnel, parseRateLimits, rawReadingsBody, runAction, sourceOf } from '../lib';
 import type { Msg, Node, NodeDef, RED } from '../shared/red';
 import { resolveStore } from '../shared/stores';
 
@@ -9,31 +9,73 @@ function deviceIdFrom(msg: Msg): unknown {
   return req?.params?.deviceid;
 }
 
+/** Why a reading was rejected, for the log only: the replay guard's reason, a caught error, or the log action's answer. */
+function rejectionReason(msg: Msg): string {
+  const rejected = msg.rejected as { reason?: unknown } | undefined;
+  const error = msg.error as { message?: unknown } | undefined;
+  const payload = msg.payload as { message?: unknown } | undefined;
+  const reason = rejected?.reason ?? error?.message ?? payload?.message ?? 'unknown';
+  return String(reason).slice(0, 80);
+}
+
+/** The package's settings in settings.js: `e2ee: { rateLimit, rejectionLogInterval }`. */
+interface E2eeSettings {
+  rateLimit?: string | RateLimits;
+  /** Seconds between rejection summaries (default 60). */
+  rejectionLogInterval?: number;
+}
+
 export = function register(RED: RED) {
+  const t = (key: string, params?: Record<string, unknown>) => RED._(key, params);
+  const settings = (RED.settings.e2ee ?? {}) as E2eeSettings;
+  let limits = DEFAULT_RATE_LIMITS;
+  try {
+    limits = typeof settings.rateLimit === 'object' && settings.rateLimit !== null ? settings.rateLimit : parseRateLimits(settings.rateLimit);
+  } catch (err) {
+    RED.log.error((err as Error).message);
+  }
+  const interval = Number(settings.rejectionLogInterval) > 0 ? Number(settings.rejectionLogInterval) * 1000 : 60_000;
+  // One log for the whole package: rejected readings and rate-limited requests, summarised per source.
+  const rejections = new RejectionLog((line) => RED.log.warn(line), t, interval);
+
+  // Device endpoints over their rate get 429 before any flow runs.
+  RED.httpNode?.use(deviceRateLimit(limits, t, (source, deviceid) => rejections.record(source, deviceid, 'rate-limited')));
   // The shipped readings route needs its body raw (see lib/raw-body): installed once, when the package loads.
-  RED.httpNode?.use(rawReadingsBody());
+  RED.httpNode?.use(rawReadingsBody(t));
   // The other device API routes: a malformed JSON body gets 400 and an oversized one 413, not Node-RED's 500.
-  RED.httpNode?.use(deviceApiJsonBodies((key, params) => RED._(key, params)));
+  RED.httpNode?.use(deviceApiJsonBodies(t));
+
   function DeviceRegistry(this: Node, def: NodeDef) {
     RED.nodes.createNode(this, def);
     const configured = typeof def.action === 'string' && def.action ? def.action : 'get';
     const requireToken = def.requireToken === true || def.requireToken === 'true';
-    const t = (key: string, params?: Record<string, unknown>) => RED._(key, params);
 
     this.on('input', inputFunnel<Msg>(this, t, async (msg) => {
-      const storeNode = resolveStore(RED, def.store);
       const action = typeof msg.action === 'string' && msg.action ? msg.action : configured;
-      const req = msg.req as { headers?: Record<string, unknown> } | undefined;
+      const req = msg.req as ({ headers?: Record<string, unknown> } & Parameters<typeof sourceOf>[0]) | undefined;
+      if (action === 'reject' && (msg.rejected as { reason?: unknown } | undefined)?.reason === 'storage-unavailable') {
+        // Not a rejection: the guard could not decide. The device store has logged the cause once.
+        msg.statusCode = 503;
+        msg.payload = { status: 'NOK', message: t('e2ee.registry.storage-unavailable') };
+        msg.headers = { 'Retry-After': String(STORAGE_RETRY_AFTER_S) };
+        return msg;
+      }
+      if (action === 'reject') {
+        // One answer for every rejected reading, so the route is no padding, MAC or replay oracle; the reason goes
+        // to the log only, summarised per source.
+        rejections.record(req ? sourceOf(req) : '', String(deviceIdFrom(msg) ?? ''), rejectionReason(msg));
+        msg.statusCode = 400;
+        msg.payload = { status: 'NOK', message: t('e2ee.registry.rejected') };
+        delete msg.headers;
+        return msg;
+      }
+      const storeNode = resolveStore(RED, def.store);
+      const auth = requireToken ? { header: req?.headers?.authorization, token: storeNode.credentials?.token } : undefined;
+      // The operator's token has been read: it goes no further in the message (a debug node would show it).
+      if (requireToken && req?.headers) delete req.headers.authorization;
       const res = await runAction(
         storeNode.store,
-        {
-          action,
-          deviceid: deviceIdFrom(msg),
-          body: msg.payload,
-          heartbeatMs: storeNode.heartbeat * 1000,
-          seqn: msg.seqn,
-          auth: requireToken ? { header: req?.headers?.authorization, token: storeNode.credentials?.token } : undefined,
-        },
+        { action, deviceid: deviceIdFrom(msg), body: msg.payload, heartbeatMs: storeNode.heartbeat * 1000, seqn: msg.seqn, auth },
         t,
       );
       if (res.audit) this.warn(res.audit);
@@ -45,6 +87,11 @@ export = function register(RED: RED) {
       if (res.pushUrl !== undefined) msg.pushUrl = res.pushUrl;
       return msg;
     }));
+    this.on('close', (_removed, done) => {
+      // Pending summaries are written now rather than lost with the process.
+      rejections.flush();
+      done();
+    });
   }
   RED.nodes.registerType('device-registry', DeviceRegistry);
 };

@@ -8,7 +8,20 @@ export = function register(RED: RED) {
     RED.nodes.createNode(this, def);
     this.file = storeFile(def.path, RED.settings.userDir);
     this.heartbeat = positiveInt(def.heartbeat, DEFAULT_HEARTBEAT_S);
-    const store = new SqliteStore({ file: this.file });
+    const hints: Record<string, string> = { SQLITE_FULL: 'hint-full', SQLITE_READONLY: 'hint-readonly', SQLITE_CANTOPEN: 'hint-readonly', SQLITE_BUSY: 'hint-busy', SQLITE_LOCKED: 'hint-busy' };
+    const store = new SqliteStore({
+      file: this.file,
+      // One line when the storage fails and one when it is back, however many requests fail meanwhile.
+      onHealth: (health) => {
+        if (health.available) {
+          this.log(RED._('e2ee.store.recovered', { seconds: Math.round(health.downMs / 100) / 10 }));
+          this.status({});
+        } else {
+          this.error(RED._('e2ee.store.unavailable', { code: health.code, hint: RED._(`e2ee.store.${hints[health.code] ?? 'hint-other'}`) }));
+          this.status({ fill: 'red', shape: 'ring', text: health.code });
+        }
+      },
+    });
     this.store = store;
     openStores.set(this.id, this);
     if (!this.credentials?.token) this.log(RED._('e2ee.registry.no-token'));

@@ -10,3 +10,6 @@ export * from './registry';
 export * from './store';
 export * from './registry-actions';
 export * from './raw-body';
+export * from './rate-limit';
+export * from './rejection-log';
+export * from './device-api';

@@ -8,15 +8,21 @@
  *
  * Where the editor shares the root with the flows (Node-RED's default: httpAdminRoot and httpNodeRoot both `/`),
  * the editor's own app parses every JSON body first and answers a bad one with Express's 400 page before httpNode
- * sees the request; a node package cannot change that. Setting httpAdminRoot (e.g. `/admin`, as `npm start`
- * does) gives the readings route its uniform answer there too.
+ * sees the request; a node package cannot change that. Setting httpAdminRoot (e.g. `/admin`), or serving the
+ * editor on a listener of its own as `npm start` does, gives the readings route its uniform answer there too.
  */
 
 /** The shipped readings route, relative to httpNodeRoot. */
 export const READINGS_ROUTE = /^\/api\/devices\/[^/]+\/readings\/?$/;
 
-/** Largest readings body kept; the rest is read and dropped, and aes-decrypt's own limit rejects the message. */
+/** Largest readings body: a larger one gets 413 (aes-decrypt's own, smaller limit rejects the rest with the uniform 400). */
 export const READINGS_BODY_LIMIT = 1024 * 1024;
+
+/**
+ * After a 413, the rest of a body is read and dropped up to this many bytes more (so a client that is still
+ * sending gets to read the answer); past it, the connection is closed.
+ */
+export const DISCARD_LIMIT = 1024 * 1024;
 
 export interface RawBodyRequest {
   method?: string;
@@ -24,40 +30,70 @@ export interface RawBodyRequest {
   body?: unknown;
   /** body-parser's flag: a body is already read, so later parsers skip it. */
   _body?: boolean;
+  socket?: { destroy(): void };
   on(event: 'data', listener: (chunk: Buffer) => void): unknown;
   on(event: 'end', listener: () => void): unknown;
   on(event: 'error', listener: (err: Error) => void): unknown;
 }
 
+interface JsonResponse {
+  status(code: number): JsonResponse;
+  set(field: string, value: string): JsonResponse;
+  json(body: unknown): void;
+}
+
 /**
- * Reads a request body, keeping at most `limit` bytes: `done` gets what was kept and whether the body was
- * longer. `overLimit` is called once, as soon as the limit is passed (the rest is still read, not kept).
+ * Reads a request body, keeping at most `limit` bytes. Within the limit, `done` gets the body. Past it, `tooLarge`
+ * is called at once (to answer 413); the rest is dropped while it is read, and a body more than DISCARD_LIMIT
+ * past the limit has its connection closed.
  */
-function readBody(req: RawBodyRequest, limit: number, done: (body: Buffer, tooLarge: boolean) => void, fail: (err: Error) => void, overLimit?: () => void): void {
+function readBody(req: RawBodyRequest, limit: number, done: (body: Buffer) => void, fail: (err: Error) => void, tooLarge: () => void): void {
   const chunks: Buffer[] = [];
   let size = 0;
+  let failed = false;
   req.on('data', (chunk) => {
     size += chunk.length;
     if (size <= limit) chunks.push(chunk);
-    else if (size - chunk.length <= limit) overLimit?.();
+    else if (size - chunk.length <= limit) {
+      chunks.length = 0;
+      tooLarge();
+    } else if (size > limit + DISCARD_LIMIT) req.socket?.destroy();
   });
-  req.on('end', () => done(Buffer.concat(chunks), size > limit));
-  req.on('error', fail);
+  req.on('end', () => {
+    if (size <= limit && !failed) done(Buffer.concat(chunks));
+  });
+  req.on('error', (err) => {
+    failed = true;
+    if (size <= limit) fail(err);
+  });
 }
 
-/** Express middleware: POSTs to the readings route get `req.body` as a Buffer of at most `limit` bytes. */
-export function rawReadingsBody(limit = READINGS_BODY_LIMIT) {
-  return (req: RawBodyRequest, _res: unknown, next: (err?: unknown) => void): void => {
+/** A 413 as JSON, closing the connection after it (the rest of the body is not wanted). */
+function answerTooLarge(res: JsonResponse, message: string): void {
+  res.status(413).set('Connection', 'close').json({ status: 'NOK', message });
+}
+
+/**
+ * Express middleware: POSTs to the readings route get `req.body` as a Buffer; a body over `limit` gets 413
+ * `{status: "NOK", message}` (catalog key e2ee.registry.too-large-body) as soon as the limit is passed.
+ */
+export function rawReadingsBody(t: (key: string, params?: Record<string, unknown>) => string, limit = READINGS_BODY_LIMIT) {
+  return (req: RawBodyRequest, res: JsonResponse, next: (err?: unknown) => void): void => {
     if (req.method !== 'POST' || req._body || !READINGS_ROUTE.test(req.path)) {
       next();
       return;
     }
-    readBody(req, limit, (body) => {
-      // An oversized body goes on cut short: aes-decrypt's own, smaller limit rejects it like any reading.
-      req.body = body;
-      req._body = true;
-      next();
-    }, next);
+    readBody(
+      req,
+      limit,
+      (body) => {
+        req.body = body;
+        req._body = true;
+        next();
+      },
+      next,
+      () => answerTooLarge(res, t('e2ee.registry.too-large-body', { max: limit })),
+    );
   };
 }
 
@@ -70,10 +106,6 @@ export const API_BODY_LIMIT = 1024 * 1024;
 interface ApiRequest extends RawBodyRequest {
   headers: Record<string, string | string[] | undefined>;
 }
-interface ApiResponse {
-  status(code: number): ApiResponse;
-  json(body: unknown): void;
-}
 
 /**
  * Express middleware for the device API's JSON bodies (register, update, commands, reset): Node-RED's http in
@@ -82,7 +114,7 @@ interface ApiResponse {
  * (catalog keys e2ee.registry.bad-json and e2ee.registry.too-large-body). A good body is parsed and handed on.
  */
 export function deviceApiJsonBodies(t: (key: string, params?: Record<string, unknown>) => string, limit = API_BODY_LIMIT) {
-  return (req: ApiRequest, res: ApiResponse, next: (err?: unknown) => void): void => {
+  return (req: ApiRequest, res: JsonResponse, next: (err?: unknown) => void): void => {
     // Every request to every http in route passes here: the cheap tests first.
     if (req._body || (req.method !== 'POST' && req.method !== 'PUT' && req.method !== 'PATCH') || !DEVICE_API_ROUTE.test(req.path) || READINGS_ROUTE.test(req.path)) {
       next();
@@ -93,12 +125,10 @@ export function deviceApiJsonBodies(t: (key: string, params?: Record<string, unk
       next();
       return;
     }
-    let answered = false;
     readBody(
       req,
       limit,
-      (body, tooLarge) => {
-        if (tooLarge) return;
+      (body) => {
         const text = body.toString('utf8');
         try {
           req.body = text.trim() === '' ? {} : JSON.parse(text);
@@ -109,15 +139,8 @@ export function deviceApiJsonBodies(t: (key: string, params?: Record<string, unk
         req._body = true;
         next();
       },
-      (err) => {
-        if (!answered) next(err);
-      },
-      () => {
-        // Answered at once; the rest is read and dropped (closing at once would reset a client that is still
-        // sending, before it reads the answer).
-        answered = true;
-        res.status(413).json({ status: 'NOK', message: t('e2ee.registry.too-large-body', { max: limit }) });
-      },
+      next,
+      () => answerTooLarge(res, t('e2ee.registry.too-large-body', { max: limit })),
     );
   };
 }

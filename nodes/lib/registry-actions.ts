@@ -21,6 +21,7 @@ import {
   validateUpdate,
 } from './registry';
 import { parseSeq } from './replay-window';
+import { STORAGE_RETRY_AFTER_S, StorageUnavailableError } from './store/types';
 import type { DeviceStore } from './store/types';
 
 export const REGISTRY_ACTIONS = ['register', 'get', 'update', 'list', 'log', 'readings', 'remove', 'reset', 'command', 'queue-command', 'command-delivered'] as const;
@@ -170,6 +171,9 @@ export async function runAction(store: DeviceStore, req: ActionRequest, t: Trans
     }
   } catch (err) {
     if (err instanceof ValidationError) return nok(400, `e2ee.registry.${err.code}`);
+    if (err instanceof StorageUnavailableError) {
+      return { ...nok(503, 'e2ee.registry.storage-unavailable'), headers: { 'Retry-After': String(STORAGE_RETRY_AFTER_S) } };
+    }
     throw err;
   }
 }

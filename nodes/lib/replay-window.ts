@@ -8,6 +8,8 @@
  * number inside the window passes exactly once, one below it is stale.
  */
 export type ReplayReason = 'replay' | 'stale' | 'missing-seq' | 'bad-seq' | 'missing-device';
+/** Why the guard could not decide: its storage is unavailable (the message may be sent again later). */
+export type GuardUnavailable = 'storage-unavailable';
 
 export interface ReplayState {
   /** Highest accepted number, or -1 before the first. */

@@ -1,4 +1,4 @@
-import { ReplayPersist, ReplayReason, inputFunnel, parseSeq } from '../lib';
+import { GuardUnavailable, ReplayPersist, ReplayReason, StorageUnavailableError, inputFunnel, parseSeq } from '../lib';
 import type { Msg, Node, NodeDef, RED } from '../shared/red';
 import { resolveStore } from '../shared/stores';
 
@@ -18,7 +18,7 @@ export = function register(RED: RED) {
         return undefined;
       }
     };
-    const reject = (msg: Msg, reason: ReplayReason) => {
+    const reject = (msg: Msg, reason: ReplayReason | GuardUnavailable) => {
       msg.rejected = { reason };
       return [null, msg];
     };
@@ -29,7 +29,14 @@ export = function register(RED: RED) {
       if (typeof deviceid !== 'string' || deviceid === '') return reject(msg, 'missing-device');
       const seq = parseSeq(read(msg, seqProperty));
       if (!seq.ok) return reject(msg, seq.reason);
-      const result = await store.checkReplay(deviceid, seq.seq, windowSize, persist);
+      let result;
+      try {
+        result = await store.checkReplay(deviceid, seq.seq, windowSize, persist);
+      } catch (err) {
+        // Undecided, not refused: the second output says so, and the shipped flow answers 503 (retry later).
+        if (err instanceof StorageUnavailableError) return reject(msg, 'storage-unavailable');
+        throw err;
+      }
       return result.accepted ? [msg, null] : reject(msg, result.reason);
     }));
   }

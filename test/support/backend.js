@@ -1,7 +1,7 @@
 'use strict';
 /**
  * Starts the backend exactly as the README says, `npm start`, in its own
- * process group on a free loopback port, and waits until it is ready.
+ * process group on free loopback ports (devices, editor), and waits until it is ready.
  */
 const net = require('node:net');
 const path = require('node:path');
@@ -38,11 +38,12 @@ function otherNodeRed() {
  */
 async function startBackend({ dataDir, env = {}, port, script, nodeArgs = [] }) {
   port = port || (await freePort());
+  const adminPort = await freePort();
   const child = spawn(script ? process.execPath : 'npm', script ? [...nodeArgs, script] : ['start'], {
     cwd: root,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', E2EE_DATA_DIR: dataDir, ...otherNodeRed(), ...env },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', E2EE_ADMIN_PORT: String(adminPort), E2EE_DATA_DIR: dataDir, ...otherNodeRed(), ...env },
   });
   let output = '';
   child.stdout.on('data', (c) => { output += c; });
@@ -80,6 +81,8 @@ async function startBackend({ dataDir, env = {}, port, script, nodeArgs = [] }) 
     /** The spawned process (with `script`, the Node-RED process itself). */
     pid: child.pid,
     url: `http://127.0.0.1:${port}`,
+    /** The editor and its admin API (their own listener). */
+    adminUrl: `http://127.0.0.1:${adminPort}`,
     get output() { return output; },
     exited,
     /** SIGKILL to the whole process group: npm, the shell and Node-RED die at once. */

@@ -75,7 +75,7 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
   });
 
   it('1. shows the login hint, logs in, and opens on the Devices tab the first time', async function () {
-    await page.goto(`${backend.url}/admin/`);
+    await page.goto(`${backend.adminUrl}/`);
     await page.waitForSelector('#node-dialog-login-password', { timeout: 60000 });
     await page.waitForSelector('.esp-e2ee-login-hint', { timeout: 10000 });
     (await page.locator('.esp-e2ee-login-hint').innerText()).should.match(/admin token/);

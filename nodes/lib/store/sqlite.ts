@@ -20,7 +20,7 @@ import type * as Sqlite3 from 'sqlite3';
 import type { DeviceRow, ReadingRow, RegisterInput, UpdateInput } from '../registry';
 import { INITIAL_STATE, ReplayState, decide } from '../replay-window';
 import { GroupCommit, PendingWrite, Statement, Write, supersededWrites } from './group-commit';
-import { SORT_COLUMNS } from './types';
+import { SORT_COLUMNS, StorageUnavailableError } from './types';
 import type { CommandRow, DeviceStore, ListOptions, ReadingsOptions, ReplayPersist, ReplayResult, SortColumn } from './types';
 
 /** How many batches a deferred replay state waits for its reading before it is written on its own. */
@@ -79,6 +79,23 @@ export const MIGRATIONS: string[][] = [
   ],
 ];
 
+/**
+ * SQLite's answers that mean "not now" rather than "never": a full disk, a read-only file or file system, an I/O
+ * error, a lock held by another process beyond the busy timeout. They become StorageUnavailableError (503).
+ */
+const UNAVAILABLE_CODES = new Set(['SQLITE_FULL', 'SQLITE_IOERR', 'SQLITE_READONLY', 'SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_CANTOPEN', 'SQLITE_PROTOCOL', 'SQLITE_NOLFS']);
+
+function storageError(err: unknown): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && UNAVAILABLE_CODES.has(code) ? new StorageUnavailableError(code) : err;
+}
+
+/** How long SQLite retries a lock held by another process before a statement fails with SQLITE_BUSY. */
+export const BUSY_TIMEOUT_MS = 5000;
+
+/** The waits between attempts to open a database that is unavailable (then every last one). */
+const REOPEN_DELAYS_MS = [250, 500, 1000, 2000, 5000];
+
 /** The current time in the ISO 8601 form the rows use, computed by SQLite. */
 const NOW_SQL = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
@@ -117,12 +134,17 @@ export interface SqliteOptions {
   onBatch?: (size: number) => void;
   /** Replay windows kept in memory (default REPLAY_CACHE_MAX). */
   replayCacheMax?: number;
+  /**
+   * Told when the storage becomes unavailable (with SQLite's code) and when it is available again (with how long
+   * it was not), once per change.
+   */
+  onHealth?: (health: { available: false; code: string } | { available: true; downMs: number }) => void;
 }
 
 export class SqliteStore implements DeviceStore {
   readonly backend = 'sqlite';
   readonly file: string;
-  private db!: Sqlite3.Database;
+  private db?: Sqlite3.Database;
   private readonly statements = new Map<string, Sqlite3.Statement>();
   private readonly commits: GroupCommit;
   private readonly known = new Set<string>();
@@ -135,12 +157,20 @@ export class SqliteStore implements DeviceStore {
   private readonly replayInflight = new Map<string, number>();
   private flushAllDeferred = false;
   private readonly opening: Promise<void>;
+  /** Settles after the first attempt to open, whatever its outcome. */
+  private readonly firstAttempt: Promise<void>;
+  private firstAttemptDone!: () => void;
   private closed = false;
   private isOpen = false;
+  /** A write transaction is open (one always is between batches, unless the last BEGIN failed). */
+  private inTransaction = false;
+  /** When the storage became unavailable, and why; undefined while it is available. */
+  private down: { since: number; code: string } | undefined;
 
   constructor(private readonly options: SqliteOptions) {
     this.file = path.resolve(options.file);
     this.commits = new GroupCommit((batch) => this.commitBatch(batch), (index) => this.deferredWrites(index));
+    this.firstAttempt = new Promise((resolve) => { this.firstAttemptDone = resolve; });
     this.opening = this.open();
     // Callers see the failure through ready(); this keeps it from being unhandled meanwhile.
     this.opening.catch(() => undefined);
@@ -154,15 +184,53 @@ export class SqliteStore implements DeviceStore {
     return this.opening;
   }
 
+  /** Tells onHealth when availability changes. */
+  private health(err?: unknown): void {
+    if (err instanceof StorageUnavailableError) {
+      if (this.down) return;
+      this.down = { since: Date.now(), code: err.code };
+      this.options.onHealth?.({ available: false, code: err.code });
+    } else if (err === undefined && this.down) {
+      const downMs = Date.now() - this.down.since;
+      this.down = undefined;
+      this.options.onHealth?.({ available: true, downMs });
+    }
+  }
+
+  /**
+   * Opens the database; while it is unavailable (locked by another process, read-only, on a full disk) it retries
+   * with growing waits until it opens or the store is closed. Meanwhile requests fail at once with
+   * StorageUnavailableError instead of waiting.
+   */
   private async open(): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.openOnce();
+        this.health();
+        this.firstAttemptDone();
+        return;
+      } catch (raw) {
+        const err = storageError(raw);
+        await this.release();
+        if (err instanceof StorageUnavailableError) this.health(err);
+        this.firstAttemptDone();
+        if (!(err instanceof StorageUnavailableError) || this.closed) throw err;
+        const wait = REOPEN_DELAYS_MS[Math.min(attempt, REOPEN_DELAYS_MS.length - 1)];
+        for (const end = Date.now() + wait; Date.now() < end && !this.closed; ) await new Promise((r) => setTimeout(r, 50));
+        if (this.closed) throw err;
+      }
+    }
+  }
+
+  private async openOnce(): Promise<void> {
     // Loaded here so that requiring the library does not need the native addon.
     const sqlite3 = require('sqlite3') as typeof Sqlite3;
     fs.mkdirSync(path.dirname(this.file), { recursive: true });
     this.db = await new Promise<Sqlite3.Database>((resolve, reject) => {
       const db = new sqlite3.Database(this.file, (err) => (err ? reject(err) : resolve(db)));
     });
-    this.db.serialize();
-    this.db.configure('busyTimeout', 5000);
+    this.conn.serialize();
+    this.conn.configure('busyTimeout', BUSY_TIMEOUT_MS);
     await this.exec('PRAGMA journal_mode = WAL');
     await this.exec('PRAGMA synchronous = FULL');
     await this.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
@@ -182,6 +250,7 @@ export class SqliteStore implements DeviceStore {
     }
     for (const r of (await this.all('SELECT deviceid FROM devices', [])) as { deviceid: string }[]) this.known.add(r.deviceid);
     await this.exec('BEGIN IMMEDIATE');
+    this.inTransaction = true;
     this.isOpen = true;
   }
 
@@ -194,33 +263,47 @@ export class SqliteStore implements DeviceStore {
     if (this.isOpen) this.commits.kick();
     await this.commits.drain();
     if (!this.db) return;
-    if (this.isOpen) await this.exec('COMMIT').catch(() => undefined);
+    if (this.isOpen && this.inTransaction) await this.exec('COMMIT').catch(() => undefined);
+    await this.release(true);
+  }
+
+  /** Finalizes the prepared statements and closes the connection (reporting a failure only when asked). */
+  private async release(report = false): Promise<void> {
+    const db = this.db;
+    if (!db) return;
     await Promise.all([...this.statements.values()].map((s) => new Promise<void>((resolve) => s.finalize(() => resolve()))));
     this.statements.clear();
-    await new Promise<void>((resolve, reject) => this.db.close((err) => (err ? reject(err) : resolve())));
+    this.db = undefined;
+    await new Promise<void>((resolve, reject) => db.close((err) => (err && report ? reject(err) : resolve())));
   }
 
   // --- low-level helpers -------------------------------------------------
 
+  /** The open connection (none between a failed open and the next attempt: the store is unavailable then). */
+  private get conn(): Sqlite3.Database {
+    if (!this.db) throw new StorageUnavailableError(this.down?.code ?? 'SQLITE_CANTOPEN');
+    return this.db;
+  }
+
   private exec(sql: string): Promise<void> {
-    return new Promise((resolve, reject) => this.db.exec(sql, (err) => (err ? reject(err) : resolve())));
+    return new Promise((resolve, reject) => this.conn.exec(sql, (err) => (err ? reject(storageError(err)) : resolve())));
   }
 
   private statement(sql: string): Sqlite3.Statement {
     let stmt = this.statements.get(sql);
     if (!stmt) {
-      stmt = this.db.prepare(sql);
+      stmt = this.conn.prepare(sql);
       this.statements.set(sql, stmt);
     }
     return stmt;
   }
 
   private run(sql: string, params: unknown[]): Promise<void> {
-    return new Promise((resolve, reject) => this.statement(sql).run(params, (err: Error | null) => (err ? reject(err) : resolve())));
+    return new Promise((resolve, reject) => this.statement(sql).run(params, (err: Error | null) => (err ? reject(storageError(err)) : resolve())));
   }
 
   private all(sql: string, params: unknown[]): Promise<unknown[]> {
-    return new Promise((resolve, reject) => this.statement(sql).all(params, (err: Error | null, rows: unknown[]) => (err ? reject(err) : resolve(rows))));
+    return new Promise((resolve, reject) => this.statement(sql).all(params, (err: Error | null, rows: unknown[]) => (err ? reject(storageError(err)) : resolve(rows))));
   }
 
   private async first(sql: string, params: unknown[] = []): Promise<unknown> {
@@ -234,7 +317,11 @@ export class SqliteStore implements DeviceStore {
    */
   private afterOpen<T>(fn: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new Error('device store is closed'));
-    return this.isOpen ? fn() : this.opening.then(fn);
+    if (this.isOpen) return fn();
+    // Not open because it is unavailable: answer now (503) rather than hold the request until it opens.
+    const unavailable = () => Promise.reject(new StorageUnavailableError(this.down?.code ?? 'SQLITE_CANTOPEN'));
+    if (this.down) return unavailable();
+    return this.firstAttempt.then(() => (this.isOpen ? fn() : this.down ? unavailable() : this.opening.then(fn)));
   }
 
   private read<T>(sql: string, params: unknown[]): Promise<T[]> {
@@ -246,15 +333,25 @@ export class SqliteStore implements DeviceStore {
   }
 
   /**
-   * Commits one batch. A write transaction is always open between batches:
-   * each commit is `COMMIT; BEGIN IMMEDIATE` in one call, queued behind the
-   * batch's statements on the connection, so a batch costs one round trip to
-   * the SQLite thread instead of three. (Statements start at once on the
-   * thread pool; only whole-connection calls such as exec wait for them, so
-   * the transaction must already be open when they are issued.)
+   * Commits one batch. A write transaction is always open between batches: each commit is `COMMIT` followed at
+   * once by `BEGIN IMMEDIATE`, both queued behind the batch's statements on the connection, so a batch costs one
+   * round trip to the SQLite thread instead of three. (Statements start at once on the thread pool; only
+   * whole-connection calls such as exec wait for them, so the transaction must already be open when they are
+   * issued.) When the storage fails, the transaction is rolled back, every write of the batch is rejected
+   * (StorageUnavailableError: 503), and the next batch begins a new transaction first.
    */
   private async commitBatch(batch: PendingWrite[]): Promise<void> {
     this.options.onBatch?.(batch.length);
+    if (!this.inTransaction) {
+      try {
+        await this.exec('BEGIN IMMEDIATE');
+        this.inTransaction = true;
+      } catch (err) {
+        this.health(err);
+        for (const w of batch) w.reject(err);
+        return;
+      }
+    }
     const skip = supersededWrites(batch);
     const inserted = this.insertRows(batch, skip);
     const results = batch.map((w, i) => {
@@ -262,16 +359,21 @@ export class SqliteStore implements DeviceStore {
       const issued = w.statements.map((s) => this.all(s.sql, s.params));
       return Promise.all(issued).then((all) => all[all.length - 1]);
     });
-    const commit = this.exec('COMMIT; BEGIN IMMEDIATE');
-    const [insertedResult, commitResult] = await Promise.allSettled([inserted, commit]);
+    const commit = this.exec('COMMIT');
+    const begin = this.exec('BEGIN IMMEDIATE');
+    const [insertedResult, commitResult, beginResult] = await Promise.allSettled([inserted, commit, begin]);
     const settled = await Promise.allSettled(results);
     if (commitResult.status === 'rejected') {
-      // Start over from a clean transaction; the batch is reported failed.
+      // Not committed: roll back whatever is left (SQLite may have rolled back already) and start clean next time.
       await this.exec('ROLLBACK').catch(() => undefined);
-      await this.exec('BEGIN IMMEDIATE').catch(() => undefined);
+      this.inTransaction = false;
+      this.health(commitResult.reason);
       for (const w of batch) w.reject(commitResult.reason);
       return;
     }
+    this.inTransaction = beginResult.status === 'fulfilled';
+    // (A statement can fail on its own, e.g. SQLITE_FULL while the rest of the batch committed: its writes fail.)
+    this.health(insertedResult.status === 'rejected' ? insertedResult.reason : undefined);
     batch.forEach((w, i) => {
       if (w.row && !skip.has(i) && insertedResult.status === 'rejected') w.reject(insertedResult.reason);
       else if (settled[i].status === 'fulfilled') w.resolve((settled[i] as PromiseFulfilledResult<unknown[]>).value);

@@ -86,3 +86,21 @@ export interface DeviceStore {
   resetReplay(deviceid: string, from?: number): Promise<void>;
   replayState(deviceid: string): Promise<ReplayState>;
 }
+
+/**
+ * The storage cannot take the request now (disk full, read-only, locked by another process, connection lost).
+ * The registry answers it with 503 and Retry-After; nothing of the failed write is kept.
+ */
+export class StorageUnavailableError extends Error {
+  /** The backend's error code, e.g. SQLITE_FULL; never contains data. */
+  readonly code: string;
+
+  constructor(code: string) {
+    super(`storage unavailable (${code})`);
+    this.name = 'StorageUnavailableError';
+    this.code = code;
+  }
+}
+
+/** Seconds a client is told to wait after a 503. */
+export const STORAGE_RETRY_AFTER_S = 5;

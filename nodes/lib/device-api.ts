@@ -1,0 +1,103 @@
+/**
+ * The shipped flow's HTTP API as a table, and the Express middleware around it that a flow cannot express:
+ * rate limits in front of the device endpoints (a limited request gets 429 before any flow runs, so it costs
+ * no database write) and the answer for requests no route took (405 with Allow for a known path, else 404).
+ */
+import type { Translate } from './funnel';
+import { RateLimits, TokenBuckets } from './rate-limit';
+
+interface Route {
+  pattern: RegExp;
+  methods: string[];
+  /** Device endpoints (rate limited); the others are operator endpoints behind the admin token. */
+  device: string[];
+}
+
+/** Paths relative to httpNodeRoot, as the shipped flow (flows/esp-e2ee.json) serves them. */
+export const DEVICE_API: Route[] = [
+  { pattern: /^\/api\/devices\/?$/, methods: ['GET'], device: [] },
+  { pattern: /^\/api\/devices\/[^/]+\/?$/, methods: ['GET', 'POST', 'PUT', 'DELETE'], device: ['GET', 'POST'] },
+  { pattern: /^\/api\/devices\/[^/]+\/readings\/?$/, methods: ['GET', 'POST'], device: ['POST'] },
+  { pattern: /^\/api\/devices\/[^/]+\/commands\/?$/, methods: ['POST'], device: [] },
+  { pattern: /^\/api\/devices\/[^/]+\/reset\/?$/, methods: ['POST'], device: [] },
+];
+
+function routeOf(path: string): Route | undefined {
+  return DEVICE_API.find((r) => r.pattern.test(path));
+}
+
+/** The device id in a device API path, or '' (decoded; undecodable text is kept as it is). */
+export function pathDeviceId(path: string): string {
+  const segment = /^\/api\/devices\/([^/]+)/.exec(path)?.[1] ?? '';
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
+export interface ApiRequest {
+  method?: string;
+  path: string;
+  ip?: string;
+  socket?: { remoteAddress?: string };
+}
+export interface ApiResponse {
+  status(code: number): ApiResponse;
+  set(field: string, value: string): ApiResponse;
+  json(body: unknown): void;
+}
+type Next = (err?: unknown) => void;
+
+/** The request's source address (Express's req.ip, which honours its "trust proxy" setting). */
+export function sourceOf(req: ApiRequest): string {
+  return req.ip ?? req.socket?.remoteAddress ?? '';
+}
+
+/**
+ * Rate limits on the device endpoints: per source address first, then per device id in the path. An excess gets
+ * 429 with Retry-After (seconds) and `onLimited` is told (for the aggregated rejection log).
+ */
+export function deviceRateLimit(limits: RateLimits, t: Translate, onLimited?: (source: string, deviceid: string) => void, now: () => number = Date.now) {
+  const bySource = limits.source ? new TokenBuckets(limits.source) : undefined;
+  const byDevice = limits.device ? new TokenBuckets(limits.device) : undefined;
+  return (req: ApiRequest, res: ApiResponse, next: Next): void => {
+    if (!bySource && !byDevice) return next();
+    const route = routeOf(req.path);
+    if (!route || !route.device.includes(req.method ?? '')) return next();
+    const at = now();
+    const source = sourceOf(req);
+    const deviceid = pathDeviceId(req.path);
+    const wait = bySource?.take(source, at) || byDevice?.take(deviceid, at) || 0;
+    if (wait === 0) return next();
+    onLimited?.(source, deviceid);
+    res.status(429).set('Retry-After', String(Math.max(1, Math.ceil(wait / 1000)))).json({ status: 'NOK', message: t('e2ee.api.rate-limited') });
+  };
+}
+
+/** The last handler under /api: 405 with Allow when the path is the API's and the method is not, else 404. */
+export function deviceApiFallback(t: Translate) {
+  return (req: ApiRequest & { originalUrl?: string; baseUrl?: string }, res: ApiResponse): void => {
+    // Mounted under /api, so req.path has lost it.
+    const route = routeOf(`${req.baseUrl ?? ''}${req.path}`);
+    if (route && !route.methods.includes(req.method ?? '')) {
+      const allow = route.methods.includes('GET') ? [...route.methods, 'HEAD'] : route.methods;
+      res.status(405).set('Allow', allow.join(', ')).json({ status: 'NOK', message: t('e2ee.api.method-not-allowed', { method: String(req.method).slice(0, 16) }) });
+      return;
+    }
+    res.status(404).json({ status: 'NOK', message: t('e2ee.api.not-found') });
+  };
+}
+
+/**
+ * A translator over one of the package's catalogs (the `e2ee` namespace of a built node catalog), for code that
+ * runs outside a node (npm start's fallback).
+ */
+export function catalogTranslator(catalog: Record<string, unknown>): Translate {
+  return (key, params) => {
+    let value: unknown = catalog;
+    for (const part of key.split('.')) value = value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[part] : undefined;
+    if (typeof value !== 'string') return key;
+    return value.replace(/__(\w+)__/g, (m, name: string) => (params && name in params ? String(params[name]) : m));
+  };
+}
