@@ -22,6 +22,7 @@ export interface SimDeviceOptions {
 export interface HttpResult {
   status: number;
   body: unknown;
+  headers: http.IncomingHttpHeaders;
 }
 
 /** A small JSON-over-HTTP client on node:http (keep-alive agent per device). */
@@ -39,7 +40,7 @@ export function requestJson(url: string, method: string, body?: unknown, headers
         } catch {
           // not JSON: keep the text
         }
-        resolve({ status: res.statusCode ?? 0, body: parsed });
+        resolve({ status: res.statusCode ?? 0, body: parsed, headers: res.headers });
       });
     });
     req.setTimeout(10000, () => req.destroy(new Error(`timeout: ${method} ${url}`)));

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v openssl >/dev/null || need_apt+=(openssl)
 # The firmware's host tests and cross-compile check (Debian packages; PlatformIO is not needed).
-for pkg in g++ make libbearssl-dev doctest-dev nlohmann-json3-dev gcc-xtensa-lx106 binutils-xtensa-lx106 picolibc-xtensa-lx106-elf; do
+# e2fsprogs: the storage fault tests make an ext4 file system of their own.
+for pkg in e2fsprogs g++ make libbearssl-dev doctest-dev nlohmann-json3-dev gcc-xtensa-lx106 binutils-xtensa-lx106 picolibc-xtensa-lx106-elf; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
