@@ -148,6 +148,8 @@ async function main(options = {}) {
   // The flow's credentials refer to these variables; Node-RED substitutes them when it creates the nodes.
   process.env.E2EE_KEY = key.value;
   process.env.E2EE_ADMIN_TOKEN = token.value;
+  // The flow's device-store keeps readings for ${E2EE_RETENTION}: 90 days unless set ('' keeps everything).
+  process.env.E2EE_RETENTION = process.env.E2EE_RETENTION ?? '90d';
 
   linkPackage(userDir);
   for (const name of options.packages ?? []) {

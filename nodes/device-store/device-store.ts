@@ -1,13 +1,25 @@
-import { SqliteStore } from '../lib';
+import { Retention, RetentionError, SqliteStore, describeRetention, hasRetention, parseRetention } from '../lib';
 import { positiveInt } from '../shared/config';
 import type { NodeDef, RED } from '../shared/red';
 import { DEFAULT_HEARTBEAT_S, DeviceStoreNode, openStores, storeFile } from '../shared/stores';
+
+/** Retention runs a minute apart, the first one shortly after the store opens. */
+const PRUNE_INTERVAL_MS = 60_000;
+const FIRST_PRUNE_MS = 1_000;
 
 export = function register(RED: RED) {
   function DeviceStore(this: DeviceStoreNode, def: NodeDef) {
     RED.nodes.createNode(this, def);
     this.file = storeFile(def.path, RED.settings.userDir);
     this.heartbeat = positiveInt(def.heartbeat, DEFAULT_HEARTBEAT_S);
+    let retention: Retention = {};
+    try {
+      retention = parseRetention(def.retention);
+    } catch (err) {
+      // A typo must not delete readings: keep everything and say so.
+      this.error(RED._('e2ee.store.bad-retention', { value: err instanceof RetentionError ? err.value.slice(0, 40) : '' }));
+    }
+    this.retention = describeRetention(retention, (key, params) => RED._(key, params));
     const hints: Record<string, string> = { SQLITE_FULL: 'hint-full', SQLITE_READONLY: 'hint-readonly', SQLITE_CANTOPEN: 'hint-readonly', SQLITE_BUSY: 'hint-busy', SQLITE_LOCKED: 'hint-busy' };
     const store = new SqliteStore({
       file: this.file,
@@ -25,12 +37,31 @@ export = function register(RED: RED) {
     this.store = store;
     openStores.set(this.id, this);
     if (!this.credentials?.token) this.log(RED._('e2ee.registry.no-token'));
+    // Retention: a first prune soon after opening, then one a minute (never two at once).
+    let pruneTimer: ReturnType<typeof setTimeout> | undefined;
+    const prune = () => {
+      const started = Date.now();
+      store.prune(retention).then(
+        (count) => {
+          if (count > 0) this.debug(RED._('e2ee.store.pruned', { count, ms: Date.now() - started }));
+        },
+        () => undefined, // storage trouble is reported by onHealth; the next run tries again
+      ).finally(() => {
+        if (pruneTimer) pruneTimer = setTimeout(prune, PRUNE_INTERVAL_MS);
+      });
+    };
     store.ready().then(
-      () => this.log(RED._('e2ee.store.opened', { file: this.file, backend: store.backend })),
+      () => {
+        this.log(RED._('e2ee.store.opened', { file: this.file, backend: store.backend }));
+        this.log(RED._('e2ee.store.retention', { rule: this.retention }));
+        if (hasRetention(retention)) pruneTimer = setTimeout(prune, FIRST_PRUNE_MS);
+      },
       (err: Error) => this.error(RED._('e2ee.store.open-failed', { message: err.message })),
     );
     this.on('close', (_removed, done) => {
       openStores.delete(this.id);
+      clearTimeout(pruneTimer);
+      pruneTimer = undefined;
       // Pending writes commit before the handle goes, so a redeploy loses nothing.
       store.close().then(
         () => {

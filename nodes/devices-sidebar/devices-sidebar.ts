@@ -64,7 +64,7 @@ export = function register(RED: PluginRED) {
   const noStore = (): [number, unknown] => [404, { status: 'NOK', message: t('noStore') }];
 
   RED.httpAdmin.get('/esp-e2ee/stores', read, route(async () => {
-    const stores = [...openStores.values()].map((s) => ({ id: s.id, name: (s as unknown as { name?: string }).name || s.file, heartbeat: s.heartbeat }));
+    const stores = [...openStores.values()].map((s) => ({ id: s.id, name: (s as unknown as { name?: string }).name || s.file, heartbeat: s.heartbeat, retention: s.retention }));
     const keys: Array<{ id: string; name: string; format: string; auth: string }> = [];
     RED.nodes.eachNode((n) => {
       if (n.type !== 'aes-key') return;

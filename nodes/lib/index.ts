@@ -13,3 +13,4 @@ export * from './raw-body';
 export * from './rate-limit';
 export * from './rejection-log';
 export * from './device-api';
+export * from './retention';

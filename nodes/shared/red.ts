@@ -20,6 +20,7 @@ export interface Node {
   warn(message: string): void;
   error(message: string | Error, msg?: Msg): void;
   log(message: string): void;
+  debug(message: string): void;
 }
 
 export type Msg = Record<string, unknown> & { payload?: unknown; _msgid?: string };

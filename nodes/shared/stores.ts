@@ -11,6 +11,8 @@ export interface DeviceStoreNode extends Node {
   /** Seconds after the last contact a device still counts as online. */
   heartbeat: number;
   file: string;
+  /** The retention in words ("at most 30d old, the newest 1000 per device"). */
+  retention: string;
 }
 
 /** Every open device-store, by node id: the editor's Devices sidebar lists their devices. */

@@ -14,6 +14,13 @@ const { tempDir, querySqlite } = require('../support/tmp');
 const lib = require('../../dist/nodes/lib');
 const { requestJson } = require('../../dist/sim/device');
 
+async function until(what, fn, timeoutMs = 15000) {
+  for (const end = Date.now() + timeoutMs; ; await new Promise((r) => setTimeout(r, 100))) {
+    if (fn()) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+  }
+}
+
 describe('limits of npm start: editor listener, rate limits, 405, body limits, timeouts', function () {
   this.timeout(120000);
   let tmp;
@@ -52,6 +59,20 @@ describe('limits of npm start: editor listener, rate limits, 405, body limits, t
     (await op('GET', '')).status.should.equal(200);
     const reading = lib.encryptToWire(key, Buffer.from(JSON.stringify({ data: { t: 1 }, SEQN: 1 })), MAC);
     (await requestJson(`${backend.url}/api/devices/${id}/readings`, 'POST', reading)).status.should.equal(200);
+  });
+
+  it('keeps readings for 90 days by default and says so; a bad E2EE_RETENTION keeps everything, with an error line', async function () {
+    // (The store opens just after the flows start.)
+    await until('the retention line', () => /Readings kept: at most 90d old/.test(backend.output));
+    const other = tempDir('esp-e2ee-retention-');
+    const b = await startBackend({ dataDir: other.dir, env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, E2EE_RETENTION: 'forever' } });
+    try {
+      await until('the retention line', () => /Readings kept: all \(no retention set\)/.test(b.output));
+      b.output.should.match(/\[error\].*Retention must be like 30d, 12h, 1000 \(readings per device\) or 30d,1000: forever/);
+    } finally {
+      await b.stop();
+      other.cleanup();
+    }
   });
 
   it('answers 405 with Allow for a known path and a JSON 404 for an unknown one', async function () {

@@ -17,6 +17,64 @@ describe('lib/store SqliteStore', function () {
     tmp.cleanup();
   });
 
+  describe('retention', function () {
+    it('parses and describes the rules; refuses anything else', function () {
+      const lib = require('../../dist/nodes/lib');
+      lib.parseRetention('').should.eql({});
+      lib.parseRetention('${E2EE_RETENTION}').should.eql({}); // a variable Node-RED left unset
+      lib.parseRetention('30d').should.eql({ maxAgeMs: 30 * 86400000 });
+      lib.parseRetention(' 12h , 1000 ').should.eql({ maxAgeMs: 12 * 3600000, maxPerDevice: 1000 });
+      lib.parseRetention(250).should.eql({ maxPerDevice: 250 });
+      for (const bad of ['30x', '0d', '0', '1d,2d', '-5', '10,20', 'forever']) (() => lib.parseRetention(bad)).should.throw(/bad retention/);
+      const t = lib.catalogTranslator({ e2ee: require('../../nodes/shared/locales/en-US/common.json') });
+      lib.describeRetention(lib.parseRetention('90d,1000'), t).should.equal('at most 90d old, the newest 1000 per device');
+      lib.describeRetention({}, t).should.equal('all (no retention set)');
+    });
+
+    it('by count: keeps the newest N of each device, in steps; integrity_check passes', async function () {
+      const lib = require('../../dist/nodes/lib');
+      for (const id of ['a', 'b']) await store.register({ deviceid: id, ipaddr: '10.0.0.1', ssid: 'x' });
+      const writes = [];
+      for (let i = 1; i <= 1300; i++) writes.push(store.logReading('a', i, { i }));
+      for (let i = 1; i <= 5; i++) writes.push(store.logReading('b', i, { i }));
+      await Promise.all(writes);
+      const batchesBefore = store.groupCommitStats.batches;
+      (await store.prune({ maxPerDevice: 10 })).should.equal(1290);
+      // 1290 rows in steps of at most PRUNE_BATCH: at least three transactions.
+      (store.groupCommitStats.batches - batchesBefore).should.be.aboveOrEqual(Math.ceil(1290 / lib.PRUNE_BATCH));
+      (await store.readings('a', { limit: 100 })).map((r) => r.seqn).should.eql([1300, 1299, 1298, 1297, 1296, 1295, 1294, 1293, 1292, 1291]);
+      (await store.readings('b', { limit: 100 })).length.should.equal(5);
+      // Only devices that logged since the last prune are looked at again.
+      (await store.prune({ maxPerDevice: 10 })).should.equal(0);
+      await store.logReading('a', 1301, {});
+      (await store.prune({ maxPerDevice: 10 })).should.equal(1);
+      await store.close();
+      (await querySqlite(tmp.file('sub/dir/db.sqlite'), 'PRAGMA integrity_check'))[0].integrity_check.should.equal('ok');
+      store = new SqliteStore({ file: tmp.file('sub/dir/db.sqlite') });
+      await store.ready();
+    });
+
+    it('by age: removes what is older, and readings logged meanwhile commit between its steps', async function () {
+      await store.register({ deviceid: 'a', ipaddr: '10.0.0.1', ssid: 'x' });
+      const old = Date.now() - 3 * 86400000;
+      const writes = [];
+      for (let i = 1; i <= 2000; i++) writes.push(store.logReading('a', i, { i }, old));
+      await Promise.all(writes);
+      let pruneDone = false;
+      const pruning = store.prune({ maxAgeMs: 86400000 }).then((n) => { pruneDone = true; return n; });
+      // Ingest while the prune runs: these commit before it has finished (it is not one long transaction).
+      const during = [];
+      for (let i = 2001; i <= 2005; i++) during.push(store.logReading('a', i, { i }).then(() => pruneDone));
+      (await Promise.all(during)).should.containEql(false);
+      (await pruning).should.equal(2000);
+      (await store.readings('a', { limit: 100 })).map((r) => r.seqn).should.eql([2005, 2004, 2003, 2002, 2001]);
+      await store.close();
+      (await querySqlite(tmp.file('sub/dir/db.sqlite'), 'PRAGMA integrity_check'))[0].integrity_check.should.equal('ok');
+      store = new SqliteStore({ file: tmp.file('sub/dir/db.sqlite') });
+      await store.ready();
+    });
+  });
+
   it('creates the file and its directory, in WAL mode, at the latest schema version', async function () {
     const [mode] = await querySqlite(tmp.file('sub/dir/db.sqlite'), 'PRAGMA journal_mode');
     mode.journal_mode.should.equal('wal');

@@ -93,6 +93,8 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     // The one name, everywhere: the tab label and the View menu entry.
     const names = await page.evaluate(() => [document.querySelector('#red-ui-tab-esp-e2ee-devices')?.innerText, document.querySelector('#menu-item-view-menu-esp-e2ee-devices')?.innerText]);
     for (const n of names.filter(Boolean)) n.trim().should.equal('Devices');
+    // Which retention applies (npm start's default).
+    (await page.locator('.esp-e2ee-retention').innerText()).trim().should.equal('Readings kept: at most 90d old');
     await shot('1400-list');
   });
 

@@ -1,3 +1,3 @@
 export * from './types';
 export * from './group-commit';
-export { SqliteStore, MIGRATIONS, REPLAY_CACHE_MAX, BUSY_TIMEOUT_MS } from './sqlite';
+export { SqliteStore, MIGRATIONS, REPLAY_CACHE_MAX, BUSY_TIMEOUT_MS, PRUNE_BATCH } from './sqlite';

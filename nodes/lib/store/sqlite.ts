@@ -19,9 +19,16 @@ import * as fs from 'node:fs';
 import type * as Sqlite3 from 'sqlite3';
 import type { DeviceRow, ReadingRow, RegisterInput, UpdateInput } from '../registry';
 import { INITIAL_STATE, ReplayState, decide } from '../replay-window';
+import type { Retention } from '../retention';
 import { GroupCommit, PendingWrite, Statement, Write, supersededWrites } from './group-commit';
 import { SORT_COLUMNS, StorageUnavailableError } from './types';
 import type { CommandRow, DeviceStore, ListOptions, ReadingsOptions, ReplayPersist, ReplayResult, SortColumn } from './types';
+
+/** Most readings one prune step removes (one write in the commit queue). */
+export const PRUNE_BATCH = 500;
+
+/** Devices pruned by count at the same time (their steps share commit batches with ingest). */
+const PRUNE_DEVICES_AT_ONCE = 20;
 
 /** How many batches a deferred replay state waits for its reading before it is written on its own. */
 const DEFERRED_BATCHES = 8;
@@ -513,6 +520,7 @@ export class SqliteStore implements DeviceStore {
         this.persistReplay(deviceid, deferred.state).catch(() => undefined);
       }
       const t = iso(now);
+      this.loggedSincePrune?.add(deviceid);
       await this.commits.submit({
         statements: [],
         row: { into: 'readings (deviceid, seqn, received, payload)', values: [deviceid, seqn, t, JSON.stringify(payload ?? null)] },
@@ -520,6 +528,35 @@ export class SqliteStore implements DeviceStore {
       });
       return true;
     });
+  }
+
+  /** Devices that logged readings since the last prune by count; undefined: all (none pruned yet). */
+  private loggedSincePrune: Set<string> | undefined;
+
+  async prune(retention: Retention, now = Date.now()): Promise<number> {
+    let removed = 0;
+    const step = async (sql: string, params: unknown[]) => {
+      for (;;) {
+        const rows = await this.write([{ sql, params }]);
+        removed += rows.length;
+        if (rows.length < PRUNE_BATCH) return;
+      }
+    };
+    if (retention.maxAgeMs !== undefined) {
+      // Ids grow with the time received, so the oldest readings are the lowest ids: each step looks at the next
+      // PRUNE_BATCH of them only (no scan of the table) and removes those past the age.
+      await step('DELETE FROM readings WHERE id IN (SELECT id FROM readings ORDER BY id LIMIT ?) AND received < ? RETURNING id', [PRUNE_BATCH, new Date(now - retention.maxAgeMs).toISOString()]);
+    }
+    if (retention.maxPerDevice !== undefined) {
+      const devices = [...(this.loggedSincePrune ?? this.known)];
+      this.loggedSincePrune = new Set();
+      for (let i = 0; i < devices.length; i += PRUNE_DEVICES_AT_ONCE) {
+        // Everything past the newest maxPerDevice of the device (an index seek on readings_by_device).
+        await Promise.all(devices.slice(i, i + PRUNE_DEVICES_AT_ONCE).map((deviceid) =>
+          step('DELETE FROM readings WHERE id IN (SELECT id FROM readings WHERE deviceid = ? ORDER BY id DESC LIMIT ? OFFSET ?) RETURNING id', [deviceid, PRUNE_BATCH, retention.maxPerDevice])));
+      }
+    }
+    return removed;
   }
 
   async readings(deviceid: string, options: ReadingsOptions): Promise<ReadingRow[]> {

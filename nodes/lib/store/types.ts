@@ -6,6 +6,7 @@
  */
 import type { DeviceRow, ReadingRow, RegisterInput, UpdateInput } from '../registry';
 import type { ReplayState } from '../replay-window';
+import type { Retention } from '../retention';
 
 export type ReplayResult = { accepted: true; state: ReplayState } | { accepted: false; reason: 'replay' | 'stale' };
 
@@ -65,6 +66,12 @@ export interface DeviceStore {
   /** Stores a reading and updates lastseen. False when the device is not registered. */
   logReading(deviceid: string, seqn: number | null, payload: unknown, now?: number): Promise<boolean>;
   readings(deviceid: string, options: ReadingsOptions): Promise<ReadingRow[]>;
+  /**
+   * Removes the readings beyond the retention, in small batches that each commit on their own, so ingest goes
+   * on between them. The count rule looks at the devices that logged readings since the last prune (all of them
+   * on the first). Resolves with the number removed.
+   */
+  prune(retention: Retention, now?: number): Promise<number>;
 
   /** Allocates the device's next downlink SEQN (persisted, strictly increasing); resolves after commit. */
   nextCommandSeq(deviceid: string): Promise<number>;
