@@ -47,7 +47,10 @@ suite() {
 echo "== lib unit tests and node tests on Node-RED 4 ($(node --version))"
 suite node "$MOCHA" 'test/lib/**/*.test.js' 'test/nodes/**/*.test.js'
 
-echo "== end-to-end: npm start, the simulator, real HTTP on loopback"
+echo "== fuzzing: a seeded run of about 10,000 cases (npm run fuzz runs 100,000)"
+suite node "$MOCHA" 'test/fuzz/**/*.test.js'
+
+echo "== end-to-end: npm start, the simulator, real HTTP on loopback; faults and crash rounds"
 suite node "$MOCHA" 'test/e2e/**/*.test.js'
 
 echo "== firmware: host tests (ASan/UBSan), ESP8266 cross-compile, interop with the nodes and the backend"

@@ -22,7 +22,8 @@ export const DEVICE_API: Route[] = [
   { pattern: /^\/api\/devices\/[^/]+\/reset\/?$/, methods: ['POST'], device: [] },
 ];
 
-function routeOf(path: string): Route | undefined {
+/** The route of the API a path belongs to, if any. */
+export function routeOf(path: string): Route | undefined {
   return DEVICE_API.find((r) => r.pattern.test(path));
 }
 

@@ -12,6 +12,8 @@
  * editor on a listener of its own as `npm start` does, gives the readings route its uniform answer there too.
  */
 
+import { routeOf } from './device-api';
+
 /** The shipped readings route, relative to httpNodeRoot. */
 export const READINGS_ROUTE = /^\/api\/devices\/[^/]+\/readings\/?$/;
 
@@ -97,9 +99,6 @@ export function rawReadingsBody(t: (key: string, params?: Record<string, unknown
   };
 }
 
-/** The device API's routes other than readings, relative to httpNodeRoot. */
-export const DEVICE_API_ROUTE = /^\/api\/devices(\/|$)/;
-
 /** Largest JSON body of the other device API routes (a register or an update is a few hundred bytes). */
 export const API_BODY_LIMIT = 1024 * 1024;
 
@@ -116,7 +115,7 @@ interface ApiRequest extends RawBodyRequest {
 export function deviceApiJsonBodies(t: (key: string, params?: Record<string, unknown>) => string, limit = API_BODY_LIMIT) {
   return (req: ApiRequest, res: JsonResponse, next: (err?: unknown) => void): void => {
     // Every request to every http in route passes here: the cheap tests first.
-    if (req._body || (req.method !== 'POST' && req.method !== 'PUT' && req.method !== 'PATCH') || !DEVICE_API_ROUTE.test(req.path) || READINGS_ROUTE.test(req.path)) {
+    if (req._body || (req.method !== 'POST' && req.method !== 'PUT' && req.method !== 'PATCH') || !routeOf(req.path) || READINGS_ROUTE.test(req.path)) {
       next();
       return;
     }
