@@ -1,4 +1,4 @@
-import { STORAGE_RETRY_AFTER_S, DEFAULT_RATE_LIMITS, RateLimits, RejectionLog, deviceApiJsonBodies, deviceRateLimit, inputFunnel, parseRateLimits, rawReadingsBody, runAction, sourceOf } from '../lib';
+import { STORAGE_RETRY_AFTER_S, DEFAULT_RATE_LIMITS, RateLimits, RejectionLog, deviceApiJsonBodies, deviceRateLimit, hideAuthorization, inputFunnel, parseRateLimits, rawReadingsBody, runAction, sourceOf } from '../lib';
 import type { Msg, Node, NodeDef, RED } from '../shared/red';
 import { resolveStore } from '../shared/stores';
 
@@ -38,6 +38,8 @@ export = function register(RED: RED) {
   // One log for the whole package: rejected readings and rate-limited requests, summarised per source.
   const rejections = new RejectionLog((line) => RED.log.warn(line), t, interval);
 
+  // The operator's token never shows in a message (see hideAuthorization).
+  RED.httpNode?.use(hideAuthorization());
   // Device endpoints over their rate get 429 before any flow runs.
   RED.httpNode?.use(deviceRateLimit(limits, t, (source, deviceid) => rejections.record(source, deviceid, 'rate-limited')));
   // The shipped readings route needs its body raw (see lib/raw-body): installed once, when the package loads.
@@ -71,8 +73,6 @@ export = function register(RED: RED) {
       }
       const storeNode = resolveStore(RED, def.store);
       const auth = requireToken ? { header: req?.headers?.authorization, token: storeNode.credentials?.token } : undefined;
-      // The operator's token has been read: it goes no further in the message (a debug node would show it).
-      if (requireToken && req?.headers) delete req.headers.authorization;
       const res = await runAction(
         storeNode.store,
         { action, deviceid: deviceIdFrom(msg), body: msg.payload, heartbeatMs: storeNode.heartbeat * 1000, seqn: msg.seqn, auth },

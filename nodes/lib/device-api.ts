@@ -76,6 +76,23 @@ export function deviceRateLimit(limits: RateLimits, t: Translate, onLimited?: (s
   };
 }
 
+/**
+ * Keeps the operator's bearer token out of every message: on the API's routes the Authorization header stays
+ * readable (`req.headers.authorization`, for the token check) but is made non-enumerable, so a debug node, a log
+ * or JSON of `msg.req` does not show it, and its copy in `req.rawHeaders` is replaced.
+ */
+export function hideAuthorization() {
+  return (req: ApiRequest & { headers?: Record<string, unknown>; rawHeaders?: string[] }, _res: unknown, next: Next): void => {
+    const value = req.headers?.authorization;
+    if (value !== undefined && routeOf(req.path)) {
+      Object.defineProperty(req.headers, 'authorization', { value, enumerable: false, configurable: true, writable: true });
+      const raw = req.rawHeaders ?? [];
+      for (let i = 0; i + 1 < raw.length; i += 2) if (raw[i].toLowerCase() === 'authorization') raw[i + 1] = '[hidden]';
+    }
+    next();
+  };
+}
+
 /** The last handler under /api: 405 with Allow when the path is the API's and the method is not, else 404. */
 export function deviceApiFallback(t: Translate) {
   return (req: ApiRequest & { originalUrl?: string; baseUrl?: string }, res: ApiResponse): void => {

@@ -233,15 +233,19 @@ describe(`fuzz (fast-check, ${TOTAL} cases in all, seed ${SEED})`, function () {
       counts.http = 0;
       const routes = ['', '/', '/readings', '/commands', '/reset', '/readings/extra', '/%ZZ', '/..%2f..'];
       const send = (method, url, body, headers) => new Promise((resolve, reject) => {
+        let answer;
         // (A connection each: a reused one can be closed by the server's keep-alive timeout as it is picked.)
         const req = require('node:http').request(url, { method, headers, agent: false }, (res) => {
-          let b = '';
-          res.on('data', (c) => { b += c; });
-          res.on('end', () => resolve({ status: res.statusCode, type: res.headers['content-type'] || '', body: b }));
+          answer = { status: res.statusCode, type: res.headers['content-type'] || '', body: '' };
+          res.on('data', (c) => { answer.body += c; });
+          res.on('end', () => resolve(answer));
         });
         req.on('error', (err) => {
-          // Node answers headers over its limit with 431 and closes at once: the client may see the reset first.
-          if (url.length > 16 * 1024 && err.code === 'ECONNRESET') resolve({ status: 431, type: '', body: '' });
+          // A server may answer before it has read the whole request (a body no route reads, one over a limit,
+          // headers over Node's 16 KiB) and close the connection: the client then sees a reset after the answer,
+          // or before it when the headers were too large (Node's 431).
+          if (answer) resolve(answer);
+          else if (err.code === 'ECONNRESET' && url.length > 16 * 1024) resolve({ status: 431, type: '', body: '' });
           else reject(err);
         });
         req.end(body);
@@ -266,6 +270,8 @@ describe(`fuzz (fast-check, ${TOTAL} cases in all, seed ${SEED})`, function () {
         const url = `${backend.url}/api/devices/${r.id === DEVICE ? encodeURIComponent(DEVICE) : r.id}${r.route}${r.query ? `?${new URLSearchParams(r.query)}` : ''}`;
         const headers = { ...(r.type ? { 'content-type': r.type } : {}), ...(r.auth ? { authorization: `Bearer ${TOKEN}` } : {}) };
         const hasBody = r.method !== 'GET' && r.method !== 'OPTIONS';
+        // (Node's client sends no Content-Length for a DELETE body unless told: the server would read it as the next request.)
+        if (hasBody) headers['content-length'] = String(Buffer.byteLength(r.body));
         const res = await send(r.method, url, hasBody ? r.body : undefined, headers);
         allowed.should.containEql(res.status, `${r.method} ${url} -> ${res.status} ${res.body.slice(0, 200)}`);
         // (OPTIONS gets Express's own answer: the Allow list.)

@@ -112,3 +112,20 @@ describe('lib/device-api', function () {
     res2.body.should.eql({ status: 'NOK', message: 'Not found' });
   });
 });
+
+describe('lib/device-api hideAuthorization', function () {
+  it('keeps the header readable but out of JSON, inspection and rawHeaders, on the API routes only', function () {
+    const util = require('node:util');
+    const mw = lib.hideAuthorization();
+    const req = { path: '/api/devices', headers: { authorization: 'Bearer s3cret-token', host: 'x' }, rawHeaders: ['Host', 'x', 'Authorization', 'Bearer s3cret-token'] };
+    let called = false;
+    mw(req, {}, () => { called = true; });
+    called.should.be.true();
+    req.headers.authorization.should.equal('Bearer s3cret-token');
+    JSON.stringify(req).should.not.containEql('s3cret');
+    util.inspect(req, { depth: 5 }).should.not.containEql('s3cret');
+    const other = { path: '/elsewhere', headers: { authorization: 'Bearer x' }, rawHeaders: ['Authorization', 'Bearer x'] };
+    mw(other, {}, () => undefined);
+    JSON.stringify(other).should.containEql('Bearer x');
+  });
+});
