@@ -107,7 +107,7 @@ interface ApiRequest extends RawBodyRequest {
 }
 
 /**
- * Express middleware for the device API's JSON bodies (register, update, commands, reset): Node-RED's http in
+ * Express middleware for the device API's JSON bodies (register, update, remove, commands, reset): Node-RED's http in
  * node answers a malformed or oversized JSON body with a bare 500. Here a malformed one gets 400 and an
  * oversized one 413, cut off while reading, both as `{status: "NOK", message}` with the message from `t`
  * (catalog keys e2ee.registry.bad-json and e2ee.registry.too-large-body). A good body is parsed and handed on.
@@ -115,7 +115,8 @@ interface ApiRequest extends RawBodyRequest {
 export function deviceApiJsonBodies(t: (key: string, params?: Record<string, unknown>) => string, limit = API_BODY_LIMIT) {
   return (req: ApiRequest, res: JsonResponse, next: (err?: unknown) => void): void => {
     // Every request to every http in route passes here: the cheap tests first.
-    if (req._body || (req.method !== 'POST' && req.method !== 'PUT' && req.method !== 'PATCH') || !routeOf(req.path) || READINGS_ROUTE.test(req.path)) {
+    // (Node-RED's http in parses the bodies of DELETE requests too.)
+    if (req._body || (req.method !== 'POST' && req.method !== 'PUT' && req.method !== 'PATCH' && req.method !== 'DELETE') || !routeOf(req.path) || READINGS_ROUTE.test(req.path)) {
       next();
       return;
     }

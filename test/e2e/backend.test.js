@@ -242,6 +242,10 @@ describe('end to end: npm start + simulator, real HTTP on loopback', function ()
       const badPut = await send('PUT', `/api/devices/${encodeURIComponent(MAC)}`, '{"name": ', auth);
       badPut.status.should.equal(400);
       JSON.parse(badPut.body).status.should.equal('NOK');
+      // Found by the fuzz suite: Node-RED parses DELETE bodies too, and answered a malformed one with 500.
+      const badDelete = await send('DELETE', `/api/devices/${encodeURIComponent(MAC)}`, '{"x', auth);
+      badDelete.status.should.equal(400);
+      JSON.parse(badDelete.body).message.should.equal('The request body is not valid JSON');
       const huge = await send('POST', `/api/devices/${encodeURIComponent(MAC)}`, JSON.stringify({ ipaddr: '192.0.2.1', ssid: 'x', pad: 'x'.repeat(1100 * 1024) }));
       huge.status.should.equal(413);
       JSON.parse(huge.body).message.should.match(/larger than 1048576 bytes/);
