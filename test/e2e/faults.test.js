@@ -11,22 +11,13 @@ const crypto = require('node:crypto');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
 const { startBackend } = require('../support/backend');
+const { until } = require('../support/wait');
 const { tempDir, querySqlite } = require('../support/tmp');
 const { mountLoop, loopUnavailable } = require('../support/loopfs');
 const lib = require('../../dist/nodes/lib');
 const { requestJson } = require('../../dist/sim/device');
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function until(what, fn, timeoutMs = 30000) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 describe('storage faults: full disk, read-only file, locked database', function () {
   this.timeout(180000);
@@ -103,7 +94,7 @@ describe('storage faults: full disk, read-only file, locked database', function 
       lines[0].should.match(/SQLITE_FULL.*disk holding the database is full/);
       backend.output.should.not.match(/\[error\](?!.*Device store unavailable)/);
       loop.free();
-      await until('a reading accepted again', async () => (await post(1))[0].status === 200);
+      await until('a reading accepted again', async () => (await post(1))[0].status === 200, 30000);
       answers.push(...(await post(5)));
       answers.slice(-5).every((a) => a.status === 200).should.be.true();
       await until('the recovery logged', () => /Device store available again/.test(backend.output));
@@ -128,7 +119,7 @@ describe('storage faults: full disk, read-only file, locked database', function 
       } finally {
         loop.immutable(files, false);
       }
-      await until('a reading accepted again', async () => (await post(1))[0].status === 200);
+      await until('a reading accepted again', async () => (await post(1))[0].status === 200, 30000);
       await backend.stop();
       backend = undefined;
       await checkStored(db, answers);

@@ -10,16 +10,11 @@ const http = require('node:http');
 const net = require('node:net');
 const path = require('node:path');
 const { startBackend } = require('../support/backend');
+const { until } = require('../support/wait');
 const { tempDir, querySqlite } = require('../support/tmp');
 const lib = require('../../dist/nodes/lib');
 const { requestJson } = require('../../dist/sim/device');
 
-async function until(what, fn, timeoutMs = 15000) {
-  for (const end = Date.now() + timeoutMs; ; await new Promise((r) => setTimeout(r, 100))) {
-    if (fn()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-  }
-}
 
 describe('limits of npm start: editor listener, rate limits, 405, body limits, timeouts', function () {
   this.timeout(120000);
