@@ -17,7 +17,7 @@
  * network in), E2EE_ADMIN_HOST (127.0.0.1), E2EE_ADMIN_PORT (1881),
  * E2EE_DATA_DIR, E2EE_KEY (hex AES key), E2EE_ADMIN_TOKEN, E2EE_AUTH
  * (hmac-sha256 | none, for a new data dir), E2EE_EDITOR (on | off),
- * E2EE_RATE_LIMIT, E2EE_REJECTION_LOG_INTERVAL (s), E2EE_RETENTION, E2EE_LOG_LEVEL.
+ * E2EE_RATE_LIMIT, E2EE_REJECTION_LOG_INTERVAL (s), E2EE_RETENTION, E2EE_PUSH_ALLOW, E2EE_LOG_LEVEL.
  */
 'use strict';
 const crypto = require('node:crypto');
@@ -200,7 +200,7 @@ async function main(options = {}) {
       page: { scripts: [path.join(__dirname, 'editor', 'login-hint.js')] },
     },
     // The package's own settings (see the device-registry help): rate limits of the device endpoints.
-    e2ee: { rateLimit: process.env.E2EE_RATE_LIMIT, rejectionLogInterval: Number(process.env.E2EE_REJECTION_LOG_INTERVAL) || undefined },
+    e2ee: { rateLimit: process.env.E2EE_RATE_LIMIT, rejectionLogInterval: Number(process.env.E2EE_REJECTION_LOG_INTERVAL) || undefined, pushAllow: process.env.E2EE_PUSH_ALLOW },
     logging: { console: { level: process.env.E2EE_LOG_LEVEL || 'info', metrics: false, audit: false } },
     // The editor sits behind a login: user "admin", password = the admin token (compared in constant time).
     adminAuth: {

@@ -17,6 +17,8 @@ export interface SimDeviceOptions {
   /** Seconds between readings (and polls) until the backend's config says otherwise. */
   interval: number;
   log?: (line: string) => void;
+  /** The address registered as the device's (default 127.0.0.1; the backend pushes commands to private ranges only). */
+  advertise?: string;
 }
 
 export interface HttpResult {
@@ -118,9 +120,14 @@ export class SimDevice {
     return (this.server.address() as AddressInfo).port;
   }
 
+  /** The port of the /command server (undefined before listen). */
+  get cmdPort(): number | undefined {
+    return this.server ? (this.server.address() as AddressInfo).port : undefined;
+  }
+
   async register(): Promise<HttpResult> {
     const cmdport = this.server ? (this.server.address() as AddressInfo).port : undefined;
-    const r = await requestJson(this.url(), 'POST', { ipaddr: '127.0.0.1', ssid: 'esp-e2ee-sim', ...(cmdport ? { cmdport } : {}) }, {}, this.agent);
+    const r = await requestJson(this.url(), 'POST', { ipaddr: this.options.advertise ?? '127.0.0.1', ssid: 'esp-e2ee-sim', ...(cmdport ? { cmdport } : {}) }, {}, this.agent);
     this.log(`register -> ${r.status}`);
     return r;
   }

@@ -1,4 +1,4 @@
-import { STORAGE_RETRY_AFTER_S, DEFAULT_RATE_LIMITS, RateLimits, RejectionLog, deviceApiJsonBodies, deviceRateLimit, hideAuthorization, inputFunnel, parseRateLimits, rawReadingsBody, runAction, sourceOf } from '../lib';
+import { PushPolicy, STORAGE_RETRY_AFTER_S, DEFAULT_RATE_LIMITS, pushPolicy, RateLimits, RejectionLog, deviceApiJsonBodies, deviceRateLimit, hideAuthorization, inputFunnel, parseRateLimits, rawReadingsBody, runAction, sourceOf } from '../lib';
 import type { Msg, Node, NodeDef, RED } from '../shared/red';
 import { resolveStore } from '../shared/stores';
 
@@ -18,9 +18,11 @@ function rejectionReason(msg: Msg): string {
   return String(reason).slice(0, 80);
 }
 
-/** The package's settings in settings.js: `e2ee: { rateLimit, rejectionLogInterval }`. */
+/** The package's settings in settings.js: `e2ee: { rateLimit, rejectionLogInterval, pushAllow }`. */
 interface E2eeSettings {
   rateLimit?: string | RateLimits;
+  /** CIDRs commands may be pushed to (default: the private ranges), or `any`. */
+  pushAllow?: string;
   /** Seconds between rejection summaries (default 60). */
   rejectionLogInterval?: number;
 }
@@ -34,6 +36,15 @@ export = function register(RED: RED) {
   } catch (err) {
     RED.log.error((err as Error).message);
   }
+  let push: PushPolicy | undefined;
+  try {
+    push = pushPolicy(settings.pushAllow);
+  } catch (err) {
+    // A typo must not open the push to everything: no push at all, and the poll delivers.
+    RED.log.error((err as Error).message);
+  }
+  /** Devices whose refused push target was logged (once per device and address; bounded). */
+  const refusedLogged = new Set<string>();
   const interval = Number(settings.rejectionLogInterval) > 0 ? Number(settings.rejectionLogInterval) * 1000 : 60_000;
   // One log for the whole package: rejected readings and rate-limited requests, summarised per source.
   const rejections = new RejectionLog((line) => RED.log.warn(line), t, interval);
@@ -75,7 +86,7 @@ export = function register(RED: RED) {
       const auth = requireToken ? { header: req?.headers?.authorization, token: storeNode.credentials?.token } : undefined;
       const res = await runAction(
         storeNode.store,
-        { action, deviceid: deviceIdFrom(msg), body: msg.payload, heartbeatMs: storeNode.heartbeat * 1000, seqn: msg.seqn, auth },
+        { action, deviceid: deviceIdFrom(msg), body: msg.payload, heartbeatMs: storeNode.heartbeat * 1000, seqn: msg.seqn, auth, push },
         t,
       );
       if (res.audit) this.warn(res.audit);
@@ -85,6 +96,14 @@ export = function register(RED: RED) {
       if (res.headers) msg.headers = { ...(msg.headers as Record<string, string> | undefined), ...res.headers };
       if (res.seqn !== undefined) msg.seqn = res.seqn;
       if (res.pushUrl !== undefined) msg.pushUrl = res.pushUrl;
+      if (res.pushRefused) {
+        const key = `${String(deviceIdFrom(msg))} ${res.pushRefused.address}`;
+        if (!refusedLogged.has(key)) {
+          if (refusedLogged.size >= 10_000) refusedLogged.clear();
+          refusedLogged.add(key);
+          this.warn(t(`e2ee.registry.push-${res.pushRefused.verdict}`, { deviceid: String(deviceIdFrom(msg)).slice(0, 64), address: res.pushRefused.address, allowed: push?.allowed ?? '' }));
+        }
+      }
       return msg;
     }));
     this.on('close', (_removed, done) => {

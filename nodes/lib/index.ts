@@ -14,3 +14,4 @@ export * from './rate-limit';
 export * from './rejection-log';
 export * from './device-api';
 export * from './retention';
+export * from './push-target';

@@ -21,6 +21,7 @@ import {
   validateUpdate,
 } from './registry';
 import { parseSeq } from './replay-window';
+import type { PushPolicy, PushVerdict } from './push-target';
 import { STORAGE_RETRY_AFTER_S, StorageUnavailableError } from './store/types';
 import type { DeviceStore } from './store/types';
 
@@ -38,6 +39,8 @@ export interface ActionRequest {
   auth?: { header: unknown; token: string | undefined };
   /** msg.seqn: the command a queue-command or command-delivered step is about. */
   seqn?: unknown;
+  /** queue-command: which registered addresses may be pushed to; without one, none is. */
+  push?: PushPolicy;
 }
 
 export interface ActionResponse {
@@ -51,8 +54,10 @@ export interface ActionResponse {
   headers?: Record<string, string>;
   /** command: the allocated downlink SEQN. */
   seqn?: number;
-  /** queue-command: where to push the command, when the device has an address. */
+  /** queue-command: where to push the command, when the device's address may be pushed to. */
   pushUrl?: string;
+  /** queue-command: the device's address may not be pushed to (the command waits for its poll). */
+  pushRefused?: { address: string; verdict: Exclude<PushVerdict, 'allowed'> };
 }
 
 function obj(body: unknown): Record<string, unknown> {
@@ -138,13 +143,11 @@ export async function runAction(store: DeviceStore, req: ActionRequest, t: Trans
         const target = await store.commandTarget(deviceid);
         if (!target) return notRegistered();
         await store.queueCommand(deviceid, seqn.seq, req.body, now);
+        const queued = { statusCode: 202, payload: { status: 'OK', message: t('e2ee.registry.command-queued'), seqn: seqn.seq }, seqn: seqn.seq };
+        const verdict = req.push?.verdict(target.ipaddr) ?? 'not-allowed';
+        if (verdict !== 'allowed') return { ...queued, pushRefused: { address: target.ipaddr, verdict } };
         const host = target.ipaddr.includes(':') ? `[${target.ipaddr}]` : target.ipaddr;
-        return {
-          statusCode: 202,
-          payload: { status: 'OK', message: t('e2ee.registry.command-queued'), seqn: seqn.seq },
-          seqn: seqn.seq,
-          pushUrl: `http://${host}:${target.cmdport}/command`,
-        };
+        return { ...queued, pushUrl: `http://${host}:${target.cmdport}/command` };
       }
       case 'command-delivered': {
         const seqn = parseSeq(req.seqn);

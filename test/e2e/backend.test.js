@@ -61,15 +61,17 @@ describe('end to end: npm start + simulator, real HTTP on loopback', function ()
       await until('the device to apply cfgsn 2', () => dev.cfgsn === 2);
       dev.interval.should.equal(0.3);
 
-      // A command is pushed to the device's /command and runs there.
+      // A command: the simulator registered at 127.0.0.1, where commands are never pushed (test/e2e/push.test.js
+      // pushes to a private address), so it arrives with the config poll and runs there.
       const cmd = await op('POST', `/${dev.id}/commands`, { led: true });
       cmd.status.should.equal(202);
       cmd.body.should.containEql({ status: 'OK', seqn: 1 });
-      await until('the pushed command', () => dev.received.length === 1);
+      await until('the command', () => dev.received.length === 1, 20000);
       dev.led.should.be.true();
-      dev.received[0].via.should.equal('push');
+      dev.received[0].via.should.equal('poll');
+      backend.output.should.match(/Commands to device 5C:CF:7F:AA:00:01 are not pushed: its address 127\.0\.0\.1 is loopback/);
 
-      // With the device's command server gone, the next command arrives in the config poll.
+      // A device without a command server gets its commands in the config poll too.
       const nat = new SimDevice({ id: '5C:CF:7F:AA:00:02', baseUrl: backend.url, key, state, interval: 0.2 });
       devices.push(nat);
       (await nat.register()).status.should.equal(201);

@@ -250,12 +250,23 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
       (await call('command', MAC, { led: false })).payload.SEQN.should.equal(7);
     });
     it('marks a pushed command delivered', async function () {
-      await call('register', MAC, { ipaddr: 'fe80::2', ssid: 's' });
+      await call('register', MAC, { ipaddr: 'fd00::2', ssid: 's' });
       await call('command', MAC, { led: true });
-      (await call('queue-command', MAC, { iv: 'x', data: 'y' }, { seqn: 1 })).msg.pushUrl.should.equal('http://[fe80::2]:80/command');
+      (await call('queue-command', MAC, { iv: 'x', data: 'y' }, { seqn: 1 })).msg.pushUrl.should.equal('http://[fd00::2]:80/command');
       (await call('command-delivered', MAC, undefined, { seqn: 1 })).statusCode.should.equal(200);
       (await call('get', MAC)).payload.commands.should.eql([]);
       (await querySqlite(dir().file('e2ee.sqlite'), 'SELECT via FROM commands')).should.eql([{ via: 'push' }]);
+    });
+    it('gives no push URL for a link-local, loopback or public address (the command waits for the poll)', async function () {
+      for (const [i, ipaddr] of ['fe80::2', '127.0.0.1', '169.254.169.254', '8.8.8.8'].entries()) {
+        const id = `${MAC.slice(0, -1)}${i}`;
+        await call('register', id, { ipaddr, ssid: 's' });
+        await call('command', id, { led: true });
+        const queued = await call('queue-command', id, { iv: 'x', data: 'y' }, { seqn: 1 });
+        queued.statusCode.should.equal(202);
+        queued.msg.should.not.have.property('pushUrl');
+        (await call('get', id)).payload.commands.should.eql([{ iv: 'x', data: 'y' }]);
+      }
     });
     it('validates commands and targets', async function () {
       await call('register', MAC, { ipaddr: '10.0.0.1', ssid: 's' });
