@@ -22,7 +22,7 @@ export = function register(RED: RED) {
     const maxBytes = positiveInt(def.maxBytes, DEFAULT_MAX_BYTES);
 
     this.on('input', inputFunnel<Msg>(this, (key, params) => RED._(key, params), (msg) => {
-      const key = resolveKey(RED, def.key);
+      const key = resolveKey(RED, def.key, { deviceid: deviceIdOf(msg), keyVersion: msg.keyVersion });
       const envelope = parseEnvelope(msg.payload, { iv: msg.iv, mac: msg.mac, maxBytes });
       const raw = decryptEnvelope(key, envelope, deviceIdOf(msg));
       msg.payload = formatOutput(unwrapPlaintext(raw, plaintext), output);

@@ -29,7 +29,7 @@ export = function register(RED: RED) {
 
     this.on('input', inputFunnel<Msg>(this, (key, params) => RED._(key, params), (msg) => {
       if (ivError) throw ivError;
-      const key = resolveKey(RED, def.key);
+      const key = resolveKey(RED, def.key, { deviceid: deviceIdOf(msg), keyVersion: msg.keyVersion });
       const bytes = wrapPlaintext(payloadToBytes(msg.payload), plaintext);
       msg.payload = encryptToWire(key, bytes, deviceIdOf(msg), fixedIv);
       return msg;

@@ -1,4 +1,5 @@
-import { E2eeError, isE2eeError, parseKey } from '../lib';
+import { DeviceKeyring, E2eeError, isE2eeError, parseKey, parseKeyBytes } from '../lib';
+import type { AuthMode } from '../lib';
 import type { AesKeyNode } from '../shared/keys';
 import type { NodeDef, RED } from '../shared/red';
 
@@ -8,8 +9,16 @@ export = function register(RED: RED) {
     // An empty setting (e.g. an unset environment variable) means the default.
     this.format = String(def.format || 'hex');
     this.auth = String(def.auth || 'none');
+    this.scope = def.scope === 'per-device' ? 'per-device' : 'shared';
     try {
-      this.material = parseKey(this.format, this.credentials?.key, this.auth);
+      const material = parseKey(this.format, this.credentials?.key, this.auth);
+      if (this.scope === 'per-device') {
+        // The secret is a master key: every device's key is derived from it, message by message.
+        if (this.format !== 'hex' && this.format !== 'base64') throw new E2eeError('bad-scope');
+        this.keyring = new DeviceKeyring(parseKeyBytes(this.format, String(this.credentials?.key)), this.auth as AuthMode);
+      } else {
+        this.material = material;
+      }
     } catch (err) {
       this.keyError = isE2eeError(err) ? err : new E2eeError('bad-key');
       // The text names what is wrong with the configuration, never the key itself.

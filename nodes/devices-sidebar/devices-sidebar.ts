@@ -14,6 +14,7 @@ import {
   validateDeviceId,
 } from '../lib';
 import type { ActionResponse, KeyMaterial } from '../lib';
+import { resolveKey } from '../shared/keys';
 import type { AesKeyNode } from '../shared/keys';
 import type { RED } from '../shared/red';
 import { DeviceStoreNode, openStores } from '../shared/stores';
@@ -69,7 +70,7 @@ export = function register(RED: PluginRED) {
     RED.nodes.eachNode((n) => {
       if (n.type !== 'aes-key') return;
       const live = RED.nodes.getNode(n.id) as AesKeyNode | null;
-      if (live?.material && live.material.kind === 'bytes') keys.push({ id: n.id, name: n.name || n.id, format: live.format, auth: live.auth });
+      if ((live?.material && live.material.kind === 'bytes') || live?.keyring) keys.push({ id: n.id, name: n.name || n.id, format: live.format, auth: live.auth });
     });
     return [200, { stores, keys }];
   }));
@@ -121,8 +122,13 @@ export = function register(RED: PluginRED) {
     const node = storeOf(req);
     if (!node) return noStore();
     const body = (req.body ?? {}) as { key?: unknown; command?: unknown };
-    const keyNode = typeof body.key === 'string' ? (RED.nodes.getNode(body.key) as AesKeyNode | null) : null;
-    const material: KeyMaterial | undefined = keyNode?.material;
+    let material: KeyMaterial | undefined;
+    try {
+      // The shared key, or in per-device scope this device's own.
+      material = resolveKey(RED, body.key, { deviceid: req.params.id });
+    } catch {
+      material = undefined;
+    }
     if (!material || material.kind !== 'bytes') return [400, { status: 'NOK', message: t('error.no-key') }];
     // The flow's three steps: allocate the downlink SEQN, encrypt, queue (delivered in the next config poll).
     const allocated = await act(node, 'command', req.params.id, body.command);

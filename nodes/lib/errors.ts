@@ -20,7 +20,10 @@ export type ErrorCode =
   | 'bad-plaintext'
   | 'bad-fixed-iv'
   | 'form-mismatch'
-  | 'no-store';
+  | 'no-store'
+  | 'no-deviceid'
+  | 'bad-key-version'
+  | 'bad-scope';
 
 export class E2eeError extends Error {
   readonly code: ErrorCode;

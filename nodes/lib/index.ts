@@ -15,3 +15,4 @@ export * from './rejection-log';
 export * from './device-api';
 export * from './retention';
 export * from './push-target';
+export * from './device-keys';

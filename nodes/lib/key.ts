@@ -49,19 +49,22 @@ export function parseKeyBytes(format: 'hex' | 'base64', secret: string): Buffer 
   return bytes;
 }
 
+/** The key material of raw key bytes in an auth mode: in hmac-sha256 mode the encryption and MAC keys are derived. */
+export function byteKeyMaterial(raw: Buffer, auth: AuthMode): ByteKey {
+  if (auth === 'hmac-sha256') {
+    const { encKey, macKey } = deriveAuthKeys(raw);
+    return { kind: 'bytes', auth, encKey, macKey, decrypt: createCbcDecryptor(encKey) };
+  }
+  return { kind: 'bytes', auth: 'none', encKey: raw, decrypt: createCbcDecryptor(raw) };
+}
+
 export function parseKey(format: unknown, secret: unknown, auth: unknown = 'none'): KeyMaterial {
   if (typeof secret !== 'string' || secret.length === 0) throw new E2eeError('no-key');
   if (!AUTH_MODES.includes(auth as AuthMode)) throw new E2eeError('bad-key-format');
   switch (format) {
     case 'hex':
-    case 'base64': {
-      const raw = parseKeyBytes(format, secret);
-      if (auth === 'hmac-sha256') {
-        const { encKey, macKey } = deriveAuthKeys(raw);
-        return { kind: 'bytes', auth, encKey, macKey, decrypt: createCbcDecryptor(encKey) };
-      }
-      return { kind: 'bytes', auth: 'none', encKey: raw, decrypt: createCbcDecryptor(raw) };
-    }
+    case 'base64':
+      return byteKeyMaterial(parseKeyBytes(format, secret), auth as AuthMode);
     case 'passphrase':
       // The OpenSSL salted string has nowhere to carry a MAC, so passphrase keys are crypto-js mode only.
       if (auth !== 'none') throw new E2eeError('passphrase-auth');

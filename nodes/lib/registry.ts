@@ -24,6 +24,8 @@ export interface DeviceRow {
   flags: number;
   data: Record<string, unknown>;
   datec: string;
+  /** The version of the device's key under a per-device master key (0 until it is rekeyed). */
+  keyver: number;
 }
 
 export interface ReadingRow {

@@ -163,6 +163,40 @@ describe('aes nodes on Node-RED ' + redVersion(), function () {
     });
   });
 
+  describe('per-device scope: the key is a master, each device has its own', function () {
+    const lib = require('../../dist/nodes/lib');
+    const master = crypto.randomBytes(16);
+    for (const auth of ['none', 'hmac-sha256']) {
+      it(`auth ${auth}: decrypts what the device encrypted with its own key, for that device only`, async function () {
+        await load({ format: 'hex', auth, scope: 'per-device' }, { key: master.toString('hex') });
+        const A = '5C:CF:7F:AA:00:01';
+        const deviceKey = lib.byteKeyMaterial(lib.deriveDeviceKey(master, A, 0), auth);
+        const wire = lib.encryptToWire(deviceKey, Buffer.from(JSON.stringify({ SEQN: 3 })), A);
+        (await exchange('dec', 'decOut', { payload: wire, deviceid: A })).msg.payload.should.eql({ SEQN: 3 });
+        if (auth === 'hmac-sha256') {
+          // A's message posted as B, and one under another key version, are refused.
+          (await expectRejected('dec', 'decOut', { payload: wire, deviceid: '5C:CF:7F:AA:00:02' })).should.equal('Decryption failed');
+          (await expectRejected('dec', 'decOut', { payload: wire, deviceid: A, keyVersion: 1 })).should.equal('Decryption failed');
+        }
+        // The master itself is no device's key.
+        const underMaster = lib.encryptToWire(lib.parseKey('hex', master.toString('hex'), auth), Buffer.from('{"SEQN":4}'), A);
+        const r = await exchange('dec', 'decOut', { payload: underMaster, deviceid: A });
+        (r.error !== undefined || JSON.stringify(r.msg.payload) !== '{"SEQN":4}').should.be.true();
+        // The node's own encryption for A is what A's key decrypts (last: the fixture also feeds it to dec).
+        const out = (await exchange('enc', 'encOut', { payload: { cmd: 1 }, deviceid: A })).msg.payload;
+        JSON.parse(lib.decryptEnvelope(deviceKey, lib.parseEnvelope(out), A).toString()).should.eql({ cmd: 1 });
+      });
+    }
+    it('a message without a device id is refused; a passphrase cannot be a master', async function () {
+      await load({ format: 'hex', auth: 'hmac-sha256', scope: 'per-device' }, { key: master.toString('hex') });
+      (await expectRejected('dec', 'decOut', { payload: { iv: 'AAAAAAAAAAAAAAAAAAAAAA==', data: 'AAAAAAAAAAAAAAAAAAAAAA==', mac: 'AA==' } })).should.match(/needs msg\.deviceid/);
+      (await expectRejected('enc', 'encOut', { payload: 'x' })).should.match(/needs msg\.deviceid/);
+      await helper.unload();
+      await load({ format: 'passphrase', auth: 'none', scope: 'per-device' }, { key: 'secret words' });
+      (await expectRejected('dec', 'decOut', { payload: 'U2FsdGVkX1+AAAAAAAAAAA==', deviceid: 'x' })).should.match(/needs a hex or base64 master key/);
+    });
+  });
+
   describe('bad input: nothing out, one clear error, no secrets', function () {
     const keyHex = crypto.randomBytes(16).toString('hex');
     async function loadMac() {

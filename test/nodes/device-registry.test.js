@@ -39,7 +39,7 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
       await new Promise((r) => setTimeout(r, 5));
       const r = await call('register', MAC, { ipaddr: 'fe80::1', ssid: 'Other' });
       r.statusCode.should.equal(200);
-      Object.keys(r.payload).should.eql(['deviceid', 'name', 'lastseen', 'ssid', 'ipaddr', 'cfgsn', 'flags', 'data', 'datec']);
+      Object.keys(r.payload).should.eql(['deviceid', 'name', 'lastseen', 'ssid', 'ipaddr', 'cfgsn', 'flags', 'data', 'datec', 'keyver']);
       r.payload.should.containEql({ deviceid: MAC, name: 'kitchen', ssid: 'Other', ipaddr: 'fe80::1', cfgsn: 1, flags: 0, data: {} });
       r.payload.datec.should.equal(first.datec);
       (r.payload.lastseen > first.lastseen).should.be.true();

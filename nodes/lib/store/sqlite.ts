@@ -84,6 +84,10 @@ export const MIGRATIONS: string[][] = [
      )`,
     `CREATE UNIQUE INDEX commands_by_device ON commands (deviceid, seqn)`,
   ],
+  [
+    // Per-device keys: the version of the device's key under the master key.
+    `ALTER TABLE devices ADD COLUMN keyver INTEGER NOT NULL DEFAULT 0`,
+  ],
 ];
 
 /**
@@ -106,7 +110,7 @@ const REOPEN_DELAYS_MS = [250, 500, 1000, 2000, 5000];
 /** The current time in the ISO 8601 form the rows use, computed by SQLite. */
 const NOW_SQL = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
-const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec';
+const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, keyver';
 
 interface RawDevice extends Omit<DeviceRow, 'data'> {
   data: string;
