@@ -53,8 +53,8 @@ for (const entry of fs.readdirSync(src, { withFileTypes: true })) {
     }
   }
 }
-// The simulator is an executable (package.json bin).
-fs.chmodSync(path.join(root, 'dist', 'sim', 'cli.js'), 0o755);
+// The simulator and the provisioning tool are executables (package.json bin).
+for (const bin of ['cli.js', 'keys.js']) fs.chmodSync(path.join(root, 'dist', 'sim', bin), 0o755);
 // The whole backend in Import > Examples (git-ignored copy of flows/esp-e2ee.json).
 const backendExample = path.join(root, 'examples', 'backend', 'esp-e2ee-backend.json');
 fs.mkdirSync(path.dirname(backendExample), { recursive: true });

@@ -13,7 +13,11 @@
 #ifndef E2EE_BACKEND_URL
 #define E2EE_BACKEND_URL "http://192.168.1.10:1880"
 #endif
-// The AES key: 32, 48 or 64 hex digits (npm start stores it in <data>/aes-key.hex).
+// The id the device reports as (default: its WiFi MAC address). With a per-device key (the backend's default),
+// `npx esp-e2ee-keys <id> --url <backend>` prints a whole secrets.h with this id and the device's own key.
+// #define E2EE_DEVICE_ID "5C:CF:7F:AA:00:01"
+// The AES key: 32 hex digits: the device's own key (esp-e2ee-keys) with a per-device master on the backend, or
+// the fleet's shared key (the backend's aes-key with scope "shared", e.g. E2EE_AUTH=none).
 #ifndef E2EE_KEY_HEX
 #define E2EE_KEY_HEX "00000000000000000000000000000000"
 #endif

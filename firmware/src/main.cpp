@@ -60,7 +60,7 @@ e2ee::DownlinkGuard downlink(downlinkStore);
 e2ee::Keys keys;
 ESP8266WebServer server(80);
 
-char deviceId[18];  // "5C:CF:7F:01:02:03"
+char deviceId[65];  // E2EE_DEVICE_ID (at most 64 characters), else the MAC "5C:CF:7F:01:02:03"
 uint32_t intervalS = E2EE_INTERVAL_S;
 uint64_t cfgsn = 0;
 uint32_t lastTick = 0;
@@ -216,8 +216,14 @@ void setup() {
     Serial.printf("[%s] E2EE_KEY_HEX must be 32, 48 or 64 hex digits (see include/secrets.example.h). Halting.\n", TAG);
     for (;;) delay(1000);
   }
+#ifdef E2EE_DEVICE_ID
+  // Provisioned with a per-device key (esp-e2ee-keys): the key is derived for exactly this id.
+  static_assert(sizeof(E2EE_DEVICE_ID) <= sizeof(deviceId), "E2EE_DEVICE_ID is at most 64 characters");
+  snprintf(deviceId, sizeof(deviceId), "%s", E2EE_DEVICE_ID);
+#else
   const String mac = WiFi.macAddress();
   snprintf(deviceId, sizeof(deviceId), "%s", mac.c_str());
+#endif
   Serial.printf("[%s] device %s, auth %s, backend %s\n", TAG, deviceId, E2EE_AUTH_HMAC ? "hmac-sha256" : "none", E2EE_BACKEND_URL);
   server.on("/command", HTTP_POST, onCommand);
   server.begin();

@@ -16,3 +16,4 @@ export * from './device-api';
 export * from './retention';
 export * from './push-target';
 export * from './device-keys';
+export * from './provision';

@@ -1,0 +1,68 @@
+/**
+ * Provisioning a device under a per-device master key: its `secrets.h` for the firmware (include/secrets.h), with
+ * the device id, the device's own key (never the master), the backend URL and placeholders for the WiFi settings.
+ */
+import { deriveDeviceKey } from './device-keys';
+import { validateDeviceId } from './registry';
+
+export interface SecretsOptions {
+  master: Buffer;
+  deviceId: string;
+  /** Key version (default 0). */
+  version?: number;
+  /** The backend as the device reaches it, e.g. http://192.168.1.10:1880. */
+  backendUrl: string;
+  hmac?: boolean;
+}
+
+/** A C string literal: backslashes and quotes escaped, anything outside printable ASCII as an octal escape. */
+function cString(text: string): string {
+  return `"${[...Buffer.from(text, 'utf8')].map((b) => (b === 0x22 || b === 0x5c ? `\\${String.fromCharCode(b)}` : b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\${b.toString(8).padStart(3, '0')}`)).join('')}"`;
+}
+
+/** A random device id for "generate": `esp-` and 12 hex digits. */
+export function generateDeviceId(random: (n: number) => Buffer): string {
+  return `esp-${random(6).toString('hex')}`;
+}
+
+/** The complete secrets.h of one device. Throws a ValidationError for an invalid device id. */
+export function renderSecretsH(o: SecretsOptions): string {
+  const deviceId = validateDeviceId(o.deviceId);
+  const version = o.version ?? 0;
+  const key = deriveDeviceKey(o.master, deviceId, version).toString('hex');
+  return `#pragma once
+// secrets.h of device ${deviceId} (key version ${version}), made by esp-e2ee-keys.
+// Copy it to firmware/include/secrets.h (git-ignored). It holds this device's own key only: keep it private, and
+// give every device its own file. Fill in the WiFi settings.
+
+#ifndef E2EE_WIFI_SSID
+#define E2EE_WIFI_SSID "your-wifi"
+#endif
+#ifndef E2EE_WIFI_PASSWORD
+#define E2EE_WIFI_PASSWORD "your-wifi-password"
+#endif
+// The Node-RED backend as the device reaches it (no trailing slash).
+#ifndef E2EE_BACKEND_URL
+#define E2EE_BACKEND_URL ${cString(o.backendUrl.replace(/\/+$/, ''))}
+#endif
+// The id this device reports as; its key is derived for exactly this id.
+#ifndef E2EE_DEVICE_ID
+#define E2EE_DEVICE_ID ${cString(deviceId)}
+#endif
+// This device's AES-128 key (per-device scope), version ${version}.
+#ifndef E2EE_KEY_HEX
+#define E2EE_KEY_HEX "${key}"
+#endif
+#ifndef E2EE_KEY_VERSION
+#define E2EE_KEY_VERSION ${version}
+#endif
+// 1: HMAC-SHA256 encrypt-then-MAC (the backend's default); 0: plain crypto-js compatible AES.
+#ifndef E2EE_AUTH_HMAC
+#define E2EE_AUTH_HMAC ${o.hmac === false ? 0 : 1}
+#endif
+// Seconds between readings and config polls, until the backend's config says otherwise.
+#ifndef E2EE_INTERVAL_S
+#define E2EE_INTERVAL_S 30
+#endif
+`;
+}

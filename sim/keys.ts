@@ -1,0 +1,111 @@
+#!/usr/bin/env node
+/**
+ * esp-e2ee-keys: the secrets.h of one device under a per-device master key.
+ *
+ *   npx esp-e2ee-keys 5C:CF:7F:AA:00:01 --url http://192.168.1.10:1880 > firmware/include/secrets.h
+ *   npx esp-e2ee-keys --generate --url http://192.168.1.10:1880 --out firmware/include/secrets.h
+ *
+ * The master key comes from --key, E2EE_KEY (hex) or <data dir>/aes-key.hex (--data, E2EE_DATA_DIR, else ./data),
+ * as `npm start` keeps it. The master never leaves this machine: the file holds the device's own key only.
+ */
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { ValidationError, generateDeviceId, parseKeyBytes, renderSecretsH } from '../nodes/lib';
+
+const HELP = `Usage: esp-e2ee-keys <device id> [options]
+       esp-e2ee-keys --generate [options]
+Prints the firmware's include/secrets.h for one device: its id, its own key (derived from the master key, which
+stays here), the backend URL and placeholders for the WiFi settings.
+  --generate         make up a device id (esp-<12 hex digits>) instead of naming one
+  --url URL          the backend as the device reaches it (default http://192.168.1.10:1880: change it)
+  --version N        key version (default 0)
+  --auth MODE        hmac-sha256 (default) or none, as the backend's aes-key
+  --key HEX          the master key in hex (default: $E2EE_KEY, else <data dir>/aes-key.hex)
+  --data DIR         the backend's data dir (default: $E2EE_DATA_DIR, else ./data)
+  --out FILE         write the file (mode 0600) instead of printing it
+A device id is 1 to 64 characters from A-Z a-z 0-9 : . _ - (a MAC address fits).`;
+
+function masterFrom(values: { key?: string; data?: string }): string {
+  if (values.key) return values.key;
+  if (process.env.E2EE_KEY) return process.env.E2EE_KEY;
+  const file = path.join(values.data ?? 'data', 'aes-key.hex');
+  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
+  throw new Error(`no master key: pass --key, set E2EE_KEY, or --data <the backend's data dir> (${file} does not exist)`);
+}
+
+function args() {
+  return parseArgs({
+    allowPositionals: true,
+    options: {
+      generate: { type: 'boolean', default: false },
+      url: { type: 'string', default: 'http://192.168.1.10:1880' },
+      version: { type: 'string', default: '0' },
+      auth: { type: 'string', default: 'hmac-sha256' },
+      key: { type: 'string' },
+      data: { type: 'string', default: process.env.E2EE_DATA_DIR || undefined },
+      out: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+}
+
+function main(): number {
+  let parsed: ReturnType<typeof args>;
+  try {
+    parsed = args();
+  } catch (err) {
+    console.error(`esp-e2ee-keys: ${(err as Error).message} (see --help)`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const deviceId = values.generate ? generateDeviceId(crypto.randomBytes) : positionals[0];
+  if (!deviceId || positionals.length > (values.generate ? 0 : 1)) {
+    console.error(values.generate ? 'esp-e2ee-keys: --generate takes no device id' : 'esp-e2ee-keys: name one device id, or --generate (see --help)');
+    return 2;
+  }
+  if (values.auth !== 'hmac-sha256' && values.auth !== 'none') {
+    console.error('esp-e2ee-keys: --auth must be hmac-sha256 or none');
+    return 2;
+  }
+  const version = Number(values.version);
+  if (!/^\d{1,10}$/.test(values.version) || version > 0xffffffff) {
+    console.error('esp-e2ee-keys: --version must be an integer from 0 to 4294967295');
+    return 2;
+  }
+  if (!/^https?:\/\/[^/\s]+/.test(values.url)) {
+    console.error('esp-e2ee-keys: --url must be http://host:port (the backend as the device reaches it)');
+    return 2;
+  }
+  let master: Buffer;
+  try {
+    master = parseKeyBytes('hex', masterFrom(values));
+  } catch (err) {
+    // (Never the key itself in the message.)
+    console.error(`esp-e2ee-keys: ${err instanceof Error && err.message.startsWith('no master') ? err.message : 'the master key must be 32, 48 or 64 hex digits'}`);
+    return 2;
+  }
+  let text: string;
+  try {
+    text = renderSecretsH({ master, deviceId, version, backendUrl: values.url, hmac: values.auth === 'hmac-sha256' });
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    console.error('esp-e2ee-keys: a device id is 1 to 64 characters from A-Z a-z 0-9 : . _ -');
+    return 2;
+  }
+  if (values.out) {
+    fs.writeFileSync(values.out, text, { mode: 0o600 });
+    fs.chmodSync(values.out, 0o600);
+    console.error(`esp-e2ee-keys: wrote ${values.out} for device ${deviceId} (key version ${version}); fill in the WiFi settings`);
+  } else {
+    process.stdout.write(text);
+  }
+  return 0;
+}
+
+process.exitCode = main();
