@@ -26,7 +26,7 @@ async function run({ seconds = arg('seconds', 60), bare = arg('bare', 5), connec
   try {
     await addFlow(backend.adminUrl, TOKEN, 'bare', BARE_FLOW);
     const bareOpts = { url: `${backend.url}/bench/bare`, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"iv":"x","data":"y"}', connections };
-    const load = await readingsLoad({ url: backend.url, key: lib.parseKey('hex', KEY, 'hmac-sha256'), devices: 1000, prefix: 'DR' });
+    const load = await readingsLoad({ url: backend.url, key: new lib.DeviceKeyring(Buffer.from(KEY, 'hex'), 'hmac-sha256'), devices: 1000, prefix: 'DR' });
     await cannon({ ...bareOpts, duration: 2 });
     const rssBefore = rssMb(backend.pid);
     const bareBefore = (await cannon({ ...bareOpts, duration: bare }))['2xx'] / bare;

@@ -89,14 +89,15 @@ async function runRuntime({ auth, pipelines, duration, rounds, connections, log 
     await addFlow(backend.adminUrl, TOKEN, 'bench', peerFlow(KEY, peerDb));
 
     const url = backend.url;
-    const shippedKey = lib.parseKey('hex', KEY, auth);
+    // npm start's scope: a key per device under the master with hmac-sha256, one shared key with none.
+    const shippedKey = auth === 'none' ? lib.parseKey('hex', KEY, auth) : new lib.DeviceKeyring(Buffer.from(KEY, 'hex'), auth);
     const peerKey = lib.parseKey('hex', KEY, 'none');
     const loads = {
       readings: await readingsLoad({ url, key: shippedKey, prefix: 'B1' }),
       'peer durable': await readingsLoad({ url, key: peerKey, prefix: 'B2', register: false, path: (id) => `/bench/peer-durable/${id}/readings` }),
       'peer volatile': await readingsLoad({ url, key: peerKey, prefix: 'B3', register: false, path: (id) => `/bench/peer-volatile/${id}/readings` }),
     };
-    const bareBody = JSON.stringify(lib.encryptToWire(shippedKey, Buffer.from('{"data":{"a0":1},"SEQN":1}'), 'x'));
+    const bareBody = JSON.stringify(lib.encryptToWire(shippedKey.material ? shippedKey.material('x') : shippedKey, Buffer.from('{"data":{"a0":1},"SEQN":1}'), 'x'));
     const options = (name) => (name === 'bare'
       ? { url: `${url}/bench/bare`, method: 'POST', headers: { 'content-type': 'application/json' }, body: bareBody }
       : { url, requests: [loads[name].request] });

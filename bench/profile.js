@@ -82,7 +82,7 @@ async function main() {
     env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: 'profile', E2EE_AUTH: auth, E2EE_LOG_LEVEL: 'warn', E2EE_RATE_LIMIT: 'off' },
   });
   try {
-    const load = await readingsLoad({ url: backend.url, key: lib.parseKey('hex', KEY, auth), devices: 100 });
+    const load = await readingsLoad({ url: backend.url, key: auth === 'none' ? lib.parseKey('hex', KEY, auth) : new lib.DeviceKeyring(Buffer.from(KEY, 'hex'), auth), devices: 100 });
     const result = await cannon({ url: backend.url, connections, duration, requests: [load.request] });
     console.log(`${auth}: ${Math.round(result.requests.average)} readings/s, p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms, non-2xx ${result.non2xx}`);
   } finally {

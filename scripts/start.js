@@ -160,7 +160,12 @@ async function main(options = {}) {
   const auth = process.env.E2EE_AUTH || 'hmac-sha256';
   if (!fs.existsSync(flowFile)) {
     const flow = JSON.parse(fs.readFileSync(path.join(root, 'flows', 'esp-e2ee.json'), 'utf8'));
-    for (const n of flow) if (n.type === 'aes-key') n.auth = auth;
+    // hmac-sha256: a master key and a key per device; none: the seed's one shared key (crypto-js / blog firmware).
+    for (const n of flow) {
+      if (n.type !== 'aes-key') continue;
+      n.auth = auth;
+      n.scope = auth === 'none' ? 'shared' : 'per-device';
+    }
     fs.writeFileSync(flowFile, JSON.stringify(flow, null, 2));
     const keyNode = flow.find((n) => n.type === 'aes-key');
     const storeNode = flow.find((n) => n.type === 'device-store');
@@ -248,7 +253,11 @@ async function main(options = {}) {
   };
   const wildcard = host === '0.0.0.0' || host === '::';
   const base = urlOf(server, host);
+  // The flow's key: a master with a key per device, or one key for all (an older data dir, or E2EE_AUTH=none).
+  const scope = (JSON.parse(fs.readFileSync(flowFile, 'utf8')).find((n) => n.type === 'aes-key') || {}).scope === 'per-device' ? 'per-device' : 'shared';
+
   const editorUrl = adminServer ? urlOf(adminServer, adminHost) : undefined;
+  const dataArg = dataDir === path.join(root, 'data') ? '' : ` --data ${JSON.stringify(dataDir)}`;
   const lines = [
     '',
     '=== node-red-contrib-esp-e2ee backend ===',
@@ -258,7 +267,7 @@ async function main(options = {}) {
     '               GET /<mac>/readings | POST /<mac>/commands | POST /<mac>/reset',
     editor ? `Editor:        ${editorUrl}/  (user "admin", password: the admin token; E2EE_ADMIN_HOST/E2EE_ADMIN_PORT)` : 'Editor:        off (E2EE_EDITOR=off)',
     `Database:      ${path.join(userDir, 'esp-e2ee.sqlite')}`,
-    `AES key:       from ${key.source}`,
+    `AES key:       from ${key.source} (${scope === 'per-device' ? 'master key: a key per device, esp-e2ee-keys' : 'shared by every device'})`,
     `Admin token:   from ${token.source}`,
   ];
   // Generated secrets are shown on a terminal only: under systemd or docker, stdout goes to a log that keeps
@@ -266,9 +275,12 @@ async function main(options = {}) {
   const showSecrets = process.stdout.isTTY === true;
   const notShown = 'It is not printed here, because the output is not a terminal (a service log would keep it): read it from that file.';
   if (key.generated) {
-    lines.push('', `A new AES-128 key was generated and stored in ${key.source} (mode 0600). Put it in the firmware's`,
-      `include/secrets.h as E2EE_KEY_HEX (auth mode ${auth}), or run the simulator with E2EE_KEY set to it.`,
-      ...(showSecrets ? [`    ${key.value}`, 'It is shown only this once.'] : [notShown]));
+    lines.push('', `A new AES-128 key was generated and stored in ${key.source} (mode 0600).`,
+      ...(scope === 'per-device'
+        ? ['It is the master key and stays here (it is not printed). Each device gets its own key, derived from it:',
+          `    npx esp-e2ee-keys <device id> --url ${wildcard ? `http://<this machine's address>:${server.address().port}` : base}${dataArg} > firmware/include/secrets.h`]
+        : [`Put it in the firmware's include/secrets.h as E2EE_KEY_HEX (auth mode ${auth}, one key for every device).`,
+          ...(showSecrets ? [`    ${key.value}`, 'It is shown only this once.'] : [notShown])]));
   }
   if (token.generated) {
     lines.push('', `A new admin token was generated and stored in ${token.source} (mode 0600).`,
@@ -281,7 +293,6 @@ async function main(options = {}) {
       ? `Devices on your network: use one of ${addresses.map((a) => `http://${a}:${server.address().port}`).join(', ')} as E2EE_BACKEND_URL.`
       : 'Listening on every interface, but this machine has no network address yet.');
   }
-  const dataArg = dataDir === path.join(root, 'data') ? '' : ` --data ${JSON.stringify(dataDir)}`;
   lines.push('', `Simulated devices: npm run sim -- --url ${base}${dataArg} --devices 10 --interval 1`);
   lines.push(`esp-e2ee backend ready on ${base}`, '');
   console.log(lines.join('\n'));

@@ -5,14 +5,16 @@
  *   npx esp-e2ee-sim --url http://localhost:1880 --devices 10 --interval 1
  *
  * The key comes from --key, E2EE_KEY (hex) or <data dir>/aes-key.hex; --auth
- * must match the backend's aes-key (hmac-sha256 by default, as `npm start`
- * sets up). Once per interval it prints what happened; at the end a summary,
+ * and --scope must match the backend's aes-key (hmac-sha256 with a key per
+ * device derived from that master, as `npm start` sets up; with --auth none
+ * one shared key). Once per interval it prints what happened; at the end a summary,
  * and it exits non-zero when no reading was accepted.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { parseKey } from '../nodes/lib';
+import { DeviceKeyring, parseKey, parseKeyBytes } from '../nodes/lib';
+import type { AuthMode } from '../nodes/lib';
 import { SimDevice, SimStats } from './device';
 import { StateFile, defaultStateFile } from './state';
 
@@ -22,6 +24,8 @@ const HELP = `Usage: esp-e2ee-sim [options]
   --interval S       seconds between readings until the config changes it (default 5)
   --key HEX          AES key in hex (default: $E2EE_KEY, else <data dir>/aes-key.hex)
   --auth MODE        hmac-sha256 (default) or none
+  --scope SCOPE      per-device (default with hmac-sha256: --key is the master, each device derives its own)
+                     or shared (default with none: every device uses --key)
   --data DIR         the backend's data dir (default: $E2EE_DATA_DIR): key and state file from there
   --state FILE       state file for sequence numbers (default: <data dir>/sim-state.json, else
                      $XDG_STATE_HOME/esp-e2ee-sim/state.json, i.e. ~/.local/state/...)
@@ -45,6 +49,7 @@ async function main(): Promise<number> {
       interval: { type: 'string', default: '5' },
       key: { type: 'string' },
       auth: { type: 'string', default: 'hmac-sha256' },
+      scope: { type: 'string' },
       data: { type: 'string', default: process.env.E2EE_DATA_DIR || undefined },
       state: { type: 'string' },
       prefix: { type: 'string', default: '5CCF7F' },
@@ -57,7 +62,12 @@ async function main(): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const key = parseKey('hex', keyFrom(values), values.auth);
+  const secret = keyFrom(values);
+  const shared = parseKey('hex', secret, values.auth);
+  const scope = values.scope ?? (values.auth === 'none' ? 'shared' : 'per-device');
+  if (scope !== 'shared' && scope !== 'per-device') throw new Error('--scope must be per-device or shared');
+  // Per device: the simulator stands in for the provisioning tool too, deriving each device's key from the master.
+  const ring = scope === 'per-device' ? new DeviceKeyring(parseKeyBytes('hex', secret), values.auth as AuthMode) : undefined;
   const count = Number(values.devices);
   const interval = Number(values.interval);
   const duration = values.duration === undefined ? undefined : Number(values.duration);
@@ -73,7 +83,8 @@ async function main(): Promise<number> {
   const devices: SimDevice[] = [];
   for (let i = 0; i < count; i++) {
     const suffix = i.toString(16).toUpperCase().padStart(6, '0').match(/../g)!.join(':');
-    const device = new SimDevice({ id: `${prefix}:${suffix}`, baseUrl, key, state, interval, log });
+    const id = `${prefix}:${suffix}`;
+    const device = new SimDevice({ id, baseUrl, key: ring ? ring.material(id) : shared, state, interval, log });
     await device.listen();
     devices.push(device);
     let r;
@@ -107,7 +118,7 @@ async function main(): Promise<number> {
       collect();
       const seconds = Math.round((Date.now() - started) / 1000);
       console.log(`summary after ${seconds} s, ${devices.length} device(s): ${total}`);
-      if (total.accepted === 0) console.error('esp-e2ee-sim: no reading was accepted: check --url, the key (--key/E2EE_KEY) and --auth against the backend');
+      if (total.accepted === 0) console.error('esp-e2ee-sim: no reading was accepted: check --url, the key (--key/E2EE_KEY), --auth and --scope against the backend');
       resolve(total.accepted === 0 ? 1 : 0);
     };
     process.on('SIGINT', stop);

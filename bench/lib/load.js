@@ -34,6 +34,10 @@ async function addFlow(url, adminToken, label, nodes) {
  * @param {{url: string, key: object, devices?: number, prefix?: string, path?: (id: string) => string, register?: boolean}} options
  *   path: the request path for a device (default the shipped route); register: POST /api/devices/:id first.
  */
+/**
+ * `key`: a device's key material for all of them (a shared key), or a DeviceKeyring (npm start's per-device scope:
+ * each device its own key).
+ */
 async function readingsLoad({ url, key, devices = 100, prefix = 'BE', path = (id) => `/api/devices/${id}/readings`, register = true }) {
   const ids = Array.from({ length: devices }, (_, i) => `5C:CF:7F:${prefix}:${String(Math.floor(i / 100)).padStart(2, '0')}:${String(i % 100).padStart(2, '0')}`);
   if (register) {
@@ -43,6 +47,7 @@ async function readingsLoad({ url, key, devices = 100, prefix = 'BE', path = (id
     }
   }
   const counters = new Map(ids.map((id) => [id, 0]));
+  const keyOf = typeof key.material === 'function' ? (id) => key.material(id) : () => key;
   let turn = 0;
   let sent = 0;
   const request = {
@@ -53,7 +58,7 @@ async function readingsLoad({ url, key, devices = 100, prefix = 'BE', path = (id
       const seqn = counters.get(id) + 1;
       counters.set(id, seqn);
       sent++;
-      const body = JSON.stringify(lib.encryptToWire(key, Buffer.from(JSON.stringify({ data: { a0: seqn % 1024, heap: 30000, uptime: seqn }, SEQN: seqn })), id));
+      const body = JSON.stringify(lib.encryptToWire(keyOf(id), Buffer.from(JSON.stringify({ data: { a0: seqn % 1024, heap: 30000, uptime: seqn }, SEQN: seqn })), id));
       return { ...req, path: path(id), body };
     },
   };

@@ -46,8 +46,9 @@ describe('end to end: npm start + simulator, real HTTP on loopback', function ()
 
     it('the simulator registers, posts readings, gets a config change and runs commands; readings are stored', async function () {
       const state = new StateFile(path.join(tmp.dir, 'sim-state.json'));
-      const key = lib.parseKey('hex', keyHex(), 'hmac-sha256');
-      const dev = new SimDevice({ id: '5C:CF:7F:AA:00:01', baseUrl: backend.url, key, state, interval: 0.2 });
+      // npm start's default: the generated key is a master, and each device has its own key derived from it.
+      const ring = new lib.DeviceKeyring(Buffer.from(keyHex(), 'hex'), 'hmac-sha256');
+      const dev = new SimDevice({ id: '5C:CF:7F:AA:00:01', baseUrl: backend.url, key: ring.material('5C:CF:7F:AA:00:01'), state, interval: 0.2 });
       devices.push(dev);
       await dev.listen();
       (await dev.register()).status.should.equal(201);
@@ -72,7 +73,7 @@ describe('end to end: npm start + simulator, real HTTP on loopback', function ()
       backend.output.should.match(/Commands to device 5C:CF:7F:AA:00:01 are not pushed: its address 127\.0\.0\.1 is loopback/);
 
       // A device without a command server gets its commands in the config poll too.
-      const nat = new SimDevice({ id: '5C:CF:7F:AA:00:02', baseUrl: backend.url, key, state, interval: 0.2 });
+      const nat = new SimDevice({ id: '5C:CF:7F:AA:00:02', baseUrl: backend.url, key: ring.material('5C:CF:7F:AA:00:02'), state, interval: 0.2 });
       devices.push(nat);
       (await nat.register()).status.should.equal(201);
       nat.run();
@@ -113,8 +114,9 @@ describe('end to end: npm start + simulator, real HTTP on loopback', function ()
     let backend;
     const KEY = crypto.randomBytes(16).toString('hex');
     const TOKEN = crypto.randomBytes(16).toString('hex');
-    const key = lib.parseKey('hex', KEY, 'hmac-sha256');
+    const ring = new lib.DeviceKeyring(Buffer.from(KEY, 'hex'), 'hmac-sha256');
     const MAC = '5C:CF:7F:BB:00:01';
+    const key = ring.material(MAC);
     before(async function () {
       tmp = tempDir('esp-e2ee-e2e-');
       // (No rate limit here, the limits have their own suite; rejection summaries every second.)
@@ -126,7 +128,7 @@ describe('end to end: npm start + simulator, real HTTP on loopback', function ()
     });
     const dev = (method, suffix, body, headers) => requestJson(`${backend.url}/api/devices/${encodeURIComponent(MAC)}${suffix}`, method, body, headers);
     const op = (method, suffix, body) => requestJson(`${backend.url}/api/devices${suffix}`, method, body, { authorization: `Bearer ${TOKEN}` });
-    const reading = (seqn, id = MAC) => lib.encryptToWire(key, Buffer.from(JSON.stringify({ data: { a0: 1 }, SEQN: seqn })), id);
+    const reading = (seqn, id = MAC) => lib.encryptToWire(ring.material(id), Buffer.from(JSON.stringify({ data: { a0: 1 }, SEQN: seqn })), id);
     /** Raw POST, for bodies that are not JSON. */
     const rawPost = (suffix, text, type = 'application/json') => new Promise((resolve, reject) => {
       const req = require('node:http').request(`${backend.url}/api/devices/${encodeURIComponent(MAC)}${suffix}`, { method: 'POST', headers: { 'content-type': type } }, (res) => {
@@ -298,7 +300,7 @@ describe('end to end: npm start + simulator, real HTTP on loopback', function ()
     let tmp;
     const KEY = crypto.randomBytes(16).toString('hex');
     const TOKEN = crypto.randomBytes(16).toString('hex');
-    const key = lib.parseKey('hex', KEY, 'hmac-sha256');
+    const ring = new lib.DeviceKeyring(Buffer.from(KEY, 'hex'), 'hmac-sha256');
     before(() => { tmp = tempDir('esp-e2ee-crash-'); });
     after(() => tmp.cleanup());
 
@@ -309,7 +311,8 @@ describe('end to end: npm start + simulator, real HTTP on loopback', function ()
       const state = new StateFile(path.join(tmp.dir, 'sim.json'));
       const sims = [];
       for (let i = 0; i < 10; i++) {
-        const d = new SimDevice({ id: `5C:CF:7F:CC:00:${String(i).padStart(2, '0')}`, baseUrl: backend.url, key, state, interval: 1 });
+        const id = `5C:CF:7F:CC:00:${String(i).padStart(2, '0')}`;
+        const d = new SimDevice({ id, baseUrl: backend.url, key: ring.material(id), state, interval: 1 });
         (await d.register()).status.should.equal(201);
         sims.push(d);
       }

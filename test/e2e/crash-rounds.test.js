@@ -32,7 +32,7 @@ describe('crash rounds: kill -9 at random points under load, 20 rounds', functio
   const SEED = Number(process.env.E2EE_CRASH_SEED || 20261126);
   const KEY = crypto.randomBytes(16).toString('hex');
   const TOKEN = crypto.randomBytes(16).toString('hex');
-  const key = lib.parseKey('hex', KEY, 'hmac-sha256');
+  const ring = new lib.DeviceKeyring(Buffer.from(KEY, 'hex'), 'hmac-sha256');
   const env = { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'warn', E2EE_RATE_LIMIT: 'off' };
   const script = path.resolve(__dirname, '..', '..', 'scripts', 'start.js');
   let tmp;
@@ -52,7 +52,8 @@ describe('crash rounds: kill -9 at random points under load, 20 rounds', functio
       port = backend.port;
       const sims = [];
       for (let i = 0; i < 5; i++) {
-        const d = new SimDevice({ id: `5C:CF:7F:FF:00:${String(i).padStart(2, '0')}`, baseUrl: backend.url, key, state, interval: 1 });
+        const id = `5C:CF:7F:FF:00:${String(i).padStart(2, '0')}`;
+        const d = new SimDevice({ id, baseUrl: backend.url, key: ring.material(id), state, interval: 1 });
         if (round === 0) (await d.register()).status.should.equal(201);
         sims.push(d);
       }
@@ -100,7 +101,7 @@ describe('crash rounds: kill -9 at random points under load, 20 rounds', functio
       ackedCommands.length.should.be.above(ROUNDS);
       console.log(`      ${ROUNDS} rounds: ${ackedReadings.length} readings and ${ackedCommands.length} commands acknowledged, all stored (${stored.size} readings stored, ${cutOff} requests cut off by the kills)`);
       // Served again after the last kill.
-      const d = new SimDevice({ id: '5C:CF:7F:FF:00:00', baseUrl: backend.url, key, state, interval: 1 });
+      const d = new SimDevice({ id: '5C:CF:7F:FF:00:00', baseUrl: backend.url, key: ring.material('5C:CF:7F:FF:00:00'), state, interval: 1 });
       (await d.postReading()).status.should.equal(200);
     } finally {
       await backend.stop();

@@ -23,7 +23,7 @@ describe('storage faults: full disk, read-only file, locked database', function 
   this.timeout(180000);
   const KEY = crypto.randomBytes(16).toString('hex');
   const TOKEN = crypto.randomBytes(16).toString('hex');
-  const key = lib.parseKey('hex', KEY, 'hmac-sha256');
+  const ring = new lib.DeviceKeyring(Buffer.from(KEY, 'hex'), 'hmac-sha256');
   const env = { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'info', E2EE_RATE_LIMIT: 'off' };
   const MAC = '5C:CF:7F:EE:00:01';
   // About 2 KB a reading, so the write-ahead log must grow soon once the disk is full.
@@ -36,7 +36,7 @@ describe('storage faults: full disk, read-only file, locked database', function 
       const answers = [];
       for (let i = 0; i < n; i++) {
         seqn++;
-        const wire = lib.encryptToWire(key, Buffer.from(JSON.stringify({ data: { pad }, SEQN: seqn })), MAC);
+        const wire = lib.encryptToWire(ring.material(MAC), Buffer.from(JSON.stringify({ data: { pad }, SEQN: seqn })), MAC);
         const r = await requestJson(`${backend.url}/api/devices/${encodeURIComponent(MAC)}/readings`, 'POST', wire);
         answers.push({ seqn, status: r.status, body: r.body, retry: r.headers?.['retry-after'] });
       }

@@ -46,13 +46,14 @@ describe('first hour: start banner, port clash, a simulator that talks', functio
     }
   });
 
-  it('on a terminal, the generated key and token are shown once', async function () {
+  it('on a terminal, the generated token is shown once, and the master key never (devices get their own keys)', async function () {
     const tmp = tempDir('esp-e2ee-tty-');
     const port = await freePort();
+    const adminPort = await freePort();
     // util-linux `script` gives the server a pseudo-terminal as its stdout.
     const child = spawn('script', ['-qefc', `${process.execPath} ${path.join(root, 'scripts', 'start.js')}`, '/dev/null'], {
       cwd: root, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', E2EE_DATA_DIR: tmp.dir, E2EE_LOG_LEVEL: 'warn' },
+      env: { ...process.env, PORT: String(port), E2EE_ADMIN_PORT: String(adminPort), HOST: '127.0.0.1', E2EE_DATA_DIR: tmp.dir, E2EE_LOG_LEVEL: 'warn' },
     });
     let out = '';
     child.stdout.on('data', (c) => { out += c; });
@@ -62,7 +63,8 @@ describe('first hour: start banner, port clash, a simulator that talks', functio
       out.should.containEql('esp-e2ee backend ready');
       const keyHex = fs.readFileSync(path.join(tmp.dir, 'aes-key.hex'), 'utf8').trim();
       const token = fs.readFileSync(path.join(tmp.dir, 'admin-token'), 'utf8').trim();
-      out.split(keyHex).length.should.equal(2);
+      out.split(keyHex).length.should.equal(1);
+      out.should.containEql(`npx esp-e2ee-keys <device id> --url http://127.0.0.1:${port} --data "${tmp.dir}"`);
       out.split(token).length.should.equal(2);
       out.should.not.match(/not printed here/);
     } finally {

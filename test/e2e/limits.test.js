@@ -22,7 +22,7 @@ describe('limits of npm start: editor listener, rate limits, 405, body limits, t
   let backend;
   const KEY = crypto.randomBytes(16).toString('hex');
   const TOKEN = crypto.randomBytes(16).toString('hex');
-  const key = lib.parseKey('hex', KEY, 'hmac-sha256');
+  const ring = new lib.DeviceKeyring(Buffer.from(KEY, 'hex'), 'hmac-sha256');
   const MAC = '5C:CF:7F:DD:00:01';
   const id = encodeURIComponent(MAC);
   before(async function () {
@@ -52,7 +52,7 @@ describe('limits of npm start: editor listener, rate limits, 405, body limits, t
     // Devices and the operator API still work.
     (await requestJson(`${backend.url}/api/devices/${id}`, 'POST', { ipaddr: '192.0.2.7', ssid: 'lab' })).status.should.equal(201);
     (await op('GET', '')).status.should.equal(200);
-    const reading = lib.encryptToWire(key, Buffer.from(JSON.stringify({ data: { t: 1 }, SEQN: 1 })), MAC);
+    const reading = lib.encryptToWire(ring.material(MAC), Buffer.from(JSON.stringify({ data: { t: 1 }, SEQN: 1 })), MAC);
     (await requestJson(`${backend.url}/api/devices/${id}/readings`, 'POST', reading)).status.should.equal(200);
   });
 
@@ -89,7 +89,7 @@ describe('limits of npm start: editor listener, rate limits, 405, body limits, t
   it('rate-limits a device: the excess gets 429 with Retry-After, and no reading of it is stored', async function () {
     const before = (await querySqlite(path.join(tmp.dir, 'node-red', 'esp-e2ee.sqlite'), 'SELECT count(*) AS n FROM readings WHERE deviceid = ?', [MAC]))[0].n;
     const answers = await Promise.all(Array.from({ length: 60 }, (_, i) => {
-      const wire = lib.encryptToWire(key, Buffer.from(JSON.stringify({ data: { t: i }, SEQN: 100 + i })), MAC);
+      const wire = lib.encryptToWire(ring.material(MAC), Buffer.from(JSON.stringify({ data: { t: i }, SEQN: 100 + i })), MAC);
       return new Promise((resolve, reject) => {
         const req = http.request(`${backend.url}/api/devices/${id}/readings`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
           let b = '';

@@ -161,7 +161,10 @@ describe('palette install: npm pack of a clean checkout, npm install <tgz>, a st
           await sleep(100);
         }
         registered.status.should.equal(201, red.output);
-        const key = lib.parseKey('hex', keyHex, flow.find((n) => n.type === 'aes-key').auth || 'hmac-sha256');
+        const keyNode = flow.find((n) => n.type === 'aes-key');
+        // The shipped flow's key is a master: each device has its own key, derived from it.
+        keyNode.scope.should.equal('per-device');
+        const key = new lib.DeviceKeyring(Buffer.from(keyHex, 'hex'), keyNode.auth).material(id);
         const reading = lib.encryptToWire(key, Buffer.from(JSON.stringify({ data: { a0: 1 }, SEQN: 1 })), id);
         (await requestJson(`${red.url}/api/devices/${id}/readings`, 'POST', reading)).status.should.equal(200);
         (await requestJson(`${red.url}/api/devices/${id}/readings`, 'POST', reading)).status.should.equal(400);

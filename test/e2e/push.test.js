@@ -24,7 +24,7 @@ describe('safe push targets: private ranges only, refusals logged once, the poll
   this.timeout(120000);
   const KEY = crypto.randomBytes(16).toString('hex');
   const TOKEN = crypto.randomBytes(16).toString('hex');
-  const key = lib.parseKey('hex', KEY, 'hmac-sha256');
+  const ring = new lib.DeviceKeyring(Buffer.from(KEY, 'hex'), 'hmac-sha256');
   const PRIVATE = '10.77.0.5';
   let tmp;
   let backend;
@@ -80,7 +80,7 @@ describe('safe push targets: private ranges only, refusals logged once, the poll
   const op = (method, suffix, body) => requestJson(`${backend.url}/api/devices${suffix}`, method, body, { authorization: `Bearer ${TOKEN}` });
 
   function device(id, advertise) {
-    const d = new SimDevice({ id, baseUrl: backend.url, key, state: new StateFile(path.join(tmp.dir, `${id.replace(/:/g, '')}.json`)), interval: 0.3, advertise });
+    const d = new SimDevice({ id, baseUrl: backend.url, key: ring.material(id), state: new StateFile(path.join(tmp.dir, `${id.replace(/:/g, '')}.json`)), interval: 0.3, advertise });
     devices.push(d);
     return d;
   }

@@ -53,7 +53,7 @@ describe('secret hygiene: a full run captured, neither secret anywhere', functio
     const KEY = fs.readFileSync(path.join(tmp.dir, 'aes-key.hex'), 'utf8').trim();
     const TOKEN = fs.readFileSync(path.join(tmp.dir, 'admin-token'), 'utf8').trim();
     const keyBytes = Buffer.from(KEY, 'hex');
-    const material = lib.parseKey('hex', KEY, 'hmac-sha256');
+    const ring = new lib.DeviceKeyring(keyBytes, 'hmac-sha256');
     const derived = lib.deriveAuthKeys(keyBytes);
     const needles = [KEY, KEY.toUpperCase(), keyBytes.toString('base64'), keyBytes.toString('base64url'), TOKEN, derived.encKey.toString('hex'), derived.macKey.toString('hex'), derived.encKey.toString('base64'), derived.macKey.toString('base64')];
     const admin = (method, p, body) => send(backend.adminUrl, method, p, body, auth ? { authorization: `Bearer ${auth}` } : {});
@@ -89,7 +89,7 @@ describe('secret hygiene: a full run captured, neither secret anywhere', functio
 
     // Devices: registration, readings (good and bad), polls, commands.
     const state = new StateFile(path.join(tmp.dir, 'sim.json'));
-    const sims = ['5C:CF:7F:01:00:01', '5C:CF:7F:01:00:02'].map((id) => new SimDevice({ id, baseUrl: backend.url, key: material, state, interval: 1 }));
+    const sims = ['5C:CF:7F:01:00:01', '5C:CF:7F:01:00:02'].map((id) => new SimDevice({ id, baseUrl: backend.url, key: ring.material(id), state, interval: 1 }));
     for (const d of sims) {
       const reg = await d.register();
       reg.status.should.equal(201, JSON.stringify(reg.body) + backend.output.slice(-3000));

@@ -7,6 +7,7 @@ const { helper, nodes, fixtureFlow, exchange, redVersion } = require('../support
 const { startBackend } = require('../support/backend');
 const { tempDir } = require('../support/tmp');
 const { requestJson } = require('../../dist/sim/device');
+const lib = require('../../dist/nodes/lib');
 
 const firmware = path.resolve(__dirname, '..', '..', 'firmware');
 const tool = path.join(firmware, 'build', 'e2ee-tool');
@@ -112,7 +113,11 @@ describe('firmware (lib/e2ee on the host)', function () {
     it('posts a reading over loopback HTTP and gets a 200; the same reading again is refused', async function () {
       const id = '5C:CF:7F:FE:ED:01';
       (await requestJson(`${backend.url}/api/devices/${id}`, 'POST', { ipaddr: '127.0.0.1', ssid: 'lab' })).status.should.equal(201);
-      const post = (seqn) => runTool(['post', '--url', backend.url, '--key', KEY, '--auth', 'hmac-sha256', '--deviceid', id, '--seqn', String(seqn), '--data', '{"a0":700}']);
+      // npm start's per-device scope: the firmware holds its own key, derived from the master (as esp-e2ee-keys prints it).
+      const deviceKey = lib.deriveDeviceKey(Buffer.from(KEY, 'hex'), id).toString('hex');
+      const post = (seqn) => runTool(['post', '--url', backend.url, '--key', deviceKey, '--auth', 'hmac-sha256', '--deviceid', id, '--seqn', String(seqn), '--data', '{"a0":700}']);
+      // The master itself is no device's key.
+      runTool(['post', '--url', backend.url, '--key', KEY, '--auth', 'hmac-sha256', '--deviceid', id, '--seqn', '99', '--data', '{}']).stdout.should.startWith('400 ');
       const first = post(1);
       first.status.should.equal(0, first.stdout + first.stderr);
       first.stdout.should.startWith('200 ');

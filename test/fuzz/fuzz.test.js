@@ -29,9 +29,11 @@ const options = (name) => ({ numRuns: runs(name), seed: SEED, endOnFailure: true
 const unhandled = [];
 const onUnhandled = (err) => unhandled.push(err);
 
-const KEY_HEX = crypto.randomBytes(16).toString('hex');
-const key = lib.parseKey('hex', KEY_HEX, 'hmac-sha256');
 const DEVICE = '5C:CF:7F:AA:00:01';
+/** The backend's master key, and the device's own key derived from it (npm start's per-device scope). */
+const KEY_HEX = crypto.randomBytes(16).toString('hex');
+const DEVICE_KEY_HEX = lib.deriveDeviceKey(Buffer.from(KEY_HEX, 'hex'), DEVICE).toString('hex');
+const key = lib.parseKey('hex', DEVICE_KEY_HEX, 'hmac-sha256');
 
 /** Strings that break naive code: huge, unicode (astral, RTL, NUL), prototype keys, numbers as text. */
 const nasty = fc.oneof(
@@ -185,7 +187,7 @@ describe(`fuzz (fast-check, ${TOTAL} cases in all, seed ${SEED})`, function () {
 
     it('aes-decrypt: invalid input gives no output (an error for a Catch node), valid input its plaintext', async function () {
       counts.nodes = 0;
-      await helper.load([nodes.aesKey, nodes.aesEncrypt, nodes.aesDecrypt], fixtureFlow('aes', { key: { format: 'hex', auth: 'hmac-sha256' }, dec: { output: 'auto', plaintext: 'auto' } }), { key: { key: KEY_HEX } });
+      await helper.load([nodes.aesKey, nodes.aesEncrypt, nodes.aesDecrypt], fixtureFlow('aes', { key: { format: 'hex', auth: 'hmac-sha256' }, dec: { output: 'auto', plaintext: 'auto' } }), { key: { key: DEVICE_KEY_HEX } });
       const dec = helper.getNode('dec');
       const out = helper.getNode('decOut');
       await fc.assert(fc.asyncProperty(fc.nat({ max: 2 ** 40 }), mutation, async (seqn, m) => {

@@ -24,7 +24,8 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
   let page;
   const KEY = crypto.randomBytes(16).toString('hex');
   const TOKEN = crypto.randomBytes(12).toString('hex');
-  const key = lib.parseKey('hex', KEY, 'hmac-sha256');
+  // npm start's per-device scope: the device's own key, derived from the master.
+  const key = new lib.DeviceKeyring(Buffer.from(KEY, 'hex'), 'hmac-sha256').material('5C:CF:7F:0A:00:01'); // devices[0]
   const devices = ['5C:CF:7F:0A:00:01', '5C:CF:7F:0A:00:02', '5C:CF:7F:0A:00:03', LONG_ID];
   const tag = nr5 ? 'nr5-' : 'nr4-';
   const shot = (name) => page.screenshot({ path: path.join(artifacts, `devices-sidebar-${tag}${name}.png`) });
