@@ -16,6 +16,10 @@ describe('lib/device-keys: per-device keys under a master key', function () {
     }
   });
 
+  it('matches the README\'s test vector', function () {
+    lib.deriveDeviceKey(master, '5C:CF:7F:AA:00:01', 0).toString('hex').should.equal('df775bd5a4f2283b3780462f7b11c017');
+  });
+
   it('gives every device and every version its own key', function () {
     const keys = new Set();
     for (const id of ['a', 'b', 'A', 'a\u0000']) for (const v of [0, 1, 2]) keys.add(lib.deriveDeviceKey(master, id, v).toString('hex'));
