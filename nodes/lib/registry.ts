@@ -133,7 +133,8 @@ export function validateRegister(deviceid: unknown, body: unknown): RegisterInpu
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new ValidationError('bad-body', 'body');
   const b = body as Record<string, unknown>;
   const input: RegisterInput = { deviceid: id, ipaddr: validateIp(b.ipaddr), ssid: validateSsid(b.ssid) };
-  if (b.name !== undefined) input.name = validateName(b.name);
+  // The name is the operators' (PUT): a registration cannot set it, so whoever can register a device id cannot
+  // rename it. (A name in the body is ignored, for firmware that sends one.)
   if (b.cmdport !== undefined) input.cmdport = validatePort(b.cmdport);
   return input;
 }
