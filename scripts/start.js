@@ -220,6 +220,10 @@ async function main(options = {}) {
   const app = express();
   const server = createServer(app);
   await listen(server, port, host);
+  // Where devices reach this backend (the sidebar's Add device writes it into secrets.h): this address, or with a
+  // wildcard HOST the first network address.
+  const lan = host === '0.0.0.0' || host === '::' ? reachableAddresses(host)[0] : host;
+  settings.e2ee.deviceUrl = `http://${lan && lan.includes(':') && !lan.startsWith('[') ? `[${lan}]` : lan || '127.0.0.1'}:${server.address().port}`;
   // The editor and its admin API: their own listener (loopback by default). Node-RED's editor comms attach to the
   // server given to init, and its login throttle then limits the editor only, never a device or an operator.
   let adminServer;

@@ -12,7 +12,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ValidationError, generateDeviceId, parseKeyBytes, renderSecretsH } from '../nodes/lib';
+import { ValidationError, deriveDeviceKey, generateDeviceId, parseKeyBytes, renderSecretsH, validateDeviceId } from '../nodes/lib';
 
 const HELP = `Usage: esp-e2ee-keys <device id> [options]
        esp-e2ee-keys --generate [options]
@@ -92,7 +92,7 @@ function main(): number {
   }
   let text: string;
   try {
-    text = renderSecretsH({ master, deviceId, version, backendUrl: values.url, hmac: values.auth === 'hmac-sha256' });
+    text = renderSecretsH({ deviceKey: deriveDeviceKey(master, validateDeviceId(deviceId), version), deviceId, version, backendUrl: values.url, hmac: values.auth === 'hmac-sha256' });
   } catch (err) {
     if (!(err instanceof ValidationError)) throw err;
     console.error('esp-e2ee-keys: a device id is 1 to 64 characters from A-Z a-z 0-9 : . _ -');

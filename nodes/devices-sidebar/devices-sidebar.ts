@@ -8,11 +8,14 @@ import {
   SORT_COLUMNS,
   ValidationError,
   encryptToWire,
+  generateDeviceId,
   isOnline,
   parseLimit,
+  renderSecretsH,
   runAction,
   validateDeviceId,
 } from '../lib';
+import * as crypto from 'node:crypto';
 import type { ActionResponse, KeyMaterial } from '../lib';
 import { resolveKey } from '../shared/keys';
 import type { AesKeyNode } from '../shared/keys';
@@ -66,13 +69,15 @@ export = function register(RED: PluginRED) {
 
   RED.httpAdmin.get('/esp-e2ee/stores', read, route(async () => {
     const stores = [...openStores.values()].map((s) => ({ id: s.id, name: (s as unknown as { name?: string }).name || s.file, heartbeat: s.heartbeat, retention: s.retention }));
-    const keys: Array<{ id: string; name: string; format: string; auth: string }> = [];
+    const keys: Array<{ id: string; name: string; format: string; auth: string; scope: string }> = [];
     RED.nodes.eachNode((n) => {
       if (n.type !== 'aes-key') return;
       const live = RED.nodes.getNode(n.id) as AesKeyNode | null;
-      if ((live?.material && live.material.kind === 'bytes') || live?.keyring) keys.push({ id: n.id, name: n.name || n.id, format: live.format, auth: live.auth });
+      if ((live?.material && live.material.kind === 'bytes') || live?.keyring) keys.push({ id: n.id, name: n.name || n.id, format: live.format, auth: live.auth, scope: live.scope });
     });
-    return [200, { stores, keys }];
+    // Where devices reach the backend, for their secrets.h (npm start sets it; else the user types it).
+    const settings = (RED.settings.e2ee ?? {}) as { deviceUrl?: unknown };
+    return [200, { stores, keys, deviceUrl: typeof settings.deviceUrl === 'string' ? settings.deviceUrl : '' }];
   }));
 
   RED.httpAdmin.get('/esp-e2ee/devices', read, route(async (req) => {
@@ -136,6 +141,23 @@ export = function register(RED: PluginRED) {
     const wire = encryptToWire(material, Buffer.from(JSON.stringify(allocated.payload)), req.params.id);
     const queued = await act(node, 'queue-command', req.params.id, wire, allocated.seqn);
     return [queued.statusCode, queued.payload];
+  }));
+
+  // Add device: the secrets.h of a new (or known) device under a per-device master key. The master stays in the
+  // key node; the answer holds the device's own key only. Needs write permission; logged.
+  RED.httpAdmin.post('/esp-e2ee/provision', write, route(async (req) => {
+    const node = storeOf(req);
+    const body = (req.body ?? {}) as { key?: unknown; deviceid?: unknown; generate?: unknown; url?: unknown };
+    const keyNode = typeof body.key === 'string' ? (RED.nodes.getNode(body.key) as AesKeyNode | null) : null;
+    if (!keyNode?.keyring) return [400, { status: 'NOK', message: t('error.noMaster') }];
+    const url = typeof body.url === 'string' ? body.url.trim() : '';
+    if (!/^https?:\/\/[^/\s]+/.test(url)) return [400, { status: 'NOK', message: t('error.badUrl') }];
+    const deviceid = body.generate === true ? generateDeviceId(crypto.randomBytes) : validateDeviceId(body.deviceid);
+    // A known device keeps its key version.
+    const version = (node ? (await node.store.get(deviceid))?.keyver : undefined) ?? 0;
+    const text = renderSecretsH({ deviceKey: keyNode.keyring.deviceKey(deviceid, version), deviceId: deviceid, version, backendUrl: url, hmac: keyNode.auth === 'hmac-sha256' });
+    RED.log.info(t('log.provisioned', { deviceid, version }));
+    return [200, { deviceid, version, filename: 'secrets.h', text }];
   }));
 
   RED.plugins.registerPlugin('esp-e2ee-devices', { type: 'esp-e2ee-sidebar' });

@@ -47,6 +47,11 @@ export class DeviceKeyring {
 
   constructor(private readonly master: Buffer, readonly auth: AuthMode, private readonly max = DEVICE_KEY_CACHE_MAX) {}
 
+  /** A device's own key (for its secrets.h); the master itself never leaves the keyring. */
+  deviceKey(deviceId: string, version = 0): Buffer {
+    return deriveDeviceKey(this.master, deviceId, version);
+  }
+
   /** The key material of `deviceId` at key `version`; throws no-deviceid for a message without a device id. */
   material(deviceId: string, version = 0): KeyMaterial {
     const cacheKey = `${version}\u0000${deviceId}`;

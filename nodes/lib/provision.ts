@@ -2,11 +2,11 @@
  * Provisioning a device under a per-device master key: its `secrets.h` for the firmware (include/secrets.h), with
  * the device id, the device's own key (never the master), the backend URL and placeholders for the WiFi settings.
  */
-import { deriveDeviceKey } from './device-keys';
 import { validateDeviceId } from './registry';
 
 export interface SecretsOptions {
-  master: Buffer;
+  /** The device's own key (DeviceKeyring.deviceKey / deriveDeviceKey), never the master. */
+  deviceKey: Buffer;
   deviceId: string;
   /** Key version (default 0). */
   version?: number;
@@ -29,7 +29,7 @@ export function generateDeviceId(random: (n: number) => Buffer): string {
 export function renderSecretsH(o: SecretsOptions): string {
   const deviceId = validateDeviceId(o.deviceId);
   const version = o.version ?? 0;
-  const key = deriveDeviceKey(o.master, deviceId, version).toString('hex');
+  const key = o.deviceKey.toString('hex');
   return `#pragma once
 // secrets.h of device ${deviceId} (key version ${version}), made by esp-e2ee-keys.
 // Copy it to firmware/include/secrets.h (git-ignored). It holds this device's own key only: keep it private, and

@@ -88,6 +88,7 @@ describe('limits of npm start: editor listener, rate limits, 405, body limits, t
 
   it('rate-limits a device: the excess gets 429 with Retry-After, and no reading of it is stored', async function () {
     const before = (await querySqlite(path.join(tmp.dir, 'node-red', 'esp-e2ee.sqlite'), 'SELECT count(*) AS n FROM readings WHERE deviceid = ?', [MAC]))[0].n;
+    const started = Date.now();
     const answers = await Promise.all(Array.from({ length: 60 }, (_, i) => {
       const wire = lib.encryptToWire(ring.material(MAC), Buffer.from(JSON.stringify({ data: { t: i }, SEQN: 100 + i })), MAC);
       return new Promise((resolve, reject) => {
@@ -102,9 +103,11 @@ describe('limits of npm start: editor listener, rate limits, 405, body limits, t
     }));
     const ok = answers.filter((a) => a.status === 200);
     const limited = answers.filter((a) => a.status === 429);
+    const seconds = (Date.now() - started) / 1000;
     (ok.length + limited.length).should.equal(60);
-    limited.length.should.be.above(30);
-    ok.length.should.be.within(1, 25);
+    // The burst of 20, plus what 5/s refilled while the 60 were answered (a slow machine refills more).
+    ok.length.should.be.within(18, 20 + Math.ceil(5 * seconds));
+    limited.length.should.be.above(0);
     for (const a of limited) {
       Number(a.retry).should.be.aboveOrEqual(1);
       JSON.parse(a.body).should.eql({ status: 'NOK', message: 'Too many requests, retry later' });

@@ -272,4 +272,29 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     for (const h of await rowHeights()) h.should.be.below(26);
     await shot('1920-wide-list');
   });
+
+  it('9. adds a device: downloads a secrets.h with the device\'s own key (never the master), for a named or generated id', async function () {
+    await toList();
+    await page.click('.esp-e2ee-add');
+    await page.waitForSelector('.esp-e2ee-add-id', { state: 'visible' });
+    // npm start tells the sidebar where devices reach it.
+    (await page.locator('.esp-e2ee-add-url').inputValue()).should.equal(backend.url);
+    await page.fill('.esp-e2ee-add-id', '5C:CF:7F:0A:00:99');
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('.esp-e2ee-add-download')]);
+    download.suggestedFilename().should.equal('secrets.h');
+    const text = fs.readFileSync(await download.path(), 'utf8');
+    text.should.containEql('#define E2EE_DEVICE_ID "5C:CF:7F:0A:00:99"');
+    text.should.containEql(`#define E2EE_KEY_HEX "${lib.deriveDeviceKey(Buffer.from(KEY, 'hex'), '5C:CF:7F:0A:00:99').toString('hex')}"`);
+    text.should.containEql(`#define E2EE_BACKEND_URL "${backend.url}"`);
+    text.should.not.containEql(KEY);
+    await shot('add-device');
+    // Generated: a fresh id, and its key works against the backend.
+    const [generated] = await Promise.all([page.waitForEvent('download'), page.click('.esp-e2ee-add-generate')]);
+    const gen = fs.readFileSync(await generated.path(), 'utf8');
+    const id = /#define E2EE_DEVICE_ID "(esp-[0-9a-f]{12})"/.exec(gen)[1];
+    const deviceKey = lib.parseKey('hex', /#define E2EE_KEY_HEX "([0-9a-f]{32})"/.exec(gen)[1], 'hmac-sha256');
+    (await requestJson(`${backend.url}/api/devices/${id}`, 'POST', { ipaddr: '192.0.2.99', ssid: 'lab' })).status.should.equal(201);
+    const wire = lib.encryptToWire(deviceKey, Buffer.from(JSON.stringify({ data: { a0: 1 }, SEQN: 1 })), id);
+    (await requestJson(`${backend.url}/api/devices/${id}/readings`, 'POST', wire)).status.should.equal(200);
+  });
 });
