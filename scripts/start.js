@@ -205,7 +205,7 @@ async function main(options = {}) {
       page: { scripts: [path.join(__dirname, 'editor', 'login-hint.js')] },
     },
     // The package's own settings (see the device-registry help): rate limits of the device endpoints.
-    e2ee: { rateLimit: process.env.E2EE_RATE_LIMIT, rejectionLogInterval: Number(process.env.E2EE_REJECTION_LOG_INTERVAL) || undefined, pushAllow: process.env.E2EE_PUSH_ALLOW },
+    e2ee: { rateLimit: process.env.E2EE_RATE_LIMIT, rejectionLogInterval: Number(process.env.E2EE_REJECTION_LOG_INTERVAL) || undefined, pushAllow: process.env.E2EE_PUSH_ALLOW, maxDevices: Number(process.env.E2EE_MAX_DEVICES) || undefined },
     logging: { console: { level: process.env.E2EE_LOG_LEVEL || 'info', metrics: false, audit: false } },
     // The editor sits behind a login: user "admin", password = the admin token (compared in constant time).
     adminAuth: {

@@ -25,7 +25,12 @@ interface E2eeSettings {
   pushAllow?: string;
   /** Seconds between rejection summaries (default 60). */
   rejectionLogInterval?: number;
+  /** The most devices a registration may create (default DEFAULT_MAX_DEVICES). */
+  maxDevices?: number;
 }
+
+/** Registration is not authenticated: at most this many devices by default (settings e2ee.maxDevices). */
+const DEFAULT_MAX_DEVICES = 10_000;
 
 export = function register(RED: RED) {
   const t = (key: string, params?: Record<string, unknown>) => RED._(key, params);
@@ -62,6 +67,9 @@ export = function register(RED: RED) {
     RED.nodes.createNode(this, def);
     const configured = typeof def.action === 'string' && def.action ? def.action : 'get';
     const requireToken = def.requireToken === true || def.requireToken === 'true';
+    // (Read here, not when the module loads, so a changed setting applies at the next deploy.)
+    const configuredMax = Number(((RED.settings.e2ee ?? {}) as E2eeSettings).maxDevices);
+    const maxDevices = Number.isSafeInteger(configuredMax) && configuredMax > 0 ? configuredMax : DEFAULT_MAX_DEVICES;
 
     this.on('input', inputFunnel<Msg>(this, t, async (msg) => {
       const action = typeof msg.action === 'string' && msg.action ? msg.action : configured;
@@ -86,7 +94,7 @@ export = function register(RED: RED) {
       const auth = requireToken ? { header: req?.headers?.authorization, token: storeNode.credentials?.token } : undefined;
       const res = await runAction(
         storeNode.store,
-        { action, deviceid: deviceIdFrom(msg), body: msg.payload, heartbeatMs: storeNode.heartbeat * 1000, seqn: msg.seqn, auth, push },
+        { action, deviceid: deviceIdFrom(msg), body: msg.payload, heartbeatMs: storeNode.heartbeat * 1000, seqn: msg.seqn, auth, push, maxDevices },
         t,
       );
       if (res.audit) this.warn(res.audit);

@@ -41,6 +41,8 @@ export interface ActionRequest {
   seqn?: unknown;
   /** queue-command: which registered addresses may be pushed to; without one, none is. */
   push?: PushPolicy;
+  /** register: the most devices the store may hold (registration is not authenticated). */
+  maxDevices?: number;
 }
 
 export interface ActionResponse {
@@ -94,7 +96,9 @@ export async function runAction(store: DeviceStore, req: ActionRequest, t: Trans
     switch (action) {
       case 'register': {
         const input = validateRegister(deviceid, req.body);
-        const { created, device } = await store.register(input, now);
+        const result = await store.register(input, now, req.maxDevices);
+        if (result.full) return nok(403, 'e2ee.registry.device-limit', { max: req.maxDevices });
+        const { created, device } = result;
         if (created) return { statusCode: 201, payload: { status: 'OK', message: t('e2ee.registry.registered'), deviceid, cfgsn: device.cfgsn } };
         return { statusCode: 200, payload: device };
       }

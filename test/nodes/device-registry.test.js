@@ -53,6 +53,22 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
       r.statusCode.should.equal(400);
       text(r.payload.message).should.equal(text('e2ee.registry.bad-name'));
     });
+    it('caps the number of devices registration can create (e2ee.maxDevices): 403, known devices still re-register', async function () {
+      await helper.unload();
+      helper.settings({ e2ee: { maxDevices: 2 } });
+      try {
+        await helper.load(storeNodes, fixtureFlow('store', { store: { path: dir().file('cap.sqlite') } }));
+        (await call('register', 'cap-1', { ipaddr: '10.0.0.1', ssid: 's' })).statusCode.should.equal(201);
+        (await call('register', 'cap-2', { ipaddr: '10.0.0.2', ssid: 's' })).statusCode.should.equal(201);
+        const full = await call('register', 'cap-3', { ipaddr: '10.0.0.3', ssid: 's' });
+        full.statusCode.should.equal(403);
+        text(full.payload.message).should.match(/maximum of __max__/);
+        (await call('register', 'cap-1', { ipaddr: '10.0.0.9', ssid: 's' })).statusCode.should.equal(200);
+        (await querySqlite(dir().file('cap.sqlite'), 'SELECT deviceid FROM devices ORDER BY deviceid')).map((r) => r.deviceid).should.eql(['cap-1', 'cap-2']);
+      } finally {
+        helper.settings({ e2ee: {} });
+      }
+    });
     it('takes the device id from msg.req.params.deviceid (http in)', async function () {
       const r = await call('register', undefined, { ipaddr: '10.0.0.9', ssid: 's' }, { req: { params: { deviceid: 'AA:BB' } } });
       r.statusCode.should.equal(201);

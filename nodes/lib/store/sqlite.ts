@@ -428,13 +428,14 @@ export class SqliteStore implements DeviceStore {
 
   // --- registry ----------------------------------------------------------
 
-  register(input: RegisterInput, now = Date.now()): Promise<{ created: boolean; device: DeviceRow }> {
-    return this.afterOpen(() => this.registerOpen(input, now));
+  register(input: RegisterInput, now = Date.now(), maxDevices?: number): Promise<{ created: boolean; device: DeviceRow; full?: false } | { created: false; full: true }> {
+    return this.afterOpen(() => this.registerOpen(input, now, maxDevices));
   }
 
-  private async registerOpen(input: RegisterInput, now: number): Promise<{ created: boolean; device: DeviceRow }> {
-    // Decided synchronously, so two concurrent first registrations give one 201.
+  private async registerOpen(input: RegisterInput, now: number, maxDevices?: number): Promise<{ created: boolean; device: DeviceRow; full?: false } | { created: false; full: true }> {
+    // Decided synchronously, so two concurrent first registrations give one 201, and the cap holds under concurrency.
     const created = !this.known.has(input.deviceid);
+    if (created && maxDevices !== undefined && this.known.size >= maxDevices) return { created: false, full: true };
     this.known.add(input.deviceid);
     const t = iso(now);
     const rows = (await this.write([

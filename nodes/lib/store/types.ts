@@ -52,7 +52,11 @@ export interface DeviceStore {
   close(): Promise<void>;
 
   /** Inserts a new device (cfgsn 1) or refreshes ipaddr, ssid and lastseen of a known one. */
-  register(input: RegisterInput, now?: number): Promise<{ created: boolean; device: DeviceRow }>;
+  /**
+   * With `maxDevices`, a new device beyond that many is not stored: `{created: false, full: true}` (registration is
+   * not authenticated, so the number of devices anyone can create is capped).
+   */
+  register(input: RegisterInput, now?: number, maxDevices?: number): Promise<{ created: boolean; device: DeviceRow; full?: false } | { created: false; full: true }>;
   /** The device's row with lastseen set to now (the config poll; lastseen commits with the next batch, unawaited), or undefined when unknown. */
   poll(deviceid: string, now?: number): Promise<DeviceRow | undefined>;
   /** The device's row without touching it. */
