@@ -10,11 +10,10 @@
  * one shared key). Once per interval it prints what happened; at the end a summary,
  * and it exits non-zero when no reading was accepted.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DeviceKeyring, parseKey, parseKeyBytes } from '../nodes/lib';
 import type { AuthMode } from '../nodes/lib';
+import { backendKey } from './backend-key';
 import { SimDevice, SimStats } from './device';
 import { StateFile, defaultStateFile } from './state';
 
@@ -32,14 +31,6 @@ const HELP = `Usage: esp-e2ee-sim [options]
   --prefix HEX       first three bytes of the device ids (default 5CCF7F)
   --duration S       stop after S seconds (default: run until Ctrl-C)
   --quiet            no per-device lines, only the report lines and the summary`;
-
-function keyFrom(values: { key?: string; data?: string }): string {
-  if (values.key) return values.key;
-  if (process.env.E2EE_KEY) return process.env.E2EE_KEY;
-  const file = values.data ? path.join(values.data, 'aes-key.hex') : undefined;
-  if (file && fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
-  throw new Error(`no key: pass --key, set E2EE_KEY, or --data <the backend's data dir>${file ? ` (${file} does not exist)` : ''}`);
-}
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -62,7 +53,7 @@ async function main(): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const secret = keyFrom(values);
+  const secret = backendKey(values, 'key');
   const shared = parseKey('hex', secret, values.auth);
   const scope = values.scope ?? (values.auth === 'none' ? 'shared' : 'per-device');
   if (scope !== 'shared' && scope !== 'per-device') throw new Error('--scope must be per-device or shared');

@@ -10,8 +10,8 @@
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { backendKey } from './backend-key';
 import { ValidationError, deriveDeviceKey, generateDeviceId, parseKeyBytes, renderSecretsH, validateDeviceId } from '../nodes/lib';
 
 const HELP = `Usage: esp-e2ee-keys <device id> [options]
@@ -26,14 +26,6 @@ stays here), the backend URL and placeholders for the WiFi settings.
   --data DIR         the backend's data dir (default: $E2EE_DATA_DIR, else ./data)
   --out FILE         write the file (mode 0600) instead of printing it
 A device id is 1 to 64 characters from A-Z a-z 0-9 : . _ - (a MAC address fits).`;
-
-function masterFrom(values: { key?: string; data?: string }): string {
-  if (values.key) return values.key;
-  if (process.env.E2EE_KEY) return process.env.E2EE_KEY;
-  const file = path.join(values.data ?? 'data', 'aes-key.hex');
-  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
-  throw new Error(`no master key: pass --key, set E2EE_KEY, or --data <the backend's data dir> (${file} does not exist)`);
-}
 
 function args() {
   return parseArgs({
@@ -84,7 +76,7 @@ function main(): number {
   }
   let master: Buffer;
   try {
-    master = parseKeyBytes('hex', masterFrom(values));
+    master = parseKeyBytes('hex', backendKey(values, 'master key', values.data ?? 'data'));
   } catch (err) {
     // (Never the key itself in the message.)
     console.error(`esp-e2ee-keys: ${err instanceof Error && err.message.startsWith('no master') ? err.message : 'the master key must be 32, 48 or 64 hex digits'}`);

@@ -13,11 +13,14 @@ interface Route {
   device: string[];
 }
 
+/** The shipped readings route, relative to httpNodeRoot (its body is read raw, see raw-body). */
+export const READINGS_ROUTE = /^\/api\/devices\/[^/]+\/readings\/?$/;
+
 /** Paths relative to httpNodeRoot, as the shipped flow (flows/esp-e2ee.json) serves them. */
 export const DEVICE_API: Route[] = [
   { pattern: /^\/api\/devices\/?$/, methods: ['GET'], device: [] },
   { pattern: /^\/api\/devices\/[^/]+\/?$/, methods: ['GET', 'POST', 'PUT', 'DELETE'], device: ['GET', 'POST'] },
-  { pattern: /^\/api\/devices\/[^/]+\/readings\/?$/, methods: ['GET', 'POST'], device: ['POST'] },
+  { pattern: READINGS_ROUTE, methods: ['GET', 'POST'], device: ['POST'] },
   { pattern: /^\/api\/devices\/[^/]+\/commands\/?$/, methods: ['POST'], device: [] },
   { pattern: /^\/api\/devices\/[^/]+\/reset\/?$/, methods: ['POST'], device: [] },
 ];

@@ -12,10 +12,7 @@
  * editor on a listener of its own as `npm start` does, gives the readings route its uniform answer there too.
  */
 
-import { routeOf } from './device-api';
-
-/** The shipped readings route, relative to httpNodeRoot. */
-export const READINGS_ROUTE = /^\/api\/devices\/[^/]+\/readings\/?$/;
+import { READINGS_ROUTE, routeOf } from './device-api';
 
 /** Largest readings body: a larger one gets 413 (aes-decrypt's own, smaller limit rejects the rest with the uniform 400). */
 export const READINGS_BODY_LIMIT = 1024 * 1024;
@@ -44,12 +41,14 @@ interface JsonResponse {
   json(body: unknown): void;
 }
 
+type Translate = (key: string, params?: Record<string, unknown>) => string;
+
 /**
- * Reads a request body, keeping at most `limit` bytes. Within the limit, `done` gets the body. Past it, `tooLarge`
- * is called at once (to answer 413); the rest is dropped while it is read, and a body more than DISCARD_LIMIT
- * past the limit has its connection closed.
+ * Reads a request body, keeping at most `limit` bytes. Within the limit, `done` gets the body. Past it, the request
+ * is answered 413 at once (catalog key e2ee.registry.too-large-body); the rest is dropped while it is read, and a
+ * body more than DISCARD_LIMIT past the limit has its connection closed.
  */
-function readBody(req: RawBodyRequest, limit: number, done: (body: Buffer) => void, fail: (err: Error) => void, tooLarge: () => void): void {
+function readBody(req: RawBodyRequest, res: JsonResponse, t: Translate, limit: number, done: (body: Buffer) => void, fail: (err: Error) => void): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let failed = false;
@@ -58,7 +57,8 @@ function readBody(req: RawBodyRequest, limit: number, done: (body: Buffer) => vo
     if (size <= limit) chunks.push(chunk);
     else if (size - chunk.length <= limit) {
       chunks.length = 0;
-      tooLarge();
+      // A 413 as JSON, closing the connection after it (the rest of the body is not wanted).
+      res.status(413).set('Connection', 'close').json({ status: 'NOK', message: t('e2ee.registry.too-large-body', { max: limit }) });
     } else if (size > limit + DISCARD_LIMIT) req.socket?.destroy();
   });
   req.on('end', () => {
@@ -70,32 +70,21 @@ function readBody(req: RawBodyRequest, limit: number, done: (body: Buffer) => vo
   });
 }
 
-/** A 413 as JSON, closing the connection after it (the rest of the body is not wanted). */
-function answerTooLarge(res: JsonResponse, message: string): void {
-  res.status(413).set('Connection', 'close').json({ status: 'NOK', message });
-}
-
 /**
  * Express middleware: POSTs to the readings route get `req.body` as a Buffer; a body over `limit` gets 413
  * `{status: "NOK", message}` (catalog key e2ee.registry.too-large-body) as soon as the limit is passed.
  */
-export function rawReadingsBody(t: (key: string, params?: Record<string, unknown>) => string, limit = READINGS_BODY_LIMIT) {
+export function rawReadingsBody(t: Translate, limit = READINGS_BODY_LIMIT) {
   return (req: RawBodyRequest, res: JsonResponse, next: (err?: unknown) => void): void => {
     if (req.method !== 'POST' || req._body || !READINGS_ROUTE.test(req.path)) {
       next();
       return;
     }
-    readBody(
-      req,
-      limit,
-      (body) => {
-        req.body = body;
-        req._body = true;
-        next();
-      },
-      next,
-      () => answerTooLarge(res, t('e2ee.registry.too-large-body', { max: limit })),
-    );
+    readBody(req, res, t, limit, (body) => {
+      req.body = body;
+      req._body = true;
+      next();
+    }, next);
   };
 }
 
@@ -112,7 +101,7 @@ interface ApiRequest extends RawBodyRequest {
  * oversized one 413, cut off while reading, both as `{status: "NOK", message}` with the message from `t`
  * (catalog keys e2ee.registry.bad-json and e2ee.registry.too-large-body). A good body is parsed and handed on.
  */
-export function deviceApiJsonBodies(t: (key: string, params?: Record<string, unknown>) => string, limit = API_BODY_LIMIT) {
+export function deviceApiJsonBodies(t: Translate, limit = API_BODY_LIMIT) {
   return (req: ApiRequest, res: JsonResponse, next: (err?: unknown) => void): void => {
     // Every request to every http in route passes here: the cheap tests first.
     // (Node-RED's http in parses the bodies of DELETE requests too.)
@@ -125,22 +114,16 @@ export function deviceApiJsonBodies(t: (key: string, params?: Record<string, unk
       next();
       return;
     }
-    readBody(
-      req,
-      limit,
-      (body) => {
-        const text = body.toString('utf8');
-        try {
-          req.body = text.trim() === '' ? {} : JSON.parse(text);
-        } catch {
-          res.status(400).json({ status: 'NOK', message: t('e2ee.registry.bad-json') });
-          return;
-        }
-        req._body = true;
-        next();
-      },
-      next,
-      () => answerTooLarge(res, t('e2ee.registry.too-large-body', { max: limit })),
-    );
+    readBody(req, res, t, limit, (body) => {
+      const text = body.toString('utf8');
+      try {
+        req.body = text.trim() === '' ? {} : JSON.parse(text);
+      } catch {
+        res.status(400).json({ status: 'NOK', message: t('e2ee.registry.bad-json') });
+        return;
+      }
+      req._body = true;
+      next();
+    }, next);
   };
 }
