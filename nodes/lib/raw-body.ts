@@ -23,6 +23,9 @@ export const READINGS_BODY_LIMIT = 1024 * 1024;
  */
 export const DISCARD_LIMIT = 1024 * 1024;
 
+/** How long a connection past DISCARD_LIMIT stays open, unread, so the client can read its 413 before it closes. */
+const CLOSE_AFTER_MS = 1000;
+
 export interface RawBodyRequest {
   method?: string;
   path: string;
@@ -30,6 +33,7 @@ export interface RawBodyRequest {
   /** body-parser's flag: a body is already read, so later parsers skip it. */
   _body?: boolean;
   socket?: { destroy(): void };
+  pause?(): void;
   on(event: 'data', listener: (chunk: Buffer) => void): unknown;
   on(event: 'end', listener: () => void): unknown;
   on(event: 'error', listener: (err: Error) => void): unknown;
@@ -46,20 +50,28 @@ type Translate = (key: string, params?: Record<string, unknown>) => string;
 /**
  * Reads a request body, keeping at most `limit` bytes. Within the limit, `done` gets the body. Past it, the request
  * is answered 413 at once (catalog key e2ee.registry.too-large-body); the rest is dropped while it is read, and a
- * body more than DISCARD_LIMIT past the limit has its connection closed.
+ * body more than DISCARD_LIMIT past the limit is no longer read and has its connection closed a moment later.
  */
 function readBody(req: RawBodyRequest, res: JsonResponse, t: Translate, limit: number, done: (body: Buffer) => void, fail: (err: Error) => void): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let failed = false;
+  let stopped = false;
   req.on('data', (chunk) => {
     size += chunk.length;
     if (size <= limit) chunks.push(chunk);
     else if (size - chunk.length <= limit) {
       chunks.length = 0;
-      // A 413 as JSON, closing the connection after it (the rest of the body is not wanted).
-      res.status(413).set('Connection', 'close').json({ status: 'NOK', message: t('e2ee.registry.too-large-body', { max: limit }) });
-    } else if (size > limit + DISCARD_LIMIT) req.socket?.destroy();
+      // A 413 as JSON. (No "Connection: close": Node would close right after the answer, and the data the client is
+      // still sending would reset the connection before the client has read the 413. The rest is drained below.)
+      res.status(413).json({ status: 'NOK', message: t('e2ee.registry.too-large-body', { max: limit }) });
+    } else if (size > limit + DISCARD_LIMIT && !stopped) {
+      // Stop reading rather than reset at once: a reset can reach the client before it has read the 413 (it is
+      // still sending). Paused, the client's sending stalls while it reads the answer; the connection goes soon after.
+      stopped = true;
+      req.pause?.();
+      setTimeout(() => req.socket?.destroy(), CLOSE_AFTER_MS).unref();
+    }
   });
   req.on('end', () => {
     if (size <= limit && !failed) done(Buffer.concat(chunks));
