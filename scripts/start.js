@@ -150,6 +150,8 @@ async function main(options = {}) {
   process.env.E2EE_ADMIN_TOKEN = token.value;
   // The flow's device-store keeps readings for ${E2EE_RETENTION}: 90 days unless set ('' keeps everything).
   process.env.E2EE_RETENTION = process.env.E2EE_RETENTION ?? '90d';
+  // Commands nobody acknowledged expire after ${E2EE_COMMAND_TTL} (the store's default, 7 days, when unset).
+  process.env.E2EE_COMMAND_TTL = process.env.E2EE_COMMAND_TTL ?? '';
 
   linkPackage(userDir);
   for (const name of options.packages ?? []) {
@@ -265,10 +267,14 @@ async function main(options = {}) {
   const lines = [
     '',
     '=== node-red-contrib-esp-e2ee backend ===',
-    `Device API:    ${base}/api/devices/<mac>            POST register {ipaddr, ssid} | GET config poll`,
-    `               ${base}/api/devices/<mac>/readings   POST {iv, data, mac} (AES, auth ${auth})`,
+    ...(auth === 'none'
+      ? [`Device API:    ${base}/api/devices/<mac>            POST register {ipaddr, ssid} | GET config poll (plain)`,
+        `               ${base}/api/devices/<mac>/readings   POST {iv, data} (AES, auth none)`]
+      : [`Device API:    ${base}/api/devices/<id>             POST register (sealed: {iv, data, mac, kv})`,
+        `               ${base}/api/devices/<id>/poll        POST config poll (sealed; the answer is sealed)`,
+        `               ${base}/api/devices/<id>/readings    POST reading (sealed, auth ${auth})`]),
     `Operator API:  ${base}/api/devices  (Authorization: Bearer <admin token>)  GET list | PUT/DELETE /<mac> |`,
-    '               GET /<mac>/readings | POST /<mac>/commands | POST /<mac>/reset',
+    '               GET /<mac>/readings | POST /<mac>/commands | POST /<mac>/reset | POST /<mac>/rekey',
     editor ? `Editor:        ${editorUrl}/  (user "admin", password: the admin token; E2EE_ADMIN_HOST/E2EE_ADMIN_PORT)` : 'Editor:        off (E2EE_EDITOR=off)',
     `Database:      ${path.join(userDir, 'esp-e2ee.sqlite')}`,
     `AES key:       from ${key.source} (${scope === 'per-device' ? 'master key: a key per device, esp-e2ee-keys' : 'shared by every device'})`,

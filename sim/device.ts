@@ -3,10 +3,15 @@
  * It registers with a MAC-like id, posts encrypted readings with increasing
  * SEQN, polls its configuration and applies interval changes, and serves
  * POST /command on loopback, decrypting and replay-checking what it gets.
+ *
+ * With an authenticating key (hmac-sha256) it speaks the sealed protocol: registration and poll are sealed
+ * uplinks that share the readings' SEQN, every uplink acknowledges the last accepted downlink SEQN, the config
+ * answer is applied only when it verifies and answers this very request, and a rekey command's key is stored
+ * before it is acknowledged. With a plain key (auth none) it speaks the seed's plain registration and poll.
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { KeyMaterial, decryptEnvelope, encryptToWire, isE2eeError, parseEnvelope } from '../nodes/lib';
+import { KeyMaterial, MessageType, byteKeyMaterial, decryptEnvelope, encryptToWire, isE2eeError, parseEnvelope } from '../nodes/lib';
 import type { StateFile } from './state';
 
 export interface SimDeviceOptions {
@@ -19,7 +24,14 @@ export interface SimDeviceOptions {
   log?: (line: string) => void;
   /** The address registered as the device's (default 127.0.0.1; the backend pushes commands to private ranges only). */
   advertise?: string;
+  /** The version of `key` (per-device keys; default 0). A key from a rekey in the state file takes precedence. */
+  keyver?: number;
+  /** The receive buffer declared at registration (default 1536, the firmware's). */
+  rxbuf?: number;
 }
+
+/** The firmware's receive buffer for config answers and pushed commands. */
+export const SIM_RXBUF = 1536;
 
 export interface HttpResult {
   status: number;
@@ -98,11 +110,34 @@ export class SimDevice {
   private server?: http.Server;
   private timer?: NodeJS.Timeout;
   private readonly started = Date.now();
+  /** The device's key and its version (changed by a rekey). */
+  key: KeyMaterial;
+  keyver: number | undefined;
+  /** Config answers refused (not verifying, or not answering the request): the reason of each. */
+  readonly refusedAnswers: string[] = [];
 
   constructor(private readonly options: SimDeviceOptions) {
     this.id = options.id;
     this.interval = options.interval;
     this.nextSeq = options.state.uplinkCounter(options.id);
+    const rekeyed = options.state.rekeyed(options.id);
+    this.key = rekeyed ? byteKeyMaterial(Buffer.from(rekeyed.key, 'hex'), 'hmac-sha256') : options.key;
+    this.keyver = rekeyed ? rekeyed.keyver : options.keyver;
+  }
+
+  /** The key authenticates (hmac-sha256): the sealed protocol. */
+  get sealed(): boolean {
+    return this.key.kind === 'bytes' && this.key.macKey !== undefined;
+  }
+
+  /** Seals an uplink of the given type, with the key version when keys are per device. */
+  seal(type: MessageType, plaintext: Record<string, unknown>): unknown {
+    return encryptToWire(this.key, Buffer.from(JSON.stringify(plaintext)), this.id, { type, kv: this.keyver });
+  }
+
+  /** The last accepted downlink SEQN, which every sealed uplink acknowledges. */
+  get ack(): number {
+    return this.options.state.lastDownlink(this.id);
   }
 
   private log(line: string): void {
@@ -127,46 +162,90 @@ export class SimDevice {
 
   async register(): Promise<HttpResult> {
     const cmdport = this.server ? (this.server.address() as AddressInfo).port : undefined;
-    const r = await requestJson(this.url(), 'POST', { ipaddr: this.options.advertise ?? '127.0.0.1', ssid: 'esp-e2ee-sim', ...(cmdport ? { cmdport } : {}) }, {}, this.agent);
-    this.log(`register -> ${r.status}`);
+    const body = { ipaddr: this.options.advertise ?? '127.0.0.1', ssid: 'esp-e2ee-sim', ...(cmdport ? { cmdport } : {}) };
+    if (!this.sealed) {
+      const r = await requestJson(this.url(), 'POST', body, {}, this.agent);
+      this.log(`register -> ${r.status}`);
+      return r;
+    }
+    const seqn = this.nextSeq();
+    const r = await requestJson(this.url(), 'POST', this.seal('register', { ...body, rxbuf: this.options.rxbuf ?? SIM_RXBUF, SEQN: seqn, ack: this.ack }), {}, this.agent);
+    this.log(`register ${seqn} -> ${r.status}`);
+    if (r.status === 200 || r.status === 201) this.applyAnswer(r.body, seqn);
     return r;
+  }
+
+  /**
+   * Opens a sealed config answer and applies it: only when it verifies under the device's key as a config answer
+   * and answers the request with SEQN `re`. Returns whether it was applied.
+   */
+  applyAnswer(wire: unknown, re: number): boolean {
+    let answer: { re?: unknown; cfgsn?: unknown; data?: Record<string, unknown>; commands?: unknown[]; more?: unknown };
+    try {
+      answer = JSON.parse(decryptEnvelope(this.key, parseEnvelope(wire), this.id, 'config').toString('utf8'));
+    } catch (err) {
+      this.refusedAnswers.push(isE2eeError(err) ? err.code : 'bad-json');
+      this.log('config answer refused: it does not verify');
+      return false;
+    }
+    if (answer.re !== re) {
+      // A recorded answer to an earlier request: replayed.
+      this.refusedAnswers.push('not-this-request');
+      this.log(`config answer refused: it answers request ${String(answer.re)}, not ${re}`);
+      return false;
+    }
+    this.applyConfig(answer);
+    return true;
+  }
+
+  private applyConfig(body: { cfgsn?: unknown; data?: Record<string, unknown>; commands?: unknown[]; more?: unknown }): void {
+    this.lastMore = body.more === true;
+    if (typeof body.cfgsn === 'number' && body.cfgsn !== this.cfgsn) {
+      this.cfgsn = body.cfgsn;
+      const interval = Number(body.data?.interval);
+      if (Number.isFinite(interval) && interval > 0) this.interval = interval;
+      this.log(`config ${this.cfgsn}: interval ${this.interval}s`);
+    }
+    for (const command of body.commands ?? []) this.runCommand(command, 'poll');
   }
 
   /** Encrypts and posts one reading; returns the HTTP result and the SEQN used. */
   async postReading(): Promise<HttpResult & { seqn: number; sent: unknown }> {
     const seqn = this.nextSeq();
-    const plaintext = { data: { a0: Math.floor(Math.random() * 1024), heap: 30000 - (seqn % 500), uptime: Math.floor((Date.now() - this.started) / 1000) }, SEQN: seqn };
-    const sent = encryptToWire(this.options.key, Buffer.from(JSON.stringify(plaintext)), this.id);
+    const plaintext = { data: { a0: Math.floor(Math.random() * 1024), heap: 30000 - (seqn % 500), uptime: Math.floor((Date.now() - this.started) / 1000) }, SEQN: seqn, ...(this.sealed ? { ack: this.ack } : {}) };
+    const sent = this.seal('reading', plaintext);
     const r = await requestJson(this.url('/readings'), 'POST', sent, {}, this.agent);
     return { ...r, seqn, sent };
   }
 
   /** Polls the config; applies a new cfgsn's interval and runs queued commands. */
   async poll(): Promise<HttpResult> {
-    const r = await requestJson(this.url(), 'GET', undefined, {}, this.agent);
+    const seqn = this.sealed ? this.nextSeq() : 0;
+    const r = this.sealed
+      ? await requestJson(this.url('/poll'), 'POST', this.seal('poll', { SEQN: seqn, ack: this.ack }), {}, this.agent)
+      : await requestJson(this.url(), 'GET', undefined, {}, this.agent);
     if (r.status === 404) {
       this.log('not registered: registering again');
       await this.register();
       return r;
     }
-    const body = r.body as { cfgsn?: number; data?: Record<string, unknown>; commands?: unknown[] } | undefined;
-    if (r.status === 200 && body) {
-      if (typeof body.cfgsn === 'number' && body.cfgsn !== this.cfgsn) {
-        this.cfgsn = body.cfgsn;
-        const interval = Number(body.data?.interval);
-        if (Number.isFinite(interval) && interval > 0) this.interval = interval;
-        this.log(`config ${this.cfgsn}: interval ${this.interval}s`);
-      }
-      for (const command of body.commands ?? []) this.runCommand(command, 'poll');
+    if (r.status === 200 && r.body) {
+      if (this.sealed) {
+        // More commands than fit one answer: the next poll comes at once.
+        if (this.applyAnswer(r.body, seqn) && this.lastMore) return this.poll();
+      } else this.applyConfig(r.body as { cfgsn?: number; data?: Record<string, unknown>; commands?: unknown[] });
     }
     return r;
   }
 
+  /** The last applied answer said more commands wait. */
+  private lastMore = false;
+
   /** Decrypts, replay-checks and applies a command; returns whether it was accepted. */
   runCommand(wire: unknown, via: 'push' | 'poll'): boolean {
-    let plain: { cmd?: Record<string, unknown>; SEQN?: unknown };
+    let plain: { cmd?: Record<string, unknown>; SEQN?: unknown; rekey?: { kv?: unknown; key?: unknown } };
     try {
-      plain = JSON.parse(decryptEnvelope(this.options.key, parseEnvelope(wire), this.id).toString('utf8'));
+      plain = JSON.parse(decryptEnvelope(this.key, parseEnvelope(wire), this.id, 'command').toString('utf8'));
     } catch (err) {
       this.rejectedCommands.push(isE2eeError(err) ? err.code : 'bad-json');
       return false;
@@ -177,6 +256,7 @@ export class SimDevice {
       this.log(`command ${String(plain.SEQN)} rejected: replay`);
       return false;
     }
+    if (plain.rekey) return this.rekey(plain.rekey, seqn, via);
     this.options.state.acceptDownlink(this.id, seqn);
     this.stats.commands++;
     const cmd = plain.cmd ?? {};
@@ -184,6 +264,21 @@ export class SimDevice {
     if (typeof cmd.interval === 'number' && cmd.interval > 0) this.interval = cmd.interval;
     this.received.push({ seqn, cmd, via });
     this.log(`command ${seqn} via ${via}: ${JSON.stringify(cmd)}`);
+    return true;
+  }
+
+  /** A rekey command: the new key and version are stored (with the command's SEQN) before anything uses them. */
+  private rekey(rekey: { kv?: unknown; key?: unknown }, seqn: number, via: 'push' | 'poll'): boolean {
+    if (typeof rekey.kv !== 'number' || typeof rekey.key !== 'string' || !/^[0-9a-f]{32}$/i.test(rekey.key)) {
+      this.rejectedCommands.push('bad-rekey');
+      return false;
+    }
+    this.options.state.storeKey(this.id, rekey.key, rekey.kv, seqn);
+    this.key = byteKeyMaterial(Buffer.from(rekey.key, 'hex'), 'hmac-sha256');
+    this.keyver = rekey.kv;
+    this.stats.commands++;
+    this.received.push({ seqn, cmd: { rekey: rekey.kv }, via });
+    this.log(`command ${seqn}: rekey to key version ${rekey.kv}`);
     return true;
   }
 

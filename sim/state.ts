@@ -22,6 +22,9 @@ interface DeviceState {
   reserved: number;
   /** Highest downlink (command) SEQN accepted. */
   downlink: number;
+  /** After a rekey: the device's key (hex) and its version, as the firmware keeps them in flash. */
+  key?: string;
+  keyver?: number;
 }
 
 export class StateFile {
@@ -35,7 +38,8 @@ export class StateFile {
     // Write-then-rename, so a crash never leaves a torn file.
     fs.mkdirSync(path.dirname(path.resolve(this.file)), { recursive: true });
     const tmp = `${this.file}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify({ devices: this.devices }, null, 1));
+    // (It may hold a device key after a rekey: readable by its owner only.)
+    fs.writeFileSync(tmp, JSON.stringify({ devices: this.devices }, null, 1), { mode: 0o600 });
     fs.renameSync(tmp, this.file);
   }
 
@@ -64,6 +68,21 @@ export class StateFile {
 
   acceptDownlink(id: string, seqn: number): void {
     this.device(id).downlink = seqn;
+    this.save();
+  }
+
+  /** The key a rekey gave the device, if any. */
+  rekeyed(id: string): { key: string; keyver: number } | undefined {
+    const d = this.device(id);
+    return d.key !== undefined && d.keyver !== undefined ? { key: d.key, keyver: d.keyver } : undefined;
+  }
+
+  /**
+   * Stores a new key and version and accepts the rekey command's SEQN in one write, as the firmware must: the key is
+   * on flash before the command is acknowledged.
+   */
+  storeKey(id: string, key: string, keyver: number, seqn: number): void {
+    Object.assign(this.device(id), { key, keyver, downlink: seqn });
     this.save();
   }
 }

@@ -1,5 +1,7 @@
 import {
   DEFAULT_MAX_BYTES,
+  MESSAGE_TYPE_NAMES,
+  MessageType,
   OUTPUT_MODES,
   OutputMode,
   PLAINTEXT_IN_MODES,
@@ -10,7 +12,7 @@ import {
   parseEnvelope,
   unwrapPlaintext,
 } from '../lib';
-import { resolveKey } from '../shared/keys';
+import { resolveKey, usableKeyNode } from '../shared/keys';
 import { deviceIdOf, oneOf, positiveInt } from '../shared/config';
 import type { Msg, Node, NodeDef, RED } from '../shared/red';
 
@@ -20,12 +22,21 @@ export = function register(RED: RED) {
     const plaintext: PlaintextInMode = oneOf(def.plaintext, PLAINTEXT_IN_MODES, 'auto');
     const output: OutputMode = oneOf(def.output, OUTPUT_MODES, 'auto');
     const maxBytes = positiveInt(def.maxBytes, DEFAULT_MAX_BYTES);
+    // What the message must be: bound into the MAC, so another type (or a downlink) does not verify.
+    const msgtype: MessageType = oneOf(def.msgtype, MESSAGE_TYPE_NAMES, 'reading');
 
     this.on('input', inputFunnel<Msg>(this, (key, params) => RED._(key, params), (msg) => {
-      const key = resolveKey(RED, def.key, { deviceid: deviceIdOf(msg), keyVersion: msg.keyVersion });
+      // A missing or broken key is reported before anything about the message.
+      usableKeyNode(RED, def.key);
       const envelope = parseEnvelope(msg.payload, { iv: msg.iv, mac: msg.mac, maxBytes });
-      const raw = decryptEnvelope(key, envelope, deviceIdOf(msg));
+      // The key version travels with the message (kv); msg.keyVersion is for bodies without one.
+      const kv = envelope.form === 'keyiv' && envelope.kv !== undefined ? envelope.kv : msg.keyVersion;
+      const { key, keyVersion } = resolveKey(RED, def.key, { deviceid: deviceIdOf(msg), keyVersion: kv });
+      const raw = decryptEnvelope(key, envelope, deviceIdOf(msg), msgtype);
       msg.payload = formatOutput(unwrapPlaintext(raw, plaintext), output);
+      // What was proven, for the replay guard (key version) and the registry (a sealed request).
+      msg.e2ee = { type: msgtype, authenticated: key.kind === 'bytes' && key.macKey !== undefined, ...(keyVersion !== undefined ? { keyver: keyVersion } : {}) };
+      if (keyVersion !== undefined) msg.keyVersion = keyVersion;
       return msg;
     }));
   }

@@ -1,6 +1,14 @@
 import { PushPolicy, STORAGE_RETRY_AFTER_S, DEFAULT_RATE_LIMITS, pushPolicy, RateLimits, RejectionLog, deviceApiJsonBodies, deviceRateLimit, hideAuthorization, inputFunnel, parseRateLimits, rawReadingsBody, runAction, sourceOf } from '../lib';
 import type { Msg, Node, NodeDef, RED } from '../shared/red';
 import { resolveStore } from '../shared/stores';
+import { deviceAuthOf } from '../shared/keys';
+
+/** msg.e2ee as aes-decrypt sets it: the request came sealed (its payload is the plaintext). */
+function sealedOf(msg: Msg): { authenticated: boolean; keyver?: number } | undefined {
+  const e2ee = msg.e2ee as { authenticated?: unknown; keyver?: unknown } | undefined;
+  if (!e2ee || typeof e2ee !== 'object') return undefined;
+  return { authenticated: e2ee.authenticated === true, ...(typeof e2ee.keyver === 'number' ? { keyver: e2ee.keyver } : {}) };
+}
 
 /** msg.deviceid, or the :deviceid route parameter when the message comes straight from an http in node. */
 function deviceIdFrom(msg: Msg): unknown {
@@ -92,9 +100,13 @@ export = function register(RED: RED) {
       }
       const storeNode = resolveStore(RED, def.store);
       const auth = requireToken ? { header: req?.headers?.authorization, token: storeNode.credentials?.token } : undefined;
+      // The key the devices use says whether they authenticate (and so must register and poll sealed, and
+      // acknowledge commands) and whether they can be rekeyed. Without one, the seed's plain protocol.
+      const deviceAuth = deviceAuthOf(RED, def.key);
+      if (def.key && !deviceAuth) throw new Error(t('e2ee.registry.no-device-key'));
       const res = await runAction(
         storeNode.store,
-        { action, deviceid: deviceIdFrom(msg), body: msg.payload, heartbeatMs: storeNode.heartbeat * 1000, seqn: msg.seqn, auth, push, maxDevices },
+        { action, deviceid: deviceIdFrom(msg), body: msg.payload, heartbeatMs: storeNode.heartbeat * 1000, seqn: msg.seqn, auth, push, maxDevices, deviceAuth, sealed: sealedOf(msg) },
         t,
       );
       if (res.audit) this.warn(res.audit);
@@ -104,6 +116,8 @@ export = function register(RED: RED) {
       if (res.headers) msg.headers = { ...(msg.headers as Record<string, string> | undefined), ...res.headers };
       if (res.seqn !== undefined) msg.seqn = res.seqn;
       if (res.pushUrl !== undefined) msg.pushUrl = res.pushUrl;
+      else delete msg.pushUrl;
+      if (res.keyVersion !== undefined) msg.keyVersion = res.keyVersion;
       if (res.pushRefused) {
         const key = `${String(deviceIdFrom(msg))} ${res.pushRefused.address}`;
         if (!refusedLogged.has(key)) {

@@ -1,4 +1,4 @@
-import { Retention, RetentionError, SqliteStore, describeRetention, hasRetention, parseRetention } from '../lib';
+import { DEFAULT_COMMAND_TTL_MS, Retention, RetentionError, SqliteStore, describeRetention, formatDuration, hasRetention, parseCommandTtl, parseRetention } from '../lib';
 import { positiveInt } from '../shared/config';
 import type { NodeDef, RED } from '../shared/red';
 import { DEFAULT_HEARTBEAT_S, DeviceStoreNode, openStores, storeFile } from '../shared/stores';
@@ -20,6 +20,13 @@ export = function register(RED: RED) {
       this.error(RED._('e2ee.store.bad-retention', { value: err instanceof RetentionError ? err.value.slice(0, 40) : '' }));
     }
     this.retention = describeRetention(retention, (key, params) => RED._(key, params));
+    let commandTtlMs = DEFAULT_COMMAND_TTL_MS;
+    try {
+      commandTtlMs = parseCommandTtl(def.commandTtl);
+    } catch (err) {
+      this.error(RED._('e2ee.store.bad-command-ttl', { value: err instanceof RetentionError ? err.value.slice(0, 40) : '', default: formatDuration(DEFAULT_COMMAND_TTL_MS) }));
+    }
+    this.commandTtl = formatDuration(commandTtlMs);
     const hints: Record<string, string> = { SQLITE_FULL: 'hint-full', SQLITE_READONLY: 'hint-readonly', SQLITE_CANTOPEN: 'hint-readonly', SQLITE_BUSY: 'hint-busy', SQLITE_LOCKED: 'hint-busy' };
     const store = new SqliteStore({
       file: this.file,
@@ -37,16 +44,21 @@ export = function register(RED: RED) {
     this.store = store;
     openStores.set(this.id, this);
     if (!this.credentials?.token) this.log(RED._('e2ee.registry.no-token'));
-    // Retention: a first prune soon after opening, then one a minute (never two at once).
+    // Retention and command expiry: a first run soon after opening, then one a minute (never two at once).
     let pruneTimer: ReturnType<typeof setTimeout> | undefined;
     const prune = () => {
       const started = Date.now();
-      store.prune(retention).then(
-        (count) => {
+      const pruning = hasRetention(retention)
+        ? store.prune(retention).then((count) => {
           if (count > 0) this.debug(RED._('e2ee.store.pruned', { count, ms: Date.now() - started }));
-        },
-        () => undefined, // storage trouble is reported by onHealth; the next run tries again
-      ).finally(() => {
+        })
+        : Promise.resolve();
+      // Each expired command is logged (the sidebar lists it too): it was never acknowledged.
+      const expiring = store.expireCommands(commandTtlMs).then((expired) => {
+        for (const c of expired) this.warn(RED._('e2ee.store.command-expired', { seqn: c.seqn, deviceid: c.deviceid, created: c.created, ttl: this.commandTtl }));
+      });
+      // (Storage trouble is reported by onHealth; the next run tries again.)
+      Promise.allSettled([pruning, expiring]).finally(() => {
         if (pruneTimer) pruneTimer = setTimeout(prune, PRUNE_INTERVAL_MS);
       });
     };
@@ -54,7 +66,7 @@ export = function register(RED: RED) {
       () => {
         this.log(RED._('e2ee.store.opened', { file: this.file, backend: store.backend }));
         this.log(RED._('e2ee.store.retention', { rule: this.retention }));
-        if (hasRetention(retention)) pruneTimer = setTimeout(prune, FIRST_PRUNE_MS);
+        pruneTimer = setTimeout(prune, FIRST_PRUNE_MS);
       },
       (err: Error) => this.error(RED._('e2ee.store.open-failed', { message: err.message })),
     );

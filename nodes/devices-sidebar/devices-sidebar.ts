@@ -14,11 +14,12 @@ import {
   renderSecretsH,
   runAction,
   validateDeviceId,
+  withRekeyKey,
 } from '../lib';
 import * as crypto from 'node:crypto';
-import type { ActionResponse, KeyMaterial } from '../lib';
-import { resolveKey } from '../shared/keys';
-import type { AesKeyNode } from '../shared/keys';
+import type { ActionResponse, DeviceAuth } from '../lib';
+import { deviceAuthOf, resolveKey } from '../shared/keys';
+import type { AesKeyNode, ResolvedKey } from '../shared/keys';
 import type { RED } from '../shared/red';
 import { DeviceStoreNode, openStores } from '../shared/stores';
 
@@ -103,8 +104,8 @@ export = function register(RED: PluginRED) {
   }));
 
   // Changes go through the same registry actions as the HTTP flow, so validation, cfgsn and audit logging are one code path.
-  const act = async (node: DeviceStoreNode, action: string, deviceid: unknown, body: unknown, seqn?: number): Promise<ActionResponse> => {
-    const res = await runAction(node.store, { action, deviceid, body, heartbeatMs: node.heartbeat * 1000, seqn }, (key, params) => RED._(key, params));
+  const act = async (node: DeviceStoreNode, action: string, deviceid: unknown, body: unknown, seqn?: number, deviceAuth?: DeviceAuth): Promise<ActionResponse> => {
+    const res = await runAction(node.store, { action, deviceid, body, heartbeatMs: node.heartbeat * 1000, seqn, deviceAuth }, (key, params) => RED._(key, params));
     if (res.audit) RED.log.warn(res.audit);
     return res;
   };
@@ -123,24 +124,42 @@ export = function register(RED: PluginRED) {
     return [res.statusCode, res.payload];
   }));
 
-  RED.httpAdmin.post('/esp-e2ee/devices/:id/command', write, route(async (req) => {
+  /**
+   * The flow's three steps for a command or a rekey: allocate the downlink SEQN (the action), seal it with the
+   * device's key of the version the action names, queue it (the poll delivers it).
+   */
+  const queueSealed = async (req: Req, action: 'command' | 'rekey', command: unknown): Promise<[number, unknown]> => {
     const node = storeOf(req);
     if (!node) return noStore();
-    const body = (req.body ?? {}) as { key?: unknown; command?: unknown };
-    let material: KeyMaterial | undefined;
-    try {
-      // The shared key, or in per-device scope this device's own.
-      material = resolveKey(RED, body.key, { deviceid: req.params.id });
-    } catch {
-      material = undefined;
-    }
-    if (!material || material.kind !== 'bytes') return [400, { status: 'NOK', message: t('error.no-key') }];
-    // The flow's three steps: allocate the downlink SEQN, encrypt, queue (delivered in the next config poll).
-    const allocated = await act(node, 'command', req.params.id, body.command);
+    const keyId = (req.body as { key?: unknown } | undefined)?.key;
+    const deviceAuth = deviceAuthOf(RED, keyId);
+    if (!deviceAuth) return [400, { status: 'NOK', message: t('error.no-key') }];
+    const allocated = await act(node, action, req.params.id, command, undefined, deviceAuth);
     if (allocated.statusCode !== 202 || allocated.seqn === undefined) return [allocated.statusCode, allocated.payload];
-    const wire = encryptToWire(material, Buffer.from(JSON.stringify(allocated.payload)), req.params.id);
-    const queued = await act(node, 'queue-command', req.params.id, wire, allocated.seqn);
-    return [queued.statusCode, queued.payload];
+    let resolved: ResolvedKey;
+    try {
+      // The shared key, or in per-device scope this device's own of the version the action chose.
+      resolved = resolveKey(RED, keyId, { deviceid: req.params.id, keyVersion: allocated.keyVersion });
+    } catch {
+      return [400, { status: 'NOK', message: t('error.no-key') }];
+    }
+    if (resolved.key.kind !== 'bytes') return [400, { status: 'NOK', message: t('error.no-key') }];
+    const plaintext = resolved.keyring ? withRekeyKey(allocated.payload, resolved.keyring, req.params.id) : allocated.payload;
+    const wire = encryptToWire(resolved.key, Buffer.from(JSON.stringify(plaintext)), req.params.id, { type: 'command', kv: resolved.keyVersion });
+    const queued = await act(node, 'queue-command', req.params.id, wire, allocated.seqn, deviceAuth);
+    return [queued.statusCode, action === 'rekey' ? { ...(queued.payload as object), keyver: (allocated.payload as { rekey: { kv: number } }).rekey.kv } : queued.payload];
+  };
+
+  RED.httpAdmin.post('/esp-e2ee/devices/:id/command', write, route((req) => queueSealed(req, 'command', (req.body as { command?: unknown } | undefined)?.command)));
+
+  // Rekey: the device moves to its next key version (the new key travels sealed under the current one).
+  RED.httpAdmin.post('/esp-e2ee/devices/:id/rekey', write, route((req) => queueSealed(req, 'rekey', {})));
+
+  RED.httpAdmin.get('/esp-e2ee/devices/:id/commands', read, route(async (req) => {
+    const node = storeOf(req);
+    if (!node) return noStore();
+    const res = await act(node, 'commands', req.params.id, { limit: req.query.limit });
+    return [res.statusCode, res.payload];
   }));
 
   // Add device: the secrets.h of a new (or known) device under a per-device master key. The master stays in the
@@ -153,8 +172,9 @@ export = function register(RED: PluginRED) {
     const url = typeof body.url === 'string' ? body.url.trim() : '';
     if (!/^https?:\/\/[^/\s]+/.test(url)) return [400, { status: 'NOK', message: t('error.badUrl') }];
     const deviceid = body.generate === true ? generateDeviceId(crypto.randomBytes) : validateDeviceId(body.deviceid);
-    // A known device keeps its key version.
-    const version = (node ? (await node.store.get(deviceid))?.keyver : undefined) ?? 0;
+    // A known device keeps its key version; a removed one comes back above its revoked versions.
+    const known = node ? await node.store.get(deviceid) : undefined;
+    const version = known ? (known.pendingkeyver ?? known.keyver) : node ? await node.store.keyFloor(deviceid) : 0;
     const text = renderSecretsH({ deviceKey: keyNode.keyring.deviceKey(deviceid, version), deviceId: deviceid, version, backendUrl: url, hmac: keyNode.auth === 'hmac-sha256' });
     RED.log.info(t('log.provisioned', { deviceid, version }));
     return [200, { deviceid, version, filename: 'secrets.h', text }];

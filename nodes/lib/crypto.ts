@@ -126,11 +126,15 @@ export function deriveAuthKeys(masterKey: Buffer): AuthKeys {
 /** The maximum device id length that fits the one-byte length prefix of the MAC input. */
 export const MAX_DEVICEID_BYTES = 255;
 
-/** HMAC-SHA256 over len(deviceid) as one byte ‖ deviceid (UTF-8) ‖ iv ‖ ciphertext. */
-export function computeMac(macKey: Buffer, deviceId: string, iv: Buffer, ciphertext: Buffer): Buffer {
+/**
+ * HMAC-SHA256 over the message type as one byte ‖ len(deviceid) as one byte ‖ deviceid (UTF-8) ‖ iv ‖ ciphertext.
+ * The type byte carries the direction in its high bit (see MESSAGE_TYPES in wire.ts), so an uplink never verifies
+ * as a downlink, nor a message of one type as another.
+ */
+export function computeMac(macKey: Buffer, type: number, deviceId: string, iv: Buffer, ciphertext: Buffer): Buffer {
   const id = Buffer.from(deviceId, 'utf8');
   if (id.length > MAX_DEVICEID_BYTES) throw new E2eeError('bad-deviceid', { max: MAX_DEVICEID_BYTES });
-  return crypto.createHmac('sha256', macKey).update(Buffer.from([id.length])).update(id).update(iv).update(ciphertext).digest();
+  return crypto.createHmac('sha256', macKey).update(Buffer.from([type, id.length])).update(id).update(iv).update(ciphertext).digest();
 }
 
 /** Constant-time MAC check. A MAC of the wrong length is simply a mismatch. */

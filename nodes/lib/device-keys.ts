@@ -71,3 +71,14 @@ export class DeviceKeyring {
     return this.cache.size;
   }
 }
+
+/**
+ * A rekey command as the device-registry's rekey action makes it, `{"rekey": {"kv": n}, "SEQN": m}`, with the
+ * device's key of version n added as 32 hex digits (`"key"`); any other payload unchanged. Only the crypto nodes
+ * call this, right before sealing, so the new key never travels through a flow.
+ */
+export function withRekeyKey(payload: unknown, keyring: DeviceKeyring, deviceId: string): unknown {
+  const rekey = (payload as { rekey?: { kv?: unknown; key?: unknown } } | null)?.rekey;
+  if (!rekey || typeof rekey !== 'object' || rekey.key !== undefined || typeof rekey.kv !== 'number') return payload;
+  return { ...(payload as object), rekey: { kv: rekey.kv, key: keyring.deviceKey(deviceId, rekey.kv).toString('hex') } };
+}

@@ -17,3 +17,4 @@ export * from './retention';
 export * from './push-target';
 export * from './device-keys';
 export * from './provision';
+export * from './uplink-guard';

@@ -23,9 +23,30 @@ import {
 import { parseSeq } from './replay-window';
 import type { PushPolicy, PushVerdict } from './push-target';
 import { STORAGE_RETRY_AFTER_S, StorageUnavailableError } from './store/types';
-import type { DeviceStore } from './store/types';
+import type { CommandRow, DeviceStore } from './store/types';
+import type { DeviceRow } from './registry';
+import { sealedDataLength, sealedLength } from './wire';
 
-export const REGISTRY_ACTIONS = ['register', 'get', 'update', 'list', 'log', 'readings', 'remove', 'reset', 'command', 'queue-command', 'command-delivered'] as const;
+/** How the devices talk to this registry: what its aes-key says. */
+export interface DeviceAuth {
+  /**
+   * Devices authenticate (hmac-sha256): registration and the config poll must come sealed, and a command counts as
+   * delivered only when the device acknowledges it.
+   */
+  acknowledged: boolean;
+  /** Keys are per device, so a device can be rekeyed. */
+  perDevice: boolean;
+}
+
+/** A request that came through aes-decrypt: its body is the decrypted plaintext. */
+export interface SealedRequest {
+  /** The MAC was verified (hmac-sha256). */
+  authenticated: boolean;
+  /** The per-device key version it was sealed with. */
+  keyver?: number;
+}
+
+export const REGISTRY_ACTIONS = ['register', 'get', 'update', 'list', 'log', 'readings', 'remove', 'reset', 'command', 'queue-command', 'command-delivered', 'rekey', 'commands'] as const;
 export type RegistryAction = (typeof REGISTRY_ACTIONS)[number];
 
 export interface ActionRequest {
@@ -41,8 +62,12 @@ export interface ActionRequest {
   seqn?: unknown;
   /** queue-command: which registered addresses may be pushed to; without one, none is. */
   push?: PushPolicy;
-  /** register: the most devices the store may hold (registration is not authenticated). */
+  /** register: the most devices the store may hold. */
   maxDevices?: number;
+  /** How devices authenticate (from the registry's aes-key); absent: the seed's plain protocol. */
+  deviceAuth?: DeviceAuth;
+  /** Set when the request came through aes-decrypt (msg.e2ee). */
+  sealed?: SealedRequest;
 }
 
 export interface ActionResponse {
@@ -60,6 +85,46 @@ export interface ActionResponse {
   pushUrl?: string;
   /** queue-command: the device's address may not be pushed to (the command waits for its poll). */
   pushRefused?: { address: string; verdict: Exclude<PushVerdict, 'allowed'> };
+  /** The per-device key version to seal the answer or command with (msg.keyVersion). */
+  keyVersion?: number;
+}
+
+/** Commands a config response offers at most. */
+export const MAX_OFFERED_COMMANDS = MAX_PENDING_COMMANDS;
+
+/** The acknowledgement an uplink carries: the highest downlink SEQN the device accepted (0: none yet). */
+function ackOf(body: Record<string, unknown>): number | undefined {
+  if (body.ack === undefined) return undefined;
+  const n = body.ack;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new ValidationError('bad-ack', 'ack');
+  return n;
+}
+
+/**
+ * The answer to a sealed registration or poll, sealed by the flow with the key the request came under:
+ *   {"re": request SEQN, "cfgsn": n, "data": {...}, "commands": [sealed command, ...], "more": bool}
+ * It offers the oldest pending commands, as many as keep the sealed answer within the device's receive buffer;
+ * `more` says some are left for the next poll.
+ */
+export function configResponse(device: DeviceRow, re: number, pending: CommandRow[], kv?: number): Record<string, unknown> {
+  const limit = device.rxbuf > 0 ? device.rxbuf : Infinity;
+  const commands: unknown[] = [];
+  const base = { re, cfgsn: device.cfgsn, data: device.data, commands, more: false };
+  let length = Buffer.byteLength(JSON.stringify(base), 'utf8');
+  for (const c of pending) {
+    const next = length + Buffer.byteLength(JSON.stringify(c.command), 'utf8') + (commands.length > 0 ? 1 : 0);
+    if (commands.length === MAX_OFFERED_COMMANDS || sealedLength(next, kv) > limit) break;
+    commands.push(c.command);
+    length = next;
+  }
+  base.more = commands.length < pending.length;
+  return base;
+}
+
+/** The sealed length of a config response that offers only `command` (what a device must be able to receive). */
+function loneCommandLength(device: DeviceRow, command: unknown, kv?: number): number {
+  const plain = { re: Number.MAX_SAFE_INTEGER, cfgsn: device.cfgsn, data: device.data, commands: [command], more: true };
+  return sealedLength(Buffer.byteLength(JSON.stringify(plain), 'utf8'), kv);
 }
 
 function obj(body: unknown): Record<string, unknown> {
@@ -93,20 +158,43 @@ export async function runAction(store: DeviceStore, req: ActionRequest, t: Trans
       return { statusCode: 200, payload: devices.map(withOnline), total };
     }
     const deviceid = validateDeviceId(req.deviceid);
+    const acknowledged = req.deviceAuth?.acknowledged === true;
+    const sealed = req.sealed;
+    // With authenticating devices, a registration or poll that did not come through aes-decrypt is nobody's.
+    if ((action === 'register' || action === 'get') && acknowledged && !sealed?.authenticated) {
+      return { ...nok(401, 'e2ee.registry.auth-required'), headers: { 'WWW-Authenticate': 'esp-e2ee' } };
+    }
+    /** The sealed answer to a registration or poll, and the acknowledgement the request carried applied first. */
+    const answer = async (statusCode: number, device: DeviceRow): Promise<ActionResponse> => {
+      const body = obj(req.body);
+      const re = parseSeq(body.SEQN);
+      if (!re.ok) throw new ValidationError('bad-seqn', 'SEQN');
+      const ack = ackOf(body);
+      if (ack !== undefined) await store.ackCommands(deviceid, ack, now);
+      const pending = await store.pendingCommands(deviceid, MAX_OFFERED_COMMANDS + 1);
+      // Without acknowledgements (plain mode), offering a command delivers it.
+      const response = configResponse(device, re.seq, pending, sealed?.keyver);
+      if (!acknowledged) await store.markDelivered(deviceid, pending.slice(0, (response.commands as unknown[]).length).map((c) => c.seqn), 'poll', now);
+      return { statusCode, payload: response, ...(sealed?.keyver !== undefined ? { keyVersion: sealed.keyver } : {}) };
+    };
     switch (action) {
       case 'register': {
         const input = validateRegister(deviceid, req.body);
+        if (sealed?.keyver !== undefined) input.keyver = sealed.keyver;
         const result = await store.register(input, now, req.maxDevices);
         if (result.full) return nok(403, 'e2ee.registry.device-limit', { max: req.maxDevices });
         const { created, device } = result;
+        if (sealed) return answer(created ? 201 : 200, device);
         if (created) return { statusCode: 201, payload: { status: 'OK', message: t('e2ee.registry.registered'), deviceid, cfgsn: device.cfgsn } };
         return { statusCode: 200, payload: device };
       }
       case 'get': {
         const device = await store.poll(deviceid, now);
         if (!device) return notRegistered();
+        if (sealed) return answer(200, device);
         // Queued commands ride along, so devices behind NAT get them too; offering one delivers it.
         const pending = await store.pendingCommands(deviceid, MAX_PENDING_COMMANDS);
+        if (acknowledged) return nok(401, 'e2ee.registry.auth-required');
         await store.markDelivered(deviceid, pending.map((c) => c.seqn), 'poll', now);
         return { statusCode: 200, payload: { cfgsn: device.cfgsn, data: device.data, commands: pending.map((c) => c.command) } };
       }
@@ -117,7 +205,9 @@ export async function runAction(store: DeviceStore, req: ActionRequest, t: Trans
       }
       case 'log': {
         const seq = parseSeq(obj(req.body).SEQN);
+        const ack = sealed ? ackOf(obj(req.body)) : undefined;
         const stored = await store.logReading(deviceid, seq.ok ? seq.seq : null, req.body, now);
+        if (stored && ack !== undefined) await store.ackCommands(deviceid, ack, now);
         return stored ? { statusCode: 200, payload: { status: 'OK' } } : notRegistered();
       }
       case 'readings': {
@@ -135,10 +225,40 @@ export async function runAction(store: DeviceStore, req: ActionRequest, t: Trans
       }
       case 'command': {
         const command = validateCommand(req.body);
-        if (!(await store.get(deviceid))) return notRegistered();
+        const device = await store.get(deviceid);
+        if (!device) return notRegistered();
+        // Sealed under the newest key: a device that has not taken a pending rekey yet finds the rekey command
+        // before this one in its poll (the push waits for the acknowledgement of earlier commands).
+        const keyVersion = req.deviceAuth?.perDevice ? (device.pendingkeyver ?? device.keyver) : undefined;
+        if (acknowledged && device.rxbuf > 0) {
+          // The sealed command (with the longest SEQN), inside a poll answer that offers it alone: if that does not
+          // fit the device's buffer, no poll could ever deliver it.
+          const plainLength = Buffer.byteLength(JSON.stringify({ cmd: command, SEQN: Number.MAX_SAFE_INTEGER }), 'utf8');
+          const sealedCommand = { iv: 'x'.repeat(24), data: 'x'.repeat(sealedDataLength(plainLength)), mac: 'x'.repeat(44), ...(keyVersion !== undefined ? { kv: keyVersion } : {}) };
+          if (loneCommandLength(device, sealedCommand, keyVersion) > device.rxbuf) return nok(413, 'e2ee.registry.command-too-large', { rxbuf: device.rxbuf });
+        }
         const seqn = await store.nextCommandSeq(deviceid);
         // The plaintext for aes-encrypt, in the shape of an uplink reading.
-        return { statusCode: 202, payload: { cmd: command, SEQN: seqn }, seqn };
+        return { statusCode: 202, payload: { cmd: command, SEQN: seqn }, seqn, ...(keyVersion !== undefined ? { keyVersion } : {}) };
+      }
+      case 'rekey': {
+        if (!req.deviceAuth?.perDevice || !acknowledged) return nok(409, 'e2ee.registry.rekey-unavailable');
+        const versions = await store.beginRekey(deviceid);
+        if (!versions) return notRegistered();
+        const seqn = await store.nextCommandSeq(deviceid);
+        // Sealed under the current key; aes-encrypt adds the new key itself, so it never travels through the flow.
+        return {
+          statusCode: 202,
+          payload: { rekey: { kv: versions.pending }, SEQN: seqn },
+          seqn,
+          keyVersion: versions.keyver,
+          audit: t('e2ee.registry.audit-rekey', { deviceid, from: versions.keyver, to: versions.pending }),
+        };
+      }
+      case 'commands': {
+        if (!(await store.get(deviceid))) return notRegistered();
+        const q = obj(req.body);
+        return { statusCode: 200, payload: await store.commandLog(deviceid, parseLimit(q.limit, DEFAULT_READINGS_LIMIT, MAX_READINGS_LIMIT)) };
       }
       case 'queue-command': {
         const seqn = parseSeq(req.seqn);
@@ -148,6 +268,12 @@ export async function runAction(store: DeviceStore, req: ActionRequest, t: Trans
         if (!target) return notRegistered();
         await store.queueCommand(deviceid, seqn.seq, req.body, now);
         const queued = { statusCode: 202, payload: { status: 'OK', message: t('e2ee.registry.command-queued'), seqn: seqn.seq }, seqn: seqn.seq };
+        // The device accepts only ever higher numbers, and acknowledges the highest: pushed past an earlier command
+        // that waits for the poll, this one would make the device drop that one. So it waits its turn.
+        if (acknowledged) {
+          const [oldest] = await store.pendingCommands(deviceid, 1);
+          if (oldest && oldest.seqn < seqn.seq) return queued;
+        }
         const verdict = req.push?.verdict(target.ipaddr) ?? 'not-allowed';
         if (verdict !== 'allowed') return { ...queued, pushRefused: { address: target.ipaddr, verdict } };
         const host = target.ipaddr.includes(':') ? `[${target.ipaddr}]` : target.ipaddr;
@@ -156,7 +282,9 @@ export async function runAction(store: DeviceStore, req: ActionRequest, t: Trans
       case 'command-delivered': {
         const seqn = parseSeq(req.seqn);
         if (!seqn.ok) throw new ValidationError('bad-seqn', 'seqn');
-        await store.markDelivered(deviceid, [seqn.seq], 'push', now);
+        // With authenticating devices a 200 from the address proves nothing: the acknowledgement in the device's
+        // next uplink does.
+        if (!acknowledged) await store.markDelivered(deviceid, [seqn.seq], 'push', now);
         return { statusCode: 200, payload: { status: 'OK' }, seqn: seqn.seq };
       }
       case 'reset': {

@@ -26,6 +26,10 @@ export interface DeviceRow {
   datec: string;
   /** The version of the device's key under a per-device master key (0 until it is rekeyed). */
   keyver: number;
+  /** The version a rekey is moving it to, until its first message under that version; else null. */
+  pendingkeyver: number | null;
+  /** The largest response body the device said it can receive (0: it did not say). */
+  rxbuf: number;
 }
 
 export interface ReadingRow {
@@ -108,7 +112,15 @@ export interface RegisterInput {
   name?: string;
   /** TCP port of the device's /command endpoint (default 80). */
   cmdport?: number;
+  /** The largest response body the device can receive (authenticated registration). */
+  rxbuf?: number;
+  /** The per-device key version the registration was sealed with (a new device starts there). */
+  keyver?: number;
 }
+
+/** The smallest receive buffer a device may declare, and the largest that means anything. */
+export const MIN_RXBUF = 256;
+export const MAX_RXBUF = 1 << 20;
 
 export const MAX_COMMAND_BYTES = 1024;
 export const MAX_PENDING_COMMANDS = 10;
@@ -136,6 +148,11 @@ export function validateRegister(deviceid: unknown, body: unknown): RegisterInpu
   // The name is the operators' (PUT): a registration cannot set it, so whoever can register a device id cannot
   // rename it. (A name in the body is ignored, for firmware that sends one.)
   if (b.cmdport !== undefined) input.cmdport = validatePort(b.cmdport);
+  if (b.rxbuf !== undefined) {
+    const n = fromDigits(b.rxbuf);
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < MIN_RXBUF || n > MAX_RXBUF) throw new ValidationError('bad-rxbuf', 'rxbuf');
+    input.rxbuf = n;
+  }
   return input;
 }
 

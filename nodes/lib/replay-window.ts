@@ -7,7 +7,7 @@
  * `seen` records whether `top - i` was accepted, for i in [0, W); a late
  * number inside the window passes exactly once, one below it is stale.
  */
-export type ReplayReason = 'replay' | 'stale' | 'missing-seq' | 'bad-seq' | 'missing-device';
+export type ReplayReason = 'replay' | 'stale' | 'missing-seq' | 'bad-seq' | 'missing-device' | 'key-version';
 /** Why the guard could not decide: its storage is unavailable (the message may be sent again later). */
 export type GuardUnavailable = 'storage-unavailable';
 

@@ -43,8 +43,7 @@ export class RetentionError extends Error {
 export function describeRetention(r: Retention, t: (key: string, params?: Record<string, unknown>) => string): string {
   const parts: string[] = [];
   if (r.maxAgeMs !== undefined) {
-    const [n, unit] = r.maxAgeMs % UNIT_MS.d === 0 ? [r.maxAgeMs / UNIT_MS.d, 'd'] : r.maxAgeMs % UNIT_MS.h === 0 ? [r.maxAgeMs / UNIT_MS.h, 'h'] : [r.maxAgeMs / UNIT_MS.m, 'm'];
-    parts.push(t('e2ee.store.retention-age', { age: `${n}${unit}` }));
+    parts.push(t('e2ee.store.retention-age', { age: formatDuration(r.maxAgeMs) }));
   }
   if (r.maxPerDevice !== undefined) parts.push(t('e2ee.store.retention-count', { count: r.maxPerDevice }));
   return parts.length ? parts.join(', ') : t('e2ee.store.retention-none');
@@ -52,4 +51,25 @@ export function describeRetention(r: Retention, t: (key: string, params?: Record
 
 export function hasRetention(r: Retention): boolean {
   return r.maxAgeMs !== undefined || r.maxPerDevice !== undefined;
+}
+
+/** Commands nobody acknowledged expire after this long unless configured (E2EE_COMMAND_TTL). */
+export const DEFAULT_COMMAND_TTL_MS = 7 * UNIT_MS.d;
+
+/**
+ * The time after which an undelivered command expires: `7d`, `12h`, `90m`; empty (or an unset `${VAR}`) is the
+ * default. Throws RetentionError on anything else.
+ */
+export function parseCommandTtl(text: unknown): number {
+  const value = typeof text === 'string' ? text.trim().toLowerCase() : text === undefined || text === null ? '' : String(text);
+  if (value === '' || /^\$\{\w+\}$/.test(value)) return DEFAULT_COMMAND_TTL_MS;
+  const m = /^(\d+)([mhd])$/.exec(value);
+  if (!m || Number(m[1]) <= 0) throw new RetentionError(value);
+  return Number(m[1]) * UNIT_MS[m[2]];
+}
+
+/** A duration in the units parseCommandTtl reads (the largest that divides it). */
+export function formatDuration(ms: number): string {
+  const [n, unit] = ms % UNIT_MS.d === 0 ? [ms / UNIT_MS.d, 'd'] : ms % UNIT_MS.h === 0 ? [ms / UNIT_MS.h, 'h'] : [Math.round(ms / UNIT_MS.m), 'm'];
+  return `${n}${unit}`;
 }

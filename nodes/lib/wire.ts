@@ -2,7 +2,7 @@
  * The wire format: which payload shapes carry a ciphertext, and how a key
  * turns them into plaintext and back.
  *
- *  - key/IV form:  {"iv": b64(16 bytes), "data": b64(ciphertext)[, "mac": b64(32 bytes)]}
+ *  - key/IV form:  {"iv": b64(16 bytes), "data": b64(ciphertext)[, "mac": b64(32 bytes)][, "kv": key version]}
  *                  or a base64 ciphertext string with the IV in msg.iv
  *  - passphrase:   b64("Salted__" ‖ salt[8] ‖ ciphertext), AES-256-CBC,
  *                  key and IV from EVP_BytesToKey(MD5, 1 iteration)
@@ -25,11 +25,25 @@ import type { KeyMaterial } from './key';
 
 export const DEFAULT_MAX_BYTES = 64 * 1024;
 
+/**
+ * What a message is, authenticated as the first byte of the MAC input: uplinks (device to server) have the high bit
+ * clear, downlinks have it set. The receiver computes the MAC with the type it expects, so nothing on the wire says
+ * it and nothing can be swapped.
+ */
+export const MESSAGE_TYPES = { reading: 0x01, register: 0x02, poll: 0x03, command: 0x81, config: 0x82 } as const;
+export type MessageType = keyof typeof MESSAGE_TYPES;
+export const MESSAGE_TYPE_NAMES = Object.keys(MESSAGE_TYPES) as MessageType[];
+
+/** The largest key version (it travels as a JSON number and in HKDF info as 4 bytes). */
+const MAX_KV = 0xffffffff;
+
 export interface KeyIvEnvelope {
   readonly form: 'keyiv';
   readonly iv: Buffer;
   readonly ciphertext: Buffer;
   readonly mac?: Buffer;
+  /** The version of the per-device key it was sealed with (absent: 0). */
+  readonly kv?: number;
 }
 
 export interface SaltedEnvelope {
@@ -45,6 +59,7 @@ export interface WireObject {
   iv: string;
   data: string;
   mac?: string;
+  kv?: number;
 }
 
 export interface ParseOptions {
@@ -92,7 +107,12 @@ function parseObject(obj: Record<string, unknown>): KeyIvEnvelope {
   if (typeof obj.data !== 'string' || obj.iv === undefined) throw new E2eeError('bad-payload');
   const iv = decodeIv(obj.iv);
   const ciphertext = decodeBase64(obj.data);
-  return { form: 'keyiv', iv, ciphertext, mac: decodeMac(obj.mac) };
+  let kv: number | undefined;
+  if (obj.kv !== undefined) {
+    if (typeof obj.kv !== 'number' || !Number.isInteger(obj.kv) || obj.kv < 0 || obj.kv > MAX_KV) throw new E2eeError('bad-payload');
+    kv = obj.kv;
+  }
+  return { form: 'keyiv', iv, ciphertext, mac: decodeMac(obj.mac), kv };
 }
 
 /**
@@ -144,7 +164,7 @@ export function parseEnvelope(payload: unknown, options: ParseOptions = {}): Env
  * key) is the single error `decrypt-failed`, except a form that does not fit
  * the key type, which depends only on configuration.
  */
-export function decryptEnvelope(key: KeyMaterial, envelope: Envelope, deviceId = ''): Buffer {
+export function decryptEnvelope(key: KeyMaterial, envelope: Envelope, deviceId = '', type: MessageType = 'reading'): Buffer {
   if (key.kind === 'passphrase') {
     if (envelope.form !== 'salted') throw new E2eeError('form-mismatch');
     const { key: aesKey, iv } = evpBytesToKey(key.passphrase, envelope.salt);
@@ -153,7 +173,7 @@ export function decryptEnvelope(key: KeyMaterial, envelope: Envelope, deviceId =
   if (envelope.form !== 'keyiv') throw new E2eeError('form-mismatch');
   if (key.macKey) {
     // Encrypt-then-MAC: the MAC is checked, in constant time, before the padding is looked at.
-    const expected = computeMac(key.macKey, deviceId, envelope.iv, envelope.ciphertext);
+    const expected = computeMac(key.macKey, MESSAGE_TYPES[type], deviceId, envelope.iv, envelope.ciphertext);
     if (!verifyMac(expected, envelope.mac)) throw new E2eeError('decrypt-failed');
   }
   return guard(() => key.decrypt(envelope.iv, envelope.ciphertext));
@@ -167,19 +187,43 @@ function guard(fn: () => Buffer): Buffer {
   }
 }
 
+export interface SealOptions {
+  /** What the message is (bound into the MAC); default `reading`. */
+  type?: MessageType;
+  /** A fixed IV (tests and interop only). */
+  fixedIv?: Buffer;
+  /** The per-device key version, written as `kv`. */
+  kv?: number;
+}
+
 /** Encrypts bytes for the wire: a WireObject for byte keys, the OpenSSL salted string for passphrases. */
-export function encryptToWire(key: KeyMaterial, plaintext: Buffer, deviceId = '', fixedIv?: Buffer): WireObject | string {
+export function encryptToWire(key: KeyMaterial, plaintext: Buffer, deviceId = '', options: SealOptions = {}): WireObject | string {
   if (key.kind === 'passphrase') {
     const salt = randomSalt();
     const { key: aesKey, iv } = evpBytesToKey(key.passphrase, salt);
     const ciphertext = aesCbcEncrypt(aesKey, iv, plaintext);
     return Buffer.concat([SALTED_MAGIC, salt, ciphertext]).toString('base64');
   }
-  const iv = fixedIv ?? randomIv();
+  const iv = options.fixedIv ?? randomIv();
   const ciphertext = aesCbcEncrypt(key.encKey, iv, plaintext);
   const wire: WireObject = { iv: iv.toString('base64'), data: ciphertext.toString('base64') };
-  if (key.macKey) wire.mac = computeMac(key.macKey, deviceId, iv, ciphertext).toString('base64');
+  if (key.macKey) wire.mac = computeMac(key.macKey, MESSAGE_TYPES[options.type ?? 'reading'], deviceId, iv, ciphertext).toString('base64');
+  if (options.kv !== undefined) wire.kv = options.kv;
   return wire;
+}
+
+/**
+ * The length of the JSON text of a sealed key/IV object for a plaintext of `plainLength` bytes (with a MAC, and
+ * `kv` when given): what a device must be able to receive.
+ */
+export function sealedLength(plainLength: number, kv?: number): number {
+  // {"iv":"<24>","data":"<data>","mac":"<44>"[,"kv":<kv>]}
+  return 28 + 24 + sealedDataLength(plainLength) + 44 + (kv === undefined ? 0 : 6 + String(kv).length);
+}
+
+/** The length of the base64 `data` of a plaintext of `plainLength` bytes (PKCS#7 always adds 1..16 bytes). */
+export function sealedDataLength(plainLength: number): number {
+  return Math.ceil(((Math.floor(plainLength / 16) + 1) * 16) / 3) * 4;
 }
 
 /** Parses a fixed IV setting: 32 hex digits. */

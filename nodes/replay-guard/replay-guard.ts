@@ -1,4 +1,4 @@
-import { GuardUnavailable, ReplayPersist, ReplayReason, StorageUnavailableError, inputFunnel, parseSeq } from '../lib';
+import { GuardUnavailable, ReplayPersist, ReplayReason, StorageUnavailableError, admitUplink, inputFunnel, parseSeq } from '../lib';
 import type { Msg, Node, NodeDef, RED } from '../shared/red';
 import { resolveStore } from '../shared/stores';
 
@@ -31,7 +31,9 @@ export = function register(RED: RED) {
       if (!seq.ok) return reject(msg, seq.reason);
       let result;
       try {
-        result = await store.checkReplay(deviceid, seq.seq, windowSize, persist);
+        // msg.e2ee.keyver: the per-device key version aes-decrypt verified the message under.
+        const keyver = (msg.e2ee as { keyver?: unknown } | undefined)?.keyver;
+        result = await admitUplink(store, deviceid, seq.seq, windowSize, persist, typeof keyver === 'number' ? keyver : undefined);
       } catch (err) {
         // Undecided, not refused: the second output says so, and the shipped flow answers 503 (retry later).
         if (err instanceof StorageUnavailableError) return reject(msg, 'storage-unavailable');

@@ -1,4 +1,4 @@
-import { DeviceKeyring, E2eeError, KeyMaterial } from '../lib';
+import { DeviceAuth, DeviceKeyring, E2eeError, KeyMaterial } from '../lib';
 import type { Node, RED } from './red';
 
 export interface AesKeyNode extends Node {
@@ -19,19 +19,45 @@ export interface KeyTarget {
   keyVersion?: unknown;
 }
 
+export interface ResolvedKey {
+  key: KeyMaterial;
+  /** Per-device scope: the device key's version. */
+  keyVersion?: number;
+  /** Per-device scope: the keyring (for a rekey command's new key). */
+  keyring?: DeviceKeyring;
+}
+
+/** The aes-key config node of an id, or undefined. */
+export function keyNodeOf(red: RED, id: unknown): AesKeyNode | undefined {
+  return (typeof id === 'string' && id ? (red.nodes.getNode(id) as AesKeyNode | null) : null) ?? undefined;
+}
+
 /**
  * Looks up an aes-key config node and returns the key material for a message, or throws the error a worker node
  * should report: the shared key, or in per-device scope the key of the message's device (which must be named).
  */
-export function resolveKey(red: RED, id: unknown, target: KeyTarget): KeyMaterial {
-  const keyNode = typeof id === 'string' && id ? (red.nodes.getNode(id) as AesKeyNode | null) : null;
-  if (!keyNode) throw new E2eeError('no-key');
+export function resolveKey(red: RED, id: unknown, target: KeyTarget): ResolvedKey {
+  const keyNode = usableKeyNode(red, id);
   if (keyNode.keyring) {
     if (!target.deviceid) throw new E2eeError('no-deviceid');
     const v = target.keyVersion;
     const version = v === undefined || v === null || v === '' ? 0 : typeof v === 'number' ? v : typeof v === 'string' && /^\d{1,10}$/.test(v) ? Number(v) : NaN;
-    return keyNode.keyring.material(target.deviceid, version);
+    return { key: keyNode.keyring.material(target.deviceid, version), keyVersion: version, keyring: keyNode.keyring };
   }
-  if (!keyNode.material) throw keyNode.keyError ?? new E2eeError('no-key');
-  return keyNode.material;
+  return { key: keyNode.material as KeyMaterial };
+}
+
+/** The aes-key config node of an id when it holds a usable key; else throws the configuration error (no-key, bad-key...). */
+export function usableKeyNode(red: RED, id: unknown): AesKeyNode {
+  const keyNode = keyNodeOf(red, id);
+  if (!keyNode) throw new E2eeError('no-key');
+  if (!keyNode.keyring && !keyNode.material) throw keyNode.keyError ?? new E2eeError('no-key');
+  return keyNode;
+}
+
+/** How devices authenticate under an aes-key (for the registry): undefined without a usable key node. */
+export function deviceAuthOf(red: RED, id: unknown): DeviceAuth | undefined {
+  const keyNode = keyNodeOf(red, id);
+  if (!keyNode || (!keyNode.keyring && !keyNode.material)) return undefined;
+  return { acknowledged: keyNode.auth === 'hmac-sha256', perDevice: keyNode.keyring !== undefined };
 }

@@ -13,6 +13,8 @@ export interface DeviceStoreNode extends Node {
   file: string;
   /** The retention in words ("at most 30d old, the newest 1000 per device"). */
   retention: string;
+  /** How long an unacknowledged command waits before it expires ("7d"). */
+  commandTtl: string;
 }
 
 /** Every open device-store, by node id: the editor's Devices sidebar lists their devices. */

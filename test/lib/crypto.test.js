@@ -160,12 +160,31 @@ describe('lib/crypto', function () {
       macKey.equals(Buffer.from(crypto.hkdfSync('sha256', master, Buffer.alloc(0), 'esp-e2ee v1 mac', 32))).should.be.true();
       encKey.equals(master).should.be.false();
     });
-    it('MACs len(deviceid) ‖ deviceid ‖ iv ‖ ciphertext', function () {
+    it('MACs type ‖ len(deviceid) ‖ deviceid ‖ iv ‖ ciphertext', function () {
       const macKey = crypto.randomBytes(32);
       const iv = crypto.randomBytes(16);
       const ct = crypto.randomBytes(32);
-      const expected = crypto.createHmac('sha256', macKey).update(Buffer.concat([Buffer.from([17]), Buffer.from('5C:CF:7F:01:02:03'), iv, ct])).digest();
-      lib.computeMac(macKey, '5C:CF:7F:01:02:03', iv, ct).equals(expected).should.be.true();
+      const expected = crypto.createHmac('sha256', macKey).update(Buffer.concat([Buffer.from([0x82, 17]), Buffer.from('5C:CF:7F:01:02:03'), iv, ct])).digest();
+      lib.computeMac(macKey, 0x82, '5C:CF:7F:01:02:03', iv, ct).equals(expected).should.be.true();
+      lib.MESSAGE_TYPES.should.eql({ reading: 0x01, register: 0x02, poll: 0x03, command: 0x81, config: 0x82 });
+    });
+    it('binds the type and direction: a message verifies only as the type it was sealed as', function () {
+      const key = lib.parseKey('hex', crypto.randomBytes(16).toString('hex'), 'hmac-sha256');
+      for (const sealedAs of lib.MESSAGE_TYPE_NAMES) {
+        const wire = lib.encryptToWire(key, Buffer.from('{"SEQN":1}'), 'dev-a', { type: sealedAs });
+        for (const openedAs of lib.MESSAGE_TYPE_NAMES) {
+          if (openedAs === sealedAs) lib.decryptEnvelope(key, lib.parseEnvelope(wire), 'dev-a', openedAs).toString().should.equal('{"SEQN":1}');
+          else assert.throws(() => lib.decryptEnvelope(key, lib.parseEnvelope(wire), 'dev-a', openedAs), { code: 'decrypt-failed' }, `${sealedAs} as ${openedAs}`);
+        }
+      }
+    });
+    it('sealedLength is the exact length of the sealed JSON text', function () {
+      const key = lib.parseKey('hex', crypto.randomBytes(16).toString('hex'), 'hmac-sha256');
+      for (const n of [0, 1, 15, 16, 17, 100, 1000]) {
+        for (const kv of [undefined, 0, 7, 4294967295]) {
+          JSON.stringify(lib.encryptToWire(key, Buffer.alloc(n, 0x61), 'd', { kv })).length.should.equal(lib.sealedLength(n, kv), `${n} bytes, kv ${kv}`);
+        }
+      }
     });
     it('binds the device id: a message for one device does not verify for another', function () {
       const key = lib.parseKey('hex', crypto.randomBytes(16).toString('hex'), 'hmac-sha256');

@@ -26,14 +26,15 @@ describe('shared vectors (test/fixtures/vectors.json)', function () {
         mac.toString('hex').should.equal(v.mac_key);
         encKey = enc;
         const id = Buffer.from(v.deviceid);
-        const expected = crypto.createHmac('sha256', mac).update(Buffer.concat([Buffer.from([id.length]), id, Buffer.from(v.iv, 'hex'), Buffer.from(v.data, 'base64')])).digest('base64');
+        const type = { reading: 0x01, register: 0x02, poll: 0x03, command: 0x81, config: 0x82 }[v.type];
+        const expected = crypto.createHmac('sha256', mac).update(Buffer.concat([Buffer.from([type, id.length]), id, Buffer.from(v.iv, 'hex'), Buffer.from(v.data, 'base64')])).digest('base64');
         expected.should.equal(v.mac);
       }
       const viaCryptoJs = CryptoJS.AES.encrypt(v.plaintext, CryptoJS.enc.Hex.parse(encKey.toString('hex')), { iv: CryptoJS.enc.Hex.parse(v.iv) }).ciphertext.toString(CryptoJS.enc.Base64);
       viaCryptoJs.should.equal(v.data);
       // And the package decrypts it.
       const key = lib.parseKey('hex', v.key, v.auth);
-      lib.decryptEnvelope(key, lib.parseEnvelope({ iv: Buffer.from(v.iv, 'hex').toString('base64'), data: v.data, mac: v.mac }), v.deviceid).toString().should.equal(v.plaintext);
+      lib.decryptEnvelope(key, lib.parseEnvelope({ iv: Buffer.from(v.iv, 'hex').toString('base64'), data: v.data, mac: v.mac }), v.deviceid, v.type).toString().should.equal(v.plaintext);
     });
   }
 });

@@ -41,7 +41,7 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
       // A name in a registration is ignored: the name is the operators'.
       const r = await call('register', MAC, { ipaddr: 'fe80::1', ssid: 'Other', name: 'hijacked' });
       r.statusCode.should.equal(200);
-      Object.keys(r.payload).should.eql(['deviceid', 'name', 'lastseen', 'ssid', 'ipaddr', 'cfgsn', 'flags', 'data', 'datec', 'keyver']);
+      Object.keys(r.payload).should.eql(['deviceid', 'name', 'lastseen', 'ssid', 'ipaddr', 'cfgsn', 'flags', 'data', 'datec', 'keyver', 'pendingkeyver', 'rxbuf']);
       r.payload.should.containEql({ deviceid: MAC, name: 'kitchen', ssid: 'Other', ipaddr: 'fe80::1', cfgsn: 1, flags: 0, data: {} });
       r.payload.datec.should.equal(first.datec);
       (r.payload.lastseen > first.lastseen).should.be.true();
@@ -311,6 +311,6 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
     list.map((d) => d.name).should.eql(INJECTION);
     list.map((d) => d.data[d.name]).should.eql(INJECTION);
     (await call('readings', 'inj1', {})).payload[0].payload.note.should.equal(INJECTION[1]);
-    (await dbRows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")).map((r) => r.name).should.eql(['commands', 'devices', 'downlink_counters', 'readings', 'replay_state', 'schema_version']);
+    (await dbRows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")).map((r) => r.name).should.eql(['commands', 'devices', 'downlink_counters', 'readings', 'replay_state', 'revoked', 'schema_version']);
   });
 });

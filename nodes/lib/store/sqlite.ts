@@ -22,7 +22,7 @@ import { INITIAL_STATE, ReplayState, decide } from '../replay-window';
 import type { Retention } from '../retention';
 import { GroupCommit, PendingWrite, Statement, Write, supersededWrites } from './group-commit';
 import { SORT_COLUMNS, StorageUnavailableError } from './types';
-import type { CommandRow, DeviceStore, ListOptions, ReadingsOptions, ReplayPersist, ReplayResult, SortColumn } from './types';
+import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, KeyCheck, ListOptions, ReadingsOptions, ReplayPersist, ReplayResult, SortColumn } from './types';
 
 /** Most readings one prune step removes (one write in the commit queue). */
 export const PRUNE_BATCH = 500;
@@ -88,6 +88,18 @@ export const MIGRATIONS: string[][] = [
     // Per-device keys: the version of the device's key under the master key.
     `ALTER TABLE devices ADD COLUMN keyver INTEGER NOT NULL DEFAULT 0`,
   ],
+  [
+    // Rekey (the version being moved to, until the device's first message under it), the receive buffer a device
+    // declared (0: unknown), acknowledged and expired commands, and the key versions of removed devices.
+    `ALTER TABLE devices ADD COLUMN pendingkeyver INTEGER`,
+    `ALTER TABLE devices ADD COLUMN rxbuf INTEGER NOT NULL DEFAULT 0`,
+    `ALTER TABLE commands ADD COLUMN expired TEXT`,
+    `CREATE TABLE revoked (
+       deviceid TEXT PRIMARY KEY NOT NULL,
+       floor    INTEGER NOT NULL,
+       at       TEXT NOT NULL
+     )`,
+  ],
 ];
 
 /**
@@ -110,7 +122,7 @@ const REOPEN_DELAYS_MS = [250, 500, 1000, 2000, 5000];
 /** The current time in the ISO 8601 form the rows use, computed by SQLite. */
 const NOW_SQL = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
-const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, keyver';
+const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, keyver, pendingkeyver, rxbuf';
 
 interface RawDevice extends Omit<DeviceRow, 'data'> {
   data: string;
@@ -159,6 +171,12 @@ export class SqliteStore implements DeviceStore {
   private readonly statements = new Map<string, Sqlite3.Statement>();
   private readonly commits: GroupCommit;
   private readonly known = new Set<string>();
+  /** Each known device's key version and the one a rekey moves it to (absent: none pending). */
+  private readonly keyVersions = new Map<string, { keyver: number; pending?: number }>();
+  /** Removed devices: the lowest key version a message of theirs may use (every older one is revoked). */
+  private readonly revokedBelow = new Map<string, number>();
+  /** The highest downlink SEQN each device acknowledged in this process (to skip acknowledgements already applied). */
+  private readonly acked = new Map<string, number>();
   /** Replay windows in least-recently-used order (a Map iterates in insertion order). */
   private readonly replayCache = new Map<string, ReplayState>();
   private readonly replayLoads = new Map<string, Promise<void>>();
@@ -259,7 +277,11 @@ export class SqliteStore implements DeviceStore {
         throw err;
       }
     }
-    for (const r of (await this.all('SELECT deviceid FROM devices', [])) as { deviceid: string }[]) this.known.add(r.deviceid);
+    for (const r of (await this.all('SELECT deviceid, keyver, pendingkeyver FROM devices', [])) as { deviceid: string; keyver: number; pendingkeyver: number | null }[]) {
+      this.known.add(r.deviceid);
+      this.keyVersions.set(r.deviceid, { keyver: r.keyver, ...(r.pendingkeyver !== null ? { pending: r.pendingkeyver } : {}) });
+    }
+    for (const r of (await this.all('SELECT deviceid, floor FROM revoked', [])) as { deviceid: string; floor: number }[]) this.revokedBelow.set(r.deviceid, r.floor);
     await this.exec('BEGIN IMMEDIATE');
     this.inTransaction = true;
     this.isOpen = true;
@@ -437,15 +459,23 @@ export class SqliteStore implements DeviceStore {
     const created = !this.known.has(input.deviceid);
     if (created && maxDevices !== undefined && this.known.size >= maxDevices) return { created: false, full: true };
     this.known.add(input.deviceid);
+    if (created) {
+      // A new device starts at the key version it proved (0 for an unauthenticated one); a removed id that comes
+      // back under a version above its revoked ones is a device provisioned anew.
+      this.keyVersions.set(input.deviceid, { keyver: input.keyver ?? 0 });
+      this.revokedBelow.delete(input.deviceid);
+    }
     const t = iso(now);
     const rows = (await this.write([
+      ...(created ? [{ sql: 'DELETE FROM revoked WHERE deviceid = ?', params: [input.deviceid] }] : []),
       {
-        sql: `INSERT INTO devices (deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, cmdport)
-              VALUES (?, ?, ?, ?, ?, 1, 0, '{}', ?, ?)
+        sql: `INSERT INTO devices (deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, cmdport, keyver, rxbuf)
+              VALUES (?, ?, ?, ?, ?, 1, 0, '{}', ?, ?, ?, ?)
               ON CONFLICT (deviceid) DO UPDATE SET ipaddr = excluded.ipaddr, ssid = excluded.ssid, lastseen = excluded.lastseen,
-                cmdport = excluded.cmdport, name = CASE WHEN ? IS NULL THEN devices.name ELSE excluded.name END
+                cmdport = excluded.cmdport, name = CASE WHEN ? IS NULL THEN devices.name ELSE excluded.name END,
+                rxbuf = CASE WHEN ? IS NULL THEN devices.rxbuf ELSE excluded.rxbuf END
               RETURNING ${DEVICE_COLUMNS}`,
-        params: [input.deviceid, input.name ?? '', t, input.ssid, input.ipaddr, t, input.cmdport ?? 80, input.name ?? null],
+        params: [input.deviceid, input.name ?? '', t, input.ssid, input.ipaddr, t, input.cmdport ?? 80, input.keyver ?? 0, input.rxbuf ?? 0, input.name ?? null, input.rxbuf ?? null],
       },
     ])) as RawDevice[];
     return { created, device: toDevice(rows[0]) };
@@ -499,8 +529,17 @@ export class SqliteStore implements DeviceStore {
     return this.afterOpen(async () => {
       if (!this.known.has(deviceid)) return false;
       this.known.delete(deviceid);
+      // Its keys are revoked for good: every version it had or was moving to.
+      const versions = this.keyVersions.get(deviceid) ?? { keyver: 0 };
+      const floor = Math.max(versions.keyver, versions.pending ?? 0) + 1;
+      this.keyVersions.delete(deviceid);
+      this.revokedBelow.set(deviceid, floor);
+      this.acked.delete(deviceid);
+      const t = iso(Date.now());
       const rows = await this.write([
         { sql: 'DELETE FROM readings WHERE deviceid = ?', params: [deviceid] },
+        { sql: 'DELETE FROM commands WHERE deviceid = ?', params: [deviceid] },
+        { sql: 'INSERT INTO revoked (deviceid, floor, at) VALUES (?, ?, ?) ON CONFLICT (deviceid) DO UPDATE SET floor = max(floor, excluded.floor), at = excluded.at', params: [deviceid, floor, t] },
         { sql: 'DELETE FROM devices WHERE deviceid = ? RETURNING deviceid', params: [deviceid] },
       ]);
       return rows.length > 0;
@@ -620,7 +659,7 @@ export class SqliteStore implements DeviceStore {
 
   async pendingCommands(deviceid: string, limit: number): Promise<CommandRow[]> {
     const rows = await this.read<{ seqn: number; command: string; created: string }>(
-      'SELECT seqn, command, created FROM commands WHERE deviceid = ? AND delivered IS NULL ORDER BY seqn LIMIT ?',
+      'SELECT seqn, command, created FROM commands WHERE deviceid = ? AND delivered IS NULL AND expired IS NULL ORDER BY seqn LIMIT ?',
       [deviceid, limit],
     );
     return rows.map((r) => ({ seqn: r.seqn, command: JSON.parse(r.command), created: r.created }));
@@ -634,6 +673,80 @@ export class SqliteStore implements DeviceStore {
         params: [iso(now), via, deviceid, ...seqns],
       },
     ]).then(() => undefined);
+  }
+
+  ackCommands(deviceid: string, upTo: number, now = Date.now()): Promise<void> {
+    return this.afterOpen(async () => {
+      // Most uplinks repeat the acknowledgement of the one before: only a higher one is written.
+      if (!this.known.has(deviceid) || upTo <= (this.acked.get(deviceid) ?? 0)) return;
+      this.acked.set(deviceid, upTo);
+      await this.write([
+        {
+          sql: "UPDATE commands SET delivered = ?, via = 'ack' WHERE deviceid = ? AND delivered IS NULL AND expired IS NULL AND seqn <= ?",
+          params: [iso(now), deviceid, upTo],
+        },
+      ]);
+    });
+  }
+
+  async expireCommands(maxAgeMs: number, now = Date.now()): Promise<ExpiredCommand[]> {
+    const rows = (await this.write([
+      {
+        sql: 'UPDATE commands SET expired = ? WHERE delivered IS NULL AND expired IS NULL AND created < ? RETURNING deviceid, seqn, created',
+        params: [iso(now), new Date(now - maxAgeMs).toISOString()],
+      },
+    ])) as ExpiredCommand[];
+    return rows.sort((a, b) => (a.deviceid < b.deviceid ? -1 : a.deviceid > b.deviceid ? 1 : a.seqn - b.seqn));
+  }
+
+  async commandLog(deviceid: string, limit: number): Promise<CommandStatusRow[]> {
+    const rows = await this.read<{ seqn: number; created: string; delivered: string | null; via: string | null; expired: string | null }>(
+      'SELECT seqn, created, delivered, via, expired FROM commands WHERE deviceid = ? ORDER BY seqn DESC LIMIT ?',
+      [deviceid, limit],
+    );
+    return rows.map((r) => ({
+      seqn: r.seqn,
+      created: r.created,
+      state: r.expired ? 'expired' : r.delivered ? (r.via === 'ack' ? 'acknowledged' : 'delivered') : 'pending',
+      at: r.expired ?? r.delivered,
+    }));
+  }
+
+  // --- key versions --------------------------------------------------------
+
+  async checkKey(deviceid: string, kv: number): Promise<KeyCheck> {
+    await this.afterOpen(async () => undefined);
+    const versions = this.keyVersions.get(deviceid);
+    if (!versions) return kv >= (this.revokedBelow.get(deviceid) ?? 0) ? 'current' : 'refused';
+    if (kv === versions.keyver) return 'current';
+    return kv === versions.pending ? 'pending' : 'refused';
+  }
+
+  async keyFloor(deviceid: string): Promise<number> {
+    await this.afterOpen(async () => undefined);
+    return this.revokedBelow.get(deviceid) ?? 0;
+  }
+
+  promoteKey(deviceid: string, kv: number): Promise<void> {
+    return this.afterOpen(async () => {
+      const versions = this.keyVersions.get(deviceid);
+      if (!versions || versions.pending !== kv) return;
+      // Decided here, synchronously: from now on the old version is refused.
+      this.keyVersions.set(deviceid, { keyver: kv });
+      await this.write([{ sql: 'UPDATE devices SET keyver = ?, pendingkeyver = NULL WHERE deviceid = ? AND pendingkeyver = ?', params: [kv, deviceid, kv] }]);
+    });
+  }
+
+  beginRekey(deviceid: string): Promise<{ keyver: number; pending: number } | undefined> {
+    return this.afterOpen(async () => {
+      const versions = this.keyVersions.get(deviceid);
+      if (!versions) return undefined;
+      // A rekey already under way keeps its version: the device may hold it already.
+      const pending = versions.pending ?? versions.keyver + 1;
+      this.keyVersions.set(deviceid, { keyver: versions.keyver, pending });
+      await this.write([{ sql: 'UPDATE devices SET pendingkeyver = ? WHERE deviceid = ?', params: [pending, deviceid] }]);
+      return { keyver: versions.keyver, pending };
+    });
   }
 
   async commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number } | undefined> {

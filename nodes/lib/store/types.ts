@@ -35,6 +35,28 @@ export interface CommandRow {
   created: string;
 }
 
+/** A command as the sidebar lists it. */
+export interface CommandStatusRow {
+  seqn: number;
+  created: string;
+  /** `pending` (offered until acknowledged), `acknowledged` (by the device), `delivered` (pushed or polled, plain mode), `expired`. */
+  state: 'pending' | 'acknowledged' | 'delivered' | 'expired';
+  /** When it reached that state (null while pending). */
+  at: string | null;
+}
+
+export interface ExpiredCommand {
+  deviceid: string;
+  seqn: number;
+  created: string;
+}
+
+/**
+ * Whether a message under a per-device key version may be accepted: `current` (the device's version, or for an
+ * unknown device any version at or above its revoked ones), `pending` (the version a rekey moves it to), `refused`.
+ */
+export type KeyCheck = 'current' | 'pending' | 'refused';
+
 /**
  * When an accepted sequence number's new state is written:
  * - `before-send`: checkReplay resolves after the state has committed (safe in any flow);
@@ -64,7 +86,11 @@ export interface DeviceStore {
   /** Applies name/data/flags; cfgsn goes up by one when data changes. Undefined when unknown. */
   update(deviceid: string, input: UpdateInput): Promise<DeviceRow | undefined>;
   list(options: ListOptions): Promise<{ devices: DeviceRow[]; total: number }>;
-  /** Removes the device and its readings; its replay state is kept so old messages stay rejected. */
+  /**
+   * Removes the device, its readings and commands, and revokes its keys: every version it had or was moving to is
+   * refused from then on (a device provisioned again needs a higher version). Its replay state is kept so old
+   * messages stay rejected.
+   */
   remove(deviceid: string): Promise<boolean>;
 
   /** Stores a reading and updates lastseen. False when the device is not registered. */
@@ -84,6 +110,21 @@ export interface DeviceStore {
   /** Undelivered commands, oldest first. */
   pendingCommands(deviceid: string, limit: number): Promise<CommandRow[]>;
   markDelivered(deviceid: string, seqns: number[], via: 'push' | 'poll', now?: number): Promise<void>;
+  /** The device acknowledged every command up to and including downlink SEQN `upTo`. */
+  ackCommands(deviceid: string, upTo: number, now?: number): Promise<void>;
+  /** Marks every command undelivered for longer than maxAgeMs as expired; resolves with them. */
+  expireCommands(maxAgeMs: number, now?: number): Promise<ExpiredCommand[]>;
+  /** The device's latest commands and what became of them, newest first. */
+  commandLog(deviceid: string, limit: number): Promise<CommandStatusRow[]>;
+
+  /** Whether a message under key version kv may be accepted for the device. */
+  checkKey(deviceid: string, kv: number): Promise<KeyCheck>;
+  /** The first accepted message under the pending version: it becomes the device's version, the old is refused. */
+  promoteKey(deviceid: string, kv: number): Promise<void>;
+  /** The lowest key version a new registration of this id may use: 0, or above the versions of a removed device. */
+  keyFloor(deviceid: string): Promise<number>;
+  /** Starts a rekey to the next version (or keeps the one pending); undefined for an unknown device. */
+  beginRekey(deviceid: string): Promise<{ keyver: number; pending: number } | undefined>;
   /** Where to push commands: the registered address and command port. */
   commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number } | undefined>;
 
