@@ -19,19 +19,24 @@ namespace {
 
 const char *const TAG = "e2ee";
 
-// EEPROM layout: magic, uplink reserved bound, last accepted downlink SEQN.
+// EEPROM layout: magic, uplink reserved bound, last accepted downlink SEQN, and the key a rekey
+// gave the device (its own magic, version, 16 bytes).
 constexpr uint32_t kMagic = 0xE2EE0001;
 constexpr int kAddrMagic = 0;
 constexpr int kAddrUplink = 8;
 constexpr int kAddrDownlink = 16;
-constexpr size_t kEepromSize = 32;
+constexpr uint32_t kKeyMagic = 0xE2EE4B31;
+constexpr int kAddrKeyMagic = 24;
+constexpr int kAddrKeyVersion = 28;
+constexpr int kAddrKey = 32;
+constexpr size_t kEepromSize = 48;
 // One flash write per 32 readings; a reboot skips at most 32 numbers.
 constexpr uint32_t kSeqBlock = 32;
 
 // Bounded buffers: every length is checked before use.
 constexpr size_t kPlainMax = 256;                                            // reading or command plaintext
 constexpr size_t kBodyMax = 512;                                             // encrypted JSON body
-constexpr size_t kPollMax = 1536;                                            // config poll response
+constexpr size_t kPollMax = 1536;                                            // config poll response (declared as rxbuf)
 
 class EepromCounter : public e2ee::CounterStore {
  public:
@@ -72,6 +77,32 @@ uint8_t work[kPlainMax + 32];
 char plain[kPlainMax];
 char body[kBodyMax];
 char poll[kPollMax];
+uint8_t answer[kPollMax];  // the opened config answer
+
+#ifndef E2EE_KEY_VERSION
+#define E2EE_KEY_VERSION 0
+#endif
+
+/// A key from a rekey, stored before its command is acknowledged: used from the next boot on.
+bool loadStoredKey() {
+  uint32_t magic = 0;
+  uint32_t version = 0;
+  uint8_t key[16];
+  EEPROM.get(kAddrKeyMagic, magic);
+  EEPROM.get(kAddrKeyVersion, version);
+  if (magic != kKeyMagic || version <= uint32_t(E2EE_KEY_VERSION)) return false;
+  for (size_t i = 0; i < sizeof(key); i++) key[i] = EEPROM.read(kAddrKey + int(i));
+  if (!e2ee::keys_init(&keys, key, sizeof(key), e2ee::Auth::HmacSha256)) return false;
+  keys.kv = version;
+  return true;
+}
+
+bool storeKey(uint32_t version, const uint8_t key[16]) {
+  EEPROM.put(kAddrKeyMagic, kKeyMagic);
+  EEPROM.put(kAddrKeyVersion, version);
+  for (size_t i = 0; i < 16; i++) EEPROM.write(kAddrKey + int(i), key[i]);
+  return EEPROM.commit();
+}
 
 void hardwareRandom(uint8_t *out, size_t n) {
   for (size_t i = 0; i < n; i += 4) {
@@ -97,7 +128,55 @@ bool connectWifi() {
   return true;
 }
 
+void applyAnswer(const char *text, size_t len);
+
+/// Seals plaintext `plain[0..len)` as `type` into `body`; false when it does not fit.
+bool sealUplink(e2ee::MsgType type, size_t len, size_t *bodyLen) {
+  return e2ee::seal(keys, type, deviceId, reinterpret_cast<uint8_t *>(plain), len, hardwareRandom, work, sizeof(work), body, sizeof(body), bodyLen);
+}
+
+/// POSTs `body` to `path`; with hmac, a 200/201 answer is a sealed config answer to request `seqn`.
+int exchange(const char *path, size_t bodyLen, uint64_t seqn, const char *what) {
+  WiFiClient client;
+  HTTPClient http;
+  http.begin(client, url(path));
+  http.addHeader("Content-Type", "application/json");
+  const int code = http.POST(reinterpret_cast<uint8_t *>(body), bodyLen);
+  if (code == 200 || code == 201) {
+    const int size = http.getSize();
+    if (size <= 0 || size_t(size) >= sizeof(poll)) {
+      Serial.printf("[%s] %s: answer of %d bytes does not fit\n", TAG, what, size);
+      http.end();
+      return -100;
+    }
+    const size_t got = http.getStream().readBytes(poll, size_t(size));
+    poll[got] = '\0';
+    size_t n = 0;
+    // Applied only when it verifies as a config answer under this device's key and answers this request.
+    uint64_t re = 0;
+    if (e2ee::open(keys, e2ee::MsgType::Config, deviceId, poll, got, answer, sizeof(answer), &n) != e2ee::OpenStatus::Ok ||
+        !e2ee::json_uint(reinterpret_cast<char *>(answer), n, "re", &re) || re != seqn) {
+      Serial.printf("[%s] %s: answer refused (not authentic, or not for this request)\n", TAG, what);
+      http.end();
+      return -101;
+    }
+    applyAnswer(reinterpret_cast<char *>(answer), n);
+  }
+  http.end();
+  return code;
+}
+
 bool registerDevice() {
+#if E2EE_AUTH_HMAC
+  uint64_t n = 0;
+  if (!seq.next(&n)) return false;
+  const int len = snprintf(plain, sizeof(plain), "{\"ipaddr\":\"%s\",\"ssid\":\"%s\",\"cmdport\":80,\"rxbuf\":%u,\"SEQN\":%llu,\"ack\":%llu}",
+                           WiFi.localIP().toString().c_str(), WiFi.SSID().c_str(), unsigned(kPollMax - 1),
+                           static_cast<unsigned long long>(n), static_cast<unsigned long long>(downlink.last()));
+  size_t bodyLen = 0;
+  if (len < 0 || size_t(len) >= sizeof(plain) || !sealUplink(e2ee::MsgType::Register, size_t(len), &bodyLen)) return false;
+  const int code = exchange("", bodyLen, n, "register");
+#else
   WiFiClient client;
   HTTPClient http;
   const int n = snprintf(body, sizeof(body), "{\"ipaddr\":\"%s\",\"ssid\":\"%s\"}", WiFi.localIP().toString().c_str(), WiFi.SSID().c_str());
@@ -106,6 +185,7 @@ bool registerDevice() {
   http.addHeader("Content-Type", "application/json");
   const int code = http.POST(reinterpret_cast<uint8_t *>(body), size_t(n));
   http.end();
+#endif
   Serial.printf("[%s] register as %s: HTTP %d\n", TAG, deviceId, code);
   return code == 200 || code == 201;
 }
@@ -113,8 +193,19 @@ bool registerDevice() {
 void handleCommandText(const char *text, size_t len, const char *via) {
   e2ee::Command cmd;
   const e2ee::CommandStatus st = downlink.accept(keys, deviceId, text, len, work, sizeof(work), &cmd);
+  if (st == e2ee::CommandStatus::Rekey) {
+    // The new key goes to flash first, then the command's SEQN: acknowledged only once the key is kept.
+    if (!storeKey(cmd.rekey_kv, cmd.rekey_key) || !downlink.commit(cmd.seqn)) {
+      Serial.printf("[%s] rekey %lu via %s: flash write failed\n", TAG, static_cast<unsigned long>(cmd.seqn), via);
+      return;
+    }
+    e2ee::keys_init(&keys, cmd.rekey_key, sizeof(cmd.rekey_key), e2ee::Auth::HmacSha256);
+    keys.kv = cmd.rekey_kv;
+    Serial.printf("[%s] command %lu via %s: rekey to key version %lu\n", TAG, static_cast<unsigned long>(cmd.seqn), via, static_cast<unsigned long>(cmd.rekey_kv));
+    return;
+  }
   if (st != e2ee::CommandStatus::Ok) {
-    static const char *const names[] = {"ok", "bad body", "rejected", "bad command", "replay", "flash write failed"};
+    static const char *const names[] = {"ok", "bad body", "rejected", "bad command", "replay", "flash write failed", "rekey"};
     Serial.printf("[%s] command via %s refused: %s\n", TAG, via, names[int(st)]);
     return;
   }
@@ -147,8 +238,10 @@ void postReading() {
   snprintf(data, sizeof(data), "{\"a0\":%d,\"heap\":%u,\"uptime\":%lu}", analogRead(A0), unsigned(ESP.getFreeHeap()), static_cast<unsigned long>(millis() / 1000));
   size_t plainLen = 0;
   size_t bodyLen = 0;
-  if (!e2ee::build_reading(data, n, plain, sizeof(plain), &plainLen) ||
-      !e2ee::seal(keys, deviceId, reinterpret_cast<uint8_t *>(plain), plainLen, hardwareRandom, work, sizeof(work), body, sizeof(body), &bodyLen)) {
+  // With hmac, every uplink acknowledges the last accepted command.
+  const bool built = E2EE_AUTH_HMAC ? e2ee::build_reading_ack(data, n, downlink.last(), plain, sizeof(plain), &plainLen)
+                                    : e2ee::build_reading(data, n, plain, sizeof(plain), &plainLen);
+  if (!built || !sealUplink(e2ee::MsgType::Reading, plainLen, &bodyLen)) {
     Serial.printf("[%s] reading %lu does not fit the buffers\n", TAG, static_cast<unsigned long>(n));
     return;
   }
@@ -162,7 +255,39 @@ void postReading() {
   if (code == 404) registered = false;
 }
 
+void applyAnswer(const char *text, size_t got) {
+  uint64_t sn = 0;
+  if (e2ee::json_uint(text, got, "cfgsn", &sn) && sn != cfgsn) {
+    cfgsn = sn;
+    e2ee::Span data;
+    if (e2ee::json_member(text, got, "data", &data)) {
+      // The configuration fields this firmware knows; others are ignored.
+      uint64_t interval = 0;
+      bool led = false;
+      if (e2ee::json_uint(data.ptr, data.len, "interval", &interval) && interval > 0 && interval < 86400) intervalS = uint32_t(interval);
+      if (e2ee::json_bool(data.ptr, data.len, "led", &led)) digitalWrite(LED_BUILTIN, led ? LOW : HIGH);  // active low
+    }
+    Serial.printf("[%s] config %lu: interval %u s\n", TAG, static_cast<unsigned long>(cfgsn), unsigned(intervalS));
+  }
+  e2ee::Span commands;
+  if (e2ee::json_member(text, got, "commands", &commands)) {
+    e2ee::Span item;
+    for (size_t i = 0; e2ee::json_array_item(commands.ptr, commands.len, i, &item); i++) handleCommandText(item.ptr, item.len, "poll");
+  }
+}
+
 void pollConfig() {
+#if E2EE_AUTH_HMAC
+  // A sealed poll: {"SEQN":n,"ack":a}; the answer is sealed and names this SEQN.
+  uint64_t n = 0;
+  if (!seq.next(&n)) return;
+  const int len = snprintf(plain, sizeof(plain), "{\"SEQN\":%llu,\"ack\":%llu}", static_cast<unsigned long long>(n), static_cast<unsigned long long>(downlink.last()));
+  size_t bodyLen = 0;
+  if (len < 0 || size_t(len) >= sizeof(plain) || !sealUplink(e2ee::MsgType::Poll, size_t(len), &bodyLen)) return;
+  const int code = exchange("/poll", bodyLen, n, "config poll");
+  if (code != 200) Serial.printf("[%s] config poll: HTTP %d\n", TAG, code);
+  if (code == 404) registered = false;
+#else
   WiFiClient client;
   HTTPClient http;
   http.begin(client, url(""));
@@ -182,24 +307,8 @@ void pollConfig() {
   const size_t got = http.getStream().readBytes(poll, size_t(size));
   http.end();
   poll[got] = '\0';
-  uint64_t sn = 0;
-  if (e2ee::json_uint(poll, got, "cfgsn", &sn) && sn != cfgsn) {
-    cfgsn = sn;
-    e2ee::Span data;
-    if (e2ee::json_member(poll, got, "data", &data)) {
-      // The configuration fields this firmware knows; others are ignored.
-      uint64_t interval = 0;
-      bool led = false;
-      if (e2ee::json_uint(data.ptr, data.len, "interval", &interval) && interval > 0 && interval < 86400) intervalS = uint32_t(interval);
-      if (e2ee::json_bool(data.ptr, data.len, "led", &led)) digitalWrite(LED_BUILTIN, led ? LOW : HIGH);  // active low
-    }
-    Serial.printf("[%s] config %lu: interval %u s\n", TAG, static_cast<unsigned long>(cfgsn), unsigned(intervalS));
-  }
-  e2ee::Span commands;
-  if (e2ee::json_member(poll, got, "commands", &commands)) {
-    e2ee::Span item;
-    for (size_t i = 0; e2ee::json_array_item(commands.ptr, commands.len, i, &item); i++) handleCommandText(item.ptr, item.len, "poll");
-  }
+  applyAnswer(poll, got);
+#endif
 }
 
 }  // namespace
@@ -216,6 +325,10 @@ void setup() {
     Serial.printf("[%s] E2EE_KEY_HEX must be 32, 48 or 64 hex digits (see include/secrets.example.h). Halting.\n", TAG);
     for (;;) delay(1000);
   }
+#if E2EE_AUTH_HMAC
+  keys.kv = E2EE_KEY_VERSION;
+  if (loadStoredKey()) Serial.printf("[%s] using the key of version %lu from a rekey\n", TAG, static_cast<unsigned long>(keys.kv));
+#endif
 #ifdef E2EE_DEVICE_ID
   // Provisioned with a per-device key (esp-e2ee-keys): the key is derived for exactly this id.
   static_assert(sizeof(E2EE_DEVICE_ID) <= sizeof(deviceId), "E2EE_DEVICE_ID is at most 64 characters");

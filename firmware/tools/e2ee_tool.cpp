@@ -1,11 +1,13 @@
 // e2ee-tool: a host program built from lib/e2ee, for interop tests and as a stand-in device.
 //
-//   e2ee-tool seal    --key HEX --auth MODE --deviceid ID            < plaintext   > body
-//   e2ee-tool reading --key HEX --auth MODE --deviceid ID --seqn N --data JSON  > body
-//   e2ee-tool open    --key HEX --auth MODE --deviceid ID            < body        > plaintext
+//   e2ee-tool seal    --key HEX --auth MODE --deviceid ID [--type T]  < plaintext   > body
+//   e2ee-tool reading --key HEX --auth MODE --deviceid ID --seqn N --data JSON [--ack A]  > body
+//   e2ee-tool open    --key HEX --auth MODE --deviceid ID [--type T]  < body        > plaintext
 //   e2ee-tool command --key HEX --auth MODE --deviceid ID --last N   < body        > "SEQN <n> <cmd json>"
 //   e2ee-tool post    --url http://127.0.0.1:PORT --key HEX --auth MODE --deviceid ID --seqn N --data JSON
 //
+// --type: reading (default), register, poll, command or config (bound into the MAC); --kv N adds the
+// per-device key version to sealed bodies.
 // Exit status: 0 ok, 1 rejected (the reason is on stderr), 2 usage or I/O error.
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -55,20 +57,34 @@ int usage() {
 
 std::string read_stdin() { return std::string(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()); }
 
-bool build_body(const Keys &keys, const std::string &id, const std::string &plaintext, std::string *body) {
+bool build_body(const Keys &keys, MsgType type, const std::string &id, const std::string &plaintext, std::string *body) {
   std::vector<uint8_t> work(padded_len(plaintext.size()));
-  std::vector<char> out(body_len(plaintext.size(), keys.auth) + 1);
+  std::vector<char> out(body_len(plaintext.size(), keys) + 1);
   size_t n = 0;
-  if (!seal(keys, id.c_str(), reinterpret_cast<const uint8_t *>(plaintext.data()), plaintext.size(), os_random, work.data(), work.size(), out.data(), out.size(), &n)) return false;
+  if (!seal(keys, type, id.c_str(), reinterpret_cast<const uint8_t *>(plaintext.data()), plaintext.size(), os_random, work.data(), work.size(), out.data(), out.size(), &n)) return false;
   body->assign(out.data(), n);
   return true;
 }
 
-bool reading_body(const Keys &keys, const std::string &id, const std::string &data, uint64_t seqn, std::string *body) {
-  std::vector<char> pt(data.size() + 40);
+bool reading_body(const Keys &keys, const std::string &id, const std::string &data, uint64_t seqn, const std::string &ack, std::string *body) {
+  std::vector<char> pt(data.size() + 70);
   size_t n = 0;
-  if (!build_reading(data.c_str(), seqn, pt.data(), pt.size(), &n)) return false;
-  return build_body(keys, id, std::string(pt.data(), n), body);
+  const bool built = ack.empty() ? build_reading(data.c_str(), seqn, pt.data(), pt.size(), &n)
+                                 : build_reading_ack(data.c_str(), seqn, std::stoull(ack), pt.data(), pt.size(), &n);
+  if (!built) return false;
+  return build_body(keys, MsgType::Reading, id, std::string(pt.data(), n), body);
+}
+
+bool parse_type(const std::string &name, MsgType *type) {
+  static const struct { const char *name; MsgType type; } types[] = {
+      {"reading", MsgType::Reading}, {"register", MsgType::Register}, {"poll", MsgType::Poll}, {"command", MsgType::Command}, {"config", MsgType::Config}};
+  for (const auto &t : types) {
+    if (name == t.name) {
+      *type = t.type;
+      return true;
+    }
+  }
+  return false;
 }
 
 /// POST body to http://host:port/path; returns the status code or -1.
@@ -129,16 +145,19 @@ int main(int argc, char **argv) {
     return 2;
   }
   const std::string id = opt["deviceid"];
+  if (opt.count("kv")) keys.kv = int64_t(std::stoull(opt["kv"]));
+  MsgType type = MsgType::Reading;
+  if (opt.count("type") && !parse_type(opt["type"], &type)) return usage();
 
   if (cmd == "seal") {
     std::string body;
-    if (!build_body(keys, id, read_stdin(), &body)) return 2;
+    if (!build_body(keys, type, id, read_stdin(), &body)) return 2;
     std::cout << body;
     return 0;
   }
   if (cmd == "reading" || cmd == "post") {
     std::string body;
-    if (!reading_body(keys, id, opt.count("data") ? opt["data"] : "{}", std::stoull(opt["seqn"]), &body)) return 2;
+    if (!reading_body(keys, id, opt.count("data") ? opt["data"] : "{}", std::stoull(opt["seqn"]), opt.count("ack") ? opt["ack"] : "", &body)) return 2;
     if (cmd == "reading") {
       std::cout << body;
       return 0;
@@ -153,7 +172,7 @@ int main(int argc, char **argv) {
     std::vector<uint8_t> out(body.size() + 1);
     if (cmd == "open") {
       size_t n = 0;
-      const OpenStatus st = open(keys, id.c_str(), body.data(), body.size(), out.data(), out.size(), &n);
+      const OpenStatus st = open(keys, type, id.c_str(), body.data(), body.size(), out.data(), out.size(), &n);
       if (st != OpenStatus::Ok) {
         std::cerr << (st == OpenStatus::BadBody ? "bad body\n" : "rejected\n");
         return 1;
@@ -166,7 +185,11 @@ int main(int argc, char **argv) {
     guard.begin();
     Command c;
     const CommandStatus st = guard.accept(keys, id.c_str(), body.data(), body.size(), out.data(), out.size(), &c);
-    static const char *names[] = {"ok", "bad body", "rejected", "bad command", "replay", "store failed"};
+    static const char *names[] = {"ok", "bad body", "rejected", "bad command", "replay", "store failed", "rekey"};
+    if (st == CommandStatus::Rekey) {
+      std::cout << "SEQN " << c.seqn << " rekey " << c.rekey_kv << "\n";
+      return 0;
+    }
     if (st != CommandStatus::Ok) {
       std::cerr << names[int(st)] << "\n";
       return 1;

@@ -27,6 +27,8 @@ export = function register(RED: RED) {
       this.error(RED._('e2ee.store.bad-command-ttl', { value: err instanceof RetentionError ? err.value.slice(0, 40) : '', default: formatDuration(DEFAULT_COMMAND_TTL_MS) }));
     }
     this.commandTtl = formatDuration(commandTtlMs);
+    // Expiry is checked at least four times per lifetime (a short lifetime is checked more often than a minute).
+    const expiryCheckMs = Math.max(1000, Math.floor(commandTtlMs / 4));
     const hints: Record<string, string> = { SQLITE_FULL: 'hint-full', SQLITE_READONLY: 'hint-readonly', SQLITE_CANTOPEN: 'hint-readonly', SQLITE_BUSY: 'hint-busy', SQLITE_LOCKED: 'hint-busy' };
     const store = new SqliteStore({
       file: this.file,
@@ -46,6 +48,7 @@ export = function register(RED: RED) {
     if (!this.credentials?.token) this.log(RED._('e2ee.registry.no-token'));
     // Retention and command expiry: a first run soon after opening, then one a minute (never two at once).
     let pruneTimer: ReturnType<typeof setTimeout> | undefined;
+    let closed = false;
     const prune = () => {
       const started = Date.now();
       const pruning = hasRetention(retention)
@@ -59,19 +62,20 @@ export = function register(RED: RED) {
       });
       // (Storage trouble is reported by onHealth; the next run tries again.)
       Promise.allSettled([pruning, expiring]).finally(() => {
-        if (pruneTimer) pruneTimer = setTimeout(prune, PRUNE_INTERVAL_MS);
+        if (pruneTimer && !closed) pruneTimer = setTimeout(prune, Math.min(PRUNE_INTERVAL_MS, expiryCheckMs));
       });
     };
     store.ready().then(
       () => {
         this.log(RED._('e2ee.store.opened', { file: this.file, backend: store.backend }));
         this.log(RED._('e2ee.store.retention', { rule: this.retention }));
-        pruneTimer = setTimeout(prune, FIRST_PRUNE_MS);
+        if (!closed) pruneTimer = setTimeout(prune, FIRST_PRUNE_MS);
       },
       (err: Error) => this.error(RED._('e2ee.store.open-failed', { message: err.message })),
     );
     this.on('close', (_removed, done) => {
       openStores.delete(this.id);
+      closed = true;
       clearTimeout(pruneTimer);
       pruneTimer = undefined;
       // Pending writes commit before the handle goes, so a redeploy loses nothing.

@@ -11,7 +11,7 @@ export interface Retention {
   maxPerDevice?: number;
 }
 
-const UNIT_MS: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000 };
+const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** Parses a retention text; throws (with the text) on anything else. */
 export function parseRetention(text: unknown): Retention {
@@ -57,19 +57,19 @@ export function hasRetention(r: Retention): boolean {
 export const DEFAULT_COMMAND_TTL_MS = 7 * UNIT_MS.d;
 
 /**
- * The time after which an undelivered command expires: `7d`, `12h`, `90m`; empty (or an unset `${VAR}`) is the
- * default. Throws RetentionError on anything else.
+ * The time after which an undelivered command expires: `7d`, `12h`, `90m`, `30s`; empty (or an unset `${VAR}`) is
+ * the default. Throws RetentionError on anything else.
  */
 export function parseCommandTtl(text: unknown): number {
   const value = typeof text === 'string' ? text.trim().toLowerCase() : text === undefined || text === null ? '' : String(text);
   if (value === '' || /^\$\{\w+\}$/.test(value)) return DEFAULT_COMMAND_TTL_MS;
-  const m = /^(\d+)([mhd])$/.exec(value);
+  const m = /^(\d+)([smhd])$/.exec(value);
   if (!m || Number(m[1]) <= 0) throw new RetentionError(value);
   return Number(m[1]) * UNIT_MS[m[2]];
 }
 
 /** A duration in the units parseCommandTtl reads (the largest that divides it). */
 export function formatDuration(ms: number): string {
-  const [n, unit] = ms % UNIT_MS.d === 0 ? [ms / UNIT_MS.d, 'd'] : ms % UNIT_MS.h === 0 ? [ms / UNIT_MS.h, 'h'] : [Math.round(ms / UNIT_MS.m), 'm'];
-  return `${n}${unit}`;
+  const unit = (['d', 'h', 'm'] as const).find((u) => ms % UNIT_MS[u] === 0) ?? 's';
+  return `${Math.round(ms / UNIT_MS[unit])}${unit}`;
 }

@@ -54,7 +54,7 @@ describe('firmware (lib/e2ee on the host)', function () {
     for (const auth of ['none', 'hmac-sha256']) {
       const key = crypto.randomBytes(16).toString('hex');
       const id = '5C:CF:7F:12:34:56';
-      const load = () => helper.load([nodes.aesKey, nodes.aesEncrypt, nodes.aesDecrypt], fixtureFlow('aes', { key: { format: 'hex', auth } }), { key: { key } });
+      const load = (encType = 'reading') => helper.load([nodes.aesKey, nodes.aesEncrypt, nodes.aesDecrypt], fixtureFlow('aes', { key: { format: 'hex', auth }, enc: { msgtype: encType } }), { key: { key } });
 
       it(`${auth}: aes-decrypt accepts readings the firmware core encrypts`, async function () {
         await load();
@@ -84,7 +84,7 @@ describe('firmware (lib/e2ee on the host)', function () {
       });
 
       it(`${auth}: commands from aes-encrypt run once; replays are refused`, async function () {
-        await load();
+        await load('command');
         const enc = await exchange('enc', 'encOut', { payload: { cmd: { led: true }, SEQN: 7 }, deviceid: id });
         const body = JSON.stringify(enc.msg.payload);
         const ok = runTool(['command', '--key', key, '--auth', auth, '--deviceid', id, '--last', '6'], body);
@@ -93,6 +93,16 @@ describe('firmware (lib/e2ee on the host)', function () {
         const replay = runTool(['command', '--key', key, '--auth', auth, '--deviceid', id, '--last', '7'], body);
         replay.status.should.equal(1);
         replay.stderr.should.equal('replay\n');
+        if (auth === 'hmac-sha256') {
+          // Sealed as anything but a command (here a config answer), it does not verify as one.
+          await helper.unload();
+          await load('config');
+          const config = await exchange('enc', 'encOut', { payload: { cmd: { led: true }, SEQN: 8 }, deviceid: id });
+          const refused = runTool(['command', '--key', key, '--auth', auth, '--deviceid', id, '--last', '6'], JSON.stringify(config.msg.payload));
+          refused.status.should.equal(1);
+          refused.stderr.should.equal('rejected\n');
+          runTool(['open', '--key', key, '--auth', auth, '--deviceid', id, '--type', 'config'], JSON.stringify(config.msg.payload)).stdout.should.equal('{"cmd":{"led":true},"SEQN":8}');
+        }
       });
     }
   });
@@ -112,9 +122,18 @@ describe('firmware (lib/e2ee on the host)', function () {
 
     it('posts a reading over loopback HTTP and gets a 200; the same reading again is refused', async function () {
       const id = '5C:CF:7F:FE:ED:01';
-      (await requestJson(`${backend.url}/api/devices/${id}`, 'POST', { ipaddr: '127.0.0.1', ssid: 'lab' })).status.should.equal(201);
       // npm start's per-device scope: the firmware holds its own key, derived from the master (as esp-e2ee-keys prints it).
       const deviceKey = lib.deriveDeviceKey(Buffer.from(KEY, 'hex'), id).toString('hex');
+      // Registration is sealed too (SEQN 0, from the same counter as the readings); a plain one is refused.
+      (await requestJson(`${backend.url}/api/devices/${id}`, 'POST', { ipaddr: '127.0.0.1', ssid: 'lab' })).status.should.equal(401);
+      const sealedRegister = runTool(['seal', '--key', deviceKey, '--auth', 'hmac-sha256', '--deviceid', id, '--type', 'register', '--kv', '0'], '{"ipaddr":"127.0.0.1","ssid":"lab","rxbuf":1535,"SEQN":0,"ack":0}');
+      sealedRegister.status.should.equal(0, sealedRegister.stderr);
+      const registered = await requestJson(`${backend.url}/api/devices/${id}`, 'POST', JSON.parse(sealedRegister.stdout));
+      registered.status.should.equal(201);
+      // The answer is sealed for this device as a config answer to request 0: the firmware core opens it.
+      const answer = runTool(['open', '--key', deviceKey, '--auth', 'hmac-sha256', '--deviceid', id, '--type', 'config'], JSON.stringify(registered.body));
+      answer.status.should.equal(0, answer.stderr);
+      JSON.parse(answer.stdout).should.containEql({ re: 0, cfgsn: 1, commands: [], more: false });
       const post = (seqn) => runTool(['post', '--url', backend.url, '--key', deviceKey, '--auth', 'hmac-sha256', '--deviceid', id, '--seqn', String(seqn), '--data', '{"a0":700}']);
       // The master itself is no device's key.
       runTool(['post', '--url', backend.url, '--key', KEY, '--auth', 'hmac-sha256', '--deviceid', id, '--seqn', '99', '--data', '{}']).stdout.should.startWith('400 ');

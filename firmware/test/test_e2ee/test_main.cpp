@@ -45,6 +45,14 @@ static void counting_random(uint8_t *out, size_t n) {
   for (size_t i = 0; i < n; i++) out[i] = c++;
 }
 
+MsgType msg_type(const std::string &name) {
+  if (name == "register") return MsgType::Register;
+  if (name == "poll") return MsgType::Poll;
+  if (name == "command") return MsgType::Command;
+  if (name == "config") return MsgType::Config;
+  return MsgType::Reading;
+}
+
 TEST_CASE("base64: RFC 4648 vectors, both directions") {
   const json all = vectors();
   for (const auto &v : all["base64"]) {
@@ -150,20 +158,28 @@ TEST_CASE("wire: byte-for-byte equal to the Node-RED nodes (shared vectors), and
       CHECK(std::vector<uint8_t>(k.mac, k.mac + 32) == hex(v["mac_key"]));
     }
     const std::string pt = v["plaintext"], id = v["deviceid"];
+    const MsgType type = msg_type(v.contains("type") ? std::string(v["type"]) : "reading");
     const auto iv = hex(v["iv"]);
     uint8_t work[64];
     char body[256];
     size_t len = 0;
-    REQUIRE(seal_with_iv(k, id.c_str(), reinterpret_cast<const uint8_t *>(pt.data()), pt.size(), iv.data(), work, sizeof(work), body, sizeof(body), &len));
-    CHECK(len == body_len(pt.size(), auth));
+    REQUIRE(seal_with_iv(k, type, id.c_str(), reinterpret_cast<const uint8_t *>(pt.data()), pt.size(), iv.data(), work, sizeof(work), body, sizeof(body), &len));
+    CHECK(len == body_len(pt.size(), k));
     const json parsed = json::parse(std::string(body, len));
     CHECK(parsed["data"] == v["data"]);
     if (auth == Auth::HmacSha256) CHECK(parsed["mac"] == v["mac"]);
     else CHECK_FALSE(parsed.contains("mac"));
     uint8_t out[64];
     size_t out_len = 0;
-    REQUIRE(open(k, id.c_str(), body, len, out, sizeof(out), &out_len) == OpenStatus::Ok);
+    REQUIRE(open(k, type, id.c_str(), body, len, out, sizeof(out), &out_len) == OpenStatus::Ok);
     CHECK(std::string(reinterpret_cast<char *>(out), out_len) == pt);
+    if (auth == Auth::HmacSha256) {
+      // Opened as any other type (or direction), the MAC does not verify.
+      for (const char *other : {"reading", "register", "poll", "command", "config"}) {
+        if (msg_type(other) == type) continue;
+        CHECK(open(k, msg_type(other), id.c_str(), body, len, out, sizeof(out), &out_len) == OpenStatus::Rejected);
+      }
+    }
   }
 }
 
@@ -171,18 +187,18 @@ TEST_CASE("wire: every output buffer boundary") {
   Keys k = make_keys("000102030405060708090a0b0c0d0e0f", Auth::HmacSha256);
   for (size_t len : {0u, 15u, 16u, 17u, 100u}) {
     std::string pt(len, 'p');
-    const size_t need = body_len(len, Auth::HmacSha256);
+    const size_t need = body_len(len, k);
     std::vector<char> body(need + 1);
     std::vector<uint8_t> work(padded_len(len));
     size_t n = 0;
-    CHECK_FALSE(seal(k, "d", reinterpret_cast<const uint8_t *>(pt.data()), len, counting_random, work.data(), work.size(), body.data(), need, &n));
-    CHECK_FALSE(seal(k, "d", reinterpret_cast<const uint8_t *>(pt.data()), len, counting_random, work.data(), work.size() - 1, body.data(), need + 1, &n));
-    REQUIRE(seal(k, "d", reinterpret_cast<const uint8_t *>(pt.data()), len, counting_random, work.data(), work.size(), body.data(), need + 1, &n));
+    CHECK_FALSE(seal(k, MsgType::Reading, "d", reinterpret_cast<const uint8_t *>(pt.data()), len, counting_random, work.data(), work.size(), body.data(), need, &n));
+    CHECK_FALSE(seal(k, MsgType::Reading, "d", reinterpret_cast<const uint8_t *>(pt.data()), len, counting_random, work.data(), work.size() - 1, body.data(), need + 1, &n));
+    REQUIRE(seal(k, MsgType::Reading, "d", reinterpret_cast<const uint8_t *>(pt.data()), len, counting_random, work.data(), work.size(), body.data(), need + 1, &n));
     CHECK(n == need);
     CHECK(body[need] == '\0');
     std::vector<uint8_t> out(padded_len(len) + 1);
-    CHECK(open(k, "d", body.data(), n, out.data(), out.size() - 1, &n) == OpenStatus::BadBody);  // no room for the NUL
-    CHECK(open(k, "d", body.data(), need, out.data(), out.size(), &n) == OpenStatus::Ok);
+    CHECK(open(k, MsgType::Reading, "d", body.data(), n, out.data(), out.size() - 1, &n) == OpenStatus::BadBody);  // no room for the NUL
+    CHECK(open(k, MsgType::Reading, "d", body.data(), need, out.data(), out.size(), &n) == OpenStatus::Ok);
     CHECK(n == len);
   }
   char small[8];
@@ -204,22 +220,22 @@ TEST_CASE("wire: a corrupted MAC, IV, ciphertext, a missing MAC or another devic
   uint8_t work[64];
   char body[256];
   size_t len = 0;
-  REQUIRE(seal(k, "dev", reinterpret_cast<const uint8_t *>(pt), strlen(pt), counting_random, work, sizeof(work), body, sizeof(body), &len));
+  REQUIRE(seal(k, MsgType::Reading, "dev", reinterpret_cast<const uint8_t *>(pt), strlen(pt), counting_random, work, sizeof(work), body, sizeof(body), &len));
   uint8_t out[64];
   size_t n = 0;
-  REQUIRE(open(k, "dev", body, len, out, sizeof(out), &n) == OpenStatus::Ok);
-  CHECK(open(k, "other", body, len, out, sizeof(out), &n) == OpenStatus::Rejected);
+  REQUIRE(open(k, MsgType::Reading, "dev", body, len, out, sizeof(out), &n) == OpenStatus::Ok);
+  CHECK(open(k, MsgType::Reading, "other", body, len, out, sizeof(out), &n) == OpenStatus::Rejected);
   std::string s(body, len);
   for (const char *field : {"\"iv\":\"", "\"data\":\"", "\"mac\":\""}) {
     std::string t = s;
     const size_t at = t.find(field) + strlen(field) + 2;
     t[at] = t[at] == 'A' ? 'B' : 'A';
-    CHECK(open(k, "dev", t.data(), t.size(), out, sizeof(out), &n) == OpenStatus::Rejected);
+    CHECK(open(k, MsgType::Reading, "dev", t.data(), t.size(), out, sizeof(out), &n) == OpenStatus::Rejected);
   }
   std::string no_mac = s.substr(0, s.find(",\"mac\"")) + "}";
-  CHECK(open(k, "dev", no_mac.data(), no_mac.size(), out, sizeof(out), &n) == OpenStatus::Rejected);
+  CHECK(open(k, MsgType::Reading, "dev", no_mac.data(), no_mac.size(), out, sizeof(out), &n) == OpenStatus::Rejected);
   for (const char *bad : {"", "[]", "{}", "{\"iv\":\"AAAA\",\"data\":\"AAAAAAAAAAAAAAAAAAAAAA==\"}", "{\"iv\":1,\"data\":\"x\"}", "{\"iv\":\"", "not json"}) {
-    CHECK(open(k, "dev", bad, strlen(bad), out, sizeof(out), &n) == OpenStatus::BadBody);
+    CHECK(open(k, MsgType::Reading, "dev", bad, strlen(bad), out, sizeof(out), &n) == OpenStatus::BadBody);
   }
 }
 
@@ -319,11 +335,11 @@ TEST_CASE("commands: decrypted, replay-checked, persisted before use") {
   // An older number from a fresh, valid command is a replay too.
   const char *old_cmd = "{\"cmd\":{\"interval\":5},\"SEQN\":41}";
   char sealed[256];
-  REQUIRE(seal(k, "5C:CF:7F:AA:BB:CC", reinterpret_cast<const uint8_t *>(old_cmd), strlen(old_cmd), counting_random, work, sizeof(work), sealed, sizeof(sealed), &n));
+  REQUIRE(seal(k, MsgType::Command, "5C:CF:7F:AA:BB:CC", reinterpret_cast<const uint8_t *>(old_cmd), strlen(old_cmd), counting_random, work, sizeof(work), sealed, sizeof(sealed), &n));
   CHECK(rebooted.accept(k, "5C:CF:7F:AA:BB:CC", sealed, n, work, sizeof(work), &cmd) == CommandStatus::Replay);
   // Not persisted, not accepted.
   const char *next_cmd = "{\"cmd\":{\"interval\":5},\"SEQN\":43}";
-  REQUIRE(seal(k, "5C:CF:7F:AA:BB:CC", reinterpret_cast<const uint8_t *>(next_cmd), strlen(next_cmd), counting_random, work, sizeof(work), sealed, sizeof(sealed), &n));
+  REQUIRE(seal(k, MsgType::Command, "5C:CF:7F:AA:BB:CC", reinterpret_cast<const uint8_t *>(next_cmd), strlen(next_cmd), counting_random, work, sizeof(work), sealed, sizeof(sealed), &n));
   store.fail_after = store.saves;
   CHECK(rebooted.accept(k, "5C:CF:7F:AA:BB:CC", sealed, n, work, sizeof(work), &cmd) == CommandStatus::StoreFailed);
   CHECK(rebooted.last() == 42);
@@ -332,6 +348,55 @@ TEST_CASE("commands: decrypted, replay-checked, persisted before use") {
   uint64_t interval = 0;
   REQUIRE(json_uint(cmd.cmd.ptr, cmd.cmd.len, "interval", &interval));
   CHECK(interval == 5);
+  // An uplink (here a reading) reflected back as a command does not verify.
+  const char *reflected = "{\"cmd\":{\"interval\":1},\"SEQN\":99}";
+  REQUIRE(seal(k, MsgType::Reading, "5C:CF:7F:AA:BB:CC", reinterpret_cast<const uint8_t *>(reflected), strlen(reflected), counting_random, work, sizeof(work), sealed, sizeof(sealed), &n));
+  CHECK(rebooted.accept(k, "5C:CF:7F:AA:BB:CC", sealed, n, work, sizeof(work), &cmd) == CommandStatus::Rejected);
+}
+
+TEST_CASE("downlink: a rekey command is returned, not accepted, until its key is stored (commit)") {
+  Keys k = make_keys("000102030405060708090a0b0c0d0e0f", Auth::HmacSha256);
+  MemStore store;
+  DownlinkGuard guard(store);
+  guard.begin();
+  const char *rekey = "{\"rekey\":{\"kv\":1,\"key\":\"00112233445566778899AABBCCDDEEFF\"},\"SEQN\":7}";
+  uint8_t work[160];
+  char sealed[256];
+  size_t n = 0;
+  REQUIRE(seal(k, MsgType::Command, "d1", reinterpret_cast<const uint8_t *>(rekey), strlen(rekey), counting_random, work, sizeof(work), sealed, sizeof(sealed), &n));
+  Command cmd;
+  REQUIRE(guard.accept(k, "d1", sealed, n, work, sizeof(work), &cmd) == CommandStatus::Rekey);
+  CHECK(cmd.seqn == 7);
+  CHECK(cmd.rekey_kv == 1);
+  CHECK(std::vector<uint8_t>(cmd.rekey_key, cmd.rekey_key + 16) == hex("00112233445566778899aabbccddeeff"));
+  // Not accepted yet: offered again (after a reboot before the key was stored) it is a rekey again.
+  CHECK(guard.last() == 0);
+  CHECK(store.saves == 0);
+  REQUIRE(guard.accept(k, "d1", sealed, n, work, sizeof(work), &cmd) == CommandStatus::Rekey);
+  REQUIRE(guard.commit(7));
+  CHECK(guard.last() == 7);
+  CHECK(store.value == 7);
+  CHECK(guard.accept(k, "d1", sealed, n, work, sizeof(work), &cmd) == CommandStatus::Replay);
+  // A malformed rekey is a bad command.
+  const char *bad = "{\"rekey\":{\"kv\":2,\"key\":\"zz112233445566778899AABBCCDDEEFF\"},\"SEQN\":8}";
+  REQUIRE(seal(k, MsgType::Command, "d1", reinterpret_cast<const uint8_t *>(bad), strlen(bad), counting_random, work, sizeof(work), sealed, sizeof(sealed), &n));
+  CHECK(guard.accept(k, "d1", sealed, n, work, sizeof(work), &cmd) == CommandStatus::BadCommand);
+}
+
+TEST_CASE("wire: kv and ack are written as the nodes read them") {
+  Keys k = make_keys("000102030405060708090a0b0c0d0e0f", Auth::HmacSha256);
+  k.kv = 4294967295LL;
+  const char *pt = "{}";
+  uint8_t work[32];
+  char body[256];
+  size_t n = 0;
+  REQUIRE(seal(k, MsgType::Poll, "d", reinterpret_cast<const uint8_t *>(pt), 2, counting_random, work, sizeof(work), body, sizeof(body), &n));
+  CHECK(n == body_len(2, k));
+  CHECK(json::parse(std::string(body, n))["kv"] == 4294967295LL);
+  char reading[96];
+  REQUIRE(build_reading_ack("{\"a0\":1}", 5, 3, reading, sizeof(reading), &n));
+  CHECK(std::string(reading, n) == "{\"data\":{\"a0\":1},\"SEQN\":5,\"ack\":3}");
+  CHECK_FALSE(build_reading_ack("{\"a0\":1}", 5, 3, reading, n, &n));
 }
 
 TEST_CASE("json: members, nesting, escapes and malformed input") {

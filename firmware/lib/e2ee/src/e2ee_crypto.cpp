@@ -22,6 +22,7 @@ bool keys_init(Keys *keys, const uint8_t *key, size_t key_len, Auth auth) {
   memset(keys, 0, sizeof(*keys));
   keys->enc_len = key_len;
   keys->auth = auth;
+  keys->kv = -1;
   if (auth == Auth::HmacSha256) {
     hkdf(key, key_len, kInfoEnc, keys->enc, key_len);
     hkdf(key, key_len, kInfoMac, keys->mac, kMacLen);
@@ -88,15 +89,16 @@ bool aes_cbc_decrypt(const Keys &keys, const uint8_t iv[kIvLen], uint8_t *buf, s
   return true;
 }
 
-bool compute_mac(const Keys &keys, const char *deviceid, const uint8_t iv[kIvLen], const uint8_t *ct, size_t ct_len, uint8_t out[kMacLen]) {
+bool compute_mac(const Keys &keys, MsgType type, const char *deviceid, const uint8_t iv[kIvLen], const uint8_t *ct, size_t ct_len,
+                 uint8_t out[kMacLen]) {
   const size_t id_len = deviceid ? strlen(deviceid) : 0;
   if (id_len > kMaxDeviceIdLen) return false;
   br_hmac_key_context kc;
   br_hmac_key_init(&kc, &br_sha256_vtable, keys.mac, kMacLen);
   br_hmac_context hc;
   br_hmac_init(&hc, &kc, 0);
-  const uint8_t prefix = uint8_t(id_len);
-  br_hmac_update(&hc, &prefix, 1);
+  const uint8_t prefix[2] = {uint8_t(type), uint8_t(id_len)};
+  br_hmac_update(&hc, prefix, 2);
   if (id_len) br_hmac_update(&hc, deviceid, id_len);
   br_hmac_update(&hc, iv, kIvLen);
   br_hmac_update(&hc, ct, ct_len);

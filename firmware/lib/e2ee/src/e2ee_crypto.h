@@ -13,6 +13,10 @@ constexpr size_t kMaxDeviceIdLen = 255;
 
 enum class Auth : uint8_t { None, HmacSha256 };
 
+/// What a message is, bound into the MAC as its first byte: uplinks (device to server) have the
+/// high bit clear, downlinks have it set, so nothing verifies as another type or direction.
+enum class MsgType : uint8_t { Reading = 0x01, Register = 0x02, Poll = 0x03, Command = 0x81, Config = 0x82 };
+
 /// Key material. With Auth::HmacSha256 the encryption and MAC keys are derived with
 /// HKDF-SHA256 (empty salt, info "esp-e2ee v1 enc" / "esp-e2ee v1 mac").
 struct Keys {
@@ -20,6 +24,8 @@ struct Keys {
   size_t enc_len;
   uint8_t mac[kMacLen];
   Auth auth;
+  /// The per-device key version, sent as "kv" (negative: not sent, a shared key).
+  int64_t kv;
 };
 
 /// key_len must be 16, 24 or 32. Returns false otherwise.
@@ -38,9 +44,10 @@ bool aes_cbc_encrypt(const Keys &keys, const uint8_t iv[kIvLen], uint8_t *buf, s
 /// len must be a non-zero multiple of 16. Returns false on any failure, without saying which.
 bool aes_cbc_decrypt(const Keys &keys, const uint8_t iv[kIvLen], uint8_t *buf, size_t len, size_t *pt_len);
 
-/// mac = HMAC-SHA256(keys.mac, len(deviceid) as one byte || deviceid || iv || ct).
+/// mac = HMAC-SHA256(keys.mac, type || len(deviceid) as one byte || deviceid || iv || ct).
 /// Returns false when deviceid is longer than kMaxDeviceIdLen.
-bool compute_mac(const Keys &keys, const char *deviceid, const uint8_t iv[kIvLen], const uint8_t *ct, size_t ct_len, uint8_t out[kMacLen]);
+bool compute_mac(const Keys &keys, MsgType type, const char *deviceid, const uint8_t iv[kIvLen], const uint8_t *ct, size_t ct_len,
+                 uint8_t out[kMacLen]);
 
 /// Constant-time comparison of n bytes.
 bool equal_ct(const uint8_t *a, const uint8_t *b, size_t n);

@@ -53,16 +53,32 @@ bool build_reading(const char *data_json, uint64_t seqn, char *out, size_t out_s
   return true;
 }
 
-size_t body_len(size_t len, Auth auth) {
-  // {"iv":"<24>","data":"<b64>"}  plus  ,"mac":"<44>"
+bool build_reading_ack(const char *data_json, uint64_t seqn, uint64_t ack, char *out, size_t out_size, size_t *out_len) {
+  size_t pos = 0;
+  if (!build_reading(data_json, seqn, out, out_size, &pos) || pos == 0) return false;
+  char num[21];
+  u64_text(ack, num);
+  pos--;  // reopen the object: replace the final '}'
+  const bool ok = put(out, out_size, &pos, ",\"ack\":") && put(out, out_size, &pos, num) && put(out, out_size, &pos, "}");
+  if (!ok) return false;
+  if (out_len) *out_len = pos;
+  return true;
+}
+
+size_t body_len(size_t len, const Keys &keys) {
+  // {"iv":"<24>","data":"<b64>"}  plus  ,"mac":"<44>"  plus  ,"kv":<digits>
   size_t n = strlen("{\"iv\":\"\",\"data\":\"\"}") + base64_encoded_len(kIvLen) + base64_encoded_len(padded_len(len));
-  if (auth == Auth::HmacSha256) n += strlen(",\"mac\":\"\"") + base64_encoded_len(kMacLen);
+  if (keys.auth == Auth::HmacSha256) n += strlen(",\"mac\":\"\"") + base64_encoded_len(kMacLen);
+  if (keys.kv >= 0) {
+    char num[21];
+    n += strlen(",\"kv\":") + u64_text(uint64_t(keys.kv), num);
+  }
   return n;
 }
 
-bool seal_with_iv(const Keys &keys, const char *deviceid, const uint8_t *plaintext, size_t len, const uint8_t iv[kIvLen],
+bool seal_with_iv(const Keys &keys, MsgType type, const char *deviceid, const uint8_t *plaintext, size_t len, const uint8_t iv[kIvLen],
                   uint8_t *work, size_t work_size, char *out, size_t out_size, size_t *out_len) {
-  if (out == nullptr || out_size < body_len(len, keys.auth) + 1 || work == nullptr || work_size < padded_len(len)) return false;
+  if (out == nullptr || out_size < body_len(len, keys) + 1 || work == nullptr || work_size < padded_len(len)) return false;
   if (len > 0 && plaintext != work) memmove(work, plaintext, len);
   size_t ct_len = 0;
   if (!aes_cbc_encrypt(keys, iv, work, len, work_size, &ct_len)) return false;
@@ -71,8 +87,13 @@ bool seal_with_iv(const Keys &keys, const char *deviceid, const uint8_t *plainte
             put(out, out_size, &pos, "\",\"data\":\"") && put_b64(out, out_size, &pos, work, ct_len) && put(out, out_size, &pos, "\"");
   if (ok && keys.auth == Auth::HmacSha256) {
     uint8_t mac[kMacLen];
-    ok = compute_mac(keys, deviceid, iv, work, ct_len, mac) && put(out, out_size, &pos, ",\"mac\":\"") &&
+    ok = compute_mac(keys, type, deviceid, iv, work, ct_len, mac) && put(out, out_size, &pos, ",\"mac\":\"") &&
          put_b64(out, out_size, &pos, mac, kMacLen) && put(out, out_size, &pos, "\"");
+  }
+  if (ok && keys.kv >= 0) {
+    char num[21];
+    u64_text(uint64_t(keys.kv), num);
+    ok = put(out, out_size, &pos, ",\"kv\":") && put(out, out_size, &pos, num);
   }
   ok = ok && put(out, out_size, &pos, "}");
   if (!ok) return false;
@@ -80,15 +101,15 @@ bool seal_with_iv(const Keys &keys, const char *deviceid, const uint8_t *plainte
   return true;
 }
 
-bool seal(const Keys &keys, const char *deviceid, const uint8_t *plaintext, size_t len, RandomFn random,
+bool seal(const Keys &keys, MsgType type, const char *deviceid, const uint8_t *plaintext, size_t len, RandomFn random,
           uint8_t *work, size_t work_size, char *out, size_t out_size, size_t *out_len) {
   if (random == nullptr) return false;
   uint8_t iv[kIvLen];
   random(iv, kIvLen);
-  return seal_with_iv(keys, deviceid, plaintext, len, iv, work, work_size, out, out_size, out_len);
+  return seal_with_iv(keys, type, deviceid, plaintext, len, iv, work, work_size, out, out_size, out_len);
 }
 
-OpenStatus open(const Keys &keys, const char *deviceid, const char *body, size_t body_len,
+OpenStatus open(const Keys &keys, MsgType type, const char *deviceid, const char *body, size_t body_len,
                 uint8_t *out, size_t out_size, size_t *out_len) {
   Span iv_b64, data_b64, mac_b64;
   if (!json_string(body, body_len, "iv", &iv_b64) || !json_string(body, body_len, "data", &data_b64)) return OpenStatus::BadBody;
@@ -102,7 +123,7 @@ OpenStatus open(const Keys &keys, const char *deviceid, const char *body, size_t
     uint8_t got[kMacLen];
     size_t mac_len = 0;
     const bool have = json_string(body, body_len, "mac", &mac_b64) && base64_decode(mac_b64.ptr, mac_b64.len, got, sizeof(got), &mac_len) && mac_len == kMacLen;
-    if (!compute_mac(keys, deviceid, iv, out, ct_len, expected)) return OpenStatus::Rejected;
+    if (!compute_mac(keys, type, deviceid, iv, out, ct_len, expected)) return OpenStatus::Rejected;
     if (!have) memset(got, 0, sizeof(got));
     // Compare even when the MAC is missing, so both failures take the same path.
     if (!equal_ct(expected, got, kMacLen) || !have) return OpenStatus::Rejected;
@@ -140,14 +161,39 @@ void DownlinkGuard::begin() {
 CommandStatus DownlinkGuard::accept(const Keys &keys, const char *deviceid, const char *body, size_t body_len,
                                     uint8_t *work, size_t work_size, Command *out) {
   size_t len = 0;
-  const OpenStatus opened = open(keys, deviceid, body, body_len, work, work_size, &len);
+  const OpenStatus opened = open(keys, MsgType::Command, deviceid, body, body_len, work, work_size, &len);
   if (opened == OpenStatus::BadBody) return CommandStatus::BadBody;
   if (opened != OpenStatus::Ok) return CommandStatus::Rejected;
   const char *text = reinterpret_cast<const char *>(work);
   uint64_t seqn = 0;
   Span cmd;
   bool is_string = true;
-  if (!json_uint(text, len, "SEQN", &seqn) || !json_member(text, len, "cmd", &cmd, &is_string) || is_string || cmd.len == 0 || cmd.ptr[0] != '{') {
+  if (!json_uint(text, len, "SEQN", &seqn)) return CommandStatus::BadCommand;
+  Span rekey;
+  if (json_member(text, len, "rekey", &rekey, &is_string) && !is_string && rekey.len > 0 && rekey.ptr[0] == '{') {
+    // {"kv":v,"key":"<32 hex>"}
+    uint64_t kv = 0;
+    Span hex;
+    if (!json_uint(rekey.ptr, rekey.len, "kv", &kv) || kv > 0xffffffffu || !json_string(rekey.ptr, rekey.len, "key", &hex) || hex.len != 32) {
+      return CommandStatus::BadCommand;
+    }
+    for (size_t i = 0; i < 16; i++) {
+      uint8_t byte = 0;
+      for (size_t j = 0; j < 2; j++) {
+        const char c = hex.ptr[2 * i + j];
+        const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (v < 0) return CommandStatus::BadCommand;
+        byte = uint8_t(byte << 4 | v);
+      }
+      out->rekey_key[i] = byte;
+    }
+    if (seqn <= last_) return CommandStatus::Replay;
+    out->seqn = seqn;
+    out->cmd = Span{};
+    out->rekey_kv = uint32_t(kv);
+    return CommandStatus::Rekey;
+  }
+  if (!json_member(text, len, "cmd", &cmd, &is_string) || is_string || cmd.len == 0 || cmd.ptr[0] != '{') {
     return CommandStatus::BadCommand;
   }
   if (seqn <= last_) return CommandStatus::Replay;
@@ -157,6 +203,13 @@ CommandStatus DownlinkGuard::accept(const Keys &keys, const char *deviceid, cons
   out->seqn = seqn;
   out->cmd = cmd;
   return CommandStatus::Ok;
+}
+
+bool DownlinkGuard::commit(uint64_t seqn) {
+  if (seqn <= last_) return true;
+  if (!store_.save(seqn)) return false;
+  last_ = seqn;
+  return true;
 }
 
 }  // namespace e2ee

@@ -1,8 +1,9 @@
 #pragma once
-/// The wire format shared with the Node-RED nodes:
-///   reading plaintext  {"data":{...},"SEQN":n}
-///   command plaintext  {"cmd":{...},"SEQN":n}
-///   body               {"iv":"<b64>","data":"<b64>"[,"mac":"<b64>"]}
+/// The wire format shared with the Node-RED nodes (the package README, "Wire format"):
+///   reading plaintext  {"data":{...},"SEQN":n[,"ack":a]}
+///   command plaintext  {"cmd":{...},"SEQN":n}  or a rekey  {"rekey":{"kv":v,"key":"<32 hex>"},"SEQN":n}
+///   body               {"iv":"<b64>","data":"<b64>"[,"mac":"<b64>"][,"kv":v]}
+/// The message type (MsgType) is bound into the MAC; kv is the per-device key version.
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,17 +16,20 @@ namespace e2ee {
 /// Returns false when out_size is too small.
 bool build_reading(const char *data_json, uint64_t seqn, char *out, size_t out_size, size_t *out_len);
 
-/// Body length for a plaintext of len bytes (without the NUL), in the given auth mode.
-size_t body_len(size_t len, Auth auth);
+/// Writes {"data":<data_json>,"SEQN":<seqn>,"ack":<ack>} (the acknowledgement of the last accepted downlink SEQN).
+bool build_reading_ack(const char *data_json, uint64_t seqn, uint64_t ack, char *out, size_t out_size, size_t *out_len);
 
-/// Encrypts plaintext[0..len) and writes the body (NUL-terminated) into out.
-/// work is scratch for the padded ciphertext: work_size >= padded_len(len).
-/// out_size must be >= body_len(len, keys.auth) + 1. The IV comes from random.
-bool seal(const Keys &keys, const char *deviceid, const uint8_t *plaintext, size_t len, RandomFn random,
+/// Body length for a plaintext of len bytes (without the NUL), with these keys (auth mode, kv).
+size_t body_len(size_t len, const Keys &keys);
+
+/// Encrypts plaintext[0..len) as a message of the given type and writes the body (NUL-terminated)
+/// into out. work is scratch for the padded ciphertext: work_size >= padded_len(len).
+/// out_size must be >= body_len(len, keys) + 1. The IV comes from random.
+bool seal(const Keys &keys, MsgType type, const char *deviceid, const uint8_t *plaintext, size_t len, RandomFn random,
           uint8_t *work, size_t work_size, char *out, size_t out_size, size_t *out_len);
 
 /// Same with a given IV (tests, vectors).
-bool seal_with_iv(const Keys &keys, const char *deviceid, const uint8_t *plaintext, size_t len, const uint8_t iv[kIvLen],
+bool seal_with_iv(const Keys &keys, MsgType type, const char *deviceid, const uint8_t *plaintext, size_t len, const uint8_t iv[kIvLen],
                   uint8_t *work, size_t work_size, char *out, size_t out_size, size_t *out_len);
 
 enum class OpenStatus : uint8_t {
@@ -34,9 +38,9 @@ enum class OpenStatus : uint8_t {
   Rejected,   ///< MAC, padding or key wrong: one status for all, so no oracle
 };
 
-/// Verifies (MAC first, in constant time) and decrypts a body into out, NUL-terminated.
-/// out_size must be >= the decoded ciphertext length + 1.
-OpenStatus open(const Keys &keys, const char *deviceid, const char *body, size_t body_len,
+/// Verifies (MAC first, in constant time, as the given type) and decrypts a body into out,
+/// NUL-terminated. out_size must be >= the decoded ciphertext length + 1.
+OpenStatus open(const Keys &keys, MsgType type, const char *deviceid, const char *body, size_t body_len,
                 uint8_t *out, size_t out_size, size_t *out_len);
 
 /// Persistent storage of one 64-bit value: flash/EEPROM on the device, memory in tests.
@@ -68,12 +72,15 @@ class SeqCounter {
   uint32_t writes_ = 0;
 };
 
-enum class CommandStatus : uint8_t { Ok, BadBody, Rejected, BadCommand, Replay, StoreFailed };
+enum class CommandStatus : uint8_t { Ok, BadBody, Rejected, BadCommand, Replay, StoreFailed, Rekey };
 
 struct Command {
   uint64_t seqn;
-  /// The "cmd" object's JSON text, inside the caller's buffer.
+  /// The "cmd" object's JSON text, inside the caller's buffer (empty for a rekey).
   Span cmd;
+  /// A rekey (status Rekey): the new key version and its 16-byte key.
+  uint32_t rekey_kv;
+  uint8_t rekey_key[16];
 };
 
 /// Downlink replay check: a command is accepted only with a SEQN above the last accepted
@@ -85,8 +92,12 @@ class DownlinkGuard {
   uint64_t last() const { return last_; }
   /// Opens, checks and accepts a command body. work holds the plaintext afterwards
   /// (work_size >= decoded ciphertext length + 1); out->cmd points into it.
+  /// A rekey command returns Rekey without accepting its SEQN: the caller stores the new key
+  /// first, then calls commit(out->seqn), so the key is on flash before it is acknowledged.
   CommandStatus accept(const Keys &keys, const char *deviceid, const char *body, size_t body_len,
                        uint8_t *work, size_t work_size, Command *out);
+  /// Accepts a SEQN (after a rekey's key is stored). False when it cannot be stored.
+  bool commit(uint64_t seqn);
 
  private:
   CounterStore &store_;
