@@ -22,7 +22,7 @@ export const DEVICE_API: Route[] = [
   { pattern: /^\/api\/devices\/[^/]+\/?$/, methods: ['GET', 'POST', 'PUT', 'DELETE'], device: ['GET', 'POST'] },
   { pattern: READINGS_ROUTE, methods: ['GET', 'POST'], device: ['POST'] },
   { pattern: /^\/api\/devices\/[^/]+\/poll\/?$/, methods: ['POST'], device: ['POST'] },
-  { pattern: /^\/api\/devices\/[^/]+\/commands\/?$/, methods: ['POST'], device: [] },
+  { pattern: /^\/api\/devices\/[^/]+\/commands\/?$/, methods: ['GET', 'POST'], device: [] },
   { pattern: /^\/api\/devices\/[^/]+\/rekey\/?$/, methods: ['POST'], device: [] },
   { pattern: /^\/api\/devices\/[^/]+\/reset\/?$/, methods: ['POST'], device: [] },
 ];
