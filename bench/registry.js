@@ -14,7 +14,8 @@ const { startBackend } = require('../test/support/backend');
 const { tempDir } = require('../test/support/tmp');
 const { requestJson } = require('../dist/sim/device');
 const { fmt, arg, benchMain } = require('./lib/runtime');
-const { rssMb } = require('./lib/load');
+const { rssMb, registerDevice } = require('./lib/load');
+const lib = require('../dist/nodes/lib');
 
 const START = path.join(__dirname, '..', 'scripts', 'start.js');
 const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
@@ -23,10 +24,21 @@ const id = (i) => `RG-${String(i).padStart(8, '0')}`;
 async function run({ devices = arg('devices', 100000), samples = arg('samples', 1000) } = {}) {
   const tmp = tempDir('esp-e2ee-bench-registry-');
   const TOKEN = crypto.randomBytes(16).toString('hex');
-  const backend = await startBackend({ script: START, dataDir: tmp.dir, env: { E2EE_KEY: crypto.randomBytes(16).toString('hex'), E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'warn', E2EE_RATE_LIMIT: 'off' } });
+  const KEY = crypto.randomBytes(16).toString('hex');
+  // npm start's default: per-device keys, sealed registration and poll (the client derives each device's key).
+  const ring = new lib.DeviceKeyring(Buffer.from(KEY, 'hex'), 'hmac-sha256', 1000);
+  const backend = await startBackend({ script: START, dataDir: tmp.dir, env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'warn', E2EE_RATE_LIMIT: 'off' } });
   const agent = new http.Agent({ keepAlive: true, maxSockets: 50 });
+  /** Each device's next uplink SEQN (its registration used 0). */
+  const seqns = new Map();
+  const poll = (deviceid, via) => {
+    const seqn = (seqns.get(deviceid) ?? 0) + 1;
+    seqns.set(deviceid, seqn);
+    const body = lib.encryptToWire(ring.material(deviceid), Buffer.from(JSON.stringify({ SEQN: seqn, ack: 0 })), deviceid, { type: 'poll', kv: 0 });
+    return requestJson(`${backend.url}/api/devices/${deviceid}/poll`, 'POST', body, {}, via);
+  };
   try {
-    const register = (i) => requestJson(`${backend.url}/api/devices/${id(i)}`, 'POST', { ipaddr: '10.0.0.1', ssid: 'fleet' }, {}, agent);
+    const register = (i) => registerDevice(backend.url, ring, id(i), { ipaddr: '10.0.0.1', ssid: 'fleet', agent });
     const rssEmpty = rssMb(backend.pid);
     const fillStart = Date.now();
     let next = 0;
@@ -48,8 +60,8 @@ async function run({ devices = arg('devices', 100000), samples = arg('samples', 
     const auth = { authorization: `Bearer ${TOKEN}` };
     const lat = { register: [], poll: [], list: [] };
     for (let i = 0; i < samples; i++) {
-      lat.register.push(await timed(() => requestJson(`${backend.url}/api/devices/${id(devices + i)}`, 'POST', { ipaddr: '10.0.0.2', ssid: 'fleet' }, {}, one)));
-      lat.poll.push(await timed(() => requestJson(`${backend.url}/api/devices/${id(Math.floor(Math.random() * devices))}`, 'GET', undefined, {}, one)));
+      lat.register.push(await timed(() => registerDevice(backend.url, ring, id(devices + i), { ipaddr: '10.0.0.2', ssid: 'fleet', agent: one })));
+      lat.poll.push(await timed(() => poll(id(Math.floor(Math.random() * devices)), one)));
       if (i % 5 === 0) lat.list.push(await timed(() => requestJson(`${backend.url}/api/devices?limit=50&offset=${Math.floor(Math.random() * devices)}`, 'GET', undefined, auth, one)));
     }
     one.destroy();

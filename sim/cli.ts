@@ -84,6 +84,9 @@ async function main(): Promise<number> {
     } catch (err) {
       throw new Error(`cannot reach ${baseUrl} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): is the backend running, and is --url its address?`);
     }
+    if (r.status === 400 && device.sealed) {
+      throw new Error(`registration of ${device.id} refused (HTTP 400): the key does not match the backend's (check --key or E2EE_KEY, --auth and --scope)`);
+    }
     if (r.status !== 200 && r.status !== 201) throw new Error(`register ${device.id}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
     device.run();
   }

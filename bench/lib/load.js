@@ -31,6 +31,18 @@ async function addFlow(url, adminToken, label, nodes) {
 }
 
 /**
+ * Registers a device as the firmware does: with an authenticating key a sealed registration (uplink SEQN `seqn`),
+ * else the seed's plain one. `key`: the device's key material, or a DeviceKeyring.
+ */
+function registerDevice(url, key, id, { seqn = 0, ipaddr = '127.0.0.1', ssid = 'bench', agent } = {}) {
+  const material = typeof key.material === 'function' ? key.material(id) : key;
+  const body = material.macKey
+    ? lib.encryptToWire(material, Buffer.from(JSON.stringify({ ipaddr, ssid, SEQN: seqn, ack: 0 })), id, { type: 'register', kv: typeof key.material === 'function' ? 0 : undefined })
+    : { ipaddr, ssid };
+  return requestJson(`${url}/api/devices/${id}`, 'POST', body, {}, agent);
+}
+
+/**
  * @param {{url: string, key: object, devices?: number, prefix?: string, path?: (id: string) => string, register?: boolean}} options
  *   path: the request path for a device (default the shipped route); register: POST /api/devices/:id first.
  */
@@ -42,7 +54,8 @@ async function readingsLoad({ url, key, devices = 100, prefix = 'BE', path = (id
   const ids = Array.from({ length: devices }, (_, i) => `5C:CF:7F:${prefix}:${String(Math.floor(i / 100)).padStart(2, '0')}:${String(i % 100).padStart(2, '0')}`);
   if (register) {
     for (const id of ids) {
-      const r = await requestJson(`${url}/api/devices/${id}`, 'POST', { ipaddr: '127.0.0.1', ssid: 'bench' });
+      // (SEQN 0: the readings go on from 1.)
+      const r = await registerDevice(url, key, id);
       if (r.status !== 201 && r.status !== 200) throw new Error(`register ${id}: ${r.status}`);
     }
   }
@@ -65,4 +78,4 @@ async function readingsLoad({ url, key, devices = 100, prefix = 'BE', path = (id
   return { ids, request, get sent() { return sent; } };
 }
 
-module.exports = { readingsLoad, cannon, rssMb, BARE_FLOW, addFlow };
+module.exports = { readingsLoad, registerDevice, cannon, rssMb, BARE_FLOW, addFlow };

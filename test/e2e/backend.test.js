@@ -129,6 +129,11 @@ describe('end to end: npm start + simulator, real HTTP on loopback', function ()
     const dev = (method, suffix, body, headers) => requestJson(`${backend.url}/api/devices/${encodeURIComponent(MAC)}${suffix}`, method, body, headers);
     const op = (method, suffix, body) => requestJson(`${backend.url}/api/devices${suffix}`, method, body, { authorization: `Bearer ${TOKEN}` });
     const reading = (seqn, id = MAC) => lib.encryptToWire(ring.material(id), Buffer.from(JSON.stringify({ data: { a0: 1 }, SEQN: seqn })), id);
+    /** A sealed registration or poll of a device, as the firmware sends them (kv 0). */
+    const sealed = (type, plaintext, id = MAC) => lib.encryptToWire(ring.material(id), Buffer.from(JSON.stringify(plaintext)), id, { type, kv: 0 });
+    /** Opens a sealed config answer. */
+    const opened = (body, id = MAC) => JSON.parse(lib.decryptEnvelope(ring.material(id), lib.parseEnvelope(body), id, 'config').toString());
+    const poll = (seqn, id = MAC) => requestJson(`${backend.url}/api/devices/${encodeURIComponent(id)}/poll`, 'POST', sealed('poll', { SEQN: seqn, ack: 0 }, id));
     /** Raw POST, for bodies that are not JSON. */
     const rawPost = (suffix, text, type = 'application/json') => new Promise((resolve, reject) => {
       const req = require('node:http').request(`${backend.url}/api/devices/${encodeURIComponent(MAC)}${suffix}`, { method: 'POST', headers: { 'content-type': type } }, (res) => {
@@ -145,22 +150,32 @@ describe('end to end: npm start + simulator, real HTTP on loopback', function ()
       backend.output.should.not.containEql(TOKEN);
     });
 
-    it('register: 201 then 200; invalid input 400', async function () {
-      (await dev('POST', '', { ipaddr: '127.0.0.1', ssid: 'lab' })).status.should.equal(201);
-      const again = await dev('POST', '', { ipaddr: '127.0.0.2', ssid: 'lab2' });
+    it('register (sealed): 201 then 200, each with a sealed config answer; invalid input 400; plain 401', async function () {
+      const first = await dev('POST', '', sealed('register', { ipaddr: '127.0.0.1', ssid: 'lab', SEQN: 1, ack: 0 }));
+      first.status.should.equal(201);
+      opened(first.body).should.eql({ re: 1, cfgsn: 1, data: {}, commands: [], more: false });
+      const again = await dev('POST', '', sealed('register', { ipaddr: '127.0.0.2', ssid: 'lab2', SEQN: 2, ack: 0 }));
       again.status.should.equal(200);
-      again.body.should.containEql({ deviceid: MAC, ipaddr: '127.0.0.2', ssid: 'lab2', cfgsn: 1 });
-      (await dev('POST', '', { ipaddr: 'not-an-ip', ssid: 'lab' })).status.should.equal(400);
-      (await requestJson(`${backend.url}/api/devices/${encodeURIComponent("x'; DROP TABLE devices;--")}`, 'POST', { ipaddr: '127.0.0.1', ssid: 'x' })).status.should.equal(400);
+      opened(again.body).re.should.equal(2);
+      (await op('GET', '')).body[0].should.containEql({ deviceid: MAC, ipaddr: '127.0.0.2', ssid: 'lab2', cfgsn: 1 });
+      const invalid = await dev('POST', '', sealed('register', { ipaddr: 'not-an-ip', ssid: 'lab', SEQN: 3 }));
+      invalid.status.should.equal(400);
+      invalid.body.should.eql({ status: 'NOK', message: 'ipaddr must be an IPv4 or IPv6 address' });
+      const badId = "x'; DROP TABLE devices;--";
+      (await requestJson(`${backend.url}/api/devices/${encodeURIComponent(badId)}`, 'POST', sealed('register', { ipaddr: '127.0.0.1', ssid: 'x', SEQN: 1 }, badId))).status.should.equal(400);
+      const plain = await dev('POST', '', { ipaddr: '127.0.0.1', ssid: 'lab' });
+      plain.status.should.equal(401);
+      plain.body.message.should.match(/sealed body/);
     });
 
-    it('config poll: 200 {cfgsn, data, commands}; unknown 404', async function () {
-      const r = await dev('GET', '');
+    it('config poll (sealed): 200 with a sealed {re, cfgsn, data, commands, more}; unknown 404; the plain GET 401', async function () {
+      const r = await poll(4);
       r.status.should.equal(200);
-      r.body.should.eql({ cfgsn: 1, data: {}, commands: [] });
-      const unknown = await requestJson(`${backend.url}/api/devices/nobody`, 'GET');
+      opened(r.body).should.eql({ re: 4, cfgsn: 1, data: {}, commands: [], more: false });
+      const unknown = await poll(1, 'nobody');
       unknown.status.should.equal(404);
       unknown.body.should.eql({ status: 'NOK', message: 'Device NOT Registered' });
+      (await dev('GET', '')).status.should.equal(401);
     });
 
     it('readings: 200 for a fresh SEQN; replay, stale, garbage, bad MAC, bad JSON and oversize all get the same 400', async function () {
@@ -213,7 +228,7 @@ describe('end to end: npm start + simulator, real HTTP on loopback', function ()
       await until('the reason in the log', () => /rejected[^\n]*Device NOT Registered/.test(backend.output));
       // Enough other writes for any deferred state to have been flushed (it is not, for unknown ids).
       const filler = '5C:CF:7F:BB:00:FF';
-      (await requestJson(`${backend.url}/api/devices/${encodeURIComponent(filler)}`, 'POST', { ipaddr: '192.0.2.9', ssid: 'lab' })).status.should.equal(201);
+      (await requestJson(`${backend.url}/api/devices/${encodeURIComponent(filler)}`, 'POST', sealed('register', { ipaddr: '192.0.2.9', ssid: 'lab', SEQN: 0 }, filler))).status.should.equal(201);
       for (let seqn = 1; seqn < 13; seqn++) (await requestJson(`${backend.url}/api/devices/${encodeURIComponent(filler)}/readings`, 'POST', reading(seqn, filler))).status.should.equal(200);
       const rows = await querySqlite(path.join(tmp.dir, 'node-red', 'esp-e2ee.sqlite'), 'SELECT deviceid FROM replay_state WHERE deviceid IN (?, ?)', strangers);
       rows.should.eql([]);
@@ -233,7 +248,7 @@ describe('end to end: npm start + simulator, real HTTP on loopback', function ()
         req.end(text);
       });
       const auth = { authorization: `Bearer ${TOKEN}` };
-      const badRegister = await send('POST', `/api/devices/${encodeURIComponent(MAC)}`, '{"ipaddr": ');
+      const badRegister = await send('POST', `/api/devices/${encodeURIComponent(MAC)}/poll`, '{"iv": ');
       badRegister.status.should.equal(400);
       JSON.parse(badRegister.body).should.eql({ status: 'NOK', message: 'The request body is not valid JSON' });
       const badPut = await send('PUT', `/api/devices/${encodeURIComponent(MAC)}`, '{"name": ', auth);
@@ -255,7 +270,7 @@ describe('end to end: npm start + simulator, real HTTP on loopback', function ()
       JSON.parse(unknown.body).should.eql({ status: 'NOK', message: 'Not found' });
       backend.output.should.not.match(/\[error\]/);
       // Nothing was changed by the bad requests.
-      (await dev('GET', '')).body.cfgsn.should.be.a.Number();
+      (await op('GET', '')).body[0].cfgsn.should.equal(1);
     });
 
     it('operator endpoints refuse no token and a wrong token', async function () {
@@ -266,7 +281,7 @@ describe('end to end: npm start + simulator, real HTTP on loopback', function ()
           r.status.should.equal(401, `${method} ${suffix} ${JSON.stringify(headers)}`);
         }
       }
-      (await dev('GET', '')).status.should.equal(200); // the device still exists
+      (await op('GET', '')).body.map((d) => d.deviceid).should.eql([MAC]); // the device still exists
     });
 
     it('operator endpoints work with the token, and SQL-injection strings do no harm', async function () {
@@ -284,15 +299,13 @@ describe('end to end: npm start + simulator, real HTTP on loopback', function ()
       (await dev('POST', '/readings', reading(1))).status.should.equal(200);
       const cmd = await op('POST', `/${encodeURIComponent(MAC)}/commands`, { led: true });
       cmd.status.should.equal(202);
-      // Nothing listens at the device's address: the push fails and the poll carries the command.
-      const poll = await until('the queued command in the poll', async () => {
-        const r = await dev('GET', '');
-        return r.body.commands.length ? r : null;
-      });
-      const plain = JSON.parse(lib.decryptEnvelope(key, lib.parseEnvelope(poll.body.commands[0]), MAC).toString());
+      // Not pushed to a loopback address: the poll's sealed answer carries the command, sealed for the device.
+      const answer = opened((await poll(2)).body);
+      answer.commands.length.should.equal(1);
+      const plain = JSON.parse(lib.decryptEnvelope(key, lib.parseEnvelope(answer.commands[0]), MAC, 'command').toString());
       plain.should.eql({ cmd: { led: true }, SEQN: 1 });
       (await op('DELETE', `/${encodeURIComponent(MAC)}`)).status.should.equal(200);
-      (await dev('GET', '')).status.should.equal(404);
+      (await poll(3)).status.should.equal(400); // its keys are revoked
     });
   });
 

@@ -16,6 +16,7 @@ const { tempDir, querySqlite } = require('../support/tmp');
 const { mountLoop, loopUnavailable } = require('../support/loopfs');
 const lib = require('../../dist/nodes/lib');
 const { requestJson } = require('../../dist/sim/device');
+const { registerSealed, pollSealed } = require('../support/device');
 
 
 
@@ -32,7 +33,7 @@ describe('storage faults: full disk, read-only file, locked database', function 
   /** Posts readings with fresh SEQNs; returns every answer, with the SEQN it carried. */
   function poster(backend, start) {
     let seqn = start;
-    return async (n) => {
+    const post = async (n) => {
       const answers = [];
       for (let i = 0; i < n; i++) {
         seqn++;
@@ -42,6 +43,9 @@ describe('storage faults: full disk, read-only file, locked database', function 
       }
       return answers;
     };
+    /** A SEQN for another uplink (a registration or poll shares the readings' sequence). */
+    post.take = () => ++seqn;
+    return post;
   }
 
   async function checkStored(db, answers) {
@@ -73,8 +77,8 @@ describe('storage faults: full disk, read-only file, locked database', function 
       const dataDir = path.join(loop.dir, 'data');
       backend = await startBackend({ dataDir, env });
       db = path.join(dataDir, 'node-red', 'esp-e2ee.sqlite');
-      (await requestJson(`${backend.url}/api/devices/${encodeURIComponent(MAC)}`, 'POST', { ipaddr: '192.0.2.1', ssid: 'lab' })).status.should.equal(201);
       const post = poster(backend, 0);
+      (await registerSealed(backend.url, ring.material(MAC), MAC, { SEQN: post.take() })).status.should.equal(201);
       const answers = await post(20);
       answers.every((a) => a.status === 200).should.be.true();
       loop.fill();
@@ -88,7 +92,7 @@ describe('storage faults: full disk, read-only file, locked database', function 
       }
       answers.every((a) => a.status === 200 || a.status === 503).should.be.true('only 200 or 503');
       // The register and the config poll say the same.
-      (await requestJson(`${backend.url}/api/devices/${encodeURIComponent(MAC)}`, 'POST', { ipaddr: '192.0.2.1', ssid: 'lab' })).status.should.equal(503);
+      (await registerSealed(backend.url, ring.material(MAC), MAC, { SEQN: post.take() })).status.should.equal(503);
       const lines = backend.output.split('\n').filter((l) => /Device store unavailable/.test(l));
       lines.length.should.equal(1);
       lines[0].should.match(/SQLITE_FULL.*disk holding the database is full/);
@@ -139,7 +143,7 @@ describe('storage faults: full disk, read-only file, locked database', function 
 
     it('bounded retries (the busy timeout), then 503; served again without a restart once the lock is gone', async function () {
       backend = await startBackend({ dataDir: tmp.dir, env });
-      (await requestJson(`${backend.url}/api/devices/${encodeURIComponent(MAC)}`, 'POST', { ipaddr: '192.0.2.1', ssid: 'lab' })).status.should.equal(201);
+      (await registerSealed(backend.url, ring.material(MAC), MAC, { SEQN: 0 })).status.should.equal(201);
       await backend.stop();
       const db = path.join(tmp.dir, 'node-red', 'esp-e2ee.sqlite');
       // Another process takes SQLite's write lock and holds it.
@@ -161,7 +165,7 @@ describe('storage faults: full disk, read-only file, locked database', function 
       (Date.now() - started).should.be.above(2000);
       const [again] = await post(1);
       again.status.should.equal(503);
-      (await requestJson(`${backend.url}/api/devices/${encodeURIComponent(MAC)}`, 'GET')).status.should.equal(503);
+      (await pollSealed(backend.url, ring.material(MAC), MAC, post.take())).status.should.equal(503);
       backend.output.should.match(/Device store unavailable \(SQLITE_BUSY\).*Another process holds a lock/);
       locker.stdin.write('release\n');
       await until('the lock released', () => lockerOut.includes('released'));

@@ -14,6 +14,7 @@ const { until } = require('../support/wait');
 const { tempDir, querySqlite } = require('../support/tmp');
 const lib = require('../../dist/nodes/lib');
 const { requestJson } = require('../../dist/sim/device');
+const { registerSealed } = require('../support/device');
 
 
 describe('limits of npm start: editor listener, rate limits, 405, body limits, timeouts', function () {
@@ -50,7 +51,7 @@ describe('limits of npm start: editor listener, rate limits, 405, body limits, t
     }
     throttled.should.be.true('the editor login is throttled');
     // Devices and the operator API still work.
-    (await requestJson(`${backend.url}/api/devices/${id}`, 'POST', { ipaddr: '192.0.2.7', ssid: 'lab' })).status.should.equal(201);
+    (await registerSealed(backend.url, ring.material(MAC), MAC, { ipaddr: '192.0.2.7' })).status.should.equal(201);
     (await op('GET', '')).status.should.equal(200);
     const reading = lib.encryptToWire(ring.material(MAC), Buffer.from(JSON.stringify({ data: { t: 1 }, SEQN: 1 })), MAC);
     (await requestJson(`${backend.url}/api/devices/${id}/readings`, 'POST', reading)).status.should.equal(200);
@@ -120,7 +121,7 @@ describe('limits of npm start: editor listener, rate limits, 405, body limits, t
     lines.length.should.be.within(1, 3);
     lines.join('\n').should.match(/more requests from 127\.0\.0\.1 rejected in the last 1 s: rate-limited \d+/);
     // Another device is not affected.
-    (await requestJson(`${backend.url}/api/devices/${encodeURIComponent('5C:CF:7F:DD:00:02')}`, 'POST', { ipaddr: '192.0.2.8', ssid: 'lab' })).status.should.equal(201);
+    (await registerSealed(backend.url, ring.material('5C:CF:7F:DD:00:02'), '5C:CF:7F:DD:00:02', { ipaddr: '192.0.2.8' })).status.should.equal(201);
   });
 
   it('cuts an oversized readings body off while reading it: 413 as JSON, the connection closed', async function () {

@@ -12,6 +12,7 @@ const { execFileSync, spawn } = require('node:child_process');
 const { tempDir } = require('../support/tmp');
 const { freePort } = require('../support/backend');
 const lib = require('../../dist/nodes/lib');
+const { registerSealed } = require('../support/device');
 const { requestJson } = require('../../dist/sim/device');
 
 const root = path.resolve(__dirname, '..', '..');
@@ -154,17 +155,18 @@ describe('palette install: npm pack of a clean checkout, npm install <tgz>, a st
         const deploy = await requestJson(`${red.url}/admin/flows`, 'POST', flow, { 'node-red-deployment-type': 'full' });
         deploy.status.should.equal(204, JSON.stringify(deploy.body));
         const id = '5C:CF:7F:AB:CD:01';
-        let registered;
-        for (let i = 0; i < 50; i++) {
-          registered = await requestJson(`${red.url}/api/devices/${id}`, 'POST', { ipaddr: '192.0.2.1', ssid: 'lab' });
-          if (registered.status !== 404) break;
-          await sleep(100);
-        }
-        registered.status.should.equal(201, red.output);
         const keyNode = flow.find((n) => n.type === 'aes-key');
         // The shipped flow's key is a master: each device has its own key, derived from it.
         keyNode.scope.should.equal('per-device');
         const key = new lib.DeviceKeyring(Buffer.from(keyHex, 'hex'), keyNode.auth).material(id);
+        let registered;
+        for (let i = 0; i < 50; i++) {
+          // A sealed registration (uplink SEQN 0), as the firmware sends it.
+          registered = await registerSealed(red.url, key, id);
+          if (registered.status !== 404) break;
+          await sleep(100);
+        }
+        registered.status.should.equal(201, red.output);
         const reading = lib.encryptToWire(key, Buffer.from(JSON.stringify({ data: { a0: 1 }, SEQN: 1 })), id);
         (await requestJson(`${red.url}/api/devices/${id}/readings`, 'POST', reading)).status.should.equal(200);
         (await requestJson(`${red.url}/api/devices/${id}/readings`, 'POST', reading)).status.should.equal(400);

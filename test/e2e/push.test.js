@@ -10,7 +10,6 @@
  */
 require('should');
 const crypto = require('node:crypto');
-const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
 const { startBackend, freePort } = require('../support/backend');
@@ -95,23 +94,58 @@ describe('safe push targets: private ranges only, refusals logged once, the poll
     proxied.should.eql([`CONNECT ${PRIVATE}:${d.cmdPort}`]);
   });
 
-  it('does not follow a redirect from the device (e.g. to a metadata address)', async function () {
-    const redirecting = http.createServer((req, res) => res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/' }).end());
+  /** Registers a device (sealed, as devices do) with its command port on `port`, a listener of the test's. */
+  async function registerAt(id, port) {
+    const d = device(id, PRIVATE);
+    const r = await requestJson(`${backend.url}/api/devices/${encodeURIComponent(id)}`, 'POST', d.seal('register', { ipaddr: PRIVATE, ssid: 'lab', cmdport: port, SEQN: d.nextSeq(), ack: 0 }));
+    r.status.should.equal(201);
+    return d;
+  }
+  async function listenOn(handler) {
+    const server = http.createServer(handler);
     const port = await freePort();
-    await new Promise((resolve) => redirecting.listen(port, '127.0.0.1', resolve));
+    await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+    return { server, port };
+  }
+
+  it('does not follow a redirect from the device (e.g. to a metadata address)', async function () {
+    const { server, port } = await listenOn((req, res) => res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/' }).end());
     try {
-      const id = '5C:CF:7F:0B:00:02';
-      (await requestJson(`${backend.url}/api/devices/${encodeURIComponent(id)}`, 'POST', { ipaddr: PRIVATE, ssid: 'lab', cmdport: port })).status.should.equal(201);
+      const d = await registerAt('5C:CF:7F:0B:00:02', port);
       const before = proxied.length;
-      (await op('POST', `/${encodeURIComponent(id)}/commands`, { led: true })).status.should.equal(202);
+      (await op('POST', `/${encodeURIComponent(d.id)}/commands`, { led: true })).status.should.equal(202);
       await until('the push', () => proxied.length > before);
       await new Promise((r) => setTimeout(r, 500));
       proxied.slice(before).should.eql([`CONNECT ${PRIVATE}:${port}`]);
-      // Not delivered: a 302 is no 200, so the poll offers it.
-      const poll = await requestJson(`${backend.url}/api/devices/${encodeURIComponent(id)}`, 'GET');
-      poll.body.commands.length.should.equal(1);
+      // Not delivered: the poll offers it.
+      await d.poll();
+      d.received.map((r) => r.via).should.eql(['poll']);
     } finally {
-      redirecting.close();
+      server.close();
+    }
+  });
+
+  it('a command held back by whoever answers at the device address (200, nothing delivered) still reaches the device by its poll', async function () {
+    const { server, port } = await listenOn((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"OK"}'));
+    });
+    try {
+      const d = await registerAt('5C:CF:7F:0B:00:03', port);
+      const before = proxied.length;
+      (await op('POST', `/${encodeURIComponent(d.id)}/commands`, { led: true })).status.should.equal(202);
+      await until('the push', () => proxied.length > before);
+      await new Promise((r) => setTimeout(r, 500));
+      // The 200 proves nothing: the command is still pending, and the poll delivers it.
+      const log = async () => (await op('GET', `/${encodeURIComponent(d.id)}/commands`)).body.map((c) => c.state);
+      (await log()).should.eql(['pending']);
+      await d.poll();
+      d.received.map((r) => `${r.via} ${JSON.stringify(r.cmd)}`).should.eql(['poll {"led":true}']);
+      // Delivered once the device's next uplink acknowledges it.
+      (await d.postReading()).status.should.equal(200);
+      await until('the acknowledgement', async () => (await log())[0] === 'acknowledged');
+    } finally {
+      server.close();
     }
   });
 

@@ -196,7 +196,7 @@ describe('trust model: per-device keys, sealed control plane, acknowledged comma
     (await a.register()).status.should.equal(201);
     (await op('POST', `/${encodeURIComponent(a.id)}/commands`, { led: true })).status.should.equal(202);
     await until('the expiry', async () => (await commandStates(a.id))[0] === '1:expired', 40000);
-    backend.output.should.match(/Command 1 for device 5C:CF:7F:70:00:09 expired: not acknowledged within 15s/);
+    await until('the expiry logged', () => /Command 1 for device 5C:CF:7F:70:00:09 expired: not acknowledged within 15s/.test(backend.output));
     // An expired command is not offered any more.
     await a.poll();
     a.received.length.should.equal(0);

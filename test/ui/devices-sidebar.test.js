@@ -7,6 +7,8 @@ const { startBackend } = require('../support/backend');
 const { launch } = require('../support/browser');
 const { tempDir } = require('../support/tmp');
 const lib = require('../../dist/nodes/lib');
+const { registerSealed, pollSealed } = require('../support/device');
+const { until } = require('../support/wait');
 const { requestJson } = require('../../dist/sim/device');
 
 const artifacts = path.resolve(__dirname, '..', '..', 'test-artifacts');
@@ -25,7 +27,8 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
   const KEY = crypto.randomBytes(16).toString('hex');
   const TOKEN = crypto.randomBytes(12).toString('hex');
   // npm start's per-device scope: the device's own key, derived from the master.
-  const key = new lib.DeviceKeyring(Buffer.from(KEY, 'hex'), 'hmac-sha256').material('5C:CF:7F:0A:00:01'); // devices[0]
+  const ring = new lib.DeviceKeyring(Buffer.from(KEY, 'hex'), 'hmac-sha256');
+  const key = ring.material('5C:CF:7F:0A:00:01'); // devices[0]
   const devices = ['5C:CF:7F:0A:00:01', '5C:CF:7F:0A:00:02', '5C:CF:7F:0A:00:03', LONG_ID];
   const tag = nr5 ? 'nr5-' : 'nr4-';
   const shot = (name) => page.screenshot({ path: path.join(artifacts, `devices-sidebar-${tag}${name}.png`) });
@@ -55,7 +58,7 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     tmp = tempDir('esp-e2ee-ui-');
     backend = await startBackend({ dataDir: tmp.dir, env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'warn' } });
     for (const [i, id] of devices.entries()) {
-      (await requestJson(`${backend.url}/api/devices/${id}`, 'POST', { ipaddr: `192.0.2.${i + 10}`, ssid: i === 2 ? '<b>ssid</b>' : 'lab-net-with-hyphens' })).status.should.equal(201);
+      (await registerSealed(backend.url, ring.material(id), id, { ipaddr: `192.0.2.${i + 10}`, ssid: i === 2 ? '<b>ssid</b>' : 'lab-net-with-hyphens' })).status.should.equal(201);
     }
     (await op('PUT', `/${devices[0]}`, { name: 'greenhouse', data: { interval: 30 } })).status.should.equal(200);
     (await op('PUT', `/${devices[2]}`, { name: HOSTILE })).status.should.equal(200);
@@ -229,12 +232,14 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     await page.fill('.esp-e2ee-command', '{"led": false}');
     await page.click('.esp-e2ee-send');
     let commands = [];
+    // The device's sealed poll (uplink SEQNs above its readings') gets it in the sealed answer.
     for (let i = 0; i < 50 && commands.length === 0; i++) {
       await sleep(100);
-      commands = (await requestJson(`${backend.url}/api/devices/${devices[0]}`, 'GET')).body.commands;
+      const answer = (await pollSealed(backend.url, key, devices[0], 100 + i)).body;
+      commands = JSON.parse(lib.decryptEnvelope(key, lib.parseEnvelope(answer), devices[0], 'config').toString()).commands;
     }
     commands.length.should.equal(1);
-    JSON.parse(lib.decryptEnvelope(key, lib.parseEnvelope(commands[0]), devices[0]).toString()).should.eql({ cmd: { led: false }, SEQN: 1 });
+    JSON.parse(lib.decryptEnvelope(key, lib.parseEnvelope(commands[0]), devices[0], 'command').toString()).should.eql({ cmd: { led: false }, SEQN: 1 });
     await page.click('.esp-e2ee-reset');
     let status = 0;
     for (let i = 0; i < 50 && status !== 200; i++) {
@@ -242,6 +247,13 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
       status = (await requestJson(`${backend.url}/api/devices/${devices[0]}/readings`, 'POST', reading(1))).status;
     }
     status.should.equal(200);
+    // The command is listed, pending until the device acknowledges it.
+    await page.locator('.esp-e2ee-commands .esp-e2ee-command-pending').first().waitFor({ timeout: 10000 });
+    (await page.locator('.esp-e2ee-commands tr').first().innerText()).should.match(/SEQN 1\s+pending/);
+    // Rekey: confirmed (the dialog is accepted), the device moves towards key version 1.
+    await page.click('.esp-e2ee-rekey');
+    await until('the pending key version', async () => /moving to 1/.test(await page.locator('.esp-e2ee-keyver').innerText()), 10000);
+    (await op('GET', '')).body.find((d) => d.deviceid === devices[0]).should.containEql({ keyver: 0, pendingkeyver: 1 });
     await page.click('.esp-e2ee-back');
   });
 
@@ -293,7 +305,7 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     const gen = fs.readFileSync(await generated.path(), 'utf8');
     const id = /#define E2EE_DEVICE_ID "(esp-[0-9a-f]{12})"/.exec(gen)[1];
     const deviceKey = lib.parseKey('hex', /#define E2EE_KEY_HEX "([0-9a-f]{32})"/.exec(gen)[1], 'hmac-sha256');
-    (await requestJson(`${backend.url}/api/devices/${id}`, 'POST', { ipaddr: '192.0.2.99', ssid: 'lab' })).status.should.equal(201);
+    (await registerSealed(backend.url, deviceKey, id, { ipaddr: '192.0.2.99' })).status.should.equal(201);
     const wire = lib.encryptToWire(deviceKey, Buffer.from(JSON.stringify({ data: { a0: 1 }, SEQN: 1 })), id);
     (await requestJson(`${backend.url}/api/devices/${id}/readings`, 'POST', wire)).status.should.equal(200);
   });
