@@ -291,3 +291,52 @@ describe('trust model: per-device keys, sealed control plane, acknowledged comma
     (await row('5C:CF:7F:70:00:01')).should.containEql({ keyver: 0, pendingkeyver: null });
   });
 });
+
+describe("auth none (E2EE_AUTH=none): the seed's plain protocol, for crypto-js and the blog firmware", function () {
+  this.timeout(120000);
+  const KEY = crypto.randomBytes(16).toString('hex');
+  const TOKEN = crypto.randomBytes(16).toString('hex');
+  const shared = lib.parseKey('hex', KEY, 'none');
+  let tmp;
+  let backend;
+  const devices = [];
+  before(async function () {
+    tmp = tempDir('esp-e2ee-none-');
+    backend = await startBackend({ dataDir: tmp.dir, env: { E2EE_AUTH: 'none', E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, E2EE_MAX_DEVICES: '3' } });
+  });
+  after(async function () {
+    for (const d of devices) await d.stop();
+    if (backend) await backend.stop();
+    tmp.cleanup();
+  });
+  const op = (method, suffix, body) => requestJson(`${backend.url}/api/devices${suffix}`, method, body, { authorization: `Bearer ${TOKEN}` });
+
+  it('the simulator with one shared key registers and polls in plain, posts readings, gets config and commands', async function () {
+    const d = new SimDevice({ id: '5C:CF:7F:71:00:01', baseUrl: backend.url, key: shared, state: new StateFile(path.join(tmp.dir, 'a.json')), interval: 0.2 });
+    devices.push(d);
+    d.sealed.should.be.false();
+    (await d.register()).status.should.equal(201);
+    d.run();
+    await until('readings stored', async () => (await op('GET', `/${encodeURIComponent(d.id)}/readings`)).body.length >= 2);
+    (await op('PUT', `/${encodeURIComponent(d.id)}`, { data: { interval: 0.3 } })).status.should.equal(200);
+    (await op('POST', `/${encodeURIComponent(d.id)}/commands`, { led: true })).status.should.equal(202);
+    await until('the config and the command', () => d.interval === 0.3 && d.led === true);
+    // Plain mode has no acknowledgement: offering the command in a poll delivered it.
+    (await op('GET', `/${encodeURIComponent(d.id)}/commands`)).body.map((c) => c.state).should.eql(['delivered']);
+    // A rekey needs per-device keys with hmac-sha256.
+    (await op('POST', `/${encodeURIComponent(d.id)}/rekey`, {})).status.should.equal(409);
+  });
+
+  it('what it does not protect: anyone may register an id and read its config; registration is capped instead', async function () {
+    // (A device the attacker never held: the plain routes ask for no key.)
+    const id = '5C:CF:7F:71:00:02';
+    (await requestJson(`${backend.url}/api/devices/${encodeURIComponent(id)}`, 'POST', { ipaddr: '192.0.2.5', ssid: 'lab' })).status.should.equal(201);
+    (await requestJson(`${backend.url}/api/devices/${encodeURIComponent(id)}`, 'GET')).body.should.containEql({ cfgsn: 1, data: {} });
+    (await requestJson(`${backend.url}/api/devices/5C:CF:7F:71:00:03`, 'POST', { ipaddr: '192.0.2.6', ssid: 'lab' })).status.should.equal(201);
+    const full = await requestJson(`${backend.url}/api/devices/5C:CF:7F:71:00:04`, 'POST', { ipaddr: '192.0.2.7', ssid: 'lab' });
+    full.status.should.equal(403);
+    full.body.message.should.match(/maximum of 3/);
+    // A known device still re-registers.
+    (await requestJson(`${backend.url}/api/devices/${encodeURIComponent(id)}`, 'POST', { ipaddr: '192.0.2.8', ssid: 'lab' })).status.should.equal(200);
+  });
+});

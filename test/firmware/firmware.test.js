@@ -107,6 +107,29 @@ describe('firmware (lib/e2ee on the host)', function () {
     }
   });
 
+  describe('as a stand-in device against npm start with E2EE_AUTH=none (the seed-compatible plain mode)', function () {
+    let tmp;
+    let backend;
+    const KEY = crypto.randomBytes(16).toString('hex');
+    before(async function () {
+      tmp = tempDir('esp-e2ee-fw-none-');
+      backend = await startBackend({ dataDir: tmp.dir, env: { E2EE_AUTH: 'none', E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: crypto.randomBytes(8).toString('hex'), E2EE_LOG_LEVEL: 'warn' } });
+    });
+    after(async function () {
+      if (backend) await backend.stop();
+      tmp.cleanup();
+    });
+
+    it('registers in plain, posts a reading with the shared key and gets a 200; the replay gets a 400', async function () {
+      const id = '5C:CF:7F:FE:ED:02';
+      (await requestJson(`${backend.url}/api/devices/${id}`, 'POST', { ipaddr: '127.0.0.1', ssid: 'lab' })).status.should.equal(201);
+      const post = (seqn) => runTool(['post', '--url', backend.url, '--key', KEY, '--auth', 'none', '--deviceid', id, '--seqn', String(seqn), '--data', '{"a0":5}']);
+      post(1).stdout.should.startWith('200 ');
+      post(1).stdout.should.startWith('400 ');
+      (await requestJson(`${backend.url}/api/devices/${id}`, 'GET')).body.should.containEql({ cfgsn: 1 });
+    });
+  });
+
   describe('as a stand-in device against the shipped backend (npm start)', function () {
     let tmp;
     let backend;

@@ -164,10 +164,13 @@ describe(`fuzz (fast-check, ${TOTAL} cases in all, seed ${SEED})`, function () {
         fc.oneof(fc.constant(DEVICE), nasty, anyValue),
         anyValue,
         fc.option(anyValue),
-        async (action, deviceid, body, seqn) => {
+        // How devices authenticate (none: the plain protocol), and whether the request came sealed.
+        fc.option(fc.record({ acknowledged: fc.boolean(), perDevice: fc.boolean() })),
+        fc.option(fc.record({ authenticated: fc.boolean(), keyver: fc.option(fc.nat({ max: 3 }), { nil: undefined }) })),
+        async (action, deviceid, body, seqn, deviceAuth, sealed) => {
           counts.registry++;
-          const res = await lib.runAction(store, { action, deviceid, body, heartbeatMs: 300000, seqn: seqn ?? undefined }, t);
-          [200, 201, 202, 400, 404].should.containEql(res.statusCode);
+          const res = await lib.runAction(store, { action, deviceid, body, heartbeatMs: 300000, seqn: seqn ?? undefined, deviceAuth: deviceAuth ?? undefined, sealed: sealed ?? undefined }, t);
+          [200, 201, 202, 400, 401, 404, 409, 413].should.containEql(res.statusCode);
           if (res.statusCode >= 400) res.payload.status.should.equal('NOK');
           ({}).should.not.have.property('polluted');
           Object.keys(Object.prototype).should.eql([]);
@@ -269,7 +272,8 @@ describe(`fuzz (fast-check, ${TOTAL} cases in all, seed ${SEED})`, function () {
     before(async function () {
       tmp = tempDir('esp-e2ee-fuzz-http-');
       backend = await startBackend({ script: path.resolve(__dirname, '..', '..', 'scripts', 'start.js'), dataDir: tmp.dir, env: { E2EE_KEY: KEY_HEX, E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'warn', E2EE_RATE_LIMIT: 'off' } });
-      (await requestJson(`${backend.url}/api/devices/${encodeURIComponent(DEVICE)}`, 'POST', { ipaddr: '10.0.0.1', ssid: 'lab' })).status.should.equal(201);
+      const { registerSealed } = require('../support/device');
+      (await registerSealed(backend.url, new lib.DeviceKeyring(Buffer.from(KEY_HEX, 'hex'), 'hmac-sha256').material(DEVICE), DEVICE, { ipaddr: '10.0.0.1' })).status.should.equal(201);
     });
     after(async function () {
       if (backend) await backend.stop();
@@ -279,7 +283,7 @@ describe(`fuzz (fast-check, ${TOTAL} cases in all, seed ${SEED})`, function () {
 
     it('answers every request with a 2xx or 4xx JSON body, the readings route with the uniform 400; no 500, stable memory', async function () {
       counts.http = 0;
-      const routes = ['', '/', '/readings', '/commands', '/reset', '/readings/extra', '/%ZZ', '/..%2f..'];
+      const routes = ['', '/', '/readings', '/poll', '/commands', '/rekey', '/reset', '/readings/extra', '/%ZZ', '/..%2f..'];
       const send = (method, url, body, headers) => new Promise((resolve, reject) => {
         let answer;
         // (A connection each: a reused one can be closed by the server's keep-alive timeout as it is picked.)
