@@ -156,7 +156,9 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
 
   it('4. changes a config property, and cfgsn goes up in the device API', async function () {
     await toList();
-    const before = (await requestJson(`${backend.url}/api/devices/${devices[0]}`, 'GET')).body.cfgsn;
+    // (The device's own poll is sealed: the operator list shows the same row.)
+    const poll = async () => (await op('GET', '')).body.find((d) => d.deviceid === devices[0]);
+    const before = (await poll()).cfgsn;
     await page.click(`.esp-e2ee-row[data-deviceid="${devices[0]}"]`);
     await page.waitForFunction(() => document.querySelector('.esp-e2ee-fact-deviceid')?.textContent === '5C:CF:7F:0A:00:01');
     const value = page.locator('.esp-e2ee-config-row .esp-e2ee-config-value').first();
@@ -166,7 +168,6 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     await page.locator('.esp-e2ee-config-row .esp-e2ee-config-key').last().fill('led');
     await page.locator('.esp-e2ee-config-row .esp-e2ee-config-value').last().fill('true');
     await page.click('.esp-e2ee-save-config');
-    const poll = async () => (await requestJson(`${backend.url}/api/devices/${devices[0]}`, 'GET')).body;
     let after = await poll();
     for (let i = 0; i < 50 && after.cfgsn === before; i++) {
       await sleep(100);
