@@ -77,12 +77,15 @@ uint8_t work[kPlainMax + 32];
 char plain[kPlainMax];
 char body[kBodyMax];
 char poll[kPollMax];
+#if E2EE_AUTH_HMAC
 uint8_t answer[kPollMax];  // the opened config answer
+#endif
 
 #ifndef E2EE_KEY_VERSION
 #define E2EE_KEY_VERSION 0
 #endif
 
+#if E2EE_AUTH_HMAC
 /// A key from a rekey, stored before its command is acknowledged: used from the next boot on.
 bool loadStoredKey() {
   uint32_t magic = 0;
@@ -96,6 +99,7 @@ bool loadStoredKey() {
   keys.kv = version;
   return true;
 }
+#endif
 
 bool storeKey(uint32_t version, const uint8_t key[16]) {
   EEPROM.put(kAddrKeyMagic, kKeyMagic);
@@ -135,7 +139,8 @@ bool sealUplink(e2ee::MsgType type, size_t len, size_t *bodyLen) {
   return e2ee::seal(keys, type, deviceId, reinterpret_cast<uint8_t *>(plain), len, hardwareRandom, work, sizeof(work), body, sizeof(body), bodyLen);
 }
 
-/// POSTs `body` to `path`; with hmac, a 200/201 answer is a sealed config answer to request `seqn`.
+#if E2EE_AUTH_HMAC
+/// POSTs `body` to `path`; a 200/201 answer is a sealed config answer to request `seqn`.
 int exchange(const char *path, size_t bodyLen, uint64_t seqn, const char *what) {
   WiFiClient client;
   HTTPClient http;
@@ -165,6 +170,7 @@ int exchange(const char *path, size_t bodyLen, uint64_t seqn, const char *what) 
   http.end();
   return code;
 }
+#endif
 
 bool registerDevice() {
 #if E2EE_AUTH_HMAC
