@@ -1,0 +1,123 @@
+'use strict';
+require('should');
+const lib = require('../../dist/nodes/lib');
+const { tempDir } = require('../support/tmp');
+
+// The trust model's rules in the library, on a real SQLite store: which key versions an uplink may use (checked
+// before the replay window), promotion and revocation, acknowledgements, expiry, and the size of config answers.
+describe('lib trust model: key versions, acknowledgements, expiry, config answers', function () {
+  let tmp;
+  let store;
+  const t = lib.catalogTranslator({ e2ee: require('../../nodes/shared/locales/en-US/common.json') });
+  const auth = { acknowledged: true, perDevice: true };
+  beforeEach(async function () {
+    tmp = tempDir('esp-e2ee-trust-lib-');
+    store = new lib.SqliteStore({ file: tmp.file('t.sqlite') });
+    await store.ready();
+  });
+  afterEach(async function () {
+    await store.close();
+    tmp.cleanup();
+  });
+  const admit = (id, seq, kv) => lib.admitUplink(store, id, seq, 0, 'before-send', kv);
+  const act = (action, deviceid, body, extra = {}) => lib.runAction(store, { action, deviceid, body, heartbeatMs: 60000, deviceAuth: auth, ...extra }, t);
+
+  it('accepts the current version and, during a rekey, the pending one; the first message under it retires the old', async function () {
+    await store.register({ deviceid: 'd1', ipaddr: '10.0.0.1', ssid: 'x', keyver: 0 });
+    (await admit('d1', 1, 0)).accepted.should.be.true();
+    (await admit('d1', 2, 1)).should.eql({ accepted: false, reason: 'key-version' });
+    (await store.beginRekey('d1')).should.eql({ keyver: 0, pending: 1 });
+    // A second request keeps the version under way.
+    (await store.beginRekey('d1')).should.eql({ keyver: 0, pending: 1 });
+    (await admit('d1', 3, 0)).accepted.should.be.true();
+    (await admit('d1', 4, 1)).accepted.should.be.true();
+    (await store.get('d1')).should.containEql({ keyver: 1, pendingkeyver: null });
+    (await admit('d1', 5, 0)).should.eql({ accepted: false, reason: 'key-version' });
+  });
+
+  it('a refused version does not move the replay counter; a replayed message under the pending version does not promote it', async function () {
+    await store.register({ deviceid: 'd2', ipaddr: '10.0.0.1', ssid: 'x' });
+    (await admit('d2', 10, 0)).accepted.should.be.true();
+    (await admit('d2', 2 ** 53 - 1, 7)).reason.should.equal('key-version');
+    (await admit('d2', 11, 0)).accepted.should.be.true();
+    await store.beginRekey('d2');
+    (await admit('d2', 11, 1)).reason.should.equal('replay');
+    (await store.get('d2')).should.containEql({ keyver: 0, pendingkeyver: 1 });
+  });
+
+  it('removal revokes every version the device had or was moving to, across a restart; a higher one registers it again', async function () {
+    await store.register({ deviceid: 'd3', ipaddr: '10.0.0.1', ssid: 'x' });
+    await store.beginRekey('d3');
+    (await store.remove('d3')).should.be.true();
+    for (const kv of [0, 1]) (await admit('d3', 100 + kv, kv)).reason.should.equal('key-version');
+    await store.close();
+    store = new lib.SqliteStore({ file: tmp.file('t.sqlite') });
+    await store.ready();
+    (await store.keyFloor('d3')).should.equal(2);
+    (await admit('d3', 200, 1)).reason.should.equal('key-version');
+    (await admit('d3', 201, 2)).accepted.should.be.true();
+    (await store.register({ deviceid: 'd3', ipaddr: '10.0.0.1', ssid: 'x', keyver: 2 })).created.should.be.true();
+    (await store.keyFloor('d3')).should.equal(0);
+    (await store.get('d3')).keyver.should.equal(2);
+  });
+
+  it('commands stay pending through polls until an uplink acknowledges them; then they are no longer offered', async function () {
+    (await act('register', 'd4', { ipaddr: '10.0.0.1', ssid: 'x', rxbuf: 4096, SEQN: 1, ack: 0 }, { sealed: { authenticated: true, keyver: 0 } })).statusCode.should.equal(201);
+    for (const n of [1, 2]) {
+      const cmd = await act('command', 'd4', { n });
+      cmd.statusCode.should.equal(202);
+      cmd.keyVersion.should.equal(0);
+      (await act('queue-command', 'd4', { sealed: n }, { seqn: cmd.seqn })).statusCode.should.equal(202);
+    }
+    const poll = (SEQN, ack) => act('get', 'd4', { SEQN, ack }, { sealed: { authenticated: true, keyver: 0 } });
+    (await poll(2, 0)).payload.commands.should.eql([{ sealed: 1 }, { sealed: 2 }]);
+    (await poll(3, 0)).payload.commands.length.should.equal(2);
+    (await store.commandLog('d4', 10)).map((c) => c.state).should.eql(['pending', 'pending']);
+    const answer = await poll(4, 1);
+    answer.payload.should.containEql({ re: 4, commands: [{ sealed: 2 }], more: false });
+    (await act('log', 'd4', { data: {}, SEQN: 5, ack: 2 }, { sealed: { authenticated: true, keyver: 0 } })).statusCode.should.equal(200);
+    (await store.commandLog('d4', 10)).map((c) => `${c.seqn}:${c.state}`).should.eql(['2:acknowledged', '1:acknowledged']);
+    (await poll(6, 2)).payload.commands.should.eql([]);
+    // A plain poll is refused when devices authenticate.
+    (await act('get', 'd4', {})).statusCode.should.equal(401);
+  });
+
+  it('expires commands nobody acknowledged, and lists them as expired', async function () {
+    await store.register({ deviceid: 'd5', ipaddr: '10.0.0.1', ssid: 'x' });
+    await store.queueCommand('d5', 1, { sealed: 1 }, Date.now() - 10_000);
+    await store.queueCommand('d5', 2, { sealed: 2 }, Date.now());
+    (await store.expireCommands(5_000)).map((c) => `${c.deviceid}:${c.seqn}`).should.eql(['d5:1']);
+    (await store.expireCommands(5_000)).should.eql([]);
+    (await store.pendingCommands('d5', 10)).map((c) => c.seqn).should.eql([2]);
+    (await store.commandLog('d5', 10)).map((c) => c.state).should.eql(['pending', 'expired']);
+  });
+
+  it('a config answer stays within the receive buffer, offers at most 10 commands, and says when more wait', function () {
+    const device = { cfgsn: 3, data: { interval: 5 }, rxbuf: 700 };
+    const command = (i) => ({ iv: 'A'.repeat(24), data: 'B'.repeat(150), mac: 'C'.repeat(44), kv: 0, i });
+    const pending = Array.from({ length: 12 }, (_, i) => ({ seqn: i + 1, command: command(i), created: '' }));
+    const answer = lib.configResponse(device, 9, pending, 0);
+    answer.commands.length.should.be.above(0);
+    lib.sealedLength(Buffer.byteLength(JSON.stringify(answer)), 0).should.be.belowOrEqual(700);
+    const withOneMore = { ...answer, commands: [...answer.commands, command(answer.commands.length)] };
+    lib.sealedLength(Buffer.byteLength(JSON.stringify(withOneMore)), 0).should.be.above(700);
+    answer.more.should.be.true();
+    const unlimited = lib.configResponse({ ...device, rxbuf: 0 }, 9, pending, 0);
+    unlimited.commands.length.should.equal(10);
+    unlimited.more.should.be.true();
+    lib.configResponse({ ...device, rxbuf: 0 }, 9, pending.slice(0, 2), 0).more.should.be.false();
+  });
+
+  it('rekey needs per-device keys with acknowledgements; a command that cannot fit the device gets 413', async function () {
+    await store.register({ deviceid: 'd6', ipaddr: '10.0.0.1', ssid: 'x', rxbuf: 600 });
+    (await act('rekey', 'd6', {}, { deviceAuth: { acknowledged: true, perDevice: false } })).statusCode.should.equal(409);
+    (await act('rekey', 'd6', {}, { deviceAuth: undefined })).statusCode.should.equal(409);
+    const rekey = await act('rekey', 'd6', {});
+    rekey.statusCode.should.equal(202);
+    rekey.payload.should.eql({ rekey: { kv: 1 }, SEQN: 1 });
+    rekey.keyVersion.should.equal(0);
+    // New commands are sealed under the version being moved to.
+    (await act('command', 'd6', { led: true })).keyVersion.should.equal(1);
+    (await act('command', 'd6', { pad: 'x'.repeat(200) })).statusCode.should.equal(413);
+  });
+});
