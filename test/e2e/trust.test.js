@@ -16,6 +16,7 @@ const { tempDir, querySqlite } = require('../support/tmp');
 const lib = require('../../dist/nodes/lib');
 const { SimDevice, requestJson } = require('../../dist/sim/device');
 const { StateFile } = require('../../dist/sim/state');
+const { sealed: sealedAs } = require('../support/device');
 
 describe('trust model: per-device keys, sealed control plane, acknowledged commands, rekey; every attack fails', function () {
   this.timeout(180000);
@@ -52,7 +53,6 @@ describe('trust model: per-device keys, sealed control plane, acknowledged comma
     const again = device(d.id);
     return again;
   }
-  const sealedAs = (key, id, type, plaintext, kv = 0) => lib.encryptToWire(key, Buffer.from(JSON.stringify(plaintext)), id, { type, kv });
   const row = async (id) => (await op('GET', '')).body.find((r) => r.deviceid === id);
   const commandStates = async (id) => (await op('GET', `/${encodeURIComponent(id)}/commands`)).body.map((c) => `${c.seqn}:${c.state}`).reverse();
 
