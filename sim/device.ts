@@ -30,6 +30,9 @@ export interface SimDeviceOptions {
   rxbuf?: number;
 }
 
+/** Polls made at once after an answer that says more commands wait. */
+const MAX_FOLLOW_UP_POLLS = 5;
+
 /** The firmware's receive buffer for config answers and pushed commands. */
 export const SIM_RXBUF = 1536;
 
@@ -219,7 +222,7 @@ export class SimDevice {
   }
 
   /** Polls the config; applies a new cfgsn's interval and runs queued commands. */
-  async poll(): Promise<HttpResult> {
+  async poll(followUps = 0): Promise<HttpResult> {
     const seqn = this.sealed ? this.nextSeq() : 0;
     const r = this.sealed
       ? await requestJson(this.url('/poll'), 'POST', this.seal('poll', { SEQN: seqn, ack: this.ack }), {}, this.agent)
@@ -231,8 +234,9 @@ export class SimDevice {
     }
     if (r.status === 200 && r.body) {
       if (this.sealed) {
-        // More commands than fit one answer: the next poll comes at once.
-        if (this.applyAnswer(r.body, seqn) && this.lastMore) return this.poll();
+        // More commands than fit one answer: the next poll comes at once (a few times at most, so commands the
+        // device cannot take, which it never acknowledges, cannot keep it polling).
+        if (this.applyAnswer(r.body, seqn) && this.lastMore && followUps < MAX_FOLLOW_UP_POLLS) return this.poll(followUps + 1);
       } else this.applyConfig(r.body as { cfgsn?: number; data?: Record<string, unknown>; commands?: unknown[] });
     }
     return r;
