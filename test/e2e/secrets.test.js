@@ -11,6 +11,7 @@ const path = require('node:path');
 const http = require('node:http');
 const WebSocket = require('ws');
 const { startBackend } = require('../support/backend');
+const { until } = require('../support/wait');
 const { tempDir } = require('../support/tmp');
 const lib = require('../../dist/nodes/lib');
 const { SimDevice } = require('../../dist/sim/device');
@@ -83,7 +84,10 @@ describe('secret hygiene: a full run captured, neither secret anywhere', functio
     const ws = new WebSocket(`${backend.adminUrl.replace('http', 'ws')}/comms`);
     await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
     ws.on('message', (m) => captured.push(`comms ${m}`));
+    // Subscribed only once the comms accepted the token (it answers {"auth":"ok"}): a subscription sent before that
+    // can be dropped on a busy machine, and then no debug message arrives.
     ws.send(JSON.stringify({ auth }));
+    await until('the comms authenticated', () => captured.some((c) => c.includes('"auth":"ok"')), 10000);
     ws.send(JSON.stringify({ subscribe: 'debug' }));
     await new Promise((r) => setTimeout(r, 500));
 
@@ -113,6 +117,7 @@ describe('secret hygiene: a full run captured, neither secret anywhere', functio
     const exported = (await admin('GET', '/flows')).body;
     exported.some((n) => n.type === 'debug').should.be.true(); // the debug nodes were there
     await new Promise((r) => setTimeout(r, 1500)); // the last debug messages and the rejection summary
+    await until('the debug messages on the comms', () => captured.filter((c) => c.startsWith('comms') && c.includes('dbg-')).length > 10, 10000).catch(() => undefined);
     ws.close();
     await backend.stop();
     const log = backend.output;
