@@ -37,7 +37,7 @@ interface E2eeSettings {
   maxDevices?: number;
 }
 
-/** Registration is not authenticated: at most this many devices by default (settings e2ee.maxDevices). */
+/** At most this many devices by default (settings e2ee.maxDevices); what bounds registration in plain mode. */
 const DEFAULT_MAX_DEVICES = 10_000;
 
 export = function register(RED: RED) {

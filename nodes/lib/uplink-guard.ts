@@ -3,8 +3,7 @@
  * (checked first, so a retired or revoked key cannot even advance the counter), then its SEQN must pass the replay
  * window; the first accepted message under a rekey's pending version makes that version the device's.
  */
-import type { ReplayPersist, ReplayResult } from './store/types';
-import type { DeviceStore, KeyCheck } from './store/types';
+import type { DeviceStore, KeyCheck, ReplayPersist, ReplayResult } from './store/types';
 
 export type UplinkVerdict = ReplayResult | { accepted: false; reason: 'key-version' };
 
