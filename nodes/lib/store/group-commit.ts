@@ -32,16 +32,17 @@ export interface Write {
   key?: string;
 }
 
-export interface PendingWrite extends Write {
-  resolve(rows: unknown[]): void;
+/** A queued write with its promise's settlers; W is the backend's description of a write. */
+export type PendingWrite<W extends object = Write, R = unknown[]> = W & {
+  resolve(result: R): void;
   reject(err: unknown): void;
-}
+};
 
 /** Commits one batch in one transaction and settles each write; must not throw. */
-export type BatchCommitter = (batch: PendingWrite[]) => Promise<void>;
+export type BatchCommitter<W extends object = Write, R = unknown[]> = (batch: PendingWrite<W, R>[]) => Promise<void>;
 
-export class GroupCommit {
-  private queue: PendingWrite[] = [];
+export class GroupCommit<W extends object = Write, R = unknown[]> {
+  private queue: PendingWrite<W, R>[] = [];
   private flushing: Promise<void> | null = null;
   /** Sizes of the batches committed so far (for benchmarks and tests). */
   readonly stats = { batches: 0, writes: 0, largestBatch: 0 };
@@ -51,12 +52,12 @@ export class GroupCommit {
    * @param extraWrites called as each batch is formed; what it returns joins the batch, first (so the
    *   batch's own writes supersede it).
    */
-  constructor(private readonly commitBatch: BatchCommitter, private readonly extraWrites?: (batchIndex: number) => PendingWrite[]) {}
+  constructor(private readonly commitBatch: BatchCommitter<W, R>, private readonly extraWrites?: (batchIndex: number) => PendingWrite<W, R>[]) {}
 
-  /** Queues a write; resolves with the rows its last statement returned, once committed. */
-  submit(write: Write): Promise<unknown[]> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ ...write, resolve, reject });
+  /** Queues a write; resolves with its result (for SQLite, the rows its last statement returned) once committed. */
+  submit(write: W): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.queue.push({ ...write, resolve, reject } as PendingWrite<W, R>);
       this.kick();
     });
   }

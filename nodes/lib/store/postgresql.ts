@@ -1,0 +1,726 @@
+/**
+ * The shared backend: PostgreSQL through node-postgres (`pg`), for several Node-RED instances over one database.
+ *
+ * Nothing that decides is kept in memory, because another instance may change it at any moment: the replay
+ * windows, the registered ids, the key versions and the revocations are read from the database each time.
+ * Every statement is parameterised; the schema has its own versioned migrations (PG_MIGRATIONS), applied under an
+ * advisory lock so that instances starting together migrate once.
+ *
+ * Replay decisions are made inside a transaction that holds a per-device advisory lock: any number of instances
+ * deciding for the same device at the same moment are serialised by PostgreSQL, and a number is accepted exactly
+ * once. The decision itself is the same pure function as SQLite's (replay-window.ts), run on the row read under
+ * the lock. Decisions are group-committed: the requests waiting while a transaction commits are decided together
+ * in the next one (one lock statement, one read, one upsert for all of them), and each resolves after its
+ * transaction has committed (persist `before-send`; `with-next-write` is treated the same here, since a decision
+ * cannot be trusted before it is in the database).
+ *
+ * No in-process fast path rejects numbers: an operator's reset on any instance may lower a device's floor, so a
+ * floor cached here could refuse a number the database would accept. (Rejections write nothing, so a replay
+ * flood costs reads, not commits.) The only cache is of acknowledgements this process already applied, which
+ * cannot change a decision: an applied acknowledgement stays applied.
+ *
+ * Other writes (readings, lastseen, commands, operator changes) go through a second group commit: readings as one
+ * multi-row INSERT per batch (unnest over arrays), lastseen as one UPDATE per batch.
+ */
+import type * as PgTypes from 'pg';
+import type { DeviceRow, ReadingRow, RegisterInput, UpdateInput } from '../registry';
+import { INITIAL_STATE, ReplayState, decide } from '../replay-window';
+import type { Retention } from '../retention';
+import { GroupCommit, PendingWrite, Statement } from './group-commit';
+import { SORT_COLUMNS, StorageUnavailableError } from './types';
+import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, KeyCheck, ListOptions, ReadingsOptions, ReplayPersist, ReplayResult, SortColumn } from './types';
+
+/** Each entry migrates the schema from version i to i + 1. Never edit a shipped entry: append. */
+export const PG_MIGRATIONS: string[][] = [
+  [
+    `CREATE TABLE devices (
+       deviceid      text PRIMARY KEY,
+       name          text NOT NULL DEFAULT '',
+       lastseen      timestamptz,
+       ssid          text NOT NULL DEFAULT '',
+       ipaddr        text NOT NULL DEFAULT '',
+       cfgsn         integer NOT NULL DEFAULT 1,
+       flags         integer NOT NULL DEFAULT 0,
+       data          text NOT NULL DEFAULT '{}',
+       datec         timestamptz NOT NULL,
+       cmdport       integer NOT NULL DEFAULT 80,
+       keyver        integer NOT NULL DEFAULT 0,
+       pendingkeyver integer,
+       rxbuf         integer NOT NULL DEFAULT 0
+     )`,
+    `CREATE TABLE replay_state (
+       deviceid text PRIMARY KEY,
+       top      bigint NOT NULL,
+       seen     text NOT NULL,
+       width    integer NOT NULL,
+       updated  timestamptz NOT NULL DEFAULT now()
+     )`,
+    `CREATE TABLE readings (
+       id       bigserial PRIMARY KEY,
+       deviceid text NOT NULL,
+       seqn     bigint,
+       received timestamptz NOT NULL,
+       payload  json NOT NULL
+     )`,
+    `CREATE INDEX readings_by_device ON readings (deviceid, id)`,
+    `CREATE TABLE downlink_counters (
+       deviceid text PRIMARY KEY,
+       seqn     bigint NOT NULL
+     )`,
+    `CREATE TABLE commands (
+       id        bigserial PRIMARY KEY,
+       deviceid  text NOT NULL,
+       seqn      bigint NOT NULL,
+       command   text NOT NULL,
+       created   timestamptz NOT NULL,
+       delivered timestamptz,
+       via       text,
+       expired   timestamptz,
+       UNIQUE (deviceid, seqn)
+     )`,
+    `CREATE INDEX commands_waiting ON commands (created) WHERE delivered IS NULL AND expired IS NULL`,
+    `CREATE TABLE revoked (
+       deviceid text PRIMARY KEY,
+       floor    integer NOT NULL,
+       at       timestamptz NOT NULL
+     )`,
+  ],
+];
+
+/** Most readings one prune step removes (one transaction). */
+export const PG_PRUNE_BATCH = 500;
+
+/** The default number of connections an instance keeps to the database. */
+export const DEFAULT_POOL_SIZE = 10;
+
+/** The first key of this package's advisory locks ('E2EE'); the second is 0 for migrations, 1 for the device cap. */
+const LOCK_CLASS = 0x45324545;
+/** The first key of the per-device replay locks; the second is hashtext(deviceid). */
+const REPLAY_LOCK_CLASS = 0x45325250;
+
+/** How often a batch that lost a deadlock or a serialisation conflict is tried again before its writes fail. */
+const CONFLICT_RETRIES = 5;
+
+/** The waits between attempts to reach a database that is unavailable (then every last one). */
+const RECONNECT_DELAYS_MS = [250, 500, 1000, 2000, 5000];
+
+const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, keyver, pendingkeyver, rxbuf';
+
+/** Node's socket errors that mean the server cannot be reached now. */
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/**
+ * PostgreSQL's answers that mean "not now" rather than "never" (SQLSTATE classes 08 connection exception, 53
+ * insufficient resources, 57P admin or crash shutdown, 58 system error), the socket's errors, and node-postgres's
+ * own connection errors (no code): they become StorageUnavailableError (503).
+ */
+export function pgStorageError(err: unknown): unknown {
+  if (err instanceof StorageUnavailableError) return err;
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === 'string' ? e.code : undefined;
+  if (code && (/^(08|53|57P|58)/.test(code) || NETWORK_CODES.has(code))) return new StorageUnavailableError(code);
+  if (code === undefined && typeof e?.message === 'string' && /connection|terminat|timeout|not queryable/i.test(e.message)) {
+    return new StorageUnavailableError('PG_CONNECTION');
+  }
+  return err;
+}
+
+/** A deadlock or a serialisation conflict between instances: the whole transaction may simply run again. */
+function isConflict(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === '40P01' || code === '40001';
+}
+
+interface RawDevice extends Omit<DeviceRow, 'data'> {
+  data: string;
+}
+
+function toDevice(raw: RawDevice): DeviceRow {
+  let data: Record<string, unknown> = {};
+  try {
+    const parsed = JSON.parse(raw.data);
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) data = parsed;
+  } catch {
+    // Only validated JSON objects are written; an unreadable value reads as empty.
+  }
+  return { ...raw, data };
+}
+
+const iso = (now: number) => new Date(now).toISOString();
+
+/** bigint columns hold sequence numbers and ids, all safe integers; timestamps read as ISO 8601 text, as SQLite's. */
+function typeParsers(pg: typeof PgTypes): PgTypes.CustomTypesConfig {
+  const timestamptz = pg.types.getTypeParser(1184 as never, 'text') as (value: string) => Date;
+  return {
+    getTypeParser: ((oid: number, format?: string) => {
+      if (oid === 20) return (value: string) => Number(value);
+      if (oid === 1184) return (value: string) => timestamptz(value).toISOString();
+      return pg.types.getTypeParser(oid as never, format as never);
+    }) as PgTypes.CustomTypesConfig['getTypeParser'],
+  };
+}
+
+export interface PostgresOptions {
+  /** The connection string (a credential: never logged). */
+  connectionString: string;
+  /** Connections this instance keeps (default DEFAULT_POOL_SIZE). */
+  poolSize?: number;
+  /** Test hook: called with each batch size. */
+  onBatch?: (size: number) => void;
+  /** Told when the database becomes unavailable and when it is available again, once per change. */
+  onHealth?: (health: { available: false; code: string } | { available: true; downMs: number }) => void;
+}
+
+/** A replay decision or an operator's reset, decided in the replay batch's transaction. */
+type ReplayWrite = { deviceid: string } & ({ seq: number; window: number } | { reset: ReplayState });
+
+/** A write of the data batch. */
+type DataWrite =
+  | { reading: { deviceid: string; seqn: number | null; received: string; payload: string } }
+  | { touch: { deviceid: string; time: string } }
+  | { statements: Statement[] };
+
+export class PostgresStore implements DeviceStore {
+  readonly backend = 'postgresql';
+  private pool?: PgTypes.Pool;
+  private readonly replays: GroupCommit<ReplayWrite, ReplayResult>;
+  private readonly commits: GroupCommit<DataWrite, unknown>;
+  /** The highest downlink SEQN each device acknowledged through this process (to skip repeating the UPDATE). */
+  private readonly acked = new Map<string, number>();
+  /** Devices that logged readings through this process since its last prune by count; undefined: all. */
+  private loggedSincePrune: Set<string> | undefined;
+  private readonly opening: Promise<void>;
+  private readonly firstAttempt: Promise<void>;
+  private firstAttemptDone!: () => void;
+  private closed = false;
+  private isOpen = false;
+  private down: { since: number; code: string } | undefined;
+
+  constructor(private readonly options: PostgresOptions) {
+    this.replays = new GroupCommit((batch) => this.commitReplays(batch));
+    this.commits = new GroupCommit((batch) => this.commitData(batch));
+    this.firstAttempt = new Promise((resolve) => { this.firstAttemptDone = resolve; });
+    this.opening = this.open();
+    this.opening.catch(() => undefined);
+  }
+
+  /** Both commit queues together (for the close log and benchmarks). */
+  get groupCommitStats() {
+    const a = this.replays.stats;
+    const b = this.commits.stats;
+    return { batches: a.batches + b.batches, writes: a.writes + b.writes, largestBatch: Math.max(a.largestBatch, b.largestBatch) };
+  }
+
+  /** Batch counts of each queue (benchmarks). */
+  get batchStats() {
+    return { replay: { ...this.replays.stats }, data: { ...this.commits.stats } };
+  }
+
+  ready(): Promise<void> {
+    return this.opening;
+  }
+
+  private health(err?: unknown): void {
+    if (err instanceof StorageUnavailableError) {
+      if (this.down) return;
+      this.down = { since: Date.now(), code: err.code };
+      this.options.onHealth?.({ available: false, code: err.code });
+    } else if (err === undefined && this.down) {
+      const downMs = Date.now() - this.down.since;
+      this.down = undefined;
+      this.options.onHealth?.({ available: true, downMs });
+    }
+  }
+
+  /** Whether the last contact with the database succeeded (for health checks). */
+  get available(): boolean {
+    return this.isOpen && !this.down;
+  }
+
+  private async open(): Promise<void> {
+    // Loaded here so that requiring the library does not need the pg package unless PostgreSQL is used.
+    const pg = require('pg') as typeof PgTypes;
+    this.pool = new pg.Pool({
+      connectionString: this.options.connectionString,
+      max: this.options.poolSize ?? DEFAULT_POOL_SIZE,
+      connectionTimeoutMillis: 5000,
+      idleTimeoutMillis: 30_000,
+      types: typeParsers(pg),
+      application_name: 'node-red-contrib-esp-e2ee',
+    });
+    // An idle connection that the server closes (a restart) must not take the process down; the pool replaces it.
+    this.pool.on('error', (err) => this.health(pgStorageError(err)));
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.migrate();
+        this.isOpen = true;
+        this.health();
+        this.firstAttemptDone();
+        return;
+      } catch (raw) {
+        const err = pgStorageError(raw);
+        if (err instanceof StorageUnavailableError) this.health(err);
+        this.firstAttemptDone();
+        if (!(err instanceof StorageUnavailableError) || this.closed) throw err;
+        const wait = RECONNECT_DELAYS_MS[Math.min(attempt, RECONNECT_DELAYS_MS.length - 1)];
+        for (const end = Date.now() + wait; Date.now() < end && !this.closed; ) await new Promise((r) => setTimeout(r, 50));
+        if (this.closed) throw err;
+      }
+    }
+  }
+
+  private async migrate(): Promise<void> {
+    const client = await this.connectedPool.connect();
+    try {
+      await client.query('BEGIN');
+      try {
+        // Instances that start together migrate one after the other; the later ones find nothing to do.
+        await client.query('SELECT pg_advisory_xact_lock($1, 0)', [LOCK_CLASS]);
+        await client.query('CREATE TABLE IF NOT EXISTS e2ee_schema_version (version integer NOT NULL)');
+        const { rows } = await client.query('SELECT max(version) AS version FROM e2ee_schema_version');
+        let version = (rows[0]?.version as number | null) ?? 0;
+        if (version > PG_MIGRATIONS.length) throw new Error(`database schema ${version} is newer than this package supports (${PG_MIGRATIONS.length})`);
+        for (; version < PG_MIGRATIONS.length; version++) {
+          for (const sql of PG_MIGRATIONS[version]) await client.query(sql);
+          await client.query('INSERT INTO e2ee_schema_version (version) VALUES ($1)', [version + 1]);
+        }
+        await client.query('COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+      client.release();
+    } catch (err) {
+      client.release(true);
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.opening.catch(() => undefined);
+    await Promise.all([this.replays.drain(), this.commits.drain()]);
+    await this.pool?.end().catch(() => undefined);
+  }
+
+  private get connectedPool(): PgTypes.Pool {
+    if (!this.pool) throw new StorageUnavailableError('PG_CONNECTION');
+    return this.pool;
+  }
+
+  /** Runs fn once the database is open; while it is unavailable, fails at once (503) rather than waiting. */
+  private afterOpen<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new Error('device store is closed'));
+    if (this.isOpen) return fn();
+    const unavailable = () => Promise.reject(new StorageUnavailableError(this.down?.code ?? 'PG_CONNECTION'));
+    if (this.down) return unavailable();
+    return this.firstAttempt.then(() => (this.isOpen ? fn() : this.down ? unavailable() : this.opening.then(fn)));
+  }
+
+  /** One statement in its own transaction, on any pooled connection. */
+  private query<T>(sql: string, params: unknown[]): Promise<T[]> {
+    return this.afterOpen(async () => {
+      try {
+        const result = await this.connectedPool.query(sql, params);
+        this.health();
+        return result.rows as T[];
+      } catch (raw) {
+        const err = pgStorageError(raw);
+        this.health(err);
+        throw err;
+      }
+    });
+  }
+
+  /** fn inside one transaction on one connection, once the store is open. */
+  private transaction<T>(fn: (client: PgTypes.PoolClient) => Promise<T>): Promise<T> {
+    return this.afterOpen(() => this.inTransaction(fn));
+  }
+
+  /**
+   * fn inside one transaction on one connection; run again (whole) when it loses a deadlock. (The commit queues
+   * call it directly: what they hold was submitted while the store was open, and commits even while it closes.)
+   */
+  private async inTransaction<T>(fn: (client: PgTypes.PoolClient) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      let client: PgTypes.PoolClient | undefined;
+      try {
+        client = await this.connectedPool.connect();
+        await client.query('BEGIN');
+        const result = await fn(client);
+        await client.query('COMMIT');
+        client.release();
+        this.health();
+        return result;
+      } catch (raw) {
+        if (client) {
+          const broken = await client.query('ROLLBACK').then(() => false, () => true);
+          client.release(broken);
+        }
+        if (isConflict(raw) && attempt < CONFLICT_RETRIES) continue;
+        const err = pgStorageError(raw);
+        this.health(err);
+        throw err;
+      }
+    }
+  }
+
+  // --- group commit --------------------------------------------------------
+
+  /**
+   * Decides one batch of replay checks and resets in one transaction: the devices' advisory locks (taken in one
+   * order by every instance, so two batches cannot deadlock), their stored windows, the decisions in batch order,
+   * one upsert of the new windows, commit. Then each check resolves.
+   */
+  private async commitReplays(batch: PendingWrite<ReplayWrite, ReplayResult>[]): Promise<void> {
+    this.options.onBatch?.(batch.length);
+    const ids = [...new Set(batch.map((w) => w.deviceid))];
+    try {
+      const results = await this.inTransaction(async (client) => {
+        await client.query(
+          `SELECT pg_advisory_xact_lock($1, h) FROM (SELECT DISTINCT hashtext(id) AS h FROM unnest($2::text[]) AS id ORDER BY h) AS locks`,
+          [REPLAY_LOCK_CLASS, ids],
+        );
+        const { rows } = await client.query('SELECT deviceid, top, seen, width FROM replay_state WHERE deviceid = ANY($1::text[])', [ids]);
+        const states = new Map<string, ReplayState>(ids.map((id) => [id, INITIAL_STATE]));
+        for (const r of rows as { deviceid: string; top: number; seen: string; width: number }[]) states.set(r.deviceid, { top: r.top, seen: BigInt(`0x${r.seen}`), width: r.width });
+        const changed = new Set<string>();
+        const out: ReplayResult[] = batch.map((w) => {
+          if ('reset' in w) {
+            states.set(w.deviceid, w.reset);
+            changed.add(w.deviceid);
+            return { accepted: true, state: w.reset };
+          }
+          const decision = decide(states.get(w.deviceid) ?? INITIAL_STATE, w.seq, w.window);
+          if (!decision.accepted) return decision;
+          states.set(w.deviceid, decision.next);
+          changed.add(w.deviceid);
+          return { accepted: true, state: decision.next };
+        });
+        if (changed.size > 0) {
+          const list = [...changed];
+          const st = list.map((id) => states.get(id) as ReplayState);
+          await client.query(
+            `INSERT INTO replay_state (deviceid, top, seen, width)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::integer[])
+             ON CONFLICT (deviceid) DO UPDATE SET top = excluded.top, seen = excluded.seen, width = excluded.width, updated = now()`,
+            [list, st.map((s) => s.top), st.map((s) => s.seen.toString(16)), st.map((s) => s.width)],
+          );
+        }
+        return out;
+      });
+      batch.forEach((w, i) => w.resolve(results[i]));
+    } catch (err) {
+      for (const w of batch) w.reject(err);
+    }
+  }
+
+  /**
+   * Commits one batch of data writes in one transaction: the readings as one INSERT (only for registered devices;
+   * each reading learns whether it was stored), then the other writes in order, then one lastseen UPDATE for every
+   * device touched (rows locked in id order).
+   */
+  private async commitData(batch: PendingWrite<DataWrite, unknown>[]): Promise<void> {
+    this.options.onBatch?.(batch.length);
+    const readings: { index: number; r: { deviceid: string; seqn: number | null; received: string; payload: string } }[] = [];
+    const touched = new Map<string, string>();
+    batch.forEach((w, index) => {
+      if ('reading' in w) readings.push({ index, r: w.reading });
+      const t = 'touch' in w ? w.touch : 'reading' in w ? { deviceid: w.reading.deviceid, time: w.reading.received } : undefined;
+      if (t && (touched.get(t.deviceid) ?? '') < t.time) touched.set(t.deviceid, t.time);
+    });
+    try {
+      const results = await this.inTransaction(async (client) => {
+        const out: unknown[] = batch.map(() => undefined);
+        if (readings.length > 0) {
+          const { rows } = await client.query(
+            `WITH batch AS (
+               SELECT u.* FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::json[]) WITH ORDINALITY AS u(deviceid, seqn, received, payload, ord)
+               WHERE EXISTS (SELECT 1 FROM devices d WHERE d.deviceid = u.deviceid)
+             ), stored AS (
+               INSERT INTO readings (deviceid, seqn, received, payload) SELECT deviceid, seqn, received, payload FROM batch ORDER BY ord
+             )
+             SELECT ord FROM batch`,
+            [readings.map((x) => x.r.deviceid), readings.map((x) => x.r.seqn), readings.map((x) => x.r.received), readings.map((x) => x.r.payload)],
+          );
+          const stored = new Set((rows as { ord: number }[]).map((r) => r.ord));
+          readings.forEach((x, i) => { out[x.index] = stored.has(i + 1); });
+        }
+        for (let i = 0; i < batch.length; i++) {
+          const w = batch[i];
+          if (!('statements' in w)) continue;
+          let last: unknown[] = [];
+          for (const s of w.statements) last = (await client.query(s.sql, s.params)).rows;
+          out[i] = last;
+        }
+        if (touched.size > 0) {
+          const ids = [...touched.keys()];
+          await client.query(
+            `UPDATE devices SET lastseen = GREATEST(lastseen, t.time)
+             FROM (SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS u(deviceid, time)) AS t,
+                  (SELECT deviceid FROM devices WHERE deviceid = ANY($1::text[]) ORDER BY deviceid FOR UPDATE) AS locked
+             WHERE devices.deviceid = t.deviceid AND locked.deviceid = t.deviceid`,
+            [ids, ids.map((id) => touched.get(id))],
+          );
+        }
+        return out;
+      });
+      batch.forEach((w, i) => w.resolve(results[i]));
+    } catch (err) {
+      for (const w of batch) w.reject(err);
+    }
+  }
+
+  private write(statements: Statement[]): Promise<unknown[]> {
+    return this.afterOpen(() => this.commits.submit({ statements })) as Promise<unknown[]>;
+  }
+
+  // --- registry ----------------------------------------------------------
+
+  register(input: RegisterInput, now = Date.now(), maxDevices?: number): Promise<{ created: boolean; device: DeviceRow; full?: false } | { created: false; full: true }> {
+    const t = iso(now);
+    return this.transaction(async (client) => {
+      if (maxDevices !== undefined) {
+        // The cap holds across instances: new registrations count the devices one at a time.
+        const { rows } = await client.query('SELECT EXISTS (SELECT 1 FROM devices WHERE deviceid = $1) AS known', [input.deviceid]);
+        if (!rows[0].known) {
+          await client.query('SELECT pg_advisory_xact_lock($1, 1)', [LOCK_CLASS]);
+          const count = await client.query('SELECT count(*) AS n FROM devices');
+          if ((count.rows[0].n as number) >= maxDevices) return { created: false as const, full: true as const };
+        }
+      }
+      const { rows } = await client.query(
+        `INSERT INTO devices (deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, cmdport, keyver, rxbuf)
+         VALUES ($1, $2, $3, $4, $5, 1, 0, '{}', $3, $6, $7, $8)
+         ON CONFLICT (deviceid) DO UPDATE SET ipaddr = excluded.ipaddr, ssid = excluded.ssid, lastseen = excluded.lastseen,
+           cmdport = excluded.cmdport, name = CASE WHEN $9::text IS NULL THEN devices.name ELSE excluded.name END,
+           rxbuf = CASE WHEN $10::integer IS NULL THEN devices.rxbuf ELSE excluded.rxbuf END
+         RETURNING ${DEVICE_COLUMNS}, (xmax = 0) AS created`,
+        [input.deviceid, input.name ?? '', t, input.ssid, input.ipaddr, input.cmdport ?? 80, input.keyver ?? 0, input.rxbuf ?? 0, input.name ?? null, input.rxbuf ?? null],
+      );
+      const { created, ...device } = rows[0] as RawDevice & { created: boolean };
+      // A removed id that comes back is a device provisioned anew (at a version above its revoked ones).
+      if (created) await client.query('DELETE FROM revoked WHERE deviceid = $1', [input.deviceid]);
+      return { created, device: toDevice(device) };
+    });
+  }
+
+  poll(deviceid: string, now = Date.now()): Promise<DeviceRow | undefined> {
+    return this.afterOpen(async () => {
+      const device = await this.get(deviceid);
+      if (!device) return undefined;
+      const t = iso(now);
+      // lastseen commits with the next data batch (one UPDATE for every device touched); the answer need not wait.
+      this.commits.submit({ touch: { deviceid, time: t } }).catch(() => undefined);
+      return { ...device, lastseen: t };
+    });
+  }
+
+  async get(deviceid: string): Promise<DeviceRow | undefined> {
+    const rows = await this.query<RawDevice>(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE deviceid = $1`, [deviceid]);
+    return rows[0] ? toDevice(rows[0]) : undefined;
+  }
+
+  async update(deviceid: string, input: UpdateInput): Promise<DeviceRow | undefined> {
+    const rows = (await this.write([
+      {
+        sql: `UPDATE devices SET
+                name  = COALESCE($1, name),
+                flags = COALESCE($2, flags),
+                cfgsn = cfgsn + CASE WHEN $3::text IS NOT NULL AND $3::text <> data THEN 1 ELSE 0 END,
+                data  = COALESCE($3, data)
+              WHERE deviceid = $4 RETURNING ${DEVICE_COLUMNS}`,
+        params: [input.name ?? null, input.flags ?? null, input.data ?? null, deviceid],
+      },
+    ])) as RawDevice[];
+    return rows[0] ? toDevice(rows[0]) : undefined;
+  }
+
+  async list(options: ListOptions): Promise<{ devices: DeviceRow[]; total: number }> {
+    // The ORDER BY column comes from a fixed list, never from the caller's text. Text sorts bytewise and an unseen
+    // device sorts first, as in SQLite, whatever the database's collation.
+    const sort = SORT_COLUMNS.includes(options.sort as SortColumn) ? (options.sort as SortColumn) : 'deviceid';
+    const column = sort === 'cfgsn' || sort === 'lastseen' ? sort : `${sort} COLLATE "C"`;
+    const order = `${column} ${options.descending ? 'DESC NULLS LAST' : 'ASC NULLS FIRST'}, deviceid COLLATE "C" ASC`;
+    const pattern = options.search ? `%${options.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
+    const where = `($1::text IS NULL OR deviceid ILIKE $1 ESCAPE '\\' OR name ILIKE $1 ESCAPE '\\' OR ipaddr ILIKE $1 ESCAPE '\\' OR ssid ILIKE $1 ESCAPE '\\')`;
+    const rows = await this.query<RawDevice>(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE ${where} ORDER BY ${order} LIMIT $2 OFFSET $3`, [pattern, options.limit, options.offset]);
+    const [count] = await this.query<{ n: number }>(`SELECT count(*) AS n FROM devices WHERE ${where}`, [pattern]);
+    return { devices: rows.map(toDevice), total: count.n };
+  }
+
+  async remove(deviceid: string): Promise<boolean> {
+    this.acked.delete(deviceid);
+    return this.transaction(async (client) => {
+      const { rows } = await client.query('SELECT keyver, pendingkeyver FROM devices WHERE deviceid = $1 FOR UPDATE', [deviceid]);
+      if (rows.length === 0) return false;
+      // Its keys are revoked for good: every version it had or was moving to.
+      const floor = Math.max(rows[0].keyver as number, (rows[0].pendingkeyver as number | null) ?? 0) + 1;
+      await client.query('DELETE FROM readings WHERE deviceid = $1', [deviceid]);
+      await client.query('DELETE FROM commands WHERE deviceid = $1', [deviceid]);
+      await client.query(
+        'INSERT INTO revoked (deviceid, floor, at) VALUES ($1, $2, now()) ON CONFLICT (deviceid) DO UPDATE SET floor = GREATEST(revoked.floor, excluded.floor), at = excluded.at',
+        [deviceid, floor],
+      );
+      await client.query('DELETE FROM devices WHERE deviceid = $1', [deviceid]);
+      return true;
+    });
+  }
+
+  // --- readings ----------------------------------------------------------
+
+  logReading(deviceid: string, seqn: number | null, payload: unknown, now = Date.now()): Promise<boolean> {
+    return this.afterOpen(async () => {
+      this.loggedSincePrune?.add(deviceid);
+      return (await this.commits.submit({ reading: { deviceid, seqn, received: iso(now), payload: JSON.stringify(payload ?? null) } })) as boolean;
+    });
+  }
+
+  async readings(deviceid: string, options: ReadingsOptions): Promise<ReadingRow[]> {
+    return this.query<ReadingRow>(
+      `SELECT id, deviceid, seqn, received, payload FROM readings
+       WHERE deviceid = $1 AND ($2::timestamptz IS NULL OR received >= $2::timestamptz) ORDER BY id DESC LIMIT $3`,
+      [deviceid, options.since ?? null, options.limit],
+    );
+  }
+
+  async prune(retention: Retention, now = Date.now()): Promise<number> {
+    let removed = 0;
+    // Each step is its own short transaction, so ingest on every instance goes on between them.
+    const step = async (sql: string, params: unknown[]) => {
+      for (;;) {
+        const rows = await this.query(sql, params);
+        removed += rows.length;
+        if (rows.length < PG_PRUNE_BATCH) return;
+      }
+    };
+    if (retention.maxAgeMs !== undefined) {
+      await step('DELETE FROM readings WHERE id IN (SELECT id FROM readings ORDER BY id LIMIT $1) AND received < $2 RETURNING id', [PG_PRUNE_BATCH, iso(now - retention.maxAgeMs)]);
+    }
+    if (retention.maxPerDevice !== undefined) {
+      const devices = this.loggedSincePrune ? [...this.loggedSincePrune] : (await this.query<{ deviceid: string }>('SELECT deviceid FROM devices', [])).map((r) => r.deviceid);
+      this.loggedSincePrune = new Set();
+      for (const deviceid of devices) {
+        await step('DELETE FROM readings WHERE id IN (SELECT id FROM readings WHERE deviceid = $1 ORDER BY id DESC LIMIT $2 OFFSET $3) RETURNING id', [deviceid, PG_PRUNE_BATCH, retention.maxPerDevice]);
+      }
+    }
+    return removed;
+  }
+
+  // --- commands (downlink) -------------------------------------------------
+
+  async nextCommandSeq(deviceid: string): Promise<number> {
+    // One atomic statement: instances allocating for the same device at once get distinct numbers.
+    const rows = await this.query<{ seqn: number }>(
+      'INSERT INTO downlink_counters (deviceid, seqn) VALUES ($1, 1) ON CONFLICT (deviceid) DO UPDATE SET seqn = downlink_counters.seqn + 1 RETURNING seqn',
+      [deviceid],
+    );
+    return rows[0].seqn;
+  }
+
+  async queueCommand(deviceid: string, seqn: number, command: unknown, now = Date.now()): Promise<void> {
+    await this.write([{ sql: 'INSERT INTO commands (deviceid, seqn, command, created) VALUES ($1, $2, $3, $4)', params: [deviceid, seqn, JSON.stringify(command), iso(now)] }]);
+  }
+
+  async pendingCommands(deviceid: string, limit: number): Promise<CommandRow[]> {
+    const rows = await this.query<{ seqn: number; command: string; created: string }>(
+      'SELECT seqn, command, created FROM commands WHERE deviceid = $1 AND delivered IS NULL AND expired IS NULL ORDER BY seqn LIMIT $2',
+      [deviceid, limit],
+    );
+    return rows.map((r) => ({ seqn: r.seqn, command: JSON.parse(r.command), created: r.created }));
+  }
+
+  async markDelivered(deviceid: string, seqns: number[], via: string, now = Date.now()): Promise<void> {
+    if (seqns.length === 0) return;
+    await this.write([
+      { sql: 'UPDATE commands SET delivered = $1, via = $2 WHERE deviceid = $3 AND delivered IS NULL AND seqn = ANY($4::bigint[])', params: [iso(now), via, deviceid, seqns] },
+    ]);
+  }
+
+  async ackCommands(deviceid: string, upTo: number, now = Date.now()): Promise<void> {
+    // Most uplinks repeat the acknowledgement of the one before: one already applied through this process is skipped.
+    if (upTo <= (this.acked.get(deviceid) ?? 0)) return;
+    await this.write([
+      {
+        sql: "UPDATE commands SET delivered = $1, via = 'ack' WHERE deviceid = $2 AND delivered IS NULL AND expired IS NULL AND seqn <= $3",
+        params: [iso(now), deviceid, upTo],
+      },
+    ]);
+    if (upTo > (this.acked.get(deviceid) ?? 0)) this.acked.set(deviceid, upTo);
+  }
+
+  async expireCommands(maxAgeMs: number, now = Date.now()): Promise<ExpiredCommand[]> {
+    // Every instance runs expiry; the row locks of the UPDATE make each command expire (and be logged) once.
+    const rows = await this.query<ExpiredCommand>(
+      'UPDATE commands SET expired = $1 WHERE delivered IS NULL AND expired IS NULL AND created < $2 RETURNING deviceid, seqn, created',
+      [iso(now), iso(now - maxAgeMs)],
+    );
+    return rows.sort((a, b) => (a.deviceid < b.deviceid ? -1 : a.deviceid > b.deviceid ? 1 : a.seqn - b.seqn));
+  }
+
+  async commandLog(deviceid: string, limit: number): Promise<CommandStatusRow[]> {
+    const rows = await this.query<{ seqn: number; created: string; delivered: string | null; via: string | null; expired: string | null }>(
+      'SELECT seqn, created, delivered, via, expired FROM commands WHERE deviceid = $1 ORDER BY seqn DESC LIMIT $2',
+      [deviceid, limit],
+    );
+    return rows.map((r) => ({
+      seqn: r.seqn,
+      created: r.created,
+      state: r.expired ? 'expired' : r.delivered ? (r.via === 'ack' ? 'acknowledged' : 'delivered') : 'pending',
+      at: r.expired ?? r.delivered,
+    }));
+  }
+
+  // --- key versions --------------------------------------------------------
+
+  async checkKey(deviceid: string, kv: number): Promise<KeyCheck> {
+    const [row] = await this.query<{ keyver: number | null; pendingkeyver: number | null; floor: number | null }>(
+      `SELECT d.keyver, d.pendingkeyver, r.floor FROM (SELECT $1::text AS id) AS x
+       LEFT JOIN devices d ON d.deviceid = x.id LEFT JOIN revoked r ON r.deviceid = x.id`,
+      [deviceid],
+    );
+    if (row.keyver === null) return kv >= (row.floor ?? 0) ? 'current' : 'refused';
+    if (kv === row.keyver) return 'current';
+    return kv === row.pendingkeyver ? 'pending' : 'refused';
+  }
+
+  async keyFloor(deviceid: string): Promise<number> {
+    const rows = await this.query<{ floor: number }>('SELECT floor FROM revoked WHERE deviceid = $1', [deviceid]);
+    return rows[0]?.floor ?? 0;
+  }
+
+  async promoteKey(deviceid: string, kv: number): Promise<void> {
+    await this.query('UPDATE devices SET keyver = $1, pendingkeyver = NULL WHERE deviceid = $2 AND pendingkeyver = $1', [kv, deviceid]);
+  }
+
+  async beginRekey(deviceid: string): Promise<{ keyver: number; pending: number } | undefined> {
+    // A rekey already under way keeps its version: the device may hold it already.
+    const rows = await this.query<{ keyver: number; pending: number }>(
+      'UPDATE devices SET pendingkeyver = COALESCE(pendingkeyver, keyver + 1) WHERE deviceid = $1 RETURNING keyver, pendingkeyver AS pending',
+      [deviceid],
+    );
+    return rows[0];
+  }
+
+  async commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number } | undefined> {
+    const rows = await this.query<{ ipaddr: string; cmdport: number }>('SELECT ipaddr, cmdport FROM devices WHERE deviceid = $1', [deviceid]);
+    return rows[0];
+  }
+
+  // --- replay ------------------------------------------------------------
+
+  checkReplay(deviceid: string, seq: number, window: number, _persist: ReplayPersist = 'before-send'): Promise<ReplayResult> {
+    return this.afterOpen(() => this.replays.submit({ deviceid, seq, window }));
+  }
+
+  async resetReplay(deviceid: string, from?: number): Promise<void> {
+    const state: ReplayState = from === undefined || from <= 0 ? INITIAL_STATE : { top: from - 1, seen: 1n, width: 0 };
+    await this.afterOpen(() => this.replays.submit({ deviceid, reset: state }));
+  }
+
+  async replayState(deviceid: string): Promise<ReplayState> {
+    const rows = await this.query<{ top: number; seen: string; width: number }>('SELECT top, seen, width FROM replay_state WHERE deviceid = $1', [deviceid]);
+    return rows[0] ? { top: rows[0].top, seen: BigInt(`0x${rows[0].seen}`), width: rows[0].width } : INITIAL_STATE;
+  }
+}
