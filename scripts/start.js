@@ -17,7 +17,10 @@
  * network in), E2EE_ADMIN_HOST (127.0.0.1), E2EE_ADMIN_PORT (1881),
  * E2EE_DATA_DIR, E2EE_KEY (hex AES key), E2EE_ADMIN_TOKEN, E2EE_AUTH
  * (hmac-sha256 | none, for a new data dir), E2EE_EDITOR (on | off),
- * E2EE_RATE_LIMIT, E2EE_REJECTION_LOG_INTERVAL (s), E2EE_RETENTION, E2EE_PUSH_ALLOW, E2EE_LOG_LEVEL.
+ * E2EE_RATE_LIMIT, E2EE_REJECTION_LOG_INTERVAL (s), E2EE_RETENTION, E2EE_PUSH_ALLOW, E2EE_LOG_LEVEL,
+ * E2EE_DATABASE_URL (a PostgreSQL connection string: the store is that database instead of the SQLite file, and
+ * this process is one stateless instance of as many as share it), E2EE_DB_POOL (its pool size), E2EE_TRUST_PROXY
+ * (Express's "trust proxy", e.g. loopback behind a local load balancer: rate limits then see the devices' addresses).
  */
 'use strict';
 const crypto = require('node:crypto');
@@ -152,6 +155,11 @@ async function main(options = {}) {
   process.env.E2EE_RETENTION = process.env.E2EE_RETENTION ?? '90d';
   // Commands nobody acknowledged expire after ${E2EE_COMMAND_TTL} (the store's default, 7 days, when unset).
   process.env.E2EE_COMMAND_TTL = process.env.E2EE_COMMAND_TTL ?? '';
+  // The flow's device-store: PostgreSQL when a connection string is given (its credential is ${E2EE_DATABASE_URL}).
+  const databaseUrl = (process.env.E2EE_DATABASE_URL || '').trim();
+  process.env.E2EE_DATABASE_URL = databaseUrl;
+  process.env.E2EE_STORE_BACKEND = databaseUrl ? 'postgresql' : 'sqlite';
+  process.env.E2EE_DB_POOL = process.env.E2EE_DB_POOL ?? '';
 
   linkPackage(userDir);
   for (const name of options.packages ?? []) {
@@ -171,8 +179,13 @@ async function main(options = {}) {
     fs.writeFileSync(flowFile, JSON.stringify(flow, null, 2));
     const keyNode = flow.find((n) => n.type === 'aes-key');
     const storeNode = flow.find((n) => n.type === 'device-store');
-    const creds = { [keyNode.id]: { key: '${E2EE_KEY}' }, [storeNode.id]: { token: '${E2EE_ADMIN_TOKEN}' } };
+    const creds = { [keyNode.id]: { key: '${E2EE_KEY}' }, [storeNode.id]: { token: '${E2EE_ADMIN_TOKEN}', database: '${E2EE_DATABASE_URL}' } };
     fs.writeFileSync(credFile, JSON.stringify(encryptCredentials(creds, credentialSecret.value)), { mode: 0o600 });
+  }
+
+  if (databaseUrl && (JSON.parse(fs.readFileSync(flowFile, 'utf8')).find((n) => n.type === 'device-store') || {}).backend !== '${E2EE_STORE_BACKEND}') {
+    console.error(`E2EE_DATABASE_URL is set, but the flow in ${userDir} predates PostgreSQL support and would keep using SQLite: use a new E2EE_DATA_DIR.`);
+    process.exit(2);
   }
 
   // E2EE_NODE_RED: another Node-RED install to run on (the tests use it for Node-RED 5).
@@ -180,7 +193,7 @@ async function main(options = {}) {
   const express = require(require.resolve('express', { paths: [nodeRedDir] }));
   const RED = require(nodeRedDir);
   // The same constant-time comparison the operator endpoints use.
-  const { secretsEqual, deviceApiFallback, catalogTranslator } = require(path.join(root, 'dist', 'nodes', 'lib'));
+  const { secretsEqual, deviceApiFallback, catalogTranslator, describeConnection } = require(path.join(root, 'dist', 'nodes', 'lib'));
   const editor = (process.env.E2EE_EDITOR || 'on') !== 'off';
 
   const settings = {
@@ -220,6 +233,9 @@ async function main(options = {}) {
   };
 
   const app = express();
+  // Behind a load balancer: req.ip (the rate limits, the rejection log) is the client's address from X-Forwarded-For,
+  // believed only from the addresses this names (Express's "trust proxy": loopback, a subnet, a hop count).
+  if (process.env.E2EE_TRUST_PROXY) app.set('trust proxy', /^\d+$/.test(process.env.E2EE_TRUST_PROXY) ? Number(process.env.E2EE_TRUST_PROXY) : process.env.E2EE_TRUST_PROXY);
   const server = createServer(app);
   await listen(server, port, host);
   // Where devices reach this backend (the sidebar's Add device writes it into secrets.h): this address, or with a
@@ -276,7 +292,10 @@ async function main(options = {}) {
     `Operator API:  ${base}/api/devices  (Authorization: Bearer <admin token>)  GET list | PUT/DELETE /<mac> |`,
     '               GET /<mac>/readings | POST /<mac>/commands | POST /<mac>/reset | POST /<mac>/rekey',
     editor ? `Editor:        ${editorUrl}/  (user "admin", password: the admin token; E2EE_ADMIN_HOST/E2EE_ADMIN_PORT)` : 'Editor:        off (E2EE_EDITOR=off)',
-    `Database:      ${path.join(userDir, 'esp-e2ee.sqlite')}`,
+    databaseUrl
+      ? `Database:      ${describeConnection(databaseUrl)} (PostgreSQL from E2EE_DATABASE_URL, shared by every instance)`
+      : `Database:      ${path.join(userDir, 'esp-e2ee.sqlite')}`,
+    `Health check:  ${base}/healthz`,
     `AES key:       from ${key.source} (${scope === 'per-device' ? 'master key: a key per device, esp-e2ee-keys' : 'shared by every device'})`,
     `Admin token:   from ${token.source}`,
   ];

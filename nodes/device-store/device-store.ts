@@ -1,4 +1,5 @@
-import { DEFAULT_COMMAND_TTL_MS, Retention, RetentionError, SqliteStore, describeRetention, formatDuration, hasRetention, parseCommandTtl, parseRetention } from '../lib';
+import { DEFAULT_COMMAND_TTL_MS, DEFAULT_POOL_SIZE, PostgresStore, Retention, RetentionError, SqliteStore, describeConnection, describeRetention, formatDuration, hasRetention, parseBackend, parseCommandTtl, parseRetention } from '../lib';
+import type { DeviceStore as Store } from '../lib';
 import { positiveInt } from '../shared/config';
 import type { NodeDef, RED } from '../shared/red';
 import { DEFAULT_HEARTBEAT_S, DeviceStoreNode, openStores, storeFile } from '../shared/stores';
@@ -10,7 +11,10 @@ const FIRST_PRUNE_MS = 1_000;
 export = function register(RED: RED) {
   function DeviceStore(this: DeviceStoreNode, def: NodeDef) {
     RED.nodes.createNode(this, def);
-    this.file = storeFile(def.path, RED.settings.userDir);
+    const backend = parseBackend(def.backend);
+    const connectionString = String(this.credentials?.database ?? '').trim();
+    // Where the data lives, for the logs and the sidebar (a connection string without its credentials).
+    this.file = backend === 'postgresql' ? describeConnection(connectionString) : storeFile(def.path, RED.settings.userDir);
     this.heartbeat = positiveInt(def.heartbeat, DEFAULT_HEARTBEAT_S);
     let retention: Retention = {};
     try {
@@ -30,19 +34,24 @@ export = function register(RED: RED) {
     // Expiry is checked at least four times per lifetime (a short lifetime is checked more often than a minute).
     const expiryCheckMs = Math.max(1000, Math.floor(commandTtlMs / 4));
     const hints: Record<string, string> = { SQLITE_FULL: 'hint-full', SQLITE_READONLY: 'hint-readonly', SQLITE_CANTOPEN: 'hint-readonly', SQLITE_BUSY: 'hint-busy', SQLITE_LOCKED: 'hint-busy' };
-    const store = new SqliteStore({
-      file: this.file,
-      // One line when the storage fails and one when it is back, however many requests fail meanwhile.
-      onHealth: (health) => {
-        if (health.available) {
-          this.log(RED._('e2ee.store.recovered', { seconds: Math.round(health.downMs / 100) / 10 }));
-          this.status({});
-        } else {
-          this.error(RED._('e2ee.store.unavailable', { code: health.code, hint: RED._(`e2ee.store.${hints[health.code] ?? 'hint-other'}`) }));
-          this.status({ fill: 'red', shape: 'ring', text: health.code });
-        }
-      },
-    });
+    // One line when the storage fails and one when it is back, however many requests fail meanwhile.
+    const onHealth = (health: { available: false; code: string } | { available: true; downMs: number }) => {
+      if (health.available) {
+        this.log(RED._('e2ee.store.recovered', { seconds: Math.round(health.downMs / 100) / 10 }));
+        this.status({});
+      } else {
+        const hint = backend === 'postgresql' ? 'hint-postgresql' : hints[health.code] ?? 'hint-other';
+        this.error(RED._('e2ee.store.unavailable', { code: health.code, hint: RED._(`e2ee.store.${hint}`) }));
+        this.status({ fill: 'red', shape: 'ring', text: health.code });
+      }
+    };
+    let store: Store & { groupCommitStats: { writes: number; batches: number; largestBatch: number } };
+    if (backend === 'postgresql') {
+      if (!connectionString) this.error(RED._('e2ee.store.no-connection'));
+      store = new PostgresStore({ connectionString, poolSize: positiveInt(def.poolSize, DEFAULT_POOL_SIZE), onHealth });
+    } else {
+      store = new SqliteStore({ file: this.file, onHealth });
+    }
     this.store = store;
     openStores.set(this.id, this);
     if (!this.credentials?.token) this.log(RED._('e2ee.registry.no-token'));
@@ -93,5 +102,6 @@ export = function register(RED: RED) {
     });
   }
   // The operator token that device-registry nodes with "require token" check.
-  RED.nodes.registerType('device-store', DeviceStore, { credentials: { token: { type: 'password' } } });
+  // (The connection string is a credential too: it holds the database's password.)
+  RED.nodes.registerType('device-store', DeviceStore, { credentials: { token: { type: 'password' }, database: { type: 'password' } } });
 };

@@ -46,7 +46,7 @@ export interface SealedRequest {
   keyver?: number;
 }
 
-export const REGISTRY_ACTIONS = ['register', 'get', 'update', 'list', 'log', 'readings', 'remove', 'reset', 'command', 'queue-command', 'command-delivered', 'rekey', 'commands'] as const;
+export const REGISTRY_ACTIONS = ['register', 'get', 'update', 'list', 'log', 'readings', 'remove', 'reset', 'command', 'queue-command', 'command-delivered', 'rekey', 'commands', 'health'] as const;
 export type RegistryAction = (typeof REGISTRY_ACTIONS)[number];
 
 export interface ActionRequest {
@@ -150,6 +150,11 @@ export async function runAction(store: DeviceStore, req: ActionRequest, t: Trans
   try {
     if (!(REGISTRY_ACTIONS as readonly string[]).includes(req.action)) return nok(400, 'e2ee.registry.bad-action', { action: String(req.action).slice(0, 32) });
     const action = req.action as RegistryAction;
+    if (action === 'health') {
+      // For a load balancer's checks: this instance runs its flow and its storage answers now.
+      await store.ping();
+      return { statusCode: 200, payload: { status: 'OK', backend: store.backend } };
+    }
     if (action === 'list') {
       const q = obj(req.body);
       const limit = parseLimit(q.limit, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT);

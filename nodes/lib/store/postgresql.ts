@@ -148,6 +148,25 @@ function toDevice(raw: RawDevice): DeviceRow {
 
 const iso = (now: number) => new Date(now).toISOString();
 
+/**
+ * Where a connection string points, without its user, password or parameters (for logs and the sidebar):
+ * `postgresql://host:port/database`. Anything unreadable is shown as `postgresql`.
+ */
+export function describeConnection(connectionString: string): string {
+  try {
+    const url = new URL(connectionString);
+    return `postgresql://${url.host}${url.pathname}`;
+  } catch {
+    return 'postgresql';
+  }
+}
+
+/** The backend of a device-store node: `postgresql` (also `postgres`, `pg`), else the embedded `sqlite`. */
+export function parseBackend(value: unknown): 'sqlite' | 'postgresql' {
+  const v = typeof value === 'string' ? value.trim().toLowerCase() : '';
+  return v === 'postgresql' || v === 'postgres' || v === 'pg' ? 'postgresql' : 'sqlite';
+}
+
 /** bigint columns hold sequence numbers and ids, all safe integers; timestamps read as ISO 8601 text, as SQLite's. */
 function typeParsers(pg: typeof PgTypes): PgTypes.CustomTypesConfig {
   const timestamptz = pg.types.getTypeParser(1184 as never, 'text') as (value: string) => Date;
@@ -238,6 +257,10 @@ export class PostgresStore implements DeviceStore {
   }
 
   private async open(): Promise<void> {
+    if (!this.options.connectionString.trim()) {
+      this.firstAttemptDone();
+      throw new Error('no PostgreSQL connection string');
+    }
     // Loaded here so that requiring the library does not need the pg package unless PostgreSQL is used.
     const pg = require('pg') as typeof PgTypes;
     this.pool = new pg.Pool({
@@ -474,6 +497,10 @@ export class PostgresStore implements DeviceStore {
 
   private write(statements: Statement[]): Promise<unknown[]> {
     return this.afterOpen(() => this.commits.submit({ statements })) as Promise<unknown[]>;
+  }
+
+  async ping(): Promise<void> {
+    await this.query('SELECT 1', []);
   }
 
   // --- registry ----------------------------------------------------------

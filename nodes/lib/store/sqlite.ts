@@ -448,6 +448,10 @@ export class SqliteStore implements DeviceStore {
     await Promise.all(pending);
   }
 
+  async ping(): Promise<void> {
+    await this.read('SELECT 1', []);
+  }
+
   // --- registry ----------------------------------------------------------
 
   register(input: RegisterInput, now = Date.now(), maxDevices?: number): Promise<{ created: boolean; device: DeviceRow; full?: false } | { created: false; full: true }> {

@@ -72,6 +72,8 @@ export interface DeviceStore {
   ready(): Promise<void>;
   /** Waits for every queued write to commit, then releases the store. */
   close(): Promise<void>;
+  /** Resolves when the storage answers a trivial query now (health checks); rejects as StorageUnavailableError when not. */
+  ping(): Promise<void>;
 
   /** Inserts a new device (cfgsn 1) or refreshes ipaddr, ssid and lastseen of a known one. */
   /**
