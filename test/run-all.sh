@@ -54,6 +54,9 @@ suite node "$MOCHA" 'test/fuzz/**/*.test.js'
 echo "== end-to-end: npm start, the simulator, real HTTP on loopback; faults and crash rounds"
 suite node "$MOCHA" 'test/e2e/**/*.test.js'
 
+echo "== scale-out: npm run cluster, 3 instances behind HAProxy on a throwaway PostgreSQL (about 2 minutes)"
+suite node "$MOCHA" 'test/cluster/**/*.test.js'
+
 echo "== firmware: host tests (ASan/UBSan), ESP8266 cross-compile, interop with the nodes and the backend"
 suite node "$MOCHA" 'test/firmware/**/*.test.js'
 

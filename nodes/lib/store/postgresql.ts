@@ -271,8 +271,11 @@ export class PostgresStore implements DeviceStore {
       types: typeParsers(pg),
       application_name: 'node-red-contrib-esp-e2ee',
     });
-    // An idle connection that the server closes (a restart) must not take the process down; the pool replaces it.
+    // A connection that the server closes (a restart) must not take the process down: the pool handles idle ones
+    // ('error' on the pool), and every connection gets a listener of its own for the time it is checked out (the
+    // query under way then fails, and the connection is discarded on release).
     this.pool.on('error', (err) => this.health(pgStorageError(err)));
+    this.pool.on('connect', (client) => client.on('error', (err) => this.health(pgStorageError(err))));
     for (let attempt = 0; ; attempt++) {
       try {
         await this.migrate();
