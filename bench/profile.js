@@ -7,6 +7,7 @@
  * garbage collection. A frame without a file of its own (JSON.parse, a native) counts for its caller.
  *
  * Usage: node bench/profile.js [--duration 10] [--connections 20] [--auth hmac-sha256|none] [--out DIR]
+ * With E2EE_DATABASE_URL set, the backend stores in that PostgreSQL database instead of SQLite.
  */
 'use strict';
 const fs = require('node:fs');
@@ -26,6 +27,7 @@ const STAGES = [
   ['replay guard', /dist\/nodes\/(replay-guard|lib\/replay-window)/],
   ['log (registry + store)', /dist\/nodes\/(device-registry|device-store|lib\/(registry|store))/],
   ['sqlite3 callbacks', /node_modules\/sqlite3\//],
+  ['postgresql client (pg)', /node_modules\/(pg|pg-pool|pg-protocol|pg-types|postgres-[a-z]+)\//],
   ['change node', /core\/function\/15-change\.js/],
   ['http in / response nodes', /core\/network\/21-httpin\.js/],
   ['Node-RED message routing', /@node-red\/(runtime|util)\//],

@@ -3,9 +3,9 @@
  * (checked first, so a retired or revoked key cannot even advance the counter), then its SEQN must pass the replay
  * window; the first accepted message under a rekey's pending version makes that version the device's.
  */
-import type { DeviceStore, KeyCheck, ReplayPersist, ReplayResult } from './store/types';
+import type { DeviceStore, KeyCheck, ReplayPersist, UplinkVerdict } from './store/types';
 
-export type UplinkVerdict = ReplayResult | { accepted: false; reason: 'key-version' };
+export type { UplinkVerdict };
 
 export async function admitUplink(
   store: DeviceStore,
@@ -15,6 +15,8 @@ export async function admitUplink(
   persist: ReplayPersist,
   keyver?: number,
 ): Promise<UplinkVerdict> {
+  // A shared backend decides all of it in one transaction (PostgresStore).
+  if (store.admit) return store.admit(deviceid, seq, window, persist, keyver);
   let check: KeyCheck = 'current';
   if (keyver !== undefined) {
     check = await store.checkKey(deviceid, keyver);

@@ -310,6 +310,28 @@ for (const backend of backends) {
       (await store.keyFloor('k')).should.equal(0);
     });
 
+    it('uplink admission: the key version before the window, promotion by the first accepted message, under concurrency', async function () {
+      const admit = (id, seq, kv) => lib.admitUplink(store, id, seq, 0, 'before-send', kv);
+      await reg('up');
+      (await admit('up', 1, 0)).accepted.should.be.true();
+      // A refused version does not move the counter.
+      (await admit('up', 2 ** 53 - 1, 7)).should.eql({ accepted: false, reason: 'key-version' });
+      (await admit('up', 2, 0)).accepted.should.be.true();
+      await store.beginRekey('up');
+      // A replay under the pending version does not promote it.
+      (await admit('up', 2, 1)).reason.should.equal('replay');
+      (await store.get('up')).should.containEql({ keyver: 0, pendingkeyver: 1 });
+      // Copies under the old and the new version at once: one number is accepted once, and once the new version
+      // is accepted the old one is refused.
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => admit('up', 3 + (i % 2), i % 2 ? 1 : 0)));
+      results.filter((r) => r.accepted).length.should.be.within(1, 2);
+      (await store.get('up')).should.containEql({ keyver: 1, pendingkeyver: null });
+      (await admit('up', 10, 0)).should.eql({ accepted: false, reason: 'key-version' });
+      (await admit('up', 10, 1)).accepted.should.be.true();
+      // Unregistered ids: any version at or above the floor of a removed device.
+      (await admit('new', 1, 0)).accepted.should.be.true();
+    });
+
     it('prune: by age and by count, in steps, each committed on its own', async function () {
       await reg('a');
       await reg('b');

@@ -28,7 +28,7 @@ import { INITIAL_STATE, ReplayState, decide } from '../replay-window';
 import type { Retention } from '../retention';
 import { GroupCommit, PendingWrite, Statement } from './group-commit';
 import { SORT_COLUMNS, StorageUnavailableError } from './types';
-import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, KeyCheck, ListOptions, ReadingsOptions, ReplayPersist, ReplayResult, SortColumn } from './types';
+import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, KeyCheck, ListOptions, ReadingsOptions, ReplayPersist, ReplayResult, SortColumn, UplinkVerdict } from './types';
 
 /** Each entry migrates the schema from version i to i + 1. Never edit a shipped entry: append. */
 export const PG_MIGRATIONS: string[][] = [
@@ -84,6 +84,21 @@ export const PG_MIGRATIONS: string[][] = [
        floor    integer NOT NULL,
        at       timestamptz NOT NULL
      )`,
+    // One round trip for what an uplink decision needs: the devices' replay locks (advisory, per device id, taken
+    // in one order by every instance, so batches cannot deadlock), then, read after the locks are held (each
+    // statement of a function takes a new snapshot), their replay windows and key versions.
+    `CREATE FUNCTION e2ee_lock_uplinks(ids text[]) RETURNS TABLE (
+       id text, top bigint, seen text, width integer, known boolean, keyver integer, pendingkeyver integer, floor integer
+     ) LANGUAGE plpgsql AS $$
+     BEGIN
+       PERFORM pg_advisory_xact_lock(${0x45325250}, locks.h) FROM (SELECT DISTINCT hashtext(i) AS h FROM unnest(ids) AS i ORDER BY 1) AS locks;
+       RETURN QUERY SELECT i, r.top, r.seen, r.width, d.deviceid IS NOT NULL, d.keyver, d.pendingkeyver, v.floor
+         FROM unnest(ids) AS i
+         LEFT JOIN replay_state r ON r.deviceid = i
+         LEFT JOIN devices d ON d.deviceid = i
+         LEFT JOIN revoked v ON v.deviceid = i;
+     END
+     $$`,
   ],
 ];
 
@@ -95,8 +110,6 @@ export const DEFAULT_POOL_SIZE = 10;
 
 /** The first key of this package's advisory locks ('E2EE'); the second is 0 for migrations, 1 for the device cap. */
 const LOCK_CLASS = 0x45324545;
-/** The first key of the per-device replay locks; the second is hashtext(deviceid). */
-const REPLAY_LOCK_CLASS = 0x45325250;
 
 /** How often a batch that lost a deadlock or a serialisation conflict is tried again before its writes fail. */
 const CONFLICT_RETRIES = 5;
@@ -190,8 +203,22 @@ export interface PostgresOptions {
   onHealth?: (health: { available: false; code: string } | { available: true; downMs: number }) => void;
 }
 
-/** A replay decision or an operator's reset, decided in the replay batch's transaction. */
-type ReplayWrite = { deviceid: string } & ({ seq: number; window: number } | { reset: ReplayState });
+/** An uplink decision (with the key version it was sealed under, if any) or an operator's reset, in the replay batch. */
+type ReplayWrite = { deviceid: string } & ({ seq: number; window: number; keyver?: number } | { reset: ReplayState });
+
+/** A device's key versions as the replay batch reads them (keyver undefined: not registered). */
+interface KeyState {
+  keyver?: number;
+  pending: number | null;
+  floor: number;
+}
+
+/** checkKey's rule, on the state read in the batch. */
+function keyCheck(state: KeyState, kv: number): KeyCheck {
+  if (state.keyver === undefined) return kv >= state.floor ? 'current' : 'refused';
+  if (kv === state.keyver) return 'current';
+  return kv === state.pending ? 'pending' : 'refused';
+}
 
 /** A write of the data batch. */
 type DataWrite =
@@ -202,7 +229,7 @@ type DataWrite =
 export class PostgresStore implements DeviceStore {
   readonly backend = 'postgresql';
   private pool?: PgTypes.Pool;
-  private readonly replays: GroupCommit<ReplayWrite, ReplayResult>;
+  private readonly replays: GroupCommit<ReplayWrite, UplinkVerdict>;
   private readonly commits: GroupCommit<DataWrite, unknown>;
   /** The highest downlink SEQN each device acknowledged through this process (to skip repeating the UPDATE). */
   private readonly acked = new Map<string, number>();
@@ -346,17 +373,7 @@ export class PostgresStore implements DeviceStore {
 
   /** One statement in its own transaction, on any pooled connection. */
   private query<T>(sql: string, params: unknown[]): Promise<T[]> {
-    return this.afterOpen(async () => {
-      try {
-        const result = await this.connectedPool.query(sql, params);
-        this.health();
-        return result.rows as T[];
-      } catch (raw) {
-        const err = pgStorageError(raw);
-        this.health(err);
-        throw err;
-      }
-    });
+    return this.afterOpen(() => this.autocommit<T>({ text: sql, values: params }));
   }
 
   /** fn inside one transaction on one connection, once the store is open. */
@@ -395,44 +412,61 @@ export class PostgresStore implements DeviceStore {
   // --- group commit --------------------------------------------------------
 
   /**
-   * Decides one batch of replay checks and resets in one transaction: the devices' advisory locks (taken in one
-   * order by every instance, so two batches cannot deadlock), their stored windows, the decisions in batch order,
-   * one upsert of the new windows, commit. Then each check resolves.
+   * Decides one batch of uplinks and resets in one transaction: the devices' locks with their windows and key
+   * versions (e2ee_lock_uplinks, one round trip), the decisions in batch order (the pure rules of checkKey,
+   * replay-window and promoteKey), one statement for the new windows and the promoted key versions, commit. Then
+   * each decision resolves. Four round trips however many uplinks the batch holds.
    */
-  private async commitReplays(batch: PendingWrite<ReplayWrite, ReplayResult>[]): Promise<void> {
+  private async commitReplays(batch: PendingWrite<ReplayWrite, UplinkVerdict>[]): Promise<void> {
     this.options.onBatch?.(batch.length);
     const ids = [...new Set(batch.map((w) => w.deviceid))];
     try {
       const results = await this.inTransaction(async (client) => {
-        await client.query(
-          `SELECT pg_advisory_xact_lock($1, h) FROM (SELECT DISTINCT hashtext(id) AS h FROM unnest($2::text[]) AS id ORDER BY h) AS locks`,
-          [REPLAY_LOCK_CLASS, ids],
-        );
-        const { rows } = await client.query('SELECT deviceid, top, seen, width FROM replay_state WHERE deviceid = ANY($1::text[])', [ids]);
-        const states = new Map<string, ReplayState>(ids.map((id) => [id, INITIAL_STATE]));
-        for (const r of rows as { deviceid: string; top: number; seen: string; width: number }[]) states.set(r.deviceid, { top: r.top, seen: BigInt(`0x${r.seen}`), width: r.width });
+        const { rows } = await client.query({ name: 'e2ee-lock-uplinks', text: 'SELECT * FROM e2ee_lock_uplinks($1::text[])', values: [ids] });
+        const states = new Map<string, ReplayState>();
+        const keys = new Map<string, KeyState>();
+        for (const r of rows as { id: string; top: number | null; seen: string | null; width: number | null; known: boolean; keyver: number | null; pendingkeyver: number | null; floor: number | null }[]) {
+          states.set(r.id, r.top === null ? INITIAL_STATE : { top: r.top, seen: BigInt(`0x${r.seen}`), width: r.width as number });
+          keys.set(r.id, { keyver: r.known ? (r.keyver as number) : undefined, pending: r.pendingkeyver, floor: r.floor ?? 0 });
+        }
         const changed = new Set<string>();
-        const out: ReplayResult[] = batch.map((w) => {
+        const promoted = new Map<string, number>();
+        const out: UplinkVerdict[] = batch.map((w) => {
           if ('reset' in w) {
             states.set(w.deviceid, w.reset);
             changed.add(w.deviceid);
             return { accepted: true, state: w.reset };
           }
+          const key = keys.get(w.deviceid) as KeyState;
+          const check = w.keyver === undefined ? 'current' : keyCheck(key, w.keyver);
+          if (check === 'refused') return { accepted: false, reason: 'key-version' };
           const decision = decide(states.get(w.deviceid) ?? INITIAL_STATE, w.seq, w.window);
           if (!decision.accepted) return decision;
           states.set(w.deviceid, decision.next);
           changed.add(w.deviceid);
+          if (check === 'pending') {
+            // The first accepted message under the pending version: from now on the old one is refused.
+            keys.set(w.deviceid, { ...key, keyver: w.keyver as number, pending: null });
+            promoted.set(w.deviceid, w.keyver as number);
+          }
           return { accepted: true, state: decision.next };
         });
         if (changed.size > 0) {
           const list = [...changed];
           const st = list.map((id) => states.get(id) as ReplayState);
-          await client.query(
-            `INSERT INTO replay_state (deviceid, top, seen, width)
-             SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::integer[])
-             ON CONFLICT (deviceid) DO UPDATE SET top = excluded.top, seen = excluded.seen, width = excluded.width, updated = now()`,
-            [list, st.map((s) => s.top), st.map((s) => s.seen.toString(16)), st.map((s) => s.width)],
-          );
+          await client.query({
+            name: 'e2ee-decided',
+            text: `WITH windows AS (
+               INSERT INTO replay_state (deviceid, top, seen, width)
+               SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::integer[])
+               ON CONFLICT (deviceid) DO UPDATE SET top = excluded.top, seen = excluded.seen, width = excluded.width, updated = now()
+             ), promoted AS (
+               UPDATE devices SET keyver = p.kv, pendingkeyver = NULL FROM unnest($5::text[], $6::integer[]) AS p(id, kv)
+               WHERE devices.deviceid = p.id AND devices.pendingkeyver = p.kv
+             )
+             SELECT 1`,
+            values: [list, st.map((s) => s.top), st.map((s) => s.seen.toString(16)), st.map((s) => s.width), [...promoted.keys()], [...promoted.values()]],
+          });
         }
         return out;
       });
@@ -443,58 +477,91 @@ export class PostgresStore implements DeviceStore {
   }
 
   /**
-   * Commits one batch of data writes in one transaction: the readings as one INSERT (only for registered devices;
-   * each reading learns whether it was stored), then the other writes in order, then one lastseen UPDATE for every
-   * device touched (rows locked in id order).
+   * Commits one batch of data writes: the readings as one INSERT (only for registered devices; each reading learns
+   * whether it was stored) together with one lastseen UPDATE for every device touched (rows locked in id order), then
+   * the other writes in order. A batch of readings and touches only is that one statement, atomic on its own (one
+   * round trip); with other writes it is one transaction.
    */
   private async commitData(batch: PendingWrite<DataWrite, unknown>[]): Promise<void> {
     this.options.onBatch?.(batch.length);
     const readings: { index: number; r: { deviceid: string; seqn: number | null; received: string; payload: string } }[] = [];
     const touched = new Map<string, string>();
+    let others = false;
     batch.forEach((w, index) => {
       if ('reading' in w) readings.push({ index, r: w.reading });
+      if ('statements' in w) others = true;
       const t = 'touch' in w ? w.touch : 'reading' in w ? { deviceid: w.reading.deviceid, time: w.reading.received } : undefined;
       if (t && (touched.get(t.deviceid) ?? '') < t.time) touched.set(t.deviceid, t.time);
     });
-    try {
-      const results = await this.inTransaction(async (client) => {
-        const out: unknown[] = batch.map(() => undefined);
-        if (readings.length > 0) {
-          const { rows } = await client.query(
-            `WITH batch AS (
-               SELECT u.* FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::json[]) WITH ORDINALITY AS u(deviceid, seqn, received, payload, ord)
+    const ids = [...touched.keys()];
+    // The rows travel as one JSON array in one parameter (JSON.stringify is native; binding arrays of strings
+    // escapes every character in JavaScript), unpacked by json_to_recordset; each payload travels boxed in a one-element
+    // array, so that a JSON null stays a JSON null, and stays json, verbatim.
+    const ingest = {
+      name: 'e2ee-ingest',
+      text: `WITH batch AS (
+               SELECT u.* FROM json_to_recordset($1::json) AS u(ord integer, deviceid text, seqn bigint, received timestamptz, boxed json)
                WHERE EXISTS (SELECT 1 FROM devices d WHERE d.deviceid = u.deviceid)
              ), stored AS (
-               INSERT INTO readings (deviceid, seqn, received, payload) SELECT deviceid, seqn, received, payload FROM batch ORDER BY ord
+               INSERT INTO readings (deviceid, seqn, received, payload) SELECT deviceid, seqn, received, boxed -> 0 FROM batch ORDER BY ord
+             ), seen AS (
+               UPDATE devices SET lastseen = GREATEST(devices.lastseen, t.time)
+               FROM json_to_recordset($2::json) AS t(deviceid text, time timestamptz),
+                    (SELECT deviceid FROM devices WHERE deviceid IN (SELECT value FROM json_array_elements_text($3::json)) ORDER BY deviceid FOR UPDATE) AS locked
+               WHERE devices.deviceid = t.deviceid AND locked.deviceid = t.deviceid
              )
              SELECT ord FROM batch`,
-            [readings.map((x) => x.r.deviceid), readings.map((x) => x.r.seqn), readings.map((x) => x.r.received), readings.map((x) => x.r.payload)],
-          );
-          const stored = new Set((rows as { ord: number }[]).map((r) => r.ord));
-          readings.forEach((x, i) => { out[x.index] = stored.has(i + 1); });
-        }
-        for (let i = 0; i < batch.length; i++) {
-          const w = batch[i];
-          if (!('statements' in w)) continue;
-          let last: unknown[] = [];
-          for (const s of w.statements) last = (await client.query(s.sql, s.params)).rows;
-          out[i] = last;
-        }
-        if (touched.size > 0) {
-          const ids = [...touched.keys()];
-          await client.query(
-            `UPDATE devices SET lastseen = GREATEST(lastseen, t.time)
-             FROM (SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS u(deviceid, time)) AS t,
-                  (SELECT deviceid FROM devices WHERE deviceid = ANY($1::text[]) ORDER BY deviceid FOR UPDATE) AS locked
-             WHERE devices.deviceid = t.deviceid AND locked.deviceid = t.deviceid`,
-            [ids, ids.map((id) => touched.get(id))],
-          );
-        }
-        return out;
-      });
+      values: [
+        `[${readings.map((x, i) => `{"ord":${i + 1},"deviceid":${JSON.stringify(x.r.deviceid)},"seqn":${x.r.seqn === null ? 'null' : x.r.seqn},"received":"${x.r.received}","boxed":[${x.r.payload}]}`).join(',')}]`,
+        JSON.stringify(ids.map((id) => ({ deviceid: id, time: touched.get(id) }))),
+        JSON.stringify(ids),
+      ],
+    };
+    const settleIngest = (rows: { ord: number }[], out: unknown[]) => {
+      const stored = new Set(rows.map((r) => Number(r.ord)));
+      readings.forEach((x, i) => { out[x.index] = stored.has(i + 1); });
+    };
+    try {
+      let results: unknown[];
+      if (!others) {
+        results = batch.map(() => undefined);
+        settleIngest(await this.autocommit<{ ord: number }>(ingest), results);
+      } else {
+        results = await this.inTransaction(async (client) => {
+          const out: unknown[] = batch.map(() => undefined);
+          if (readings.length > 0 || ids.length > 0) settleIngest((await client.query(ingest)).rows, out);
+          for (let i = 0; i < batch.length; i++) {
+            const w = batch[i];
+            if (!('statements' in w)) continue;
+            let last: unknown[] = [];
+            for (const s of w.statements) last = (await client.query(s.sql, s.params)).rows;
+            out[i] = last;
+          }
+          return out;
+        });
+      }
       batch.forEach((w, i) => w.resolve(results[i]));
     } catch (err) {
       for (const w of batch) w.reject(err);
+    }
+  }
+
+  /**
+   * One statement in its own transaction, retried when it loses a deadlock (the commit queues call it directly).
+   * A named one is prepared once per connection.
+   */
+  private async autocommit<T>(statement: { name?: string; text: string; values: unknown[] }): Promise<T[]> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const result = await this.connectedPool.query(statement);
+        this.health();
+        return result.rows as T[];
+      } catch (raw) {
+        if (isConflict(raw) && attempt < CONFLICT_RETRIES) continue;
+        const err = pgStorageError(raw);
+        this.health(err);
+        throw err;
+      }
     }
   }
 
@@ -741,7 +808,12 @@ export class PostgresStore implements DeviceStore {
   // --- replay ------------------------------------------------------------
 
   checkReplay(deviceid: string, seq: number, window: number, _persist: ReplayPersist = 'before-send'): Promise<ReplayResult> {
-    return this.afterOpen(() => this.replays.submit({ deviceid, seq, window }));
+    return this.afterOpen(() => this.replays.submit({ deviceid, seq, window }) as Promise<ReplayResult>);
+  }
+
+  /** The key version, the replay window and a promotion, decided in one batch transaction (see commitReplays). */
+  admit(deviceid: string, seq: number, window: number, _persist: ReplayPersist, keyver?: number): Promise<UplinkVerdict> {
+    return this.afterOpen(() => this.replays.submit({ deviceid, seq, window, keyver }));
   }
 
   async resetReplay(deviceid: string, from?: number): Promise<void> {

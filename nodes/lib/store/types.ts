@@ -9,6 +9,8 @@ import type { ReplayState } from '../replay-window';
 import type { Retention } from '../retention';
 
 export type ReplayResult = { accepted: true; state: ReplayState } | { accepted: false; reason: 'replay' | 'stale' };
+/** The decision on an uplink: its replay result, or refused for the key version it was sealed under. */
+export type UplinkVerdict = ReplayResult | { accepted: false; reason: 'key-version' };
 
 export const SORT_COLUMNS = ['deviceid', 'name', 'lastseen', 'ipaddr', 'ssid', 'cfgsn'] as const;
 export type SortColumn = (typeof SORT_COLUMNS)[number];
@@ -136,6 +138,12 @@ export interface DeviceStore {
    * new state has committed; see ReplayPersist for `with-next-write`.
    */
   checkReplay(deviceid: string, seq: number, window: number, persist?: ReplayPersist): Promise<ReplayResult>;
+  /**
+   * Optional: the whole uplink decision (key version, replay window, promotion of a pending version) in one step,
+   * for a backend where the three separate calls would each cost a round trip. admitUplink uses it when present;
+   * it must decide exactly as checkKey, checkReplay and promoteKey in that order would.
+   */
+  admit?(deviceid: string, seq: number, window: number, persist: ReplayPersist, keyver?: number): Promise<UplinkVerdict>;
   /** Operator action: forget a device's counter, or accept only numbers >= from. */
   resetReplay(deviceid: string, from?: number): Promise<void>;
   replayState(deviceid: string): Promise<ReplayState>;
