@@ -4,7 +4,7 @@
  * its own process. Prints one table of figures, each a ratio measured within one run where it compares,
  * writes bench/results.json and the chart docs/benchmarks.svg (bench/chart.js).
  *
- * Usage: node bench/run.js [--smoke] [--out FILE] [--svg FILE] [--only http,nodes,store,registry,drift,firmware]
+ * Usage: node bench/run.js [--smoke] [--out FILE] [--svg FILE] [--only http,nodes,store,registry,drift,firmware,scaleout]
  *   --smoke: a few seconds each, so the benchmarks cannot rot (the test command runs this); its figures
  *            mean nothing.
  */
@@ -30,6 +30,7 @@ const BENCHES = {
   http: { file: 'http.js', full: ['--duration', '10', '--rounds', '5'], smoke: ['--duration', '1', '--rounds', '1'] },
   registry: { file: 'registry.js', full: ['--devices', '100000', '--samples', '1000'], smoke: ['--devices', '300', '--samples', '30'] },
   drift: { file: 'drift.js', full: ['--seconds', '60', '--bare', '5'], smoke: ['--seconds', '2', '--bare', '1'] },
+  scaleout: { file: 'scaleout.js', full: ['--duration', '10', '--rounds', '3', '--instances', '3'], smoke: ['--duration', '1', '--rounds', '1', '--instances', '2'] },
 };
 
 function runBench(name) {
@@ -87,6 +88,14 @@ function figures(r) {
     add(`bare route after / before ${fmt(d.readings)} readings`, d.bareRatio, d.bareRatio.toFixed(2), 'no drift (~1)', d.bareRatio >= 0.9);
     add('readings/s, last / first tenth of the sustained load', d.readingsRatio, d.readingsRatio.toFixed(2), 'no drift (~1)', d.readingsRatio >= 0.9);
     add('RSS before / after the sustained load', d.rssAfterMb, `${d.rssBeforeMb.toFixed(0)} MB / ${d.rssAfterMb.toFixed(0)} MB`);
+  }
+  if (r.scaleout) {
+    const s = r.scaleout;
+    const w = s.one.work;
+    add('readings/s, one instance: PostgreSQL / SQLite, same run', s.one.ratio, `${s.one.ratio.toFixed(2)} (${fmt(s.one.postgresql)} vs ${fmt(s.one.sqlite)} readings/s)`, '>= 0.7', s.one.ratio >= 0.7);
+    add('PostgreSQL statements (round trips) per reading', w.statementsPerReading, `${w.statementsPerReading.toFixed(2)}, ${w.commitsPerReading.toFixed(2)} commits; batches: readings ${w.readingBatch.toFixed(1)}, uplink decisions ${w.replayBatch.toFixed(1)}`);
+    add('CPU per reading: PostgreSQL / Node-RED', w.pgCpuPerReadingMs, `${w.pgCpuPerReadingMs.toFixed(3)} ms / ${w.nodeCpuPerReadingMs.toFixed(3)} ms (SQLite's Node-RED: ${w.sqliteNodeCpuPerReadingMs.toFixed(3)} ms)`);
+    for (const b of s.balanced) add(`readings/s through HAProxy, ${b.instances} instance(s)`, b.rps, `${fmt(b.rps)} readings/s; CPU s: PostgreSQL ${b.cpu.pgCpuS.toFixed(1)}, Node-RED ${b.cpu.nodeCpuS.toFixed(1)} in ${b.cpu.seconds} s`);
   }
   if (r.firmware) {
     add('firmware lib/ text (xtensa-lx106, -Os)', r.firmware.text, `${fmt(r.firmware.text)} bytes, data ${r.firmware.data}, bss ${r.firmware.bss}`, '<= 12 KiB', r.firmware.text <= 12288);

@@ -104,16 +104,18 @@ async function run({ duration = 10, rounds = 3, connections = 20, instances = 3,
     const ok = { sqlite: 0, postgresql: 0 };
     const perRound = { sqlite: [], postgresql: [] };
     let work;
+    let sqliteCpu;
     for (const name of ['sqlite', 'postgresql']) ok[name] += (await cannon({ url: backends[name].url, requests: [loads[name].request], connections, duration: Math.min(2, duration) }))['2xx'];
     for (let round = 0; round < rounds; round++) {
       for (const name of round % 2 ? ['postgresql', 'sqlite'] : ['sqlite', 'postgresql']) {
-        const before = name === 'postgresql' ? { db: await dbCounters(pg, single), pg: await pgCpu(pg), node: cpuOf(pgBackend.pid) } : undefined;
+        const before = name === 'postgresql' ? { db: await dbCounters(pg, single), pg: await pgCpu(pg), node: cpuOf(pgBackend.pid) } : { node: cpuOf(sqliteBackend.pid) };
         const r = await cannon({ url: backends[name].url, requests: [loads[name].request], connections, duration });
         if (r.non2xx + r.errors + r.timeouts > 0) throw new Error(`${name}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`);
         ok[name] += r['2xx'];
         perRound[name].push(r['2xx'] / duration);
         log?.(`  one instance, round ${round + 1}, ${name}: ${fmt(r['2xx'] / duration)} readings/s, p99 ${r.latency.p99} ms`);
-        if (before && !work) {
+        if (name === 'sqlite' && sqliteCpu === undefined) sqliteCpu = ((cpuOf(sqliteBackend.pid) - before.node) * 1000) / r['2xx'];
+        if (name === 'postgresql' && !work) {
           const d = diff(before.db, await dbCounters(pg, single));
           const readings = r['2xx'];
           work = {
@@ -140,6 +142,7 @@ async function run({ duration = 10, rounds = 3, connections = 20, instances = 3,
     for (const [name, s] of Object.entries(stored)) {
       if (s.n < s.ok || s.n > s.sent || s.d !== s.n) throw new Error(`${name}: ${s.ok} answered 2xx of ${s.sent} sent, ${s.n} rows stored (${s.d} distinct)`);
     }
+    work.sqliteNodeCpuPerReadingMs = sqliteCpu;
     const one = {
       sqlite: median(perRound.sqlite),
       postgresql: median(perRound.postgresql),
@@ -195,7 +198,7 @@ if (require.main === module) {
     console.log(`Scale-out: autocannon ${connections} connections, ${duration} s x ${rounds} rounds, Node ${process.version}`);
     console.log(`  one instance: SQLite ${fmt(r.one.sqlite)} readings/s, PostgreSQL ${fmt(r.one.postgresql)} readings/s: ${r.one.ratio.toFixed(2)} of SQLite`);
     console.log(`  per reading on PostgreSQL: ${w.statementsPerReading.toFixed(2)} statements (round trips), ${w.commitsPerReading.toFixed(3)} commits; batches: readings ${w.readingBatch.toFixed(1)}, replay decisions ${w.replayBatch.toFixed(1)}`);
-    console.log(`  CPU per reading: PostgreSQL ${w.pgCpuPerReadingMs.toFixed(3)} ms, Node-RED ${w.nodeCpuPerReadingMs.toFixed(3)} ms (${w.pgCpuS.toFixed(1)} s / ${w.nodeCpuS.toFixed(1)} s over ${w.seconds} s)`);
+    console.log(`  CPU per reading: PostgreSQL ${w.pgCpuPerReadingMs.toFixed(3)} ms, Node-RED ${w.nodeCpuPerReadingMs.toFixed(3)} ms (${w.pgCpuS.toFixed(1)} s / ${w.nodeCpuS.toFixed(1)} s over ${w.seconds} s); Node-RED on SQLite ${w.sqliteNodeCpuPerReadingMs.toFixed(3)} ms`);
     for (const b of r.balanced) console.log(`  HAProxy, ${b.instances} instance(s): ${fmt(b.rps)} readings/s; CPU over ${b.cpu.seconds} s: PostgreSQL ${b.cpu.pgCpuS.toFixed(1)} s, Node-RED ${b.cpu.nodeCpuS.toFixed(1)} s`);
   });
 }

@@ -26,7 +26,7 @@ describe('benchmarks: smoke run of npm run bench', function () {
 
   it('runs every benchmark and reports the figures of the table', function () {
     report.smoke.should.be.true();
-    Object.keys(report.results).sort().should.eql(['drift', 'firmware', 'http', 'nodes', 'registry', 'store']);
+    Object.keys(report.results).sort().should.eql(['drift', 'firmware', 'http', 'nodes', 'registry', 'scaleout', 'store']);
     const names = report.figures.map((f) => f.figure);
     for (const f of ['readings route (hmac-sha256) / bare, same runtime', 'readings route (hmac) / durable peer pipeline', 'group-commit ingest (device-registry log)', 'firmware lib/ text (xtensa-lx106, -Os)']) names.should.containEql(f);
     for (const f of report.figures) (Number.isFinite(f.value) && f.value > 0).should.be.true(`${f.figure}: ${f.value}`);
@@ -38,6 +38,18 @@ describe('benchmarks: smoke run of npm run bench', function () {
       s.d.should.equal(s.n, name);
       s.ok.should.be.above(0, name);
     }
+  });
+
+  it('scale-out: every reading answered 2xx is stored once, on SQLite, on PostgreSQL and through HAProxy', function () {
+    const s = report.results.scaleout;
+    const all = [...Object.entries(s.one.stored), ...s.balanced.map((b) => [`${b.instances} instance(s)`, b.stored])];
+    all.length.should.equal(4);
+    for (const [name, st] of all) {
+      st.ok.should.be.above(0, name);
+      st.n.should.be.aboveOrEqual(st.ok, name);
+      st.d.should.equal(st.n, name);
+    }
+    s.one.work.statementsPerReading.should.be.above(0);
   });
 
   it('draws the chart of ratios to bare', function () {
