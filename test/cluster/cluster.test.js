@@ -91,6 +91,21 @@ describe('scale-out: 3 instances behind HAProxy on one PostgreSQL', function () 
     JSON.parse(lib.decryptEnvelope(keyOf(id), lib.parseEnvelope(again.body), id, 'config').toString('utf8')).commands.should.eql([]);
   });
 
+  it('the Devices sidebar of every instance shows every device and its readings', async function () {
+    const [total] = await sql('SELECT count(*) AS n FROM devices');
+    for (const inst of cluster.state().instances) {
+      const admin = `http://127.0.0.1:${inst.adminPort}`;
+      const login = await requestJson(`${admin}/auth/token`, 'POST', { client_id: 'node-red-admin', grant_type: 'password', scope: '*', username: 'admin', password: TOKEN });
+      const auth = { authorization: `Bearer ${login.body.access_token}` };
+      const list = await requestJson(`${admin}/esp-e2ee/devices?limit=200`, 'GET', undefined, auth);
+      list.status.should.equal(200);
+      list.body.total.should.equal(Number(total.n));
+      list.body.devices.map((d) => d.deviceid).should.containEql(mac(1));
+      const readings = await requestJson(`${admin}/esp-e2ee/devices/${encodeURIComponent(mac(1))}/readings`, 'GET', undefined, auth);
+      readings.body.map((r) => r.seqn).should.eql([4, 3, 2]);
+    }
+  });
+
   it('20 simulated devices for 60 s through the load balancer: no duplicates stored, no false rejections', async function () {
     const out = execFileSync(process.execPath, ['dist/sim/cli.js', '--url', cluster.url, '--key', KEY, '--state', tmp.file('sim.json'), '--prefix', '5CCF80', '--devices', '20', '--interval', '0.5', '--duration', '60', '--quiet'], {
       cwd: require('node:path').resolve(__dirname, '..', '..'),
