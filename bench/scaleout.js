@@ -88,7 +88,7 @@ async function run({ duration = 10, rounds = 3, connections = 20, instances = 3,
   const TOKEN = crypto.randomBytes(16).toString('hex');
   const ring = new lib.DeviceKeyring(Buffer.from(KEY, 'hex'), 'hmac-sha256');
   const env = { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'warn', E2EE_RATE_LIMIT: 'off' };
-  const pg = await startPostgres({ settings: { shared_preload_libraries: "'pg_stat_statements'", 'pg_stat_statements.track': "'all'" } });
+  const pg = await startPostgres({ settings: { shared_preload_libraries: "'pg_stat_statements'", 'pg_stat_statements.track': "'top'" } });
   const tmp = tempDir('esp-e2ee-bench-scaleout-');
   try {
     // --- 1. one instance: SQLite against PostgreSQL --------------------------------------------------------
