@@ -87,9 +87,9 @@ async function main() {
   const host = process.env.HOST || '127.0.0.1';
   const dataDir = path.resolve(option('data', process.env.E2EE_DATA_DIR || path.join(root, 'data-cluster')));
   if (!Number.isInteger(count) || count < 1 || count > 32) fail('--instances must be 1 to 32');
-  let haproxyBin;
+  let haproxyBin = ['/usr/sbin/haproxy', '/usr/bin/haproxy', '/usr/local/sbin/haproxy'].find((p) => fs.existsSync(p));
   try {
-    haproxyBin = execFileSync('sh', ['-c', 'command -v haproxy'], { encoding: 'utf8' }).trim();
+    haproxyBin = haproxyBin || execFileSync('sh', ['-c', 'command -v haproxy'], { encoding: 'utf8' }).trim();
   } catch {
     fail('HAProxy is not installed: apt-get install haproxy');
   }

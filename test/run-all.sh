@@ -15,7 +15,14 @@ for pkg in postgresql haproxy e2fsprogs g++ make libbearssl-dev doctest-dev nloh
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing system packages: ${need_apt[*]}"
+  # The packages' own services (PostgreSQL's main cluster, HAProxy) are not started: the tests start private
+  # instances of their own. (policy-rc.d is Debian's switch for that; one already there is left alone.)
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy=/usr/sbin/policy-rc.d
+  fi
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  if [ -n "$policy" ]; then rm -f "$policy"; fi
 fi
 
 # Node-RED 5 needs Node >= 22.9; both come from the npm registry into test/nr5.

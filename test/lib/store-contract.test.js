@@ -378,9 +378,13 @@ describe('PostgresStore: several instances on one database, and a database that 
     return stores;
   };
 
-  it('three instances that start together migrate once', async function () {
+  it('three instances that start together migrate once; a schema newer than the package is refused', async function () {
     await instances(3);
     (await cluster.query(url, 'SELECT version FROM e2ee_schema_version')).map((r) => r.version).should.eql([lib.PG_MIGRATIONS.length]);
+    await cluster.query(url, 'INSERT INTO e2ee_schema_version (version) VALUES (999)');
+    const newer = new lib.PostgresStore({ connectionString: url, poolSize: 1 });
+    await newer.ready().should.be.rejectedWith(/newer than this package supports/);
+    await newer.close();
   });
 
   it('50 copies of one number spread over three instances: exactly one accepted, in strict and window modes', async function () {
