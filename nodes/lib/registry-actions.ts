@@ -189,14 +189,15 @@ export async function runAction(store: DeviceStore, req: ActionRequest, t: Trans
         const result = await store.register(input, now, req.maxDevices);
         if (result.full) return nok(403, 'e2ee.registry.device-limit', { max: req.maxDevices });
         const { created, device } = result;
-        if (sealed) return answer(created ? 201 : 200, device);
+        // (Awaited here, so that a rejection of the answer is answered by the catch below.)
+        if (sealed) return await answer(created ? 201 : 200, device);
         if (created) return { statusCode: 201, payload: { status: 'OK', message: t('e2ee.registry.registered'), deviceid, cfgsn: device.cfgsn } };
         return { statusCode: 200, payload: device };
       }
       case 'get': {
         const device = await store.poll(deviceid, now);
         if (!device) return notRegistered();
-        if (sealed) return answer(200, device);
+        if (sealed) return await answer(200, device);
         // Queued commands ride along, so devices behind NAT get them too; offering one delivers it.
         const pending = await store.pendingCommands(deviceid, MAX_PENDING_COMMANDS);
         await store.markDelivered(deviceid, pending.map((c) => c.seqn), 'poll', now);

@@ -82,6 +82,12 @@ describe('lib trust model: key versions, acknowledgements, expiry, config answer
     (await act('get', 'd4', {})).statusCode.should.equal(401);
   });
 
+  it('a sealed registration or poll without a valid SEQN is a 400, not a thrown error', async function () {
+    const sealed = { sealed: { authenticated: true, keyver: 0 } };
+    (await act('register', 'd9', { ipaddr: '10.0.0.1', ssid: 'x', SEQN: 'x' }, sealed)).statusCode.should.equal(400);
+    (await act('get', 'd9', null, sealed)).statusCode.should.equal(400);
+  });
+
   it('expires commands nobody acknowledged, and lists them as expired', async function () {
     await store.register({ deviceid: 'd5', ipaddr: '10.0.0.1', ssid: 'x' });
     await store.queueCommand('d5', 1, { sealed: 1 }, Date.now() - 10_000);

@@ -6,21 +6,24 @@
  * Every statement is parameterised; the schema has its own versioned migrations (PG_MIGRATIONS), applied under an
  * advisory lock so that instances starting together migrate once.
  *
- * Replay decisions are made inside a transaction that holds a per-device advisory lock: any number of instances
- * deciding for the same device at the same moment are serialised by PostgreSQL, and a number is accepted exactly
- * once. The decision itself is the same pure function as SQLite's (replay-window.ts), run on the row read under
- * the lock. Decisions are group-committed: the requests waiting while a transaction commits are decided together
- * in the next one (one lock statement, one read, one upsert for all of them), and each resolves after its
- * transaction has committed (persist `before-send`; `with-next-write` is treated the same here, since a decision
- * cannot be trusted before it is in the database).
+ * Uplink decisions (the key version, the replay window, the promotion of a pending key version) are made inside a
+ * transaction that holds a per-device advisory lock: any number of instances deciding for the same device at the
+ * same moment are serialised by PostgreSQL, and a number is accepted exactly once. The decision itself is the same
+ * pure function as SQLite's (replay-window.ts), run on the row read under the lock. (A lock rather than one
+ * atomic statement: the window of up to 1,024 bits would have to be decided a second time in SQL, and the lock also
+ * covers ids that have no row yet.) Decisions are group-committed: the requests waiting while a transaction commits
+ * are decided together in the next one (one call that locks and reads, one statement that writes, for all of them),
+ * and each resolves after its transaction has committed (persist `before-send`; `with-next-write` is treated the
+ * same here, since a decision cannot be trusted before it is in the database).
  *
  * No in-process fast path rejects numbers: an operator's reset on any instance may lower a device's floor, so a
  * floor cached here could refuse a number the database would accept. (Rejections write nothing, so a replay
  * flood costs reads, not commits.) The only cache is of acknowledgements this process already applied, which
  * cannot change a decision: an applied acknowledgement stays applied.
  *
- * Other writes (readings, lastseen, commands, operator changes) go through a second group commit: readings as one
- * multi-row INSERT per batch (unnest over arrays), lastseen as one UPDATE per batch.
+ * Other writes (readings, lastseen, commands, operator changes) go through a second group commit: per batch, the
+ * readings as one multi-row INSERT (the rows unpacked from one JSON parameter) and lastseen as one UPDATE, both in
+ * one statement.
  */
 import type * as PgTypes from 'pg';
 import type { DeviceRow, ReadingRow, RegisterInput, UpdateInput } from '../registry';
@@ -108,7 +111,10 @@ export const PG_PRUNE_BATCH = 500;
 /** The default number of connections an instance keeps to the database. */
 export const DEFAULT_POOL_SIZE = 10;
 
-/** The first key of this package's advisory locks ('E2EE'); the second is 0 for migrations, 1 for the device cap. */
+/**
+ * The first key of this package's advisory locks ('E2EE'); the second is 0 for migrations, 1 for the device cap.
+ * (The per-device uplink locks use 'E2RP' and hashtext(deviceid): see e2ee_lock_uplinks.)
+ */
 const LOCK_CLASS = 0x45324545;
 
 /** How often a batch that lost a deadlock or a serialisation conflict is tried again before its writes fail. */
