@@ -29,6 +29,8 @@ import type * as PgTypes from 'pg';
 import type { DeviceRow, ReadingRow, RegisterInput, UpdateInput } from '../registry';
 import { INITIAL_STATE, ReplayState, decide } from '../replay-window';
 import type { Retention } from '../retention';
+import { DEVICE_COLUMNS, RawCommandStatus, RawDevice, sortExpired, toCommandStatus, toDevice } from './rows';
+import { Availability, HealthEvent, openWithRetry } from './availability';
 import { GroupCommit, PendingWrite, Statement } from './group-commit';
 import { SORT_COLUMNS, StorageUnavailableError } from './types';
 import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, KeyCheck, ListOptions, ReadingsOptions, ReplayPersist, ReplayResult, SortColumn, UplinkVerdict } from './types';
@@ -120,10 +122,6 @@ const LOCK_CLASS = 0x45324545;
 /** How often a batch that lost a deadlock or a serialisation conflict is tried again before its writes fail. */
 const CONFLICT_RETRIES = 5;
 
-/** The waits between attempts to reach a database that is unavailable (then every last one). */
-const RECONNECT_DELAYS_MS = [250, 500, 1000, 2000, 5000];
-
-const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, keyver, pendingkeyver, rxbuf';
 
 /** Node's socket errors that mean the server cannot be reached now. */
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
@@ -150,20 +148,6 @@ function isConflict(err: unknown): boolean {
   return code === '40P01' || code === '40001';
 }
 
-interface RawDevice extends Omit<DeviceRow, 'data'> {
-  data: string;
-}
-
-function toDevice(raw: RawDevice): DeviceRow {
-  let data: Record<string, unknown> = {};
-  try {
-    const parsed = JSON.parse(raw.data);
-    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) data = parsed;
-  } catch {
-    // Only validated JSON objects are written; an unreadable value reads as empty.
-  }
-  return { ...raw, data };
-}
 
 const iso = (now: number) => new Date(now).toISOString();
 
@@ -206,7 +190,7 @@ export interface PostgresOptions {
   /** Test hook: called with each batch size. */
   onBatch?: (size: number) => void;
   /** Told when the database becomes unavailable and when it is available again, once per change. */
-  onHealth?: (health: { available: false; code: string } | { available: true; downMs: number }) => void;
+  onHealth?: (health: HealthEvent) => void;
 }
 
 /** An uplink decision (with the key version it was sealed under, if any) or an operator's reset, in the replay batch. */
@@ -246,9 +230,10 @@ export class PostgresStore implements DeviceStore {
   private firstAttemptDone!: () => void;
   private closed = false;
   private isOpen = false;
-  private down: { since: number; code: string } | undefined;
+  private readonly availability: Availability;
 
   constructor(private readonly options: PostgresOptions) {
+    this.availability = new Availability(options.onHealth);
     this.replays = new GroupCommit((batch) => this.commitReplays(batch));
     this.commits = new GroupCommit((batch) => this.commitData(batch));
     this.firstAttempt = new Promise((resolve) => { this.firstAttemptDone = resolve; });
@@ -272,21 +257,9 @@ export class PostgresStore implements DeviceStore {
     return this.opening;
   }
 
+  /** Tells onHealth when availability changes. */
   private health(err?: unknown): void {
-    if (err instanceof StorageUnavailableError) {
-      if (this.down) return;
-      this.down = { since: Date.now(), code: err.code };
-      this.options.onHealth?.({ available: false, code: err.code });
-    } else if (err === undefined && this.down) {
-      const downMs = Date.now() - this.down.since;
-      this.down = undefined;
-      this.options.onHealth?.({ available: true, downMs });
-    }
-  }
-
-  /** Whether the last contact with the database succeeded (for health checks). */
-  get available(): boolean {
-    return this.isOpen && !this.down;
+    this.availability.report(err);
   }
 
   private async open(): Promise<void> {
@@ -309,23 +282,16 @@ export class PostgresStore implements DeviceStore {
     // query under way then fails, and the connection is discarded on release).
     this.pool.on('error', (err) => this.health(pgStorageError(err)));
     this.pool.on('connect', (client) => client.on('error', (err) => this.health(pgStorageError(err))));
-    for (let attempt = 0; ; attempt++) {
-      try {
+    await openWithRetry({
+      attempt: async () => {
         await this.migrate();
         this.isOpen = true;
-        this.health();
-        this.firstAttemptDone();
-        return;
-      } catch (raw) {
-        const err = pgStorageError(raw);
-        if (err instanceof StorageUnavailableError) this.health(err);
-        this.firstAttemptDone();
-        if (!(err instanceof StorageUnavailableError) || this.closed) throw err;
-        const wait = RECONNECT_DELAYS_MS[Math.min(attempt, RECONNECT_DELAYS_MS.length - 1)];
-        for (const end = Date.now() + wait; Date.now() < end && !this.closed; ) await new Promise((r) => setTimeout(r, 50));
-        if (this.closed) throw err;
-      }
-    }
+      },
+      classify: pgStorageError,
+      availability: this.availability,
+      closed: () => this.closed,
+      firstDone: () => this.firstAttemptDone(),
+    });
   }
 
   private async migrate(): Promise<void> {
@@ -372,9 +338,9 @@ export class PostgresStore implements DeviceStore {
   private afterOpen<T>(fn: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new Error('device store is closed'));
     if (this.isOpen) return fn();
-    const unavailable = () => Promise.reject(new StorageUnavailableError(this.down?.code ?? 'PG_CONNECTION'));
-    if (this.down) return unavailable();
-    return this.firstAttempt.then(() => (this.isOpen ? fn() : this.down ? unavailable() : this.opening.then(fn)));
+    const unavailable = () => Promise.reject(this.availability.unavailable('PG_CONNECTION'));
+    if (this.availability.isDown) return unavailable();
+    return this.firstAttempt.then(() => (this.isOpen ? fn() : this.availability.isDown ? unavailable() : this.opening.then(fn)));
   }
 
   /** One statement in its own transaction, on any pooled connection. */
@@ -759,20 +725,15 @@ export class PostgresStore implements DeviceStore {
       'UPDATE commands SET expired = $1 WHERE delivered IS NULL AND expired IS NULL AND created < $2 RETURNING deviceid, seqn, created',
       [iso(now), iso(now - maxAgeMs)],
     );
-    return rows.sort((a, b) => (a.deviceid < b.deviceid ? -1 : a.deviceid > b.deviceid ? 1 : a.seqn - b.seqn));
+    return sortExpired(rows);
   }
 
   async commandLog(deviceid: string, limit: number): Promise<CommandStatusRow[]> {
-    const rows = await this.query<{ seqn: number; created: string; delivered: string | null; via: string | null; expired: string | null }>(
+    const rows = await this.query<RawCommandStatus>(
       'SELECT seqn, created, delivered, via, expired FROM commands WHERE deviceid = $1 ORDER BY seqn DESC LIMIT $2',
       [deviceid, limit],
     );
-    return rows.map((r) => ({
-      seqn: r.seqn,
-      created: r.created,
-      state: r.expired ? 'expired' : r.delivered ? (r.via === 'ack' ? 'acknowledged' : 'delivered') : 'pending',
-      at: r.expired ?? r.delivered,
-    }));
+    return rows.map(toCommandStatus);
   }
 
   // --- key versions --------------------------------------------------------

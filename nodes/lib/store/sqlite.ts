@@ -20,6 +20,8 @@ import type * as Sqlite3 from 'sqlite3';
 import type { DeviceRow, ReadingRow, RegisterInput, UpdateInput } from '../registry';
 import { INITIAL_STATE, ReplayState, decide } from '../replay-window';
 import type { Retention } from '../retention';
+import { DEVICE_COLUMNS, RawCommandStatus, RawDevice, sortExpired, toCommandStatus, toDevice } from './rows';
+import { Availability, HealthEvent, openWithRetry } from './availability';
 import { GroupCommit, PendingWrite, Statement, Write, supersededWrites } from './group-commit';
 import { SORT_COLUMNS, StorageUnavailableError } from './types';
 import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, KeyCheck, ListOptions, ReadingsOptions, ReplayPersist, ReplayResult, SortColumn } from './types';
@@ -116,28 +118,10 @@ function storageError(err: unknown): unknown {
 /** How long SQLite retries a lock held by another process before a statement fails with SQLITE_BUSY. */
 export const BUSY_TIMEOUT_MS = 5000;
 
-/** The waits between attempts to open a database that is unavailable (then every last one). */
-const REOPEN_DELAYS_MS = [250, 500, 1000, 2000, 5000];
 
 /** The current time in the ISO 8601 form the rows use, computed by SQLite. */
 const NOW_SQL = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
-const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, keyver, pendingkeyver, rxbuf';
-
-interface RawDevice extends Omit<DeviceRow, 'data'> {
-  data: string;
-}
-
-function toDevice(raw: RawDevice): DeviceRow {
-  let data: Record<string, unknown> = {};
-  try {
-    const parsed = JSON.parse(raw.data);
-    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) data = parsed;
-  } catch {
-    // Only validated JSON objects are written; an unreadable value reads as empty.
-  }
-  return { ...raw, data };
-}
 
 let isoMs = NaN;
 let isoText = '';
@@ -161,7 +145,7 @@ export interface SqliteOptions {
    * Told when the storage becomes unavailable (with SQLite's code) and when it is available again (with how long
    * it was not), once per change.
    */
-  onHealth?: (health: { available: false; code: string } | { available: true; downMs: number }) => void;
+  onHealth?: (health: HealthEvent) => void;
 }
 
 export class SqliteStore implements DeviceStore {
@@ -193,11 +177,11 @@ export class SqliteStore implements DeviceStore {
   private isOpen = false;
   /** A write transaction is open (one always is between batches, unless the last BEGIN failed). */
   private inTransaction = false;
-  /** When the storage became unavailable, and why; undefined while it is available. */
-  private down: { since: number; code: string } | undefined;
+  private readonly availability: Availability;
 
   constructor(private readonly options: SqliteOptions) {
     this.file = path.resolve(options.file);
+    this.availability = new Availability(options.onHealth);
     this.commits = new GroupCommit((batch) => this.commitBatch(batch), (index) => this.deferredWrites(index));
     this.firstAttempt = new Promise((resolve) => { this.firstAttemptDone = resolve; });
     this.opening = this.open();
@@ -215,15 +199,7 @@ export class SqliteStore implements DeviceStore {
 
   /** Tells onHealth when availability changes. */
   private health(err?: unknown): void {
-    if (err instanceof StorageUnavailableError) {
-      if (this.down) return;
-      this.down = { since: Date.now(), code: err.code };
-      this.options.onHealth?.({ available: false, code: err.code });
-    } else if (err === undefined && this.down) {
-      const downMs = Date.now() - this.down.since;
-      this.down = undefined;
-      this.options.onHealth?.({ available: true, downMs });
-    }
+    this.availability.report(err);
   }
 
   /**
@@ -231,24 +207,15 @@ export class SqliteStore implements DeviceStore {
    * with growing waits until it opens or the store is closed. Meanwhile requests fail at once with
    * StorageUnavailableError instead of waiting.
    */
-  private async open(): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.openOnce();
-        this.health();
-        this.firstAttemptDone();
-        return;
-      } catch (raw) {
-        const err = storageError(raw);
-        await this.release();
-        if (err instanceof StorageUnavailableError) this.health(err);
-        this.firstAttemptDone();
-        if (!(err instanceof StorageUnavailableError) || this.closed) throw err;
-        const wait = REOPEN_DELAYS_MS[Math.min(attempt, REOPEN_DELAYS_MS.length - 1)];
-        for (const end = Date.now() + wait; Date.now() < end && !this.closed; ) await new Promise((r) => setTimeout(r, 50));
-        if (this.closed) throw err;
-      }
-    }
+  private open(): Promise<void> {
+    return openWithRetry({
+      attempt: () => this.openOnce(),
+      classify: storageError,
+      availability: this.availability,
+      closed: () => this.closed,
+      firstDone: () => this.firstAttemptDone(),
+      afterFailure: () => this.release(),
+    });
   }
 
   private async openOnce(): Promise<void> {
@@ -314,7 +281,7 @@ export class SqliteStore implements DeviceStore {
 
   /** The open connection (none between a failed open and the next attempt: the store is unavailable then). */
   private get conn(): Sqlite3.Database {
-    if (!this.db) throw new StorageUnavailableError(this.down?.code ?? 'SQLITE_CANTOPEN');
+    if (!this.db) throw this.availability.unavailable('SQLITE_CANTOPEN');
     return this.db;
   }
 
@@ -352,9 +319,9 @@ export class SqliteStore implements DeviceStore {
     if (this.closed) return Promise.reject(new Error('device store is closed'));
     if (this.isOpen) return fn();
     // Not open because it is unavailable: answer now (503) rather than hold the request until it opens.
-    const unavailable = () => Promise.reject(new StorageUnavailableError(this.down?.code ?? 'SQLITE_CANTOPEN'));
-    if (this.down) return unavailable();
-    return this.firstAttempt.then(() => (this.isOpen ? fn() : this.down ? unavailable() : this.opening.then(fn)));
+    const unavailable = () => Promise.reject(this.availability.unavailable('SQLITE_CANTOPEN'));
+    if (this.availability.isDown) return unavailable();
+    return this.firstAttempt.then(() => (this.isOpen ? fn() : this.availability.isDown ? unavailable() : this.opening.then(fn)));
   }
 
   private read<T>(sql: string, params: unknown[]): Promise<T[]> {
@@ -700,20 +667,15 @@ export class SqliteStore implements DeviceStore {
         params: [iso(now), new Date(now - maxAgeMs).toISOString()],
       },
     ])) as ExpiredCommand[];
-    return rows.sort((a, b) => (a.deviceid < b.deviceid ? -1 : a.deviceid > b.deviceid ? 1 : a.seqn - b.seqn));
+    return sortExpired(rows);
   }
 
   async commandLog(deviceid: string, limit: number): Promise<CommandStatusRow[]> {
-    const rows = await this.read<{ seqn: number; created: string; delivered: string | null; via: string | null; expired: string | null }>(
+    const rows = await this.read<RawCommandStatus>(
       'SELECT seqn, created, delivered, via, expired FROM commands WHERE deviceid = ? ORDER BY seqn DESC LIMIT ?',
       [deviceid, limit],
     );
-    return rows.map((r) => ({
-      seqn: r.seqn,
-      created: r.created,
-      state: r.expired ? 'expired' : r.delivered ? (r.via === 'ack' ? 'acknowledged' : 'delivered') : 'pending',
-      at: r.expired ?? r.delivered,
-    }));
+    return rows.map(toCommandStatus);
   }
 
   // --- key versions --------------------------------------------------------

@@ -1,0 +1,47 @@
+/**
+ * What both backends share about rows: the device columns and how a device row reads, how a command's columns
+ * become its state, and the order expired commands are reported in.
+ */
+import type { DeviceRow } from '../registry';
+import type { CommandStatusRow, ExpiredCommand } from './types';
+
+export const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, keyver, pendingkeyver, rxbuf';
+
+/** A device row as stored: its data is JSON text. */
+export interface RawDevice extends Omit<DeviceRow, 'data'> {
+  data: string;
+}
+
+export function toDevice(raw: RawDevice): DeviceRow {
+  let data: Record<string, unknown> = {};
+  try {
+    const parsed = JSON.parse(raw.data);
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) data = parsed;
+  } catch {
+    // Only validated JSON objects are written; an unreadable value reads as empty.
+  }
+  return { ...raw, data };
+}
+
+/** A command's columns as the command log shows them. */
+export interface RawCommandStatus {
+  seqn: number;
+  created: string;
+  delivered: string | null;
+  via: string | null;
+  expired: string | null;
+}
+
+export function toCommandStatus(r: RawCommandStatus): CommandStatusRow {
+  return {
+    seqn: r.seqn,
+    created: r.created,
+    state: r.expired ? 'expired' : r.delivered ? (r.via === 'ack' ? 'acknowledged' : 'delivered') : 'pending',
+    at: r.expired ?? r.delivered,
+  };
+}
+
+/** Expired commands by device id, then SEQN. */
+export function sortExpired(rows: ExpiredCommand[]): ExpiredCommand[] {
+  return rows.sort((a, b) => (a.deviceid < b.deviceid ? -1 : a.deviceid > b.deviceid ? 1 : a.seqn - b.seqn));
+}
