@@ -19,17 +19,16 @@ namespace {
 
 const char *const TAG = "e2ee";
 
-// EEPROM layout: magic, uplink reserved bound, last accepted downlink SEQN, and the key a rekey
-// gave the device (its own magic, version, 16 bytes).
-constexpr uint32_t kMagic = 0xE2EE0001;
-constexpr int kAddrMagic = 0;
-constexpr int kAddrUplink = 8;
-constexpr int kAddrDownlink = 16;
-constexpr uint32_t kKeyMagic = 0xE2EE4B31;
-constexpr int kAddrKeyMagic = 24;
-constexpr int kAddrKeyVersion = 28;
-constexpr int kAddrKey = 32;
-constexpr size_t kEepromSize = 48;
+// EEPROM layout: three slots, each with its own magic and CRC-32 (lib/e2ee/src/e2ee_store.h), so an erased,
+// zeroed, half-written or foreign EEPROM is detected slot by slot: the uplink reserved bound, the last accepted
+// downlink SEQN, and the key a rekey gave the device (version and 16 bytes).
+constexpr size_t kAddrUplink = 0;
+constexpr size_t kAddrDownlink = kAddrUplink + e2ee::SlotCounter::kFootprint;
+constexpr size_t kAddrKey = kAddrDownlink + e2ee::SlotCounter::kFootprint;
+constexpr size_t kEepromSize = kAddrKey + e2ee::KeySlot::kFootprint;
+constexpr uint32_t kUplinkMagic = 0xE2EE5501;
+constexpr uint32_t kDownlinkMagic = 0xE2EE5502;
+constexpr uint32_t kKeyMagic = 0xE2EE4B32;
 // One flash write per 32 readings; a reboot skips at most 32 numbers.
 constexpr uint32_t kSeqBlock = 32;
 
@@ -38,28 +37,19 @@ constexpr size_t kPlainMax = 256;                                            // 
 constexpr size_t kBodyMax = 512;                                             // encrypted JSON body
 constexpr size_t kPollMax = 1536;                                            // config poll response (declared as rxbuf)
 
-class EepromCounter : public e2ee::CounterStore {
+/// The core's EEPROM emulation (a RAM image of one flash sector, written back by commit()) as lib/'s Flash.
+class EepromFlash : public e2ee::Flash {
  public:
-  explicit EepromCounter(int addr) : addr_(addr) {}
-  bool load(uint64_t *value) override {
-    uint32_t magic = 0;
-    EEPROM.get(kAddrMagic, magic);
-    if (magic != kMagic) return false;
-    EEPROM.get(addr_, *value);
-    return true;
-  }
-  bool save(uint64_t value) override {
-    EEPROM.put(kAddrMagic, kMagic);
-    EEPROM.put(addr_, value);
-    return EEPROM.commit();
-  }
-
- private:
-  int addr_;
+  size_t size() const override { return kEepromSize; }
+  uint8_t read(size_t addr) const override { return EEPROM.read(int(addr)); }
+  void write(size_t addr, uint8_t value) override { EEPROM.write(int(addr), value); }
+  bool commit() override { return EEPROM.commit(); }
 };
 
-EepromCounter uplinkStore(kAddrUplink);
-EepromCounter downlinkStore(kAddrDownlink);
+EepromFlash flash;
+e2ee::SlotCounter uplinkStore(flash, kAddrUplink, kUplinkMagic);
+e2ee::SlotCounter downlinkStore(flash, kAddrDownlink, kDownlinkMagic);
+e2ee::KeySlot keySlot(flash, kAddrKey, kKeyMagic);
 e2ee::SeqCounter seq(uplinkStore, kSeqBlock);
 e2ee::DownlinkGuard downlink(downlinkStore);
 e2ee::Keys keys;
@@ -85,28 +75,28 @@ uint8_t answer[kPollMax];  // the opened config answer
 #define E2EE_KEY_VERSION 0
 #endif
 
+/// Says once at boot what a damaged or empty slot means, and what was done about it.
+void reportSlot(const char *what, e2ee::SlotState state, const char *consequence) {
+  if (state == e2ee::SlotState::Ok) return;
+  Serial.printf("[%s] storage: %s %s: %s\n", TAG, what, e2ee::slot_state_name(state), consequence);
+}
+
 #if E2EE_AUTH_HMAC
 /// A key from a rekey, stored before its command is acknowledged: used from the next boot on.
 bool loadStoredKey() {
-  uint32_t magic = 0;
   uint32_t version = 0;
   uint8_t key[16];
-  EEPROM.get(kAddrKeyMagic, magic);
-  EEPROM.get(kAddrKeyVersion, version);
-  if (magic != kKeyMagic || version <= uint32_t(E2EE_KEY_VERSION)) return false;
-  for (size_t i = 0; i < sizeof(key); i++) key[i] = EEPROM.read(kAddrKey + int(i));
+  const e2ee::SlotState state = keySlot.load(&version, key);
+  // Erased is the normal case (never rekeyed); anything else but a valid record is worth a line.
+  if (state != e2ee::SlotState::Erased) reportSlot("rekeyed key", state, "using E2EE_KEY_HEX from secrets.h");
+  if (state != e2ee::SlotState::Ok || version <= uint32_t(E2EE_KEY_VERSION)) return false;
   if (!e2ee::keys_init(&keys, key, sizeof(key), e2ee::Auth::HmacSha256)) return false;
   keys.kv = version;
   return true;
 }
 #endif
 
-bool storeKey(uint32_t version, const uint8_t key[16]) {
-  EEPROM.put(kAddrKeyMagic, kKeyMagic);
-  EEPROM.put(kAddrKeyVersion, version);
-  for (size_t i = 0; i < 16; i++) EEPROM.write(kAddrKey + int(i), key[i]);
-  return EEPROM.commit();
-}
+bool storeKey(uint32_t version, const uint8_t key[16]) { return keySlot.save(version, key); }
 
 void hardwareRandom(uint8_t *out, size_t n) {
   for (size_t i = 0; i < n; i += 4) {
@@ -327,6 +317,10 @@ void setup() {
   EEPROM.begin(kEepromSize);
   seq.begin();
   downlink.begin();
+  reportSlot("uplink counter", uplinkStore.state(),
+             "sequence numbers start at 0. If this device sent readings before (a flash erase, a new module with an old id), "
+             "the backend refuses them until an operator resets its counter: POST /api/devices/<id>/reset");
+  reportSlot("downlink counter", downlinkStore.state(), "commands are accepted from SEQN 1 again");
   if (!e2ee::keys_from_hex(&keys, E2EE_KEY_HEX, E2EE_AUTH_HMAC ? e2ee::Auth::HmacSha256 : e2ee::Auth::None)) {
     Serial.printf("[%s] E2EE_KEY_HEX must be 32, 48 or 64 hex digits (see include/secrets.example.h). Halting.\n", TAG);
     for (;;) delay(1000);

@@ -437,3 +437,157 @@ int main(int argc, char **argv) {
   context.applyCommandLine(argc, argv);
   return context.run();
 }
+
+// --- persistent storage: slots with a magic and a CRC each -------------------------------------------------------
+
+/// EEPROM emulation in memory: a RAM image, committed to "flash" (what survives a reboot) on commit().
+struct MemFlash : Flash {
+  std::vector<uint8_t> ram;
+  std::vector<uint8_t> flash;
+  int commits = 0;
+  bool fail_commit = false;
+  explicit MemFlash(size_t n, uint8_t fill = 0xFF) : ram(n, fill), flash(n, fill) {}
+  size_t size() const override { return ram.size(); }
+  uint8_t read(size_t addr) const override { return ram.at(addr); }
+  void write(size_t addr, uint8_t value) override { ram.at(addr) = value; }
+  bool commit() override {
+    if (fail_commit) return false;
+    flash = ram;
+    commits++;
+    return true;
+  }
+  /// A reboot: RAM is read back from flash.
+  void reboot() { ram = flash; }
+};
+
+TEST_CASE("crc32: the standard check value") {
+  const char *s = "123456789";
+  CHECK(crc32(reinterpret_cast<const uint8_t *>(s), 9) == 0xCBF43926u);
+  CHECK(crc32(reinterpret_cast<const uint8_t *>(s) + 4, 5, crc32(reinterpret_cast<const uint8_t *>(s), 4)) == 0xCBF43926u);
+}
+
+TEST_CASE("slots: erased, zeroed, foreign, corrupted and valid records are told apart") {
+  const uint8_t value[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  uint8_t out[8] = {};
+  MemFlash erased(64);
+  Slot s(erased, 16, 0xE2EE5301u, 8);
+  CHECK(s.load(out) == SlotState::Erased);
+  MemFlash zeroed(64, 0x00);
+  CHECK(Slot(zeroed, 16, 0xE2EE5301u, 8).load(out) == SlotState::Zeroed);
+  REQUIRE(s.save(value));
+  erased.reboot();
+  REQUIRE(s.load(out) == SlotState::Ok);
+  CHECK(std::vector<uint8_t>(out, out + 8) == std::vector<uint8_t>(value, value + 8));
+  // Another firmware's data under the same bytes: a different magic.
+  CHECK(Slot(erased, 16, 0xE2EE5302u, 8).load(out) == SlotState::Corrupt);
+  // Every single bit flipped anywhere in the record is caught.
+  for (size_t byte = 0; byte < Slot::footprint(8); byte++) {
+    for (int bit = 0; bit < 8; bit++) {
+      MemFlash f = erased;
+      f.ram[16 + byte] ^= uint8_t(1u << bit);
+      uint8_t got[8] = {};
+      CHECK(Slot(f, 16, 0xE2EE5301u, 8).load(got) == SlotState::Corrupt);
+    }
+  }
+  // Slots do not overlap their neighbours' bytes, and one that does not fit the flash is refused.
+  CHECK(erased.ram[15] == 0xFF);
+  CHECK(erased.ram[16 + Slot::footprint(8)] == 0xFF);
+  CHECK_FALSE(Slot(erased, 60, 0xE2EE5301u, 8).save(value));
+  CHECK(Slot(erased, 60, 0xE2EE5301u, 8).load(out) == SlotState::Corrupt);
+  CHECK(std::string(slot_state_name(SlotState::Erased)) == "erased");
+}
+
+TEST_CASE("slots: a write cut short at any byte reads as the old value or as corrupt, never as another value") {
+  MemFlash base(64);
+  SlotCounter counter(base, 0, 0xE2EE5301u);
+  REQUIRE(counter.save(1000));
+  MemFlash after = base;
+  SlotCounter(after, 0, 0xE2EE5301u).save(0x0102030405060708ull);
+  for (size_t cut = 0; cut <= SlotCounter::kFootprint; cut++) {
+    MemFlash torn = base;
+    for (size_t i = 0; i < cut; i++) torn.ram[i] = after.ram[i];
+    SlotCounter c(torn, 0, 0xE2EE5301u);
+    uint64_t v = 0;
+    const bool ok = c.load(&v);
+    if (ok) CHECK((v == 1000 || v == 0x0102030405060708ull));
+    else CHECK(c.state() == SlotState::Corrupt);
+  }
+}
+
+TEST_CASE("storage on an erased module: the uplink reservation does not make every command a replay (regression)") {
+  // The old layout shared one magic between the counters: the first uplink reservation wrote it, and the downlink
+  // counter then read as 0xFF..FF, so after a reboot every command was refused as a replay.
+  Keys k = make_keys("2b7e151628aed2a6abf7158809cf4f3c", Auth::HmacSha256);
+  MemFlash flash(64);
+  {
+    SlotCounter up(flash, 0, 0xE2EE5501u);
+    SlotCounter down(flash, SlotCounter::kFootprint, 0xE2EE5502u);
+    SeqCounter seq(up, 32);
+    DownlinkGuard guard(down);
+    seq.begin();
+    guard.begin();
+    CHECK(up.state() == SlotState::Erased);
+    CHECK(down.state() == SlotState::Erased);
+    uint64_t n = 0;
+    REQUIRE(seq.next(&n));
+    CHECK(n == 0);
+  }
+  flash.reboot();
+  SlotCounter up(flash, 0, 0xE2EE5501u);
+  SlotCounter down(flash, SlotCounter::kFootprint, 0xE2EE5502u);
+  SeqCounter seq(up, 32);
+  DownlinkGuard guard(down);
+  seq.begin();
+  guard.begin();
+  CHECK(up.state() == SlotState::Ok);
+  CHECK(down.state() == SlotState::Erased);
+  CHECK(guard.last() == 0);
+  uint64_t n = 0;
+  REQUIRE(seq.next(&n));
+  CHECK(n == 32);  // resumes at the reserved bound: never backwards
+  const char *plain = "{\"cmd\":{\"led\":true},\"SEQN\":1}";
+  uint8_t work[96];
+  char body[256];
+  size_t len = 0;
+  REQUIRE(seal(k, MsgType::Command, "dev", reinterpret_cast<const uint8_t *>(plain), strlen(plain), counting_random, work, sizeof(work), body, sizeof(body), &len));
+  Command cmd;
+  CHECK(guard.accept(k, "dev", body, len, work, sizeof(work), &cmd) == CommandStatus::Ok);
+  CHECK(cmd.seqn == 1);
+  CHECK(down.state() == SlotState::Ok);
+}
+
+TEST_CASE("storage: a corrupted counter starts again from 0 and says so; a failed commit hands out nothing") {
+  MemFlash flash(64);
+  SlotCounter up(flash, 0, 0xE2EE5501u);
+  REQUIRE(up.save(96));
+  flash.reboot();
+  flash.ram[5] ^= 0x10;
+  SlotCounter damaged(flash, 0, 0xE2EE5501u);
+  SeqCounter seq(damaged, 32);
+  seq.begin();
+  CHECK(damaged.state() == SlotState::Corrupt);
+  flash.fail_commit = true;
+  uint64_t n = 0;
+  CHECK_FALSE(seq.next(&n));
+  flash.fail_commit = false;
+  REQUIRE(seq.next(&n));
+  CHECK(n == 0);
+  CHECK(damaged.state() == SlotState::Ok);
+}
+
+TEST_CASE("key slot: a rekeyed key survives a reboot; a damaged one is not used") {
+  MemFlash flash(64);
+  KeySlot slot(flash, 24, 0xE2EE4B32u);
+  uint32_t version = 0;
+  uint8_t key[16] = {};
+  CHECK(slot.load(&version, key) == SlotState::Erased);
+  uint8_t fresh[16];
+  for (int i = 0; i < 16; i++) fresh[i] = uint8_t(0xA0 + i);
+  REQUIRE(slot.save(7, fresh));
+  flash.reboot();
+  REQUIRE(slot.load(&version, key) == SlotState::Ok);
+  CHECK(version == 7);
+  CHECK(std::vector<uint8_t>(key, key + 16) == std::vector<uint8_t>(fresh, fresh + 16));
+  flash.ram[24 + 4 + 4 + 3] ^= 1;  // one bit of the key
+  CHECK(slot.load(&version, key) == SlotState::Corrupt);
+}

@@ -4,3 +4,4 @@
 #include "e2ee_crypto.h"
 #include "e2ee_json.h"
 #include "e2ee_wire.h"
+#include "e2ee_store.h"
