@@ -13,6 +13,7 @@
 #else
 #warning "include/secrets.h not found: using include/secrets.example.h (copy it to secrets.h and fill it in)"
 #include "secrets.example.h"
+#define E2EE_SAMPLE_SECRETS 1
 #endif
 
 namespace {
@@ -55,7 +56,11 @@ e2ee::DownlinkGuard downlink(downlinkStore);
 e2ee::Keys keys;
 ESP8266WebServer server(80);
 
-char deviceId[65];  // E2EE_DEVICE_ID (at most 64 characters), else the MAC "5C:CF:7F:01:02:03"
+char deviceId[65];      // E2EE_DEVICE_ID (at most 64 characters), else the MAC "5C:CF:7F:01:02:03"
+char backendUrl[129];   // E2EE_BACKEND_URL, checked and without trailing slashes
+// After this many readings in a row refused with HTTP 400, say what that usually means.
+constexpr uint32_t kRefusalHint = 5;
+e2ee::RefusalStreak refusals(kRefusalHint);
 uint32_t intervalS = E2EE_INTERVAL_S;
 uint64_t cfgsn = 0;
 uint32_t lastTick = 0;
@@ -105,7 +110,23 @@ void hardwareRandom(uint8_t *out, size_t n) {
   }
 }
 
-String url(const char *suffix) { return String(E2EE_BACKEND_URL) + "/api/devices/" + deviceId + suffix; }
+String url(const char *suffix) { return String(backendUrl) + "/api/devices/" + deviceId + suffix; }
+
+/// One line per HTTP exchange; a negative code (no HTTP answer at all) with the core's explanation.
+void logHttp(const char *what, int code) {
+  if (code < 0) {
+    Serial.printf("[%s] %s: HTTP %d (%s): is the backend at %s running and reachable from this WiFi?\n", TAG, what, code,
+                  HTTPClient::errorToString(code).c_str(), backendUrl);
+  } else {
+    Serial.printf("[%s] %s: HTTP %d\n", TAG, what, code);
+  }
+}
+
+/// Stops with a reason: a setting in secrets.h that cannot work.
+[[noreturn]] void halt(const char *reason) {
+  Serial.printf("[%s] %s. Halting.\n", TAG, reason);
+  for (;;) delay(1000);
+}
 
 bool connectWifi() {
   if (WiFi.status() == WL_CONNECTED) return true;
@@ -182,7 +203,9 @@ bool registerDevice() {
   const int code = http.POST(reinterpret_cast<uint8_t *>(body), size_t(n));
   http.end();
 #endif
-  Serial.printf("[%s] register as %s: HTTP %d\n", TAG, deviceId, code);
+  char what[96];
+  snprintf(what, sizeof(what), "register as %s", deviceId);
+  logHttp(what, code);
   return code == 200 || code == 201;
 }
 
@@ -247,8 +270,16 @@ void postReading() {
   http.addHeader("Content-Type", "application/json");
   const int code = http.POST(reinterpret_cast<uint8_t *>(body), bodyLen);
   http.end();
-  Serial.printf("[%s] reading SEQN %lu: HTTP %d\n", TAG, static_cast<unsigned long>(n), code);
+  char what[40];
+  snprintf(what, sizeof(what), "reading SEQN %lu", static_cast<unsigned long>(n));
+  logHttp(what, code);
   if (code == 404) registered = false;
+  if (refusals.record(code)) {
+    Serial.printf("[%s] %u readings in a row refused (HTTP 400). Usually: the backend holds another key or auth mode for %s\n"
+                  "      (E2EE_KEY_HEX, E2EE_AUTH_HMAC, E2EE_KEY_VERSION), or its counter for this device is ahead of this one's\n"
+                  "      (after a flash erase): an operator resets it with POST /api/devices/%s/reset. The reason is in the Node-RED log.\n",
+                  TAG, unsigned(kRefusalHint), deviceId, deviceId);
+  }
 }
 
 void applyAnswer(const char *text, size_t got) {
@@ -281,7 +312,7 @@ void pollConfig() {
   size_t bodyLen = 0;
   if (len < 0 || size_t(len) >= sizeof(plain) || !sealUplink(e2ee::MsgType::Poll, size_t(len), &bodyLen)) return;
   const int code = exchange("/poll", bodyLen, n, "config poll");
-  if (code != 200) Serial.printf("[%s] config poll: HTTP %d\n", TAG, code);
+  if (code != 200) logHttp("config poll", code);
   if (code == 404) registered = false;
 #else
   WiFiClient client;
@@ -289,7 +320,7 @@ void pollConfig() {
   http.begin(client, url(""));
   const int code = http.GET();
   if (code != 200) {
-    Serial.printf("[%s] config poll: HTTP %d\n", TAG, code);
+    logHttp("config poll", code);
     if (code == 404) registered = false;
     http.end();
     return;
@@ -321,9 +352,14 @@ void setup() {
              "sequence numbers start at 0. If this device sent readings before (a flash erase, a new module with an old id), "
              "the backend refuses them until an operator resets its counter: POST /api/devices/<id>/reset");
   reportSlot("downlink counter", downlinkStore.state(), "commands are accepted from SEQN 1 again");
+#ifdef E2EE_SAMPLE_SECRETS
+  Serial.printf("[%s] include/secrets.h is missing: running with the sample's WiFi, backend and key, which will not work.\n"
+                "      Make it with npx esp-e2ee-keys <device id> --url <backend> > include/secrets.h (see firmware/README.md).\n", TAG);
+#endif
+  const e2ee::UrlStatus urlStatus = e2ee::normalize_backend_url(E2EE_BACKEND_URL, backendUrl, sizeof(backendUrl));
+  if (urlStatus != e2ee::UrlStatus::Ok) halt(e2ee::url_status_text(urlStatus));
   if (!e2ee::keys_from_hex(&keys, E2EE_KEY_HEX, E2EE_AUTH_HMAC ? e2ee::Auth::HmacSha256 : e2ee::Auth::None)) {
-    Serial.printf("[%s] E2EE_KEY_HEX must be 32, 48 or 64 hex digits (see include/secrets.example.h). Halting.\n", TAG);
-    for (;;) delay(1000);
+    halt("E2EE_KEY_HEX must be 32, 48 or 64 hex digits (see include/secrets.example.h)");
   }
 #if E2EE_AUTH_HMAC
   keys.kv = E2EE_KEY_VERSION;
@@ -337,7 +373,7 @@ void setup() {
   const String mac = WiFi.macAddress();
   snprintf(deviceId, sizeof(deviceId), "%s", mac.c_str());
 #endif
-  Serial.printf("[%s] device %s, auth %s, backend %s\n", TAG, deviceId, E2EE_AUTH_HMAC ? "hmac-sha256" : "none", E2EE_BACKEND_URL);
+  Serial.printf("[%s] device %s, auth %s, backend %s\n", TAG, deviceId, E2EE_AUTH_HMAC ? "hmac-sha256" : "none", backendUrl);
   server.on("/command", HTTP_POST, onCommand);
   server.begin();
 }

@@ -33,12 +33,12 @@ describe('firmware (lib/e2ee on the host)', function () {
     out.should.not.match(/runtime error|AddressSanitizer/);
   });
 
-  it('cross-compiles for the ESP8266 within budget: text <= 8 KiB, no static buffer over 1 KiB', function () {
+  it('cross-compiles for the ESP8266 within budget: text <= 12 KiB, no static object over 1.5 KiB', function () {
     const r = make('xtensa');
     const out = r.stdout + r.stderr;
     if (r.status !== 0) throw new Error(out);
     const text = Number(/lib\/e2ee text: (\d+) bytes/.exec(out)[1]);
-    text.should.be.belowOrEqual(8192);
+    text.should.be.belowOrEqual(12288);
     console.log(`      xtensa-lx106 -Os: ${out.match(/^\s+\d+\s+\d+\s+\d+\s+\d+\s+\w+\s+\(TOTALS\)$/m)[0].trim()} (text data bss dec hex); ${/largest static object: .*/.exec(out)[0]}`);
   });
 

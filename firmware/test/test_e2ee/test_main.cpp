@@ -591,3 +591,49 @@ TEST_CASE("key slot: a rekeyed key survives a reboot; a damaged one is not used"
   flash.ram[24 + 4 + 4 + 3] ^= 1;  // one bit of the key
   CHECK(slot.load(&version, key) == SlotState::Corrupt);
 }
+
+// --- an owner who makes mistakes -------------------------------------------------------------------------------
+
+TEST_CASE("backend URL: trailing slashes stripped; no scheme, https, no host, a bad port or too long are refused") {
+  char out[40];
+  CHECK(normalize_backend_url("http://192.168.1.10:1880", out, sizeof(out)) == UrlStatus::Ok);
+  CHECK(std::string(out) == "http://192.168.1.10:1880");
+  CHECK(normalize_backend_url("http://192.168.1.10:1880///", out, sizeof(out)) == UrlStatus::Ok);
+  CHECK(std::string(out) == "http://192.168.1.10:1880");
+  CHECK(normalize_backend_url("http://iot.lan/nodered/", out, sizeof(out)) == UrlStatus::Ok);
+  CHECK(std::string(out) == "http://iot.lan/nodered");
+  CHECK(normalize_backend_url("http://host", out, sizeof(out)) == UrlStatus::Ok);
+  CHECK(normalize_backend_url("", out, sizeof(out)) == UrlStatus::Empty);
+  CHECK(normalize_backend_url(nullptr, out, sizeof(out)) == UrlStatus::Empty);
+  CHECK(normalize_backend_url("192.168.1.10:1880", out, sizeof(out)) == UrlStatus::NoScheme);
+  CHECK(std::string(out).empty());
+  CHECK(normalize_backend_url("HTTP//host", out, sizeof(out)) == UrlStatus::NoScheme);
+  CHECK(normalize_backend_url("https://host:1880", out, sizeof(out)) == UrlStatus::Https);
+  CHECK(normalize_backend_url("http://", out, sizeof(out)) == UrlStatus::NoHost);
+  CHECK(normalize_backend_url("http:///", out, sizeof(out)) == UrlStatus::NoHost);
+  CHECK(normalize_backend_url("http://:1880", out, sizeof(out)) == UrlStatus::NoHost);
+  for (const char *bad : {"http://h:", "http://h:0", "http://h:65536", "http://h:99999999999", "http://h:18x0", "http://h:1880x/"}) {
+    CHECK_MESSAGE(normalize_backend_url(bad, out, sizeof(out)) == UrlStatus::BadPort, bad);
+  }
+  CHECK(normalize_backend_url("http://h:65535/", out, sizeof(out)) == UrlStatus::Ok);
+  CHECK(normalize_backend_url("http://a-rather-long-host-name.example:1880", out, sizeof(out)) == UrlStatus::TooLong);
+  char exact[16];
+  CHECK(normalize_backend_url("http://h:1880//", exact, 14) == UrlStatus::Ok);  // 13 characters and the NUL
+  CHECK(normalize_backend_url("http://h:1880", exact, 13) == UrlStatus::TooLong);
+  CHECK(std::string(url_status_text(UrlStatus::NoScheme)).find("http://") != std::string::npos);
+}
+
+TEST_CASE("refusal streak: explains once at the threshold; only an accepted reading starts a new streak") {
+  RefusalStreak streak(3);
+  CHECK_FALSE(streak.record(400));
+  CHECK_FALSE(streak.record(-1));  // a network error neither counts nor resets
+  CHECK_FALSE(streak.record(400));
+  CHECK(streak.record(400));
+  CHECK_FALSE(streak.record(400));  // not again while it goes on
+  CHECK(streak.count() == 4);
+  CHECK_FALSE(streak.record(200));
+  CHECK(streak.count() == 0);
+  CHECK_FALSE(streak.record(400));
+  CHECK_FALSE(streak.record(400));
+  CHECK(streak.record(400));
+}

@@ -5,3 +5,4 @@
 #include "e2ee_json.h"
 #include "e2ee_wire.h"
 #include "e2ee_store.h"
+#include "e2ee_owner.h"
