@@ -58,7 +58,7 @@ ESP8266WebServer server(80);
 
 char deviceId[65];      // E2EE_DEVICE_ID (at most 64 characters), else the MAC "5C:CF:7F:01:02:03"
 char backendUrl[129];   // E2EE_BACKEND_URL, checked and without trailing slashes
-// After this many readings in a row refused with HTTP 400, say what that usually means.
+// After this many registrations and readings in a row refused with HTTP 400, say what that usually means.
 constexpr uint32_t kRefusalHint = 5;
 e2ee::RefusalStreak refusals(kRefusalHint);
 uint32_t intervalS = E2EE_INTERVAL_S;
@@ -120,6 +120,16 @@ void logHttp(const char *what, int code) {
   } else {
     Serial.printf("[%s] %s: HTTP %d\n", TAG, what, code);
   }
+}
+
+/// Counts registrations and readings refused in a row (the backend answers every rejection with the same 400), and
+/// once there are kRefusalHint of them says what that usually means.
+void noteRefusal(int code) {
+  if (!refusals.record(code)) return;
+  Serial.printf("[%s] %u requests in a row refused (HTTP 400). Usually: the backend holds another key or auth mode for %s\n"
+                "      (E2EE_KEY_HEX, E2EE_AUTH_HMAC, E2EE_KEY_VERSION), or its counter for this device is ahead of this one's\n"
+                "      (after a flash erase): an operator resets it with POST /api/devices/%s/reset. The reason is in the Node-RED log.\n",
+                TAG, unsigned(kRefusalHint), deviceId, deviceId);
 }
 
 /// Stops with a reason: a setting in secrets.h that cannot work.
@@ -206,6 +216,7 @@ bool registerDevice() {
   char what[96];
   snprintf(what, sizeof(what), "register as %s", deviceId);
   logHttp(what, code);
+  noteRefusal(code);
   return code == 200 || code == 201;
 }
 
@@ -274,12 +285,7 @@ void postReading() {
   snprintf(what, sizeof(what), "reading SEQN %lu", static_cast<unsigned long>(n));
   logHttp(what, code);
   if (code == 404) registered = false;
-  if (refusals.record(code)) {
-    Serial.printf("[%s] %u readings in a row refused (HTTP 400). Usually: the backend holds another key or auth mode for %s\n"
-                  "      (E2EE_KEY_HEX, E2EE_AUTH_HMAC, E2EE_KEY_VERSION), or its counter for this device is ahead of this one's\n"
-                  "      (after a flash erase): an operator resets it with POST /api/devices/%s/reset. The reason is in the Node-RED log.\n",
-                  TAG, unsigned(kRefusalHint), deviceId, deviceId);
-  }
+  noteRefusal(code);
 }
 
 void applyAnswer(const char *text, size_t got) {
@@ -352,6 +358,8 @@ void setup() {
              "sequence numbers start at 0. If this device sent readings before (a flash erase, a new module with an old id), "
              "the backend refuses them until an operator resets its counter: POST /api/devices/<id>/reset");
   reportSlot("downlink counter", downlinkStore.state(), "commands are accepted from SEQN 1 again");
+  // Written back valid at once (both start at 0, as they were read), so the next boot is silent about them.
+  if (!uplinkStore.repair() || !downlinkStore.repair()) Serial.printf("[%s] storage: the EEPROM cannot be written\n", TAG);
 #ifdef E2EE_SAMPLE_SECRETS
   Serial.printf("[%s] include/secrets.h is missing: running with the sample's WiFi, backend and key, which will not work.\n"
                 "      Make it with npx esp-e2ee-keys <device id> --url <backend> > include/secrets.h (see firmware/README.md).\n", TAG);

@@ -542,6 +542,15 @@ TEST_CASE("storage on an erased module: the uplink reservation does not make eve
   CHECK(up.state() == SlotState::Ok);
   CHECK(down.state() == SlotState::Erased);
   CHECK(guard.last() == 0);
+  // Repaired at boot: valid from now on (the damage is reported at one boot only), and still 0.
+  REQUIRE(down.repair());
+  REQUIRE(up.repair());
+  CHECK(down.state() == SlotState::Ok);
+  uint64_t stored = 99;
+  REQUIRE(down.load(&stored));
+  CHECK(stored == 0);
+  REQUIRE(up.load(&stored));
+  CHECK(stored == 32);  // a valid slot is left as it is
   uint64_t n = 0;
   REQUIRE(seq.next(&n));
   CHECK(n == 32);  // resumes at the reserved bound: never backwards
@@ -623,7 +632,7 @@ TEST_CASE("backend URL: trailing slashes stripped; no scheme, https, no host, a 
   CHECK(std::string(url_status_text(UrlStatus::NoScheme)).find("http://") != std::string::npos);
 }
 
-TEST_CASE("refusal streak: explains once at the threshold; only an accepted reading starts a new streak") {
+TEST_CASE("refusal streak: explains once at the threshold; only an accepted uplink starts a new streak") {
   RefusalStreak streak(3);
   CHECK_FALSE(streak.record(400));
   CHECK_FALSE(streak.record(-1));  // a network error neither counts nor resets

@@ -44,7 +44,7 @@ const char *url_status_text(UrlStatus status) {
 
 bool RefusalStreak::record(int http_status) {
   if (http_status != 400) {
-    // Only an accepted reading ends a streak: a network error says nothing about why readings were refused.
+    // Only an accepted uplink ends a streak: a network error says nothing about why they were refused.
     if (http_status >= 200 && http_status < 300) count_ = 0;
     return false;
   }

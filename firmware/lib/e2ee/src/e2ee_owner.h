@@ -23,12 +23,12 @@ UrlStatus normalize_backend_url(const char *url, char *out, size_t out_size);
 /// What to tell the owner about a URL status, in one sentence.
 const char *url_status_text(UrlStatus status);
 
-/// Counts readings refused in a row (HTTP 400); says when to explain what that usually means: once, at the
-/// threshold-th refusal in a row, and again only after a reading was accepted in between.
+/// Counts uplinks (registrations, readings) refused in a row (HTTP 400); says when to explain what that usually means:
+/// once, at the threshold-th refusal in a row, and again only after one was accepted in between.
 class RefusalStreak {
  public:
   explicit RefusalStreak(uint32_t threshold) : threshold_(threshold ? threshold : 1) {}
-  /// Records a reading's HTTP status; true when the explanation is due now.
+  /// Records an uplink's HTTP status; true when the explanation is due now.
   bool record(int http_status);
   uint32_t count() const { return count_; }
 

@@ -94,6 +94,11 @@ bool SlotCounter::save(uint64_t value) {
   return true;
 }
 
+bool SlotCounter::repair() {
+  if (state_ == SlotState::Ok) return true;
+  return save(0);
+}
+
 SlotState KeySlot::load(uint32_t *version, uint8_t key[16]) const {
   uint8_t raw[20];
   const SlotState state = slot_.load(raw);

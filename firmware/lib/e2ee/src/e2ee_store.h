@@ -63,6 +63,9 @@ class SlotCounter : public CounterStore {
   bool save(uint64_t value) override;
   /// The state the last load found (Ok before any load).
   SlotState state() const { return state_; }
+  /// After a load that found no valid record: writes 0, so the slot is valid from now on and the damage is reported
+  /// at one boot only. True when the slot was valid or now is.
+  bool repair();
 
  private:
   Slot slot_;
