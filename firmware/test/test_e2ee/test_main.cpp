@@ -514,31 +514,37 @@ TEST_CASE("slots: a write cut short at any byte reads as the old value or as cor
   }
 }
 
+/// The device's counters as main.cpp lays them out, begun as at boot.
+struct BootCounters {
+  SlotCounter up;
+  SlotCounter down;
+  SeqCounter seq;
+  DownlinkGuard guard;
+  explicit BootCounters(Flash &flash) : up(flash, 0, 0xE2EE5501u), down(flash, SlotCounter::kFootprint, 0xE2EE5502u), seq(up, 32), guard(down) {
+    seq.begin();
+    guard.begin();
+  }
+};
+
 TEST_CASE("storage on an erased module: the uplink reservation does not make every command a replay (regression)") {
   // The old layout shared one magic between the counters: the first uplink reservation wrote it, and the downlink
   // counter then read as 0xFF..FF, so after a reboot every command was refused as a replay.
   Keys k = make_keys("2b7e151628aed2a6abf7158809cf4f3c", Auth::HmacSha256);
   MemFlash flash(64);
   {
-    SlotCounter up(flash, 0, 0xE2EE5501u);
-    SlotCounter down(flash, SlotCounter::kFootprint, 0xE2EE5502u);
-    SeqCounter seq(up, 32);
-    DownlinkGuard guard(down);
-    seq.begin();
-    guard.begin();
-    CHECK(up.state() == SlotState::Erased);
-    CHECK(down.state() == SlotState::Erased);
+    BootCounters first(flash);
+    CHECK(first.up.state() == SlotState::Erased);
+    CHECK(first.down.state() == SlotState::Erased);
     uint64_t n = 0;
-    REQUIRE(seq.next(&n));
+    REQUIRE(first.seq.next(&n));
     CHECK(n == 0);
   }
   flash.reboot();
-  SlotCounter up(flash, 0, 0xE2EE5501u);
-  SlotCounter down(flash, SlotCounter::kFootprint, 0xE2EE5502u);
-  SeqCounter seq(up, 32);
-  DownlinkGuard guard(down);
-  seq.begin();
-  guard.begin();
+  BootCounters second(flash);
+  SlotCounter &up = second.up;
+  SlotCounter &down = second.down;
+  SeqCounter &seq = second.seq;
+  DownlinkGuard &guard = second.guard;
   CHECK(up.state() == SlotState::Ok);
   CHECK(down.state() == SlotState::Erased);
   CHECK(guard.last() == 0);
