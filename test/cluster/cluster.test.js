@@ -119,7 +119,9 @@ describe('scale-out: 3 instances behind HAProxy on one PostgreSQL', function () 
     sent.should.be.above(20 * 60); // two a second each, give or take
     const [stored] = await sql("SELECT count(*) AS n, count(DISTINCT (deviceid, seqn)) AS distinct_n FROM readings WHERE deviceid LIKE '5C:CF:80:%'");
     Number(stored.n).should.equal(Number(stored.distinct_n));
-    Number(stored.n).should.equal(accepted);
+    // Every accepted reading is stored. A reading in flight when the simulator stops is stored without its answer
+    // being counted: at most one per device.
+    Number(stored.n).should.be.within(accepted, Math.min(sent, accepted + 20));
     // Spread over all three instances.
     (await cluster.servers()).should.eql({ n1: 'UP', n2: 'UP', n3: 'UP' });
   });
