@@ -206,7 +206,10 @@ bool registerDevice() {
 #else
   WiFiClient client;
   HTTPClient http;
-  const int n = snprintf(body, sizeof(body), "{\"ipaddr\":\"%s\",\"ssid\":\"%s\"}", WiFi.localIP().toString().c_str(), WiFi.SSID().c_str());
+  // rxbuf: the backend then keeps each plain poll answer within the buffer, instead of offering commands (which
+  // counts as delivering them in this mode) in an answer too large to be read.
+  const int n = snprintf(body, sizeof(body), "{\"ipaddr\":\"%s\",\"ssid\":\"%s\",\"rxbuf\":%u}", WiFi.localIP().toString().c_str(), WiFi.SSID().c_str(),
+                         unsigned(kPollMax - 1));
   if (n < 0 || size_t(n) >= sizeof(body)) return false;
   http.begin(client, url(""));
   http.addHeader("Content-Type", "application/json");

@@ -107,18 +107,34 @@ function ackOf(body: Record<string, unknown>): number | undefined {
  * `more` says some are left for the next poll.
  */
 export function configResponse(device: DeviceRow, re: number, pending: CommandRow[], kv?: number): Record<string, unknown> {
-  const limit = device.rxbuf > 0 ? device.rxbuf : Infinity;
-  const commands: unknown[] = [];
-  const base = { re, cfgsn: device.cfgsn, data: device.data, commands, more: false };
-  let length = Buffer.byteLength(JSON.stringify(base), 'utf8');
+  const base = { re, cfgsn: device.cfgsn, data: device.data, commands: [] as unknown[], more: false };
+  offerCommands(base, pending, device.rxbuf, MAX_OFFERED_COMMANDS, (length) => sealedLength(length, kv));
+  base.more = base.commands.length < pending.length;
+  return base;
+}
+
+/**
+ * The plain config answer (`none` mode) `{cfgsn, data, commands}`: the oldest pending commands, as many as keep the
+ * answer within the receive buffer the device declared (up to MAX_PENDING_COMMANDS when it declared none). Offering
+ * a command delivers it in this mode, so what does not fit waits for the next poll instead of being lost with an
+ * answer the device must drop.
+ */
+export function plainConfigResponse(device: DeviceRow, pending: CommandRow[]): { cfgsn: number; data: Record<string, unknown>; commands: unknown[] } {
+  const base = { cfgsn: device.cfgsn, data: device.data, commands: [] as unknown[] };
+  offerCommands(base, pending, device.rxbuf, MAX_PENDING_COMMANDS, (length) => length);
+  return base;
+}
+
+/** Adds pending commands to answer.commands while the answer's size (`size` of its JSON length) stays within rxbuf. */
+function offerCommands(answer: { commands: unknown[] }, pending: CommandRow[], rxbuf: number, max: number, size: (jsonLength: number) => number): void {
+  const limit = rxbuf > 0 ? rxbuf : Infinity;
+  let length = Buffer.byteLength(JSON.stringify(answer), 'utf8');
   for (const c of pending) {
-    const next = length + Buffer.byteLength(JSON.stringify(c.command), 'utf8') + (commands.length > 0 ? 1 : 0);
-    if (commands.length === MAX_OFFERED_COMMANDS || sealedLength(next, kv) > limit) break;
-    commands.push(c.command);
+    const next = length + Buffer.byteLength(JSON.stringify(c.command), 'utf8') + (answer.commands.length > 0 ? 1 : 0);
+    if (answer.commands.length === max || size(next) > limit) break;
+    answer.commands.push(c.command);
     length = next;
   }
-  base.more = commands.length < pending.length;
-  return base;
 }
 
 /** The sealed length of a config response that offers only `command` (what a device must be able to receive). */
@@ -200,8 +216,9 @@ export async function runAction(store: DeviceStore, req: ActionRequest, t: Trans
         if (sealed) return await answer(200, device);
         // Queued commands ride along, so devices behind NAT get them too; offering one delivers it.
         const pending = await store.pendingCommands(deviceid, MAX_PENDING_COMMANDS);
-        await store.markDelivered(deviceid, pending.map((c) => c.seqn), 'poll', now);
-        return { statusCode: 200, payload: { cfgsn: device.cfgsn, data: device.data, commands: pending.map((c) => c.command) } };
+        const payload = plainConfigResponse(device, pending);
+        await store.markDelivered(deviceid, pending.slice(0, payload.commands.length).map((c) => c.seqn), 'poll', now);
+        return { statusCode: 200, payload };
       }
       case 'update': {
         const input = validateUpdate(req.body);
@@ -235,12 +252,15 @@ export async function runAction(store: DeviceStore, req: ActionRequest, t: Trans
         // Sealed under the newest key: a device that has not taken a pending rekey yet finds the rekey command
         // before this one in its poll (the push waits for the acknowledgement of earlier commands).
         const keyVersion = req.deviceAuth?.perDevice ? (device.pendingkeyver ?? device.keyver) : undefined;
-        if (acknowledged && device.rxbuf > 0) {
-          // The sealed command (with the longest SEQN), inside a poll answer that offers it alone: if that does not
+        if (device.rxbuf > 0) {
+          // The encrypted command (with the longest SEQN), inside a poll answer that offers it alone: if that does not
           // fit the device's buffer, no poll could ever deliver it.
           const plainLength = Buffer.byteLength(JSON.stringify({ cmd: command, SEQN: Number.MAX_SAFE_INTEGER }), 'utf8');
-          const sealedCommand = { iv: 'x'.repeat(24), data: 'x'.repeat(sealedDataLength(plainLength)), mac: 'x'.repeat(44), ...(keyVersion !== undefined ? { kv: keyVersion } : {}) };
-          if (loneCommandLength(device, sealedCommand, keyVersion) > device.rxbuf) return nok(413, 'e2ee.registry.command-too-large', { rxbuf: device.rxbuf });
+          const encrypted = { iv: 'x'.repeat(24), data: 'x'.repeat(sealedDataLength(plainLength)), ...(acknowledged ? { mac: 'x'.repeat(44) } : {}), ...(keyVersion !== undefined ? { kv: keyVersion } : {}) };
+          const lone = acknowledged
+            ? loneCommandLength(device, encrypted, keyVersion)
+            : Buffer.byteLength(JSON.stringify({ cfgsn: device.cfgsn, data: device.data, commands: [encrypted] }), 'utf8');
+          if (lone > device.rxbuf) return nok(413, 'e2ee.registry.command-too-large', { rxbuf: device.rxbuf });
         }
         const seqn = await store.nextCommandSeq(deviceid);
         // The plaintext for aes-encrypt, in the shape of an uplink reading.

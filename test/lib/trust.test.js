@@ -82,6 +82,29 @@ describe('lib trust model: key versions, acknowledgements, expiry, config answer
     (await act('get', 'd4', {})).statusCode.should.equal(401);
   });
 
+  it('plain mode: a poll answer stays within the declared receive buffer; only what it offers counts as delivered', async function () {
+    const plain = { acknowledged: false, perDevice: false };
+    const run = (action, body, extra = {}) => lib.runAction(store, { action, deviceid: 'p1', body, heartbeatMs: 60000, deviceAuth: plain, ...extra }, t);
+    (await run('register', { ipaddr: '10.0.0.1', ssid: 'x', rxbuf: 600 })).statusCode.should.equal(201);
+    for (let n = 1; n <= 5; n++) {
+      const cmd = await run('command', { text: 'c'.repeat(100), n });
+      cmd.statusCode.should.equal(202);
+      (await run('queue-command', { iv: 'i'.repeat(24), data: 'd'.repeat(190), n }, { seqn: cmd.seqn })).statusCode.should.equal(202);
+    }
+    const seen = [];
+    for (let poll = 0; poll < 5 && seen.length < 5; poll++) {
+      const answer = await run('get', {});
+      answer.statusCode.should.equal(200);
+      Buffer.byteLength(JSON.stringify(answer.payload)).should.be.belowOrEqual(600);
+      answer.payload.commands.length.should.be.above(0);
+      seen.push(...answer.payload.commands.map((c) => c.n));
+      (await store.commandLog('p1', 10)).filter((c) => c.state === 'delivered').length.should.equal(seen.length);
+    }
+    seen.should.eql([1, 2, 3, 4, 5]);
+    // A command that could never fit a plain answer of 600 bytes is refused when it is queued.
+    (await run('command', { text: 'x'.repeat(700) })).statusCode.should.equal(413);
+  });
+
   it('a sealed registration or poll without a valid SEQN is a 400, not a thrown error', async function () {
     const sealed = { sealed: { authenticated: true, keyver: 0 } };
     (await act('register', 'd9', { ipaddr: '10.0.0.1', ssid: 'x', SEQN: 'x' }, sealed)).statusCode.should.equal(400);
