@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "e2ee.h"
+#include "support.h"
 
 using namespace e2ee;
 using json = nlohmann::json;
@@ -441,25 +442,6 @@ int main(int argc, char **argv) {
 // --- persistent storage: slots with a magic and a CRC each -------------------------------------------------------
 
 /// EEPROM emulation in memory: a RAM image, committed to "flash" (what survives a reboot) on commit().
-struct MemFlash : Flash {
-  std::vector<uint8_t> ram;
-  std::vector<uint8_t> flash;
-  int commits = 0;
-  bool fail_commit = false;
-  explicit MemFlash(size_t n, uint8_t fill = 0xFF) : ram(n, fill), flash(n, fill) {}
-  size_t size() const override { return ram.size(); }
-  uint8_t read(size_t addr) const override { return ram.at(addr); }
-  void write(size_t addr, uint8_t value) override { ram.at(addr) = value; }
-  bool commit() override {
-    if (fail_commit) return false;
-    flash = ram;
-    commits++;
-    return true;
-  }
-  /// A reboot: RAM is read back from flash.
-  void reboot() { ram = flash; }
-};
-
 TEST_CASE("crc32: the standard check value") {
   const char *s = "123456789";
   CHECK(crc32(reinterpret_cast<const uint8_t *>(s), 9) == 0xCBF43926u);
@@ -497,21 +479,67 @@ TEST_CASE("slots: erased, zeroed, foreign, corrupted and valid records are told 
   CHECK(std::string(slot_state_name(SlotState::Erased)) == "erased");
 }
 
-TEST_CASE("slots: a write cut short at any byte reads as the old value or as corrupt, never as another value") {
-  MemFlash base(64);
+TEST_CASE("slot pairs: a write cut short at any byte reads as the value before it or the new one, never corrupt") {
+  MemFlash base(128);
   SlotCounter counter(base, 0, 0xE2EE5301u);
+  uint64_t v = 0;
+  REQUIRE_FALSE(counter.load(&v));
   REQUIRE(counter.save(1000));
-  MemFlash after = base;
-  SlotCounter(after, 0, 0xE2EE5301u).save(0x0102030405060708ull);
-  for (size_t cut = 0; cut <= SlotCounter::kFootprint; cut++) {
-    MemFlash torn = base;
-    for (size_t i = 0; i < cut; i++) torn.ram[i] = after.ram[i];
-    SlotCounter c(torn, 0, 0xE2EE5301u);
-    uint64_t v = 0;
-    const bool ok = c.load(&v);
-    if (ok) CHECK((v == 1000 || v == 0x0102030405060708ull));
-    else CHECK(c.state() == SlotState::Corrupt);
+  // Three more writes, each cut at every byte: the copies are written alternately, so the cut one is never the
+  // only valid one.
+  uint64_t before = 1000;
+  for (uint64_t next : {2000ull, 0x0102030405060708ull, 3000ull}) {
+    MemFlash after = base;
+    SlotCounter writer(after, 0, 0xE2EE5301u);
+    REQUIRE(writer.load(&v));
+    REQUIRE(writer.save(next));
+    for (size_t cut = 0; cut <= SlotCounter::kFootprint; cut++) {
+      MemFlash torn = base;
+      size_t copied = 0;
+      for (size_t i = 0; i < SlotCounter::kFootprint && copied < cut; i++) {
+        if (torn.ram[i] != after.ram[i]) copied++;
+        torn.ram[i] = after.ram[i];
+      }
+      SlotCounter c(torn, 0, 0xE2EE5301u);
+      REQUIRE(c.load(&v));
+      CHECK(c.state() == SlotState::Ok);
+      CHECK((v == before || v == next));
+      if (v == before && cut > 0 && cut < SlotCounter::kFootprint && torn.ram != base.ram) CHECK(c.lost_newer());
+    }
+    base = after;
+    before = next;
   }
+}
+
+TEST_CASE("slot pairs: a damaged newer copy makes the uplink counter skip a block ahead, never back") {
+  MemFlash flash(256);
+  {
+    SlotCounter up(flash, 0, 0xE2EE5501u);
+    SeqCounter seq(up, 32);
+    seq.begin();
+    uint64_t n = 0;
+    for (int i = 0; i < 40; i++) REQUIRE(seq.next(&n));  // bounds 32 then 64: both copies written
+    CHECK(n == 39);
+  }
+  flash.reboot();
+  // The newer copy (bound 64) is the second one: flip a bit in its payload.
+  flash.ram[SlotCounter::kFootprint / 2 + 9] ^= 0x04;
+  SlotCounter up(flash, 0, 0xE2EE5501u);
+  SeqCounter seq(up, 32);
+  seq.begin();
+  CHECK(up.state() == SlotState::Ok);
+  CHECK(up.lost_newer());
+  uint64_t n = 0;
+  REQUIRE(seq.next(&n));
+  CHECK(n == 64);  // 32 (the older copy) + one block: past every number used (39)
+  REQUIRE(up.repair());
+  flash.reboot();
+  SlotCounter again(flash, 0, 0xE2EE5501u);
+  SeqCounter seq2(again, 32);
+  seq2.begin();
+  CHECK_FALSE(again.lost_newer());
+  REQUIRE(seq2.next(&n));
+  CHECK(n >= 65);
 }
 
 /// The device's counters as main.cpp lays them out, begun as at boot.
@@ -530,7 +558,7 @@ TEST_CASE("storage on an erased module: the uplink reservation does not make eve
   // The old layout shared one magic between the counters: the first uplink reservation wrote it, and the downlink
   // counter then read as 0xFF..FF, so after a reboot every command was refused as a replay.
   Keys k = make_keys("2b7e151628aed2a6abf7158809cf4f3c", Auth::HmacSha256);
-  MemFlash flash(64);
+  MemFlash flash(256);
   {
     BootCounters first(flash);
     CHECK(first.up.state() == SlotState::Erased);
@@ -571,7 +599,7 @@ TEST_CASE("storage on an erased module: the uplink reservation does not make eve
   CHECK(down.state() == SlotState::Ok);
 }
 
-TEST_CASE("storage: a corrupted counter starts again from 0 and says so; a failed commit hands out nothing") {
+TEST_CASE("storage: a counter with no valid copy starts again from 0 and says so; a failed commit hands out nothing") {
   MemFlash flash(64);
   SlotCounter up(flash, 0, 0xE2EE5501u);
   REQUIRE(up.save(96));
@@ -590,21 +618,25 @@ TEST_CASE("storage: a corrupted counter starts again from 0 and says so; a faile
   CHECK(damaged.state() == SlotState::Ok);
 }
 
-TEST_CASE("key slot: a rekeyed key survives a reboot; a damaged one is not used") {
-  MemFlash flash(64);
-  KeySlot slot(flash, 24, 0xE2EE4B32u);
+TEST_CASE("key slot: a rekeyed key and its command SEQN survive a reboot; a damaged one is not used") {
+  MemFlash flash(256);
+  KeySlot slot(flash, 24, 0xE2EE4B33u);
   uint32_t version = 0;
   uint8_t key[16] = {};
-  CHECK(slot.load(&version, key) == SlotState::Erased);
+  uint64_t seqn = 0;
+  bool lost = false;
+  CHECK(slot.load(&version, key, &seqn, &lost) == SlotState::Erased);
   uint8_t fresh[16];
   for (int i = 0; i < 16; i++) fresh[i] = uint8_t(0xA0 + i);
-  REQUIRE(slot.save(7, fresh));
+  REQUIRE(slot.save(7, fresh, 0x100000005ull));
   flash.reboot();
-  REQUIRE(slot.load(&version, key) == SlotState::Ok);
+  REQUIRE(slot.load(&version, key, &seqn, &lost) == SlotState::Ok);
   CHECK(version == 7);
+  CHECK(seqn == 0x100000005ull);
+  CHECK_FALSE(lost);
   CHECK(std::vector<uint8_t>(key, key + 16) == std::vector<uint8_t>(fresh, fresh + 16));
-  flash.ram[24 + 4 + 4 + 3] ^= 1;  // one bit of the key
-  CHECK(slot.load(&version, key) == SlotState::Corrupt);
+  flash.ram[24 + 4 + 4 + 4 + 3] ^= 1;  // one bit of the key (magic, generation, version, key)
+  CHECK(slot.load(&version, key, &seqn, &lost) == SlotState::Corrupt);
 }
 
 // --- an owner who makes mistakes -------------------------------------------------------------------------------

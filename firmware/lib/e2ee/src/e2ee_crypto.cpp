@@ -32,11 +32,15 @@ bool keys_init(Keys *keys, const uint8_t *key, size_t key_len, Auth auth) {
   return true;
 }
 
-static int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
+bool hex_decode(const char *hex, size_t n, uint8_t *out) {
+  if (n % 2 != 0) return false;
+  for (size_t i = 0; i < n; i++) {
+    const char c = hex[i];
+    const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (v < 0) return false;
+    out[i / 2] = uint8_t(out[i / 2] << 4 | v);
+  }
+  return true;
 }
 
 bool keys_from_hex(Keys *keys, const char *hex, Auth auth) {
@@ -44,13 +48,7 @@ bool keys_from_hex(Keys *keys, const char *hex, Auth auth) {
   const size_t n = strlen(hex);
   if (n != 32 && n != 48 && n != 64) return false;
   uint8_t raw[32];
-  for (size_t i = 0; i < n / 2; i++) {
-    const int hi = hex_value(hex[2 * i]);
-    const int lo = hex_value(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    raw[i] = uint8_t((hi << 4) | lo);
-  }
-  const bool ok = keys_init(keys, raw, n / 2, auth);
+  const bool ok = hex_decode(hex, n, raw) && keys_init(keys, raw, n / 2, auth);
   memset(raw, 0, sizeof(raw));
   return ok;
 }

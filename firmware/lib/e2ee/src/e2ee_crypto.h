@@ -30,7 +30,9 @@ struct Keys {
 
 /// key_len must be 16, 24 or 32. Returns false otherwise.
 bool keys_init(Keys *keys, const uint8_t *key, size_t key_len, Auth auth);
-/// Same, from 32, 48 or 64 hex digits (NUL-terminated).
+/// Decodes n hex digits (n even, either case) into n / 2 bytes; false on any other character.
+bool hex_decode(const char *hex, size_t n, uint8_t *out);
+/// Same as keys_init, from 32, 48 or 64 hex digits (NUL-terminated).
 bool keys_from_hex(Keys *keys, const char *hex, Auth auth);
 
 /// Length of the ciphertext for len plaintext bytes: PKCS#7 always adds 1..16 bytes.

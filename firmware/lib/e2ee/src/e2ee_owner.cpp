@@ -32,11 +32,11 @@ UrlStatus normalize_backend_url(const char *url, char *out, size_t out_size) {
 const char *url_status_text(UrlStatus status) {
   switch (status) {
     case UrlStatus::Ok: return "ok";
-    case UrlStatus::Empty: return "E2EE_BACKEND_URL is empty: set it to the backend, e.g. http://192.168.1.10:1880";
-    case UrlStatus::NoScheme: return "E2EE_BACKEND_URL must start with http://, e.g. http://192.168.1.10:1880";
-    case UrlStatus::Https: return "E2EE_BACKEND_URL must use http:// (this firmware has no TLS client; the messages are encrypted end to end)";
-    case UrlStatus::NoHost: return "E2EE_BACKEND_URL has no host: use the backend's address, e.g. http://192.168.1.10:1880";
-    case UrlStatus::BadPort: return "E2EE_BACKEND_URL has a port that is not a number from 1 to 65535";
+    case UrlStatus::Empty: return "E2EE_BACKEND_URL is empty (e.g. http://192.168.1.10:1880)";
+    case UrlStatus::NoScheme: return "E2EE_BACKEND_URL must start with http:// (e.g. http://192.168.1.10:1880)";
+    case UrlStatus::Https: return "E2EE_BACKEND_URL must be http:// (no TLS here; the data is end-to-end encrypted)";
+    case UrlStatus::NoHost: return "E2EE_BACKEND_URL has no host";
+    case UrlStatus::BadPort: return "E2EE_BACKEND_URL has a port outside 1..65535";
     case UrlStatus::TooLong: return "E2EE_BACKEND_URL is too long";
   }
   return "E2EE_BACKEND_URL is not usable";

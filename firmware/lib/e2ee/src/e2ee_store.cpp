@@ -1,5 +1,7 @@
 #include "e2ee_store.h"
 
+#include <string.h>
+
 namespace e2ee {
 
 const char *slot_state_name(SlotState state) {
@@ -34,85 +36,123 @@ uint32_t get32(const uint8_t *in) {
   return v;
 }
 
+void put64(uint8_t *out, uint64_t v) {
+  put32(out, uint32_t(v));
+  put32(out + 4, uint32_t(v >> 32));
+}
+
+uint64_t get64(const uint8_t *in) { return uint64_t(get32(in)) | uint64_t(get32(in + 4)) << 32; }
+
 }  // namespace
 
 SlotState Slot::load(uint8_t *payload) const {
+  uint8_t rec[kMaxLen + 8];
   const size_t total = footprint(len_);
-  if (addr_ + total > flash_.size()) return SlotState::Corrupt;
-  bool all_ff = true;
-  bool all_00 = true;
+  if (len_ > kMaxLen || addr_ + total > flash_.size()) return SlotState::Corrupt;
+  uint8_t any = 0;
+  uint8_t all = 0xFF;
   for (size_t i = 0; i < total; i++) {
-    const uint8_t b = flash_.read(addr_ + i);
-    all_ff = all_ff && b == 0xFF;
-    all_00 = all_00 && b == 0x00;
+    rec[i] = flash_.read(addr_ + i);
+    any |= rec[i];
+    all &= rec[i];
   }
-  if (all_ff) return SlotState::Erased;
-  if (all_00) return SlotState::Zeroed;
-  uint8_t head[4];
-  uint8_t tail[4];
-  for (size_t i = 0; i < 4; i++) head[i] = flash_.read(addr_ + i);
-  for (size_t i = 0; i < 4; i++) tail[i] = flash_.read(addr_ + 4 + len_ + i);
-  if (get32(head) != magic_) return SlotState::Corrupt;
-  // The CRC is computed over the flash bytes as read; the payload is handed out only when it matches.
-  uint32_t crc = crc32(head, 4);
-  for (size_t i = 0; i < len_; i++) {
-    const uint8_t b = flash_.read(addr_ + 4 + i);
-    crc = crc32(&b, 1, crc);
-  }
-  if (crc != get32(tail)) return SlotState::Corrupt;
-  for (size_t i = 0; i < len_; i++) payload[i] = flash_.read(addr_ + 4 + i);
+  if (all == 0xFF) return SlotState::Erased;
+  if (any == 0) return SlotState::Zeroed;
+  // The payload is handed out only when the magic and the CRC over the bytes as read match.
+  if (get32(rec) != magic_ || crc32(rec, 4 + len_) != get32(rec + 4 + len_)) return SlotState::Corrupt;
+  memcpy(payload, rec + 4, len_);
   return SlotState::Ok;
 }
 
 bool Slot::save(const uint8_t *payload) {
-  if (addr_ + footprint(len_) > flash_.size()) return false;
-  uint8_t head[4];
-  put32(head, magic_);
-  uint8_t tail[4];
-  put32(tail, crc32(payload, len_, crc32(head, 4)));
-  for (size_t i = 0; i < 4; i++) flash_.write(addr_ + i, head[i]);
-  for (size_t i = 0; i < len_; i++) flash_.write(addr_ + 4 + i, payload[i]);
-  for (size_t i = 0; i < 4; i++) flash_.write(addr_ + 4 + len_ + i, tail[i]);
+  uint8_t rec[kMaxLen + 8];
+  if (len_ > kMaxLen || addr_ + footprint(len_) > flash_.size()) return false;
+  put32(rec, magic_);
+  memcpy(rec + 4, payload, len_);
+  put32(rec + 4 + len_, crc32(rec, 4 + len_));
+  for (size_t i = 0; i < footprint(len_); i++) flash_.write(addr_ + i, rec[i]);
   return flash_.commit();
+}
+
+SlotState SlotPair::load(uint8_t *payload, bool *lost_newer) {
+  uint8_t raw_a[kMaxLen + 4];
+  uint8_t raw_b[kMaxLen + 4];
+  const SlotState sa = len_ <= kMaxLen ? a_.load(raw_a) : SlotState::Corrupt;
+  const SlotState sb = len_ <= kMaxLen ? b_.load(raw_b) : SlotState::Corrupt;
+  *lost_newer = false;
+  if (sa != SlotState::Ok && sb != SlotState::Ok) {
+    generation_ = 0;
+    next_is_b_ = false;
+    return sa == sb ? sa : SlotState::Corrupt;
+  }
+  const uint32_t ga = sa == SlotState::Ok ? get32(raw_a) : 0;
+  const uint32_t gb = sb == SlotState::Ok ? get32(raw_b) : 0;
+  const bool use_a = sa == SlotState::Ok && (sb != SlotState::Ok || ga - gb < 0x80000000u);
+  const uint8_t *raw = use_a ? raw_a : raw_b;
+  generation_ = use_a ? ga : gb;
+  next_is_b_ = use_a;
+  // An erased copy was never written; a damaged one may have been the newer, cut short or worn.
+  const SlotState other = use_a ? sb : sa;
+  *lost_newer = other == SlotState::Corrupt || other == SlotState::Zeroed;
+  memcpy(payload, raw + 4, len_);
+  return SlotState::Ok;
+}
+
+bool SlotPair::save(const uint8_t *payload) {
+  uint8_t raw[kMaxLen + 4];
+  if (len_ > kMaxLen) return false;
+  put32(raw, generation_ + 1);
+  memcpy(raw + 4, payload, len_);
+  if (!(next_is_b_ ? b_ : a_).save(raw)) return false;
+  generation_++;
+  next_is_b_ = !next_is_b_;
+  return true;
 }
 
 bool SlotCounter::load(uint64_t *value) {
   uint8_t raw[8];
-  state_ = slot_.load(raw);
+  state_ = pair_.load(raw, &lost_newer_);
+  value_ = state_ == SlotState::Ok ? get64(raw) : 0;
   if (state_ != SlotState::Ok) return false;
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v |= uint64_t(raw[i]) << (8 * i);
-  *value = v;
+  *value = value_;
   return true;
 }
 
 bool SlotCounter::save(uint64_t value) {
   uint8_t raw[8];
-  for (int i = 0; i < 8; i++) raw[i] = uint8_t(value >> (8 * i));
-  if (!slot_.save(raw)) return false;
+  put64(raw, value);
+  if (!pair_.save(raw)) return false;
   state_ = SlotState::Ok;
+  value_ = value;
   return true;
 }
 
 bool SlotCounter::repair() {
-  if (state_ == SlotState::Ok) return true;
-  return save(0);
+  if (state_ == SlotState::Ok && !lost_newer_) return true;
+  uint8_t raw[8];
+  put64(raw, value_);
+  if (!pair_.save_both(raw)) return false;
+  state_ = SlotState::Ok;
+  lost_newer_ = false;
+  return true;
 }
 
-SlotState KeySlot::load(uint32_t *version, uint8_t key[16]) const {
-  uint8_t raw[20];
-  const SlotState state = slot_.load(raw);
+SlotState KeySlot::load(uint32_t *version, uint8_t key[16], uint64_t *seqn, bool *lost_newer) {
+  uint8_t raw[28];
+  const SlotState state = pair_.load(raw, lost_newer);
   if (state != SlotState::Ok) return state;
   *version = get32(raw);
-  for (int i = 0; i < 16; i++) key[i] = raw[4 + i];
+  memcpy(key, raw + 4, 16);
+  *seqn = get64(raw + 20);
   return state;
 }
 
-bool KeySlot::save(uint32_t version, const uint8_t key[16]) {
-  uint8_t raw[20];
+bool KeySlot::save(uint32_t version, const uint8_t key[16], uint64_t seqn) {
+  uint8_t raw[28];
   put32(raw, version);
-  for (int i = 0; i < 16; i++) raw[4 + i] = key[i];
-  return slot_.save(raw);
+  memcpy(raw + 4, key, 16);
+  put64(raw + 20, seqn);
+  return pair_.save(raw);
 }
 
 }  // namespace e2ee

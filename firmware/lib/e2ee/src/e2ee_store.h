@@ -13,12 +13,14 @@ namespace e2ee {
 /// Bytes that persist: read and write a RAM image, then commit it (EEPROM.read/write/commit on the ESP8266).
 class Flash {
  public:
-  virtual ~Flash() = default;
   virtual size_t size() const = 0;
   virtual uint8_t read(size_t addr) const = 0;
   virtual void write(size_t addr, uint8_t value) = 0;
   /// Makes what was written persistent; false when the flash write failed.
   virtual bool commit() = 0;
+
+ protected:
+  ~Flash() = default;  // not deleted through this interface: no virtual destructor, no operator delete
 };
 
 /// What a slot held at boot.
@@ -38,6 +40,8 @@ uint32_t crc32(const uint8_t *data, size_t len, uint32_t crc = 0);
 /// One record: magic (4 bytes, little-endian) | payload (len bytes) | CRC-32 of magic and payload (4 bytes).
 class Slot {
  public:
+  /// The largest payload a slot holds.
+  static constexpr size_t kMaxLen = 40;
   Slot(Flash &flash, size_t addr, uint32_t magic, size_t len) : flash_(flash), addr_(addr), magic_(magic), len_(len) {}
   /// Bytes the slot occupies.
   static constexpr size_t footprint(size_t len) { return len + 8; }
@@ -53,36 +57,65 @@ class Slot {
   size_t len_;
 };
 
-/// A 64-bit counter in a slot of its own: the CounterStore of SeqCounter and DownlinkGuard. A slot that is not Ok
-/// loads as "nothing stored" (the counter starts at 0) and state() says why.
+/// Two copies of a record, written alternately, each carrying a generation number: a write cut short damages only
+/// the copy being written, so the other still holds the value from before it. load() reads the newest valid copy.
+class SlotPair {
+ public:
+  static constexpr size_t kMaxLen = 32;
+  SlotPair(Flash &flash, size_t addr, uint32_t magic, size_t len)
+      : a_(flash, addr, magic, len + 4), b_(flash, addr + Slot::footprint(len + 4), magic, len + 4), len_(len) {}
+  static constexpr size_t footprint(size_t len) { return 2 * Slot::footprint(len + 4); }
+  /// Ok with the payload of the newest valid copy; else what the copies hold (Erased, Zeroed, Corrupt).
+  /// *lost_newer is set when a copy is damaged while the other is valid: the damaged one may have been the newer.
+  SlotState load(uint8_t *payload, bool *lost_newer);
+  /// Writes the copy that is not the newest, with the next generation, and commits.
+  bool save(const uint8_t *payload);
+  /// Writes both copies (after damage), so the next boot finds both valid.
+  bool save_both(const uint8_t *payload) { return save(payload) && save(payload); }
+
+ private:
+  Slot a_;
+  Slot b_;
+  size_t len_;
+  uint32_t generation_ = 0;
+  bool next_is_b_ = false;
+};
+
+/// A 64-bit counter in a slot pair of its own: the CounterStore of SeqCounter and DownlinkGuard. A pair without a
+/// valid copy loads as "nothing stored" (the counter starts at 0) and state() says why.
 class SlotCounter : public CounterStore {
  public:
-  SlotCounter(Flash &flash, size_t addr, uint32_t magic) : slot_(flash, addr, magic, 8) {}
-  static constexpr size_t kFootprint = Slot::footprint(8);
+  SlotCounter(Flash &flash, size_t addr, uint32_t magic) : pair_(flash, addr, magic, 8) {}
+  static constexpr size_t kFootprint = SlotPair::footprint(8);
   bool load(uint64_t *value) override;
   bool save(uint64_t value) override;
+  bool lost_newer() const override { return lost_newer_; }
   /// The state the last load found (Ok before any load).
   SlotState state() const { return state_; }
-  /// After a load that found no valid record: writes 0, so the slot is valid from now on and the damage is reported
-  /// at one boot only. True when the slot was valid or now is.
+  /// After a load that found damage: writes both copies with the value loaded (0 when none was valid), so the
+  /// damage is reported at one boot only. True when nothing was damaged or the pair is whole again.
   bool repair();
 
  private:
-  Slot slot_;
+  SlotPair pair_;
   SlotState state_ = SlotState::Ok;
+  bool lost_newer_ = false;
+  uint64_t value_ = 0;
 };
 
-/// The key a rekey gave the device: its version and 16 bytes, in a slot of its own.
+/// The key a rekey gave the device: its version, 16 bytes and the SEQN of the rekey command, in a slot pair of its
+/// own. Storing it is the moment the rekey is accepted: a device that reboots before it stores the SEQN as its ack
+/// takes the SEQN from here (it could not open that command again under the new key).
 class KeySlot {
  public:
-  KeySlot(Flash &flash, size_t addr, uint32_t magic) : slot_(flash, addr, magic, 20) {}
-  static constexpr size_t kFootprint = Slot::footprint(20);
-  /// Ok with the stored version and key, or why there is none.
-  SlotState load(uint32_t *version, uint8_t key[16]) const;
-  bool save(uint32_t version, const uint8_t key[16]);
+  KeySlot(Flash &flash, size_t addr, uint32_t magic) : pair_(flash, addr, magic, 28) {}
+  static constexpr size_t kFootprint = SlotPair::footprint(28);
+  /// Ok with the stored version, key and command SEQN, or why there is none. *lost_newer as SlotPair::load.
+  SlotState load(uint32_t *version, uint8_t key[16], uint64_t *seqn, bool *lost_newer);
+  bool save(uint32_t version, const uint8_t key[16], uint64_t seqn);
 
  private:
-  Slot slot_;
+  SlotPair pair_;
 };
 
 }  // namespace e2ee

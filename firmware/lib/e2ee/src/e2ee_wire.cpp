@@ -26,7 +26,8 @@ bool put_b64(char *out, size_t out_size, size_t *pos, const uint8_t *bytes, size
   return true;
 }
 
-/// Decimal text of v; buf must hold 21 bytes.
+}  // namespace
+
 size_t u64_text(uint64_t v, char buf[21]) {
   char tmp[21];
   size_t n = 0;
@@ -39,30 +40,40 @@ size_t u64_text(uint64_t v, char buf[21]) {
   return n;
 }
 
-}  // namespace
+bool append(char *out, size_t out_size, size_t *pos, const char *text) { return put(out, out_size, pos, text); }
 
-bool build_reading(const char *data_json, uint64_t seqn, char *out, size_t out_size, size_t *out_len) {
-  if (data_json == nullptr || out == nullptr || out_size == 0) return false;
+bool finish_uplink(char *out, size_t out_size, size_t *pos, uint64_t seqn, bool with_ack, uint64_t ack) {
   char num[21];
   u64_text(seqn, num);
+  bool ok = put(out, out_size, pos, "\"SEQN\":") && put(out, out_size, pos, num);
+  if (ok && with_ack) {
+    u64_text(ack, num);
+    ok = put(out, out_size, pos, ",\"ack\":") && put(out, out_size, pos, num);
+  }
+  return ok && put(out, out_size, pos, "}");
+}
+
+namespace {
+
+bool reading(const char *data_json, uint64_t seqn, bool with_ack, uint64_t ack, char *out, size_t out_size, size_t *out_len) {
+  if (data_json == nullptr || out == nullptr || out_size == 0) return false;
   size_t pos = 0;
-  const bool ok = put(out, out_size, &pos, "{\"data\":") && put(out, out_size, &pos, data_json) &&
-                  put(out, out_size, &pos, ",\"SEQN\":") && put(out, out_size, &pos, num) && put(out, out_size, &pos, "}");
-  if (!ok) return false;
+  if (!put(out, out_size, &pos, "{\"data\":") || !put(out, out_size, &pos, data_json) || !put(out, out_size, &pos, ",") ||
+      !finish_uplink(out, out_size, &pos, seqn, with_ack, ack)) {
+    return false;
+  }
   if (out_len) *out_len = pos;
   return true;
 }
 
+}  // namespace
+
+bool build_reading(const char *data_json, uint64_t seqn, char *out, size_t out_size, size_t *out_len) {
+  return reading(data_json, seqn, false, 0, out, out_size, out_len);
+}
+
 bool build_reading_ack(const char *data_json, uint64_t seqn, uint64_t ack, char *out, size_t out_size, size_t *out_len) {
-  size_t pos = 0;
-  if (!build_reading(data_json, seqn, out, out_size, &pos) || pos == 0) return false;
-  char num[21];
-  u64_text(ack, num);
-  pos--;  // reopen the object: replace the final '}'
-  const bool ok = put(out, out_size, &pos, ",\"ack\":") && put(out, out_size, &pos, num) && put(out, out_size, &pos, "}");
-  if (!ok) return false;
-  if (out_len) *out_len = pos;
-  return true;
+  return reading(data_json, seqn, true, ack, out, out_size, out_len);
 }
 
 size_t body_len(size_t len, const Keys &keys) {
@@ -138,6 +149,12 @@ OpenStatus open(const Keys &keys, MsgType type, const char *deviceid, const char
 void SeqCounter::begin() {
   uint64_t stored = 0;
   if (!store_.load(&stored)) stored = 0;
+  // The newest bound may be lost: numbers below it may have been used. Skipping a block ahead keeps them unused.
+  // Stored at once: a reboot before the first reservation must not go back below it.
+  if (store_.lost_newer()) {
+    stored += block_;
+    store_.save(stored);
+  }
   next_ = stored;
   bound_ = stored;
 }
@@ -174,18 +191,9 @@ CommandStatus DownlinkGuard::accept(const Keys &keys, const char *deviceid, cons
     // {"kv":v,"key":"<32 hex>"}
     uint64_t kv = 0;
     Span hex;
-    if (!json_uint(rekey.ptr, rekey.len, "kv", &kv) || kv > 0xffffffffu || !json_string(rekey.ptr, rekey.len, "key", &hex) || hex.len != 32) {
+    if (!json_uint(rekey.ptr, rekey.len, "kv", &kv) || kv > 0xffffffffu || !json_string(rekey.ptr, rekey.len, "key", &hex) || hex.len != 32 ||
+        !hex_decode(hex.ptr, hex.len, out->rekey_key)) {
       return CommandStatus::BadCommand;
-    }
-    for (size_t i = 0; i < 16; i++) {
-      uint8_t byte = 0;
-      for (size_t j = 0; j < 2; j++) {
-        const char c = hex.ptr[2 * i + j];
-        const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-        if (v < 0) return CommandStatus::BadCommand;
-        byte = uint8_t(byte << 4 | v);
-      }
-      out->rekey_key[i] = byte;
     }
     if (seqn <= last_) return CommandStatus::Replay;
     out->seqn = seqn;

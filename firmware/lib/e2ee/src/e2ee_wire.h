@@ -12,6 +12,15 @@
 
 namespace e2ee {
 
+/// Writes the decimal text of v (NUL-terminated) into buf and returns its length (printf's %llu is not everywhere).
+size_t u64_text(uint64_t v, char buf[21]);
+
+/// Appends text at out[*pos..] (NUL-terminated, *pos advanced); false when it does not fit.
+bool append(char *out, size_t out_size, size_t *pos, const char *text);
+
+/// Ends an uplink plaintext at out[*pos..]: "SEQN":<seqn>, then ,"ack":<ack> when with_ack, then }.
+bool finish_uplink(char *out, size_t out_size, size_t *pos, uint64_t seqn, bool with_ack, uint64_t ack);
+
 /// Writes {"data":<data_json>,"SEQN":<seqn>} (NUL-terminated). data_json must be a JSON object.
 /// Returns false when out_size is too small.
 bool build_reading(const char *data_json, uint64_t seqn, char *out, size_t out_size, size_t *out_len);
@@ -46,10 +55,14 @@ OpenStatus open(const Keys &keys, MsgType type, const char *deviceid, const char
 /// Persistent storage of one 64-bit value: flash/EEPROM on the device, memory in tests.
 class CounterStore {
  public:
-  virtual ~CounterStore() = default;
   /// False when nothing was stored yet or the storage cannot be read.
   virtual bool load(uint64_t *value) = 0;
   virtual bool save(uint64_t value) = 0;
+  /// True after a load that may have missed the newest value (a damaged copy): SeqCounter then skips a block ahead.
+  virtual bool lost_newer() const { return false; }
+
+ protected:
+  ~CounterStore() = default;  // not deleted through this interface: no virtual destructor, no operator delete
 };
 
 /// Uplink sequence numbers that survive reboots with little flash wear (as OSCORE and

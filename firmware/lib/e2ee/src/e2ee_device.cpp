@@ -1,0 +1,305 @@
+#include "e2ee_device.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+namespace e2ee {
+
+namespace {
+
+/// The decimal text of a 64-bit number, for printf's %s.
+struct Num {
+  char s[21];
+  explicit Num(uint64_t v) { u64_text(v, s); }
+};
+
+/// Copies text into out (NUL-terminated, cut to fit) with every character that would need escaping in a JSON string
+/// (a quote, a backslash, a control character) replaced by '?': an SSID may hold any of them.
+void json_safe(const char *text, char *out, size_t out_size) {
+  size_t i = 0;
+  for (; text[i] && i + 1 < out_size; i++) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    out[i] = c < 0x20 || c == '"' || c == '\\' ? '?' : char(c);
+  }
+  out[i] = '\0';
+}
+
+/// A result of exchange(): the config answer did not verify, or did not answer this request.
+constexpr int kAnswerRefused = -102;
+
+}  // namespace
+
+Device::Device(const DeviceSettings &settings, const DeviceBuffers &buffers, Flash &flash, Http &http, Clock &clock, RandomFn random,
+               LogSink &log, Actions &actions)
+    : settings_(settings),
+      buf_(buffers),
+      http_(http),
+      clock_(clock),
+      random_(random),
+      log_(log),
+      actions_(actions),
+      uplink_slot_(flash, StorageLayout::kUplink, StorageLayout::kUplinkMagic),
+      downlink_slot_(flash, StorageLayout::kDownlink, StorageLayout::kDownlinkMagic),
+      key_slot_(flash, StorageLayout::kKey, StorageLayout::kKeyMagic),
+      seq_(uplink_slot_, StorageLayout::kSeqBlock),
+      downlink_(downlink_slot_),
+      refusals_(kRefusalHint),
+      keys_(),
+      interval_s_(settings.interval_s > 0 ? settings.interval_s : 1) {}
+
+void Device::say(const char *fmt, ...) {
+  char line[320];
+  const int head = snprintf(line, sizeof(line), "[e2ee] ");
+  va_list args;
+  va_start(args, fmt);
+  vsnprintf(line + head, sizeof(line) - size_t(head), fmt, args);
+  va_end(args);
+  log_.line(line);
+}
+
+void Device::report_slot(const char *what, SlotState state, bool lost_newer, const char *consequence) {
+  if (state != SlotState::Ok) {
+    say("storage: %s %s: %s", what, slot_state_name(state), consequence);
+  } else if (lost_newer) {
+    say("storage: %s: newer copy damaged, older one used", what);
+  }
+}
+
+bool Device::begin() {
+  seq_.begin();
+  downlink_.begin();
+  report_slot("uplink counter", uplink_slot_.state(), uplink_slot_.lost_newer(),
+              "SEQN restarts at 0 (if refused: POST /api/devices/<id>/reset)");
+  report_slot("downlink counter", downlink_slot_.state(), downlink_slot_.lost_newer(), "commands are accepted from SEQN 1 again");
+  // Written back whole at once, so the next boot is silent about them.
+  if (!uplink_slot_.repair() || !downlink_slot_.repair()) say("storage: the EEPROM cannot be written");
+  if (settings_.sample_secrets) say("no include/secrets.h: the sample settings will not work");
+  const UrlStatus url_status = normalize_backend_url(settings_.backend_url, url_, sizeof(url_));
+  const size_t id_len = settings_.id ? strlen(settings_.id) : 0;
+  const char *halt = nullptr;
+  if (url_status != UrlStatus::Ok) {
+    halt = url_status_text(url_status);
+  } else if (id_len == 0 || id_len > 64) {
+    halt = "E2EE_DEVICE_ID must be 1 to 64 characters";
+  } else if (!keys_from_hex(&keys_, settings_.key_hex, settings_.auth)) {
+    halt = "E2EE_KEY_HEX must be 32, 48 or 64 hex digits";
+  }
+  if (halt) {
+    say("%s. Halting.", halt);
+    return false;
+  }
+  if (settings_.auth == Auth::HmacSha256) {
+    keys_.kv = settings_.key_version;
+    uint32_t version = 0;
+    uint8_t key[16];
+    uint64_t seqn = 0;
+    bool lost_newer = false;
+    const SlotState state = key_slot_.load(&version, key, &seqn, &lost_newer);
+    // Erased is the normal case (never rekeyed).
+    report_slot("rekeyed key", state == SlotState::Erased ? SlotState::Ok : state, lost_newer, "E2EE_KEY_HEX is used");
+    if (state == SlotState::Ok) {
+      if (lost_newer && (!key_slot_.save(version, key, seqn) || !key_slot_.save(version, key, seqn))) say("storage: the EEPROM cannot be written");
+      if (version > settings_.key_version && keys_init(&keys_, key, sizeof(key), Auth::HmacSha256)) {
+        keys_.kv = version;
+        say("using the key of version %lu from a rekey", static_cast<unsigned long>(version));
+        // The key was stored, the command's SEQN perhaps not (a reboot in between): the rekey was accepted all the same.
+        if (seqn > downlink_.last() && downlink_.commit(seqn)) say("command %s: rekey completed at boot", Num(seqn).s);
+      }
+    }
+  }
+  say("device %s, auth %s, backend %s", settings_.id, settings_.auth == Auth::HmacSha256 ? "hmac-sha256" : "none", url_);
+  return true;
+}
+
+void Device::loop() {
+  const uint32_t now = clock_.millis();
+  if (started_ && now - last_ms_ < wait_ms_) return;
+  started_ = true;
+  last_ms_ = now;
+  cycle();
+}
+
+void Device::cycle() {
+  Outcome result = Outcome::Done;
+  // Nothing is reserved while the network is down: no sequence number is used up by waiting.
+  if (actions_.network_up()) {
+    if (!registered_) result = uplink(Kind::Register, nullptr);
+    if (registered_) {
+      result = uplink(Kind::Reading, nullptr);
+      // The poll asks again while the answer says more commands wait (bounded: the rest come next cycle).
+      bool more = result != Outcome::Unreachable;
+      for (uint32_t i = 0; more && registered_ && i < kMorePolls; i++) {
+        more = false;
+        const Outcome polled = uplink(Kind::Poll, &more);
+        if (polled != Outcome::Done) result = polled;
+      }
+    }
+  }
+  uint32_t wait = interval_s_ * 1000u;
+  if (result != Outcome::Unreachable) {
+    failures_ = 0;
+  } else {
+    if (failures_ < kBackoffSteps) failures_++;
+    const uint32_t cap = wait > kBackoffMaxS * 1000u ? wait : kBackoffMaxS * 1000u;
+    for (uint32_t i = 0; i < failures_; i++) wait = wait > cap / 2 ? cap : wait * 2;
+    // Up to 1/8 more, at random, so a fleet does not come back all at once after an outage.
+    uint8_t r[2];
+    random_(r, sizeof(r));
+    wait += (uint32_t(r[0]) << 8 | r[1]) % (wait / 8 + 1);
+    say("backend unavailable: next try in %lu s", static_cast<unsigned long>((wait + 999) / 1000));
+  }
+  wait_ms_ = wait;
+}
+
+Device::Outcome Device::uplink(Kind kind, bool *more) {
+  static const char *const kPaths[] = {"", "/readings", "/poll"};
+  static const MsgType kTypes[] = {MsgType::Register, MsgType::Reading, MsgType::Poll};
+  const bool hmac = settings_.auth == Auth::HmacSha256;
+  // Plain mode registers and polls in plain JSON (the seed's protocol); everything else is sealed, with a SEQN (and,
+  // with hmac, the ack of the last accepted command).
+  const bool sealed = hmac || kind == Kind::Reading;
+  char *out = sealed ? buf_.plain : buf_.body;
+  const size_t out_size = sealed ? buf_.plain_size : buf_.body_size;
+  size_t len = 0;
+  bool ok = true;
+  char what[96];
+  snprintf(what, sizeof(what), kind == Kind::Register ? "register as %s" : "config poll", settings_.id);
+  if (kind == Kind::Register) {
+    // rxbuf: the backend keeps every answer within it (in plain mode offering a command counts as delivering it).
+    char ip[48];
+    char ssid[33];
+    actions_.address(ip, sizeof(ip), ssid, sizeof(ssid));
+    json_safe(ip, ip, sizeof(ip));
+    json_safe(ssid, ssid, sizeof(ssid));
+    const int head = snprintf(out, out_size, "{\"ipaddr\":\"%s\",\"ssid\":\"%s\",\"cmdport\":%u,\"rxbuf\":%u%s", ip, ssid,
+                              unsigned(settings_.cmdport), unsigned(buf_.rx_size - 1), sealed ? "," : "}");
+    ok = head > 0 && size_t(head) < out_size;
+    len = ok ? size_t(head) : 0;
+  } else if (kind == Kind::Reading) {
+    char data[128];
+    if (!actions_.sample(data, sizeof(data))) return Outcome::Done;
+    ok = append(out, out_size, &len, "{\"data\":") && append(out, out_size, &len, data) && append(out, out_size, &len, ",");
+  } else if (hmac) {
+    ok = append(out, out_size, &len, "{");
+  }
+  uint64_t n = 0;
+  if (sealed) {
+    if (held_) {
+      n = held_seqn_;
+      held_ = false;
+    } else if (!seq_.next(&n)) {
+      say("storage: the EEPROM cannot be written");
+      return Outcome::Refused;
+    }
+    if (kind == Kind::Reading) snprintf(what, sizeof(what), "reading SEQN %s", Num(n).s);
+    ok = ok && finish_uplink(out, out_size, &len, n, hmac, downlink_.last()) &&
+         seal(keys_, kTypes[int(kind)], settings_.id, reinterpret_cast<const uint8_t *>(out), len, random_, buf_.work, buf_.work_size, buf_.body,
+              buf_.body_size, &len);
+  }
+  if (!ok) {
+    say("%s: does not fit the buffers", what);
+    return Outcome::Refused;
+  }
+  snprintf(request_url_, sizeof(request_url_), "%s/api/devices/%s%s", url_, settings_.id, kPaths[int(kind)]);
+  size_t got = 0;
+  int code = http_.exchange(request_url_, sealed || kind == Kind::Register ? buf_.body : nullptr, len, buf_.rx, buf_.rx_size, &got);
+  // Nothing was sent: the number is still unused, so the next uplink takes it.
+  if (sealed && code == kHttpConnectFailed) {
+    held_ = true;
+    held_seqn_ = n;
+  }
+  if (code == kHttpTooLarge) {
+    say("%s: answer larger than the %u-byte buffer", what, unsigned(buf_.rx_size - 1));
+  } else if (code == kHttpTruncated) {
+    say("%s: answer cut short", what);
+  } else if ((code == 200 || code == 201) && (kind == Kind::Poll || (hmac && kind == Kind::Register)) && !accept_answer(got, n, more)) {
+    say("%s: answer refused (not authentic or not ours)", what);
+    code = kAnswerRefused;
+  } else if (code < 0) {
+    say("%s: HTTP %d (%s): is %s up and reachable?", what, code, http_.error_text(code), url_);
+  } else if (kind != Kind::Poll || code != 200) {
+    say("%s: HTTP %d", what, code);
+  }
+  if (kind != Kind::Poll && refusals_.record(code)) {
+    say("%u refused in a row (HTTP 400): another key or auth mode in secrets.h than in the backend, or a SEQN behind it (after a "
+        "flash erase: POST /api/devices/%s/reset)", unsigned(kRefusalHint), settings_.id);
+  }
+  if (code == 404 || kind == Kind::Register) registered_ = code == 200 || code == 201;
+  if (code == 200 || code == 201) return Outcome::Done;
+  // No answer, a busy or failing backend (503 while its database is down, 429 over a rate limit): back off.
+  if ((code < 0 && code != kHttpTooLarge) || code == 429 || code >= 500) return Outcome::Unreachable;
+  return Outcome::Refused;
+}
+
+bool Device::accept_answer(size_t got, uint64_t n, bool *more) {
+  got = got < buf_.rx_size ? got : buf_.rx_size - 1;
+  buf_.rx[got] = '\0';
+  const char *text = buf_.rx;
+  size_t len = got;
+  if (settings_.auth == Auth::HmacSha256) {
+    // Applied only when it verifies as a config answer under this device's key and answers this very request.
+    uint64_t re = 0;
+    if (open(keys_, MsgType::Config, settings_.id, buf_.rx, got, buf_.opened, buf_.opened_size, &len) != OpenStatus::Ok) return false;
+    text = reinterpret_cast<const char *>(buf_.opened);
+    if (!json_uint(text, len, "re", &re) || re != n) return false;
+  }
+  uint64_t sn = 0;
+  Span span;
+  if (json_uint(text, len, "cfgsn", &sn) && sn != cfgsn_) {
+    cfgsn_ = sn;
+    if (json_member(text, len, "data", &span)) apply_settings(span.ptr, span.len);
+    say("config %s: interval %lu s", Num(cfgsn_).s, static_cast<unsigned long>(interval_s_));
+  }
+  bool all_taken = true;
+  if (json_member(text, len, "commands", &span)) {
+    Span item;
+    for (size_t i = 0; json_array_item(span.ptr, span.len, i, &item); i++) all_taken = handle_command(item.ptr, item.len, "poll") && all_taken;
+  }
+  // Poll again only when this answer's commands were all taken: else the same ones would come again.
+  bool waiting = false;
+  if (more && json_bool(text, len, "more", &waiting)) *more = waiting && all_taken;
+  return true;
+}
+
+void Device::apply_settings(const char *json, size_t len) {
+  // The settings this firmware knows; others are ignored.
+  uint64_t interval = 0;
+  bool led = false;
+  if (json_uint(json, len, "interval", &interval) && interval > 0 && interval < 86400) interval_s_ = uint32_t(interval);
+  if (json_bool(json, len, "led", &led)) actions_.led(led);
+}
+
+bool Device::handle_command(const char *text, size_t len, const char *via) {
+  Command cmd;
+  const CommandStatus st = downlink_.accept(keys_, settings_.id, text, len, buf_.work, buf_.work_size, &cmd);
+  if (st == CommandStatus::Rekey) {
+    // The new key goes to flash first (with the command's SEQN), then the SEQN as ack: acknowledged only once kept.
+    if (!key_slot_.save(cmd.rekey_kv, cmd.rekey_key, cmd.seqn) || !downlink_.commit(cmd.seqn)) {
+      say("command %s via %s refused: %s", Num(cmd.seqn).s, via, "flash write failed");
+      return false;
+    }
+    keys_init(&keys_, cmd.rekey_key, sizeof(cmd.rekey_key), Auth::HmacSha256);
+    keys_.kv = cmd.rekey_kv;
+    say("command %s via %s: rekey to key version %lu", Num(cmd.seqn).s, via, static_cast<unsigned long>(cmd.rekey_kv));
+    return true;
+  }
+  if (st != CommandStatus::Ok) {
+    static const char *const kNames[] = {"ok", "bad body", "rejected", "bad command", "replay", "flash write failed", "rekey"};
+    say("command via %s refused: %s", via, kNames[int(st)]);
+    // A replay is a command offered again until the backend sees the ack: already done.
+    return st == CommandStatus::Replay;
+  }
+  apply_settings(cmd.cmd.ptr, cmd.cmd.len);
+  say("command %s via %s: %.*s", Num(cmd.seqn).s, via, int(cmd.cmd.len), cmd.cmd.ptr);
+  return true;
+}
+
+int Device::on_push(const char *body, size_t len) {
+  if (len == 0 || len >= buf_.body_size) return 413;
+  const uint64_t before = downlink_.last();
+  handle_command(body, len, "push");
+  return downlink_.last() != before ? 200 : 400;
+}
+
+}  // namespace e2ee

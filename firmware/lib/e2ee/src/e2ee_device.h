@@ -1,0 +1,181 @@
+#pragma once
+/// The device's whole behaviour, without the Arduino: boot and storage checks, registration, the schedule of readings
+/// and config polls, config and commands (polled or pushed), acknowledgements, rekey, backoff and every line it says.
+/// It talks to the small interfaces below; src/main.cpp implements them with the ESP8266 core's classes, the host
+/// tests with a fake backend. No heap: the buffers are the caller's (DeviceBuffers).
+#include <stddef.h>
+#include <stdint.h>
+
+#include "e2ee_owner.h"
+#include "e2ee_store.h"
+#include "e2ee_wire.h"
+
+namespace e2ee {
+
+/// Negative exchange results. kHttpConnectFailed is the core's HTTPC_ERROR_CONNECTION_FAILED: no connection, so
+/// nothing was sent (the device may use that uplink's SEQN again). Other negative codes are the client's own.
+constexpr int kHttpConnectFailed = -1;
+constexpr int kHttpTooLarge = -100;   ///< the answer does not fit the receive buffer: not read
+constexpr int kHttpTruncated = -101;  ///< the answer ended before its Content-Length
+
+/// One HTTP request to the backend.
+class Http {
+ public:
+  /// POSTs body[0..body_len) as application/json to url, or GETs url when body is null. A 2xx answer's body is read
+  /// into rx, NUL-terminated, *rx_len bytes, only when it fits in rx_size - 1 bytes (else kHttpTooLarge).
+  /// Returns the HTTP status, or a negative code (above, or the client's).
+  virtual int exchange(const char *url, const char *body, size_t body_len, char *rx, size_t rx_size, size_t *rx_len) = 0;
+  /// The client's words for a negative code (HTTPClient::errorToString on the device).
+  virtual const char *error_text(int code) = 0;
+
+ protected:
+  ~Http() = default;  // not deleted through this interface: no virtual destructor, no operator delete
+};
+
+/// Milliseconds since boot; wraps around after 49 days, which the device handles.
+class Clock {
+ public:
+  virtual uint32_t millis() = 0;
+
+ protected:
+  ~Clock() = default;  // not deleted through this interface: no virtual destructor, no operator delete
+};
+
+/// Where the device's lines go (Serial on the device). Each call is one line, without its newline.
+class LogSink {
+ public:
+  virtual void line(const char *text) = 0;
+
+ protected:
+  ~LogSink() = default;  // not deleted through this interface: no virtual destructor, no operator delete
+};
+
+/// The board: the network, the sensor and the LED.
+class Actions {
+ public:
+  /// Joins the network if needed (saying how it goes); false when it is not up.
+  virtual bool network_up() = 0;
+  /// The device's address and network name, for the registration.
+  virtual void address(char *ip, size_t ip_size, char *ssid, size_t ssid_size) = 0;
+  /// The reading's data as a JSON object; false when there is nothing to send.
+  virtual bool sample(char *json, size_t size) = 0;
+  virtual void led(bool on) = 0;
+
+ protected:
+  ~Actions() = default;  // not deleted through this interface: no virtual destructor, no operator delete
+};
+
+/// What secrets.h and the build set.
+struct DeviceSettings {
+  const char *id;           ///< E2EE_DEVICE_ID, else the MAC address (at most 64 characters)
+  const char *backend_url;  ///< E2EE_BACKEND_URL as written; checked and normalised by begin()
+  const char *key_hex;      ///< E2EE_KEY_HEX
+  Auth auth;                ///< E2EE_AUTH_HMAC ? HmacSha256 : None (the seed-compatible plain mode)
+  uint32_t key_version;     ///< E2EE_KEY_VERSION (hmac): the version of key_hex; a rekeyed key in flash wins when newer
+  uint32_t interval_s;      ///< E2EE_INTERVAL_S: seconds between readings, until the config says otherwise
+  uint16_t cmdport;         ///< the port of the device's POST /command
+  bool sample_secrets;      ///< built with include/secrets.example.h
+};
+
+/// The caller's buffers. rx_size - 1 is declared to the backend as rxbuf, so no config answer is larger.
+struct DeviceBuffers {
+  char *rx;           ///< a config answer as received
+  size_t rx_size;
+  uint8_t *opened;    ///< the opened config answer (hmac; may be null in plain mode)
+  size_t opened_size;
+  char *body;         ///< an uplink's sealed body; bodies of pushed commands must be shorter
+  size_t body_size;
+  char *plain;        ///< an uplink's plaintext
+  size_t plain_size;
+  uint8_t *work;      ///< scratch: the padded ciphertext of an uplink, an opened command
+  size_t work_size;
+};
+
+/// Where the slots live in Flash: each a record with its own magic and CRC-32 (e2ee_store.h).
+struct StorageLayout {
+  static constexpr size_t kUplink = 0;                                   ///< the reserved uplink SEQN bound
+  static constexpr size_t kDownlink = kUplink + SlotCounter::kFootprint;  ///< the last accepted command SEQN (ack)
+  static constexpr size_t kKey = kDownlink + SlotCounter::kFootprint;     ///< the rekeyed key
+  static constexpr size_t kSize = kKey + KeySlot::kFootprint;
+  static constexpr uint32_t kUplinkMagic = 0xE2EE5501;
+  static constexpr uint32_t kDownlinkMagic = 0xE2EE5502;
+  static constexpr uint32_t kKeyMagic = 0xE2EE4B33;
+  /// One flash write per 32 uplinks; a reboot skips at most 32 numbers.
+  static constexpr uint32_t kSeqBlock = 32;
+};
+
+/// The device. Call begin() once from setup(), then loop() and on_push() from loop().
+class Device {
+ public:
+  Device(const DeviceSettings &settings, const DeviceBuffers &buffers, Flash &flash, Http &http, Clock &clock, RandomFn random,
+         LogSink &log, Actions &actions);
+
+  /// settings and buffers are kept by reference: they must outlive the device (static in the sketch).
+  /// Reads and repairs the storage, checks the settings, takes a rekeyed key. False, after saying why, when a setting
+  /// cannot work (the sketch then halts).
+  bool begin();
+  /// Does what is due: registration, a reading and the config poll every interval; after failures, a bounded backoff.
+  void loop();
+  /// A command pushed to POST /command: the HTTP status to answer (200 accepted, 400 refused, 413 too large).
+  int on_push(const char *body, size_t len);
+
+  /// Milliseconds until the next cycle, from the last one.
+  uint32_t wait_ms() const { return wait_ms_; }
+  bool registered() const { return registered_; }
+  uint32_t interval_s() const { return interval_s_; }
+  uint64_t cfgsn() const { return cfgsn_; }
+  uint64_t ack() const { return downlink_.last(); }
+  int64_t key_version() const { return keys_.kv; }
+  const char *backend_url() const { return url_; }
+
+  /// Unanswered exchanges in a row after which the wait stops growing; the longest wait (without jitter) is
+  /// interval × 2^kBackoffSteps, at most kBackoffMaxS unless the interval itself is longer.
+  static constexpr uint32_t kBackoffSteps = 5;
+  static constexpr uint32_t kBackoffMaxS = 300;
+  /// After this many registrations and readings in a row refused with HTTP 400, say what that usually means.
+  static constexpr uint32_t kRefusalHint = 5;
+  /// Config polls in one cycle while the answer says more commands wait.
+  static constexpr uint32_t kMorePolls = 4;
+
+ private:
+  enum class Outcome : uint8_t { Done, Refused, Unreachable };
+  enum class Kind : uint8_t { Register, Reading, Poll };
+
+  void say(const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+  void report_slot(const char *what, SlotState state, bool lost_newer, const char *consequence);
+  void cycle();
+  /// One uplink: builds and seals it, sends it, applies the answer (register, poll), says how it went.
+  Outcome uplink(Kind kind, bool *more);
+  /// Checks a 200/201 answer to request n (sealed config in hmac mode) and applies it; false when refused.
+  bool accept_answer(size_t got, uint64_t n, bool *more);
+  void apply_settings(const char *json, size_t len);
+  bool handle_command(const char *text, size_t len, const char *via);
+
+  const DeviceSettings &settings_;
+  const DeviceBuffers &buf_;
+  Http &http_;
+  Clock &clock_;
+  RandomFn random_;
+  LogSink &log_;
+  Actions &actions_;
+  SlotCounter uplink_slot_;
+  SlotCounter downlink_slot_;
+  KeySlot key_slot_;
+  SeqCounter seq_;
+  DownlinkGuard downlink_;
+  RefusalStreak refusals_;
+  Keys keys_;
+  char url_[129];
+  char request_url_[256];
+  uint32_t interval_s_;
+  uint32_t wait_ms_ = 0;
+  uint32_t last_ms_ = 0;
+  bool started_ = false;
+  bool registered_ = false;
+  uint32_t failures_ = 0;
+  uint64_t cfgsn_ = 0;
+  uint64_t held_seqn_ = 0;  ///< a reserved SEQN that was never sent (no connection): the next uplink's
+  bool held_ = false;
+};
+
+}  // namespace e2ee
