@@ -98,6 +98,7 @@ bool Device::begin() {
     const SlotState state = key_slot_.load(&version, key, &seqn, &lost_newer);
     // Erased is the normal case (never rekeyed).
     report_slot("rekeyed key", state == SlotState::Erased ? SlotState::Ok : state, lost_newer, "E2EE_KEY_HEX is used");
+    if ((state == SlotState::Zeroed || state == SlotState::Corrupt) && !key_slot_.erase()) say("storage: the EEPROM cannot be written");
     if (state == SlotState::Ok) {
       if (lost_newer && (!key_slot_.save(version, key, seqn) || !key_slot_.save(version, key, seqn))) say("storage: the EEPROM cannot be written");
       if (version > settings_.key_version && keys_init(&keys_, key, sizeof(key), Auth::HmacSha256)) {
@@ -201,7 +202,8 @@ Device::Outcome Device::uplink(Kind kind, bool *more) {
     say("%s: does not fit the buffers", what);
     return Outcome::Refused;
   }
-  snprintf(request_url_, sizeof(request_url_), "%s/api/devices/%s%s", url_, settings_.id, kPaths[int(kind)]);
+  // The plain poll is GET /api/devices/:id (the seed's route).
+  snprintf(request_url_, sizeof(request_url_), "%s/api/devices/%s%s", url_, settings_.id, sealed ? kPaths[int(kind)] : "");
   size_t got = 0;
   int code = http_.exchange(request_url_, sealed || kind == Kind::Register ? buf_.body : nullptr, len, buf_.rx, buf_.rx_size, &got);
   // Nothing was sent: the number is still unused, so the next uplink takes it.
@@ -213,13 +215,14 @@ Device::Outcome Device::uplink(Kind kind, bool *more) {
     say("%s: answer larger than the %u-byte buffer", what, unsigned(buf_.rx_size - 1));
   } else if (code == kHttpTruncated) {
     say("%s: answer cut short", what);
-  } else if ((code == 200 || code == 201) && (kind == Kind::Poll || (hmac && kind == Kind::Register)) && !accept_answer(got, n, more)) {
-    say("%s: answer refused (not authentic or not ours)", what);
-    code = kAnswerRefused;
   } else if (code < 0) {
     say("%s: HTTP %d (%s): is %s up and reachable?", what, code, http_.error_text(code), url_);
   } else if (kind != Kind::Poll || code != 200) {
     say("%s: HTTP %d", what, code);
+  }
+  if ((code == 200 || code == 201) && (kind == Kind::Poll || (hmac && kind == Kind::Register)) && !accept_answer(got, n, more)) {
+    say("%s: answer refused (not authentic or not ours)", what);
+    code = kAnswerRefused;
   }
   if (kind != Kind::Poll && refusals_.record(code)) {
     say("%u refused in a row (HTTP 400): another key or auth mode in secrets.h than in the backend, or a SEQN behind it (after a "

@@ -109,6 +109,14 @@ bool SlotPair::save(const uint8_t *payload) {
   return true;
 }
 
+bool SlotPair::erase() {
+  a_.erase();
+  b_.erase();
+  generation_ = 0;
+  next_is_b_ = false;
+  return a_.commit();
+}
+
 bool SlotCounter::load(uint64_t *value) {
   uint8_t raw[8];
   state_ = pair_.load(raw, &lost_newer_);

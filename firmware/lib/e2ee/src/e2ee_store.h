@@ -43,6 +43,11 @@ class Slot {
   /// The largest payload a slot holds.
   static constexpr size_t kMaxLen = 40;
   Slot(Flash &flash, size_t addr, uint32_t magic, size_t len) : flash_(flash), addr_(addr), magic_(magic), len_(len) {}
+  bool commit() const { return flash_.commit(); }
+  /// Writes 0xFF over the record (no commit).
+  void erase() const {
+    for (size_t i = 0; i < footprint(len_) && addr_ + i < flash_.size(); i++) flash_.write(addr_ + i, 0xFF);
+  }
   /// Bytes the slot occupies.
   static constexpr size_t footprint(size_t len) { return len + 8; }
   /// Reads the record; payload (len bytes) is filled only when the state is Ok.
@@ -72,6 +77,8 @@ class SlotPair {
   bool save(const uint8_t *payload);
   /// Writes both copies (after damage), so the next boot finds both valid.
   bool save_both(const uint8_t *payload) { return save(payload) && save(payload); }
+  /// Erases both copies (0xFF) and commits: the pair then loads as Erased.
+  bool erase();
 
  private:
   Slot a_;
@@ -113,6 +120,8 @@ class KeySlot {
   /// Ok with the stored version, key and command SEQN, or why there is none. *lost_newer as SlotPair::load.
   SlotState load(uint32_t *version, uint8_t key[16], uint64_t *seqn, bool *lost_newer);
   bool save(uint32_t version, const uint8_t key[16], uint64_t seqn);
+  /// Forgets a damaged record, so that it is reported at one boot only.
+  bool erase() { return pair_.erase(); }
 
  private:
   SlotPair pair_;

@@ -1,0 +1,273 @@
+#pragma once
+// A backend for the host tests of e2ee::Device that speaks the real wire format (the package README, "The device
+// protocol"): sealed register, poll and readings with SEQN and ack, sealed config answers naming the request, commands
+// acknowledged by SEQN, rekey with a pending version promoted by the first message under it; and in plain mode the
+// seed's plain registration and poll. It seals and opens with lib/e2ee, whose output the shared vectors pin to the
+// Node-RED nodes byte for byte. Faults are injected per exchange.
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "e2ee.h"
+#include "support.h"
+
+/// The key of version v in these tests: 16 bytes of v + 1.
+inline std::string test_key_hex(uint32_t v) {
+  static const char *const digits = "0123456789abcdef";
+  std::string hex;
+  for (int i = 0; i < 16; i++) {
+    hex += digits[((v + 1) >> 4) & 15];
+    hex += digits[(v + 1) & 15];
+  }
+  return hex;
+}
+
+inline void test_random(uint8_t *out, size_t n) {
+  static uint32_t state = 0x12345678;
+  for (size_t i = 0; i < n; i++) {
+    state = state * 1103515245u + 12345u;
+    out[i] = uint8_t(state >> 16);
+  }
+}
+
+struct FakeBackend : e2ee::Http {
+  std::string base = "http://192.168.1.10:1880/api/devices/";
+  std::string id;
+  bool hmac;
+  uint32_t keyver = 0;
+  int64_t pending = -1;
+  bool registered = false;
+  bool seen = false;
+  uint64_t floor = 0;
+  size_t rxbuf = 0;
+  uint64_t cfgsn = 1;
+  std::string data = "{}";
+  struct Cmd {
+    uint64_t seqn;
+    std::string body;
+  };
+  std::deque<Cmd> queue;  ///< not yet acknowledged (hmac) / not yet offered (plain)
+  uint64_t next_cmd = 1;
+  std::vector<std::string> readings;  ///< accepted reading plaintexts
+  std::vector<uint64_t> accepted;     ///< accepted uplink SEQNs, in order
+  int refused = 0;                    ///< uplinks answered 400
+  int calls = 0;
+  std::vector<std::string> paths;     ///< every request path, as received
+
+  // Faults.
+  int down = 0;                  ///< the next N exchanges: no connection, nothing arrives (kHttpConnectFailed)
+  int lose_answers = 0;          ///< the next N: processed, then the answer is lost (HTTP read timeout, -11)
+  int status = 0;                ///< when set: every exchange gets this status, unprocessed (e.g. 503)
+  bool ignore_rxbuf = false;     ///< offers every waiting command, whatever the device's buffer
+  std::function<void(std::string &)> tamper;  ///< changes a 2xx answer before the device reads it
+  MemFlash *power = nullptr;     ///< when its power is lost, the device is dead: nothing leaves it
+  long cut_at_call = -1;         ///< at this call number the power goes: before (cut_after_processing false) or after
+  bool cut_after_processing = false;
+
+  FakeBackend(std::string device_id, bool hmac_mode) : id(std::move(device_id)), hmac(hmac_mode) {}
+
+  e2ee::Keys keys_of(uint32_t version) const {
+    e2ee::Keys k;
+    e2ee::keys_from_hex(&k, test_key_hex(version).c_str(), hmac ? e2ee::Auth::HmacSha256 : e2ee::Auth::None);
+    if (hmac) k.kv = version;
+    return k;
+  }
+
+  std::string seal(const e2ee::Keys &k, e2ee::MsgType type, const std::string &plain) const {
+    std::vector<uint8_t> work(e2ee::padded_len(plain.size()));
+    std::vector<char> out(e2ee::body_len(plain.size(), k) + 1);
+    size_t n = 0;
+    if (!e2ee::seal(k, type, id.c_str(), reinterpret_cast<const uint8_t *>(plain.data()), plain.size(), test_random, work.data(), work.size(),
+                    out.data(), out.size(), &n)) {
+      return "";
+    }
+    return std::string(out.data(), n);
+  }
+
+  /// The operator queues a command; sealed under the newest version (a pending rekey's), as the registry does.
+  uint64_t queue_command(const std::string &cmd_json) {
+    const uint64_t m = next_cmd++;
+    const uint32_t v = pending >= 0 ? uint32_t(pending) : keyver;
+    queue.push_back({m, seal(keys_of(v), e2ee::MsgType::Command, "{\"cmd\":" + cmd_json + ",\"SEQN\":" + std::to_string(m) + "}")});
+    return m;
+  }
+
+  /// The operator's rekey to the next version: the command is sealed under the current one and carries the new key.
+  uint64_t queue_rekey() {
+    const uint32_t to = keyver + 1;
+    pending = to;
+    const uint64_t m = next_cmd++;
+    queue.push_back({m, seal(keys_of(keyver), e2ee::MsgType::Command,
+                             "{\"rekey\":{\"kv\":" + std::to_string(to) + ",\"key\":\"" + test_key_hex(to) + "\"},\"SEQN\":" + std::to_string(m) + "}")});
+    return m;
+  }
+
+  /// POST /api/devices/:id/reset: forgets the device's uplink counter.
+  void reset_counter() {
+    seen = false;
+    floor = 0;
+  }
+
+  const char *error_text(int code) override { return code == -1 ? "connection failed" : code == -11 ? "read Timeout" : "other error"; }
+
+  int exchange(const char *url, const char *body, size_t body_len, char *rx, size_t rx_size, size_t *rx_len) override {
+    *rx_len = 0;
+    const long call = calls++;
+    if (power && power->power_lost) return e2ee::kHttpConnectFailed;
+    if (call == cut_at_call && !cut_after_processing) {
+      if (power) power->power_lost = true;
+      return e2ee::kHttpConnectFailed;
+    }
+    if (down > 0) {
+      down--;
+      return e2ee::kHttpConnectFailed;
+    }
+    std::string u(url);
+    if (u.compare(0, base.size(), base) != 0) return 404;
+    std::string rest = u.substr(base.size());
+    paths.push_back("/api/devices/" + rest);
+    if (status) return status;
+    std::string answer;
+    int code = handle(rest, body ? std::string(body, body_len) : std::string(), body == nullptr, &answer);
+    if (call == cut_at_call && cut_after_processing) {
+      if (power) power->power_lost = true;
+      return -11;
+    }
+    if (lose_answers > 0) {
+      lose_answers--;
+      return -11;
+    }
+    if (code >= 200 && code < 300) {
+      if (tamper) tamper(answer);
+      if (answer.size() >= rx_size) return e2ee::kHttpTooLarge;
+      memcpy(rx, answer.data(), answer.size());
+      rx[answer.size()] = '\0';
+      *rx_len = answer.size();
+    }
+    return code;
+  }
+
+ private:
+  /// The commands for a config answer: waiting ones in order, at most 10, as many as keep it within rxbuf.
+  std::vector<Cmd> offer(const std::function<size_t(const std::vector<Cmd> &)> &size_with, bool *more) {
+    std::vector<Cmd> out;
+    for (const Cmd &c : queue) {
+      if (out.size() == 10) break;
+      out.push_back(c);
+      if (!ignore_rxbuf && rxbuf && size_with(out) > rxbuf) {
+        out.pop_back();
+        break;
+      }
+    }
+    *more = out.size() < queue.size();
+    return out;
+  }
+
+  static std::string list(const std::vector<Cmd> &cmds) {
+    std::string s = "[";
+    for (size_t i = 0; i < cmds.size(); i++) s += (i ? "," : "") + cmds[i].body;
+    return s + "]";
+  }
+
+  std::string config_plain(uint64_t re, const std::vector<Cmd> &cmds, bool more) const {
+    return "{\"re\":" + std::to_string(re) + ",\"cfgsn\":" + std::to_string(cfgsn) + ",\"data\":" + data + ",\"commands\":" + list(cmds) +
+           ",\"more\":" + (more ? "true" : "false") + "}";
+  }
+
+  int handle(const std::string &rest, const std::string &body, bool get, std::string *answer) {
+    const size_t slash = rest.find('/');
+    if (rest.substr(0, slash) != id) return 404;
+    const std::string route = slash == std::string::npos ? "" : rest.substr(slash);
+    if (!hmac) return handle_plain(route, body, get, answer);
+    if (get) return 401;
+    e2ee::MsgType type;
+    if (route.empty()) type = e2ee::MsgType::Register;
+    else if (route == "/readings") type = e2ee::MsgType::Reading;
+    else if (route == "/poll") type = e2ee::MsgType::Poll;
+    else return 404;
+    uint64_t kv = 0;
+    e2ee::json_uint(body.data(), body.size(), "kv", &kv);
+    std::vector<uint8_t> pt(body.size() + 1);
+    size_t n = 0;
+    if ((kv != keyver && int64_t(kv) != pending) ||
+        e2ee::open(keys_of(uint32_t(kv)), type, id.c_str(), body.data(), body.size(), pt.data(), pt.size(), &n) != e2ee::OpenStatus::Ok) {
+      refused++;
+      return 400;
+    }
+    const char *text = reinterpret_cast<const char *>(pt.data());
+    uint64_t seqn = 0;
+    if (!e2ee::json_uint(text, n, "SEQN", &seqn) || (seen && seqn <= floor)) {
+      refused++;
+      return 400;
+    }
+    if (type != e2ee::MsgType::Register && !registered) return 404;
+    seen = true;
+    floor = seqn;
+    accepted.push_back(seqn);
+    if (int64_t(kv) == pending) {
+      keyver = uint32_t(kv);
+      pending = -1;
+    }
+    uint64_t ack = 0;
+    if (e2ee::json_uint(text, n, "ack", &ack)) {
+      while (!queue.empty() && queue.front().seqn <= ack) queue.pop_front();
+    }
+    if (type == e2ee::MsgType::Reading) {
+      readings.push_back(std::string(text, n));
+      *answer = "{\"status\":\"OK\"}";
+      return 200;
+    }
+    int code = 200;
+    if (type == e2ee::MsgType::Register) {
+      uint64_t buf = 0;
+      if (e2ee::json_uint(text, n, "rxbuf", &buf)) rxbuf = size_t(buf);
+      code = registered ? 200 : 201;
+      registered = true;
+    }
+    const e2ee::Keys k = keys_of(uint32_t(kv));
+    bool more = false;
+    const std::vector<Cmd> cmds = offer([&](const std::vector<Cmd> &c) { return seal(k, e2ee::MsgType::Config, config_plain(seqn, c, true)).size(); }, &more);
+    *answer = seal(k, e2ee::MsgType::Config, config_plain(seqn, cmds, more));
+    return code;
+  }
+
+  int handle_plain(const std::string &route, const std::string &body, bool get, std::string *answer) {
+    if (route.empty() && !get) {
+      uint64_t buf = 0;
+      if (e2ee::json_uint(body.data(), body.size(), "rxbuf", &buf)) rxbuf = size_t(buf);
+      const int code = registered ? 200 : 201;
+      registered = true;
+      *answer = "{\"deviceid\":\"" + id + "\",\"cfgsn\":" + std::to_string(cfgsn) + "}";
+      return code;
+    }
+    if (!registered) return 404;
+    if (route.empty()) {
+      // Offering a command delivers it in this mode.
+      bool more = false;
+      const std::vector<Cmd> cmds = offer([&](const std::vector<Cmd> &c) {
+        return ("{\"cfgsn\":" + std::to_string(cfgsn) + ",\"data\":" + data + ",\"commands\":" + list(c) + "}").size();
+      }, &more);
+      for (size_t i = 0; i < cmds.size(); i++) queue.pop_front();
+      *answer = "{\"cfgsn\":" + std::to_string(cfgsn) + ",\"data\":" + data + ",\"commands\":" + list(cmds) + "}";
+      return 200;
+    }
+    if (route != "/readings" || get) return 404;
+    std::vector<uint8_t> pt(body.size() + 1);
+    size_t n = 0;
+    uint64_t seqn = 0;
+    if (e2ee::open(keys_of(0), e2ee::MsgType::Reading, id.c_str(), body.data(), body.size(), pt.data(), pt.size(), &n) != e2ee::OpenStatus::Ok ||
+        !e2ee::json_uint(reinterpret_cast<const char *>(pt.data()), n, "SEQN", &seqn) || (seen && seqn <= floor)) {
+      refused++;
+      return 400;
+    }
+    seen = true;
+    floor = seqn;
+    accepted.push_back(seqn);
+    readings.push_back(std::string(reinterpret_cast<const char *>(pt.data()), n));
+    *answer = "{\"status\":\"OK\"}";
+    return 200;
+  }
+};

@@ -1,0 +1,570 @@
+// Host tests of the device's behaviour (e2ee::Device), driven through its interfaces against a fake backend that
+// speaks the real wire format: boots on damaged storage, a reboot at every step, faults, and an owner's mistakes.
+#if __has_include(<doctest.h>)
+#include <doctest.h>
+#else
+#include <doctest/doctest.h>
+#endif
+
+#include <fstream>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "e2ee.h"
+#include "fake_backend.h"
+#include "support.h"
+
+using namespace e2ee;
+
+namespace {
+
+const char *const kId = "5C:CF:7F:01:02:03";
+
+/// Every line any device said in these tests, for the check of firmware/README.md.
+std::vector<std::string> &all_lines() {
+  static std::vector<std::string> lines;
+  return lines;
+}
+
+struct Lines : LogSink {
+  std::vector<std::string> lines;
+  void line(const char *text) override {
+    lines.push_back(text);
+    all_lines().push_back(text);
+  }
+  size_t count(const std::string &part) const {
+    size_t n = 0;
+    for (const auto &l : lines) n += l.find(part) != std::string::npos;
+    return n;
+  }
+  bool has(const std::string &part) const { return count(part) > 0; }
+  std::string all() const {
+    std::string s;
+    for (const auto &l : lines) s += l + "\n";
+    return s;
+  }
+};
+
+struct TestClock : Clock {
+  uint32_t now = 1000;
+  uint32_t millis() override { return now; }
+};
+
+struct Board : Actions {
+  bool network = true;
+  int led_changes = 0;
+  bool led_on = false;
+  int samples = 0;
+  std::string ssid = "lab";
+  bool network_up() override { return network; }
+  void address(char *ip, size_t ip_size, char *ssid_out, size_t ssid_size) override {
+    snprintf(ip, ip_size, "192.168.1.50");
+    snprintf(ssid_out, ssid_size, "%s", ssid.c_str());
+  }
+  bool sample(char *json, size_t size) override {
+    snprintf(json, size, "{\"a0\":%d}", ++samples);
+    return true;
+  }
+  void led(bool on) override {
+    led_on = on;
+    led_changes++;
+  }
+};
+
+/// One device with the sketch's buffer sizes, its flash, a clock, a board and a backend; reboot() starts it again
+/// on the same flash (what survives a power cut) and the same backend.
+struct Rig {
+  MemFlash flash;
+  FakeBackend backend;
+  TestClock clock;
+  Lines log;
+  Board board;
+  char rx[1536];
+  uint8_t opened[1536];
+  char body[512];
+  char plain[256];
+  uint8_t work[256 + 32];
+  std::string url = "http://192.168.1.10:1880";
+  std::string key_hex = test_key_hex(0);
+  DeviceSettings settings{};
+  DeviceBuffers buffers{};
+  std::unique_ptr<Device> dev;
+  int boots = 0;
+
+  explicit Rig(bool hmac = true, uint8_t fill = 0xFF) : flash(StorageLayout::kSize, fill), backend(kId, hmac) {
+    settings = DeviceSettings{kId, nullptr, nullptr, hmac ? Auth::HmacSha256 : Auth::None, 0, 10, 80, false};
+    buffers = DeviceBuffers{rx, sizeof(rx), opened, sizeof(opened), body, sizeof(body), plain, sizeof(plain), work, sizeof(work)};
+    backend.power = &flash;
+  }
+
+  bool boot() {
+    flash.reboot();
+    settings.backend_url = url.c_str();
+    settings.key_hex = key_hex.c_str();
+    dev.reset(new Device(settings, buffers, flash, backend, clock, test_random, log, board));
+    boots++;
+    return dev->begin();
+  }
+
+  /// One cycle: the clock moves on to when the device is due.
+  void cycle() {
+    clock.now += dev->wait_ms();
+    dev->loop();
+  }
+
+  /// Cycles until done() (at most max); false when it never was.
+  template <typename F>
+  bool until(F done, int max = 40) {
+    for (int i = 0; i < max; i++) {
+      if (done()) return true;
+      cycle();
+    }
+    return done();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("device: registers, reads, polls and applies its config; a command runs once and is acknowledged (hmac)") {
+  Rig r;
+  REQUIRE(r.boot());
+  CHECK(r.log.has("storage: uplink counter erased"));
+  CHECK(r.log.has("device 5C:CF:7F:01:02:03, auth hmac-sha256, backend http://192.168.1.10:1880"));
+  r.backend.data = "{\"interval\":7,\"led\":true}";
+  r.cycle();
+  CHECK(r.backend.registered);
+  CHECK(r.backend.rxbuf == 1535);  // declared: the answers stay within the buffer
+  CHECK(r.log.has("register as 5C:CF:7F:01:02:03: HTTP 201"));
+  CHECK(r.log.has("config 1: interval 7 s"));
+  CHECK(r.dev->interval_s() == 7);
+  CHECK(r.board.led_on);
+  CHECK(r.backend.readings.size() == 1);
+  CHECK(r.backend.accepted == std::vector<uint64_t>{0, 1, 2});  // register, reading, poll: one sequence
+  CHECK(r.dev->wait_ms() == 7000);
+  const uint64_t m = r.backend.queue_command("{\"led\":false}");
+  r.cycle();
+  CHECK(r.log.count("command 1 via poll: {\"led\":false}") == 1);
+  CHECK_FALSE(r.board.led_on);
+  CHECK(r.dev->ack() == m);
+  CHECK(r.backend.queue.size() == 1);  // delivered, not yet acknowledged
+  r.cycle();                           // the next uplink carries the ack
+  CHECK(r.backend.queue.empty());
+  CHECK(r.log.count("command 1 via") == 1);  // offered again once at most, and then dropped as a replay
+  CHECK(r.backend.refused == 0);
+  // The config changes: applied once.
+  r.backend.cfgsn = 2;
+  r.backend.data = "{\"interval\":3}";
+  r.cycle();
+  CHECK(r.log.has("config 2: interval 3 s"));
+  CHECK(r.dev->wait_ms() == 3000);
+}
+
+TEST_CASE("device: plain mode (E2EE_AUTH_HMAC 0) registers and polls in plain JSON, sends sealed readings, runs commands") {
+  Rig r(false);
+  REQUIRE(r.boot());
+  r.cycle();
+  CHECK(r.backend.registered);
+  CHECK(r.backend.rxbuf == 1535);
+  CHECK(r.log.has("device 5C:CF:7F:01:02:03, auth none"));
+  CHECK(r.backend.readings.size() == 1);
+  CHECK(r.backend.readings[0] == "{\"data\":{\"a0\":1},\"SEQN\":0}");  // no ack in plain mode
+  r.backend.queue_command("{\"interval\":4}");
+  r.cycle();
+  INFO(r.log.all());
+  CHECK(r.log.has("command 1 via poll: {\"interval\":4}"));
+  CHECK(r.dev->interval_s() == 4);
+  CHECK(r.backend.paths[0] == "/api/devices/5C:CF:7F:01:02:03");
+}
+
+TEST_CASE("device: several waiting commands come over several polls within the buffer, in order, each once") {
+  Rig r;
+  REQUIRE(r.boot());
+  r.cycle();
+  for (int i = 0; i < 12; i++) r.backend.queue_command("{\"interval\":" + std::to_string(10 + i) + ",\"pad\":\"" + std::string(100, 'x') + "\"}");
+  REQUIRE(r.until([&] { return r.backend.queue.empty(); }, 10));
+  for (int i = 1; i <= 12; i++) CHECK(r.log.count("command " + std::to_string(i) + " via poll: ") == 1);
+  CHECK(r.dev->interval_s() == 21);
+  CHECK(r.backend.refused == 0);
+}
+
+TEST_CASE("device: a rekey stores the key before acknowledging it; the server moves on at the first message under it") {
+  Rig r;
+  REQUIRE(r.boot());
+  r.cycle();
+  const uint64_t m = r.backend.queue_rekey();
+  r.backend.queue_command("{\"led\":true}");  // queued during the rekey: sealed under the new version
+  r.cycle();
+  CHECK(r.log.has("command 1 via poll: rekey to key version 1"));
+  CHECK(r.log.has("command 2 via poll: {\"led\":true}"));
+  CHECK(r.dev->key_version() == 1);
+  CHECK(r.dev->ack() == m + 1);
+  r.cycle();
+  CHECK(r.backend.keyver == 1);
+  CHECK(r.backend.pending == -1);
+  CHECK(r.backend.queue.empty());
+  // From the next boot on, the key from flash.
+  REQUIRE(r.boot());
+  CHECK(r.log.has("using the key of version 1 from a rekey"));
+  CHECK(r.dev->key_version() == 1);
+  const size_t before = r.backend.readings.size();
+  r.cycle();
+  CHECK(r.backend.readings.size() == before + 1);
+  CHECK(r.backend.refused == 0);
+}
+
+/// The whole life of a device: register, readings, a command, a rekey, a command under the new key. Runs with a power
+/// cut injected by `inject` (which may do nothing), reboots after each cut, and checks what must hold whatever the
+/// cut: no uplink refused (no SEQN used twice, never a key the backend does not hold), each command run exactly once,
+/// all acknowledged, device and backend on the same key.
+static void lifecycle(Rig &r) {
+  REQUIRE(r.boot());
+  auto step = [&](const std::function<bool()> &done) {
+    for (int i = 0; i < 60 && !done(); i++) {
+      r.cycle();
+      if (r.flash.power_lost) REQUIRE(r.boot());
+    }
+    REQUIRE(done());
+  };
+  step([&] { return r.backend.registered && r.backend.readings.size() >= 2; });
+  r.backend.queue_command("{\"interval\":9}");
+  step([&] { return r.backend.queue.empty(); });
+  r.backend.queue_rekey();
+  step([&] { return r.backend.queue.empty() && r.backend.pending == -1; });
+  r.backend.queue_command("{\"led\":true}");
+  step([&] { return r.backend.queue.empty(); });
+  const size_t before = r.backend.readings.size();
+  step([&] { return r.backend.readings.size() >= before + 2; });
+  INFO(r.log.all());
+  CHECK(r.backend.refused == 0);
+  // Exactly once; at most once when the power went right after a whole write: the command's SEQN is stored before
+  // it is acted on, so a cut in between loses that command rather than run it twice (by design, against replays).
+  const size_t expected = r.flash.cut_completed ? 0 : 1;
+  const size_t c1 = r.log.count("command 1 via poll: {\"interval\":9}");
+  const size_t c2 = r.log.count("command 2 via poll: rekey to key version 1") + r.log.count("command 2: rekey completed at boot");
+  const size_t c3 = r.log.count("command 3 via poll: {\"led\":true}");
+  CHECK(c1 <= 1);
+  CHECK(c2 <= 1);
+  CHECK(c3 <= 1);
+  CHECK(c1 + c2 + c3 >= 2 + expected);
+  CHECK(r.dev->key_version() == 1);
+  CHECK(r.backend.keyver == 1);
+  CHECK(r.board.led_on == (c3 == 1));
+  for (size_t i = 1; i < r.backend.accepted.size(); i++) CHECK(r.backend.accepted[i] > r.backend.accepted[i - 1]);
+}
+
+TEST_CASE("device: a reboot at every exchange of the lifecycle, before the request arrives and after it was processed") {
+  Rig clean;
+  lifecycle(clean);
+  const long exchanges = clean.backend.calls;
+  REQUIRE(exchanges > 10);
+  for (int after = 0; after <= 1; after++) {
+    for (long k = 0; k < exchanges; k++) {
+      CAPTURE(k);
+      CAPTURE(after);
+      Rig r;
+      r.backend.cut_at_call = k;
+      r.backend.cut_after_processing = after == 1;
+      lifecycle(r);
+      CHECK(r.boots == 2);
+    }
+  }
+}
+
+TEST_CASE("device: a power cut in the middle of every flash write of the lifecycle (a torn write)") {
+  Rig clean;
+  lifecycle(clean);
+  const long commits = clean.flash.attempts;
+  REQUIRE(commits > 4);
+  for (long j = 0; j < commits; j++) {
+    // Nothing written, a few bytes, most of a record: the record of a slot pair copy is 16 to 44 bytes.
+    for (long part : {0L, 3L, 11L, 19L}) {
+      CAPTURE(j);
+      CAPTURE(part);
+      Rig r;
+      r.flash.cut_at = j;
+      r.flash.cut_bytes = part;
+      lifecycle(r);
+      CHECK(r.boots == 2);
+    }
+  }
+}
+
+TEST_CASE("device: boots on erased, zeroed and corrupted storage; says so once; the next boot is silent") {
+  SUBCASE("erased") {
+    Rig r;
+    REQUIRE(r.boot());
+    CHECK(r.log.count("storage: uplink counter erased") == 1);
+    CHECK(r.log.count("storage: downlink counter erased") == 1);
+    r.log.lines.clear();
+    REQUIRE(r.boot());
+    CHECK_FALSE(r.log.has("storage:"));
+  }
+  SUBCASE("zeroed") {
+    Rig r(true, 0x00);
+    REQUIRE(r.boot());
+    CHECK(r.log.has("storage: uplink counter zeroed"));
+    CHECK(r.log.has("storage: downlink counter zeroed"));
+    r.cycle();
+    CHECK(r.backend.registered);
+    r.log.lines.clear();
+    REQUIRE(r.boot());
+    CHECK_FALSE(r.log.has("storage:"));
+  }
+  SUBCASE("corrupted after use: the backend refuses the restarted counter until the operator's reset") {
+    Rig r;
+    REQUIRE(r.boot());
+    for (int i = 0; i < 3; i++) r.cycle();
+    REQUIRE(r.backend.refused == 0);
+    for (auto &b : r.flash.flash) b = uint8_t(b * 7 + 1);  // garbage in every slot
+    REQUIRE(r.boot());
+    CHECK(r.log.has("storage: uplink counter corrupt: SEQN restarts at 0 (if refused: POST /api/devices/<id>/reset)"));
+    for (int i = 0; i < 5; i++) r.cycle();
+    CHECK(r.backend.refused >= 5);
+    CHECK(r.log.count("5 refused in a row (HTTP 400)") == 1);
+    CHECK(r.log.has("POST /api/devices/5C:CF:7F:01:02:03/reset"));
+    CHECK(r.dev->wait_ms() == 10000);  // refusals are not an outage: no backoff
+    r.backend.reset_counter();
+    r.cycle();
+    CHECK(r.backend.registered);
+    CHECK(r.log.has("register as 5C:CF:7F:01:02:03: HTTP 200"));
+  }
+}
+
+TEST_CASE("device: a backend down for long: bounded backoff with jitter, one SEQN held, no flash written, then back") {
+  Rig r;
+  REQUIRE(r.boot());
+  r.cycle();
+  REQUIRE(r.backend.registered);
+  const int commits = r.flash.commits;
+  const size_t accepted = r.backend.accepted.size();
+  r.backend.down = 1000;
+  uint32_t longest = 0;
+  std::vector<uint32_t> waits;
+  for (int i = 0; i < 60; i++) {
+    r.cycle();
+    waits.push_back(r.dev->wait_ms());
+    longest = std::max(longest, r.dev->wait_ms());
+  }
+  CHECK(waits[0] >= 20000);
+  CHECK(waits[0] < 20000 + 20000 / 8 + 1);  // doubled once, plus up to 1/8
+  CHECK(waits[1] >= 40000);
+  CHECK(longest >= Device::kBackoffMaxS * 1000);
+  CHECK(longest <= Device::kBackoffMaxS * 1000 + Device::kBackoffMaxS * 1000 / 8);
+  CHECK(std::set<uint32_t>(waits.begin() + 10, waits.end()).size() > 1);  // jittered
+  CHECK(r.flash.commits == commits);  // the unsent number is used again: nothing reserved, nothing written
+  CHECK(r.log.has("HTTP -1 (connection failed): is http://192.168.1.10:1880 up and reachable?"));
+  CHECK(r.log.has("backend unavailable: next try in"));
+  r.backend.down = 0;
+  r.cycle();
+  CHECK(r.dev->wait_ms() == 10000);
+  CHECK(r.backend.accepted.size() == accepted + 2);
+  CHECK(r.backend.accepted[accepted] == r.backend.accepted[accepted - 1] + 1);  // no number skipped by the outage
+  CHECK(r.backend.refused == 0);
+}
+
+TEST_CASE("device: a busy backend (503, 429) backs off; the network down reserves nothing") {
+  Rig r;
+  REQUIRE(r.boot());
+  r.cycle();
+  r.backend.status = 503;
+  r.cycle();
+  CHECK(r.dev->wait_ms() >= 20000);
+  CHECK(r.log.has("reading SEQN 3: HTTP 503"));
+  r.backend.status = 429;
+  r.cycle();
+  CHECK(r.dev->wait_ms() >= 40000);
+  r.backend.status = 0;
+  r.board.network = false;
+  const int calls = r.backend.calls;
+  const int commits = r.flash.commits;
+  for (int i = 0; i < 5; i++) r.cycle();
+  CHECK(r.backend.calls == calls);
+  CHECK(r.flash.commits == commits);
+  CHECK(r.dev->wait_ms() == 10000);
+  r.board.network = true;
+  r.cycle();
+  CHECK(r.backend.refused == 0);
+}
+
+TEST_CASE("device: an oversized or truncated poll answer is refused whole and applies nothing; the commands come later") {
+  Rig r;
+  REQUIRE(r.boot());
+  r.cycle();
+  SUBCASE("oversized: a backend that ignores rxbuf") {
+    r.backend.ignore_rxbuf = true;
+    for (int i = 0; i < 10; i++) r.backend.queue_command("{\"pad\":\"" + std::string(120, 'y') + "\"}");
+    r.cycle();
+    CHECK(r.log.has("config poll: answer larger than the 1535-byte buffer"));
+    CHECK_FALSE(r.log.has("command 1 via"));
+    CHECK(r.backend.queue.size() == 10);  // not acknowledged: still waiting
+    r.backend.ignore_rxbuf = false;
+    REQUIRE(r.until([&] { return r.backend.queue.empty(); }, 10));
+    for (int i = 1; i <= 10; i++) CHECK(r.log.count("command " + std::to_string(i) + " via poll") == 1);
+  }
+  SUBCASE("truncated") {
+    r.backend.queue_command("{\"led\":true}");
+    r.backend.tamper = [](std::string &a) { a.resize(a.size() / 2); };
+    r.cycle();
+    CHECK(r.log.has("config poll: answer refused (not authentic or not ours)"));
+    CHECK_FALSE(r.board.led_on);
+    r.backend.tamper = nullptr;
+    r.cycle();
+    CHECK(r.board.led_on);
+    CHECK(r.log.count("command 1 via poll") == 1);
+  }
+}
+
+TEST_CASE("device: replayed and reordered commands are refused; a recorded config answer is not applied again") {
+  Rig r;
+  REQUIRE(r.boot());
+  r.cycle();
+  const std::string c1 = r.backend.seal(r.backend.keys_of(0), MsgType::Command, "{\"cmd\":{\"led\":true},\"SEQN\":1}");
+  const std::string c2 = r.backend.seal(r.backend.keys_of(0), MsgType::Command, "{\"cmd\":{\"led\":false},\"SEQN\":2}");
+  const std::string c3 = r.backend.seal(r.backend.keys_of(0), MsgType::Command, "{\"cmd\":{\"interval\":5},\"SEQN\":3}");
+  CHECK(r.dev->on_push(c1.data(), c1.size()) == 200);
+  CHECK(r.board.led_on);
+  CHECK(r.dev->on_push(c1.data(), c1.size()) == 400);  // replayed
+  CHECK(r.log.has("command via push refused: replay"));
+  CHECK(r.dev->on_push(c3.data(), c3.size()) == 200);
+  CHECK(r.dev->on_push(c2.data(), c2.size()) == 400);  // reordered: an older number after a newer one
+  CHECK(r.board.led_on);
+  CHECK(r.board.led_changes == 1);
+  CHECK(r.dev->interval_s() == 5);
+  // A replay survives no reboot either.
+  REQUIRE(r.boot());
+  CHECK(r.dev->on_push(c3.data(), c3.size()) == 400);
+  // Too large for the buffer, and empty.
+  const std::string huge(600, '{');
+  CHECK(r.dev->on_push(huge.data(), huge.size()) == 413);
+  CHECK(r.dev->on_push("", 0) == 413);
+  // A config answer recorded earlier, replayed to a later poll: it names another request.
+  std::string recorded;
+  r.backend.tamper = [&](std::string &a) { recorded = a; };
+  r.cycle();
+  r.backend.cfgsn = 5;
+  r.backend.data = "{\"interval\":2}";
+  r.backend.tamper = [&](std::string &a) { a = recorded; };
+  r.cycle();
+  CHECK(r.log.has("answer refused (not authentic or not ours)"));
+  CHECK(r.dev->cfgsn() != 5);
+}
+
+TEST_CASE("device: a wrong key: every registration refused, explained once, no backoff; a command under another key refused") {
+  Rig r;
+  r.key_hex = test_key_hex(7);
+  REQUIRE(r.boot());
+  for (int i = 0; i < 8; i++) r.cycle();
+  CHECK_FALSE(r.backend.registered);
+  CHECK(r.log.count("register as 5C:CF:7F:01:02:03: HTTP 400") == 8);
+  CHECK(r.log.count("refused in a row (HTTP 400)") == 1);
+  CHECK(r.dev->wait_ms() == 10000);
+  const std::string other = r.backend.seal(r.backend.keys_of(0), MsgType::Command, "{\"cmd\":{\"led\":true},\"SEQN\":1}");
+  CHECK(r.dev->on_push(other.data(), other.size()) == 400);
+  CHECK(r.log.has("command via push refused: rejected"));
+  CHECK_FALSE(r.board.led_on);
+}
+
+TEST_CASE("device: an owner's mistakes: the URL, the key, the id, the sample secrets, an SSID with quotes") {
+  SUBCASE("a trailing slash is removed") {
+    Rig r;
+    r.url = "http://192.168.1.10:1880//";
+    REQUIRE(r.boot());
+    r.cycle();
+    CHECK(r.backend.registered);
+    CHECK(r.backend.paths[0] == "/api/devices/5C:CF:7F:01:02:03");
+  }
+  SUBCASE("no scheme halts with one sentence") {
+    Rig r;
+    r.url = "192.168.1.10:1880";
+    CHECK_FALSE(r.boot());
+    CHECK(r.log.has("E2EE_BACKEND_URL must start with http:// (e.g. http://192.168.1.10:1880). Halting."));
+  }
+  SUBCASE("https halts") {
+    Rig r;
+    r.url = "https://example.org";
+    CHECK_FALSE(r.boot());
+    CHECK(r.log.has("must be http://"));
+  }
+  SUBCASE("a key that is not hex") {
+    Rig r;
+    r.key_hex = "not a key";
+    CHECK_FALSE(r.boot());
+    CHECK(r.log.has("E2EE_KEY_HEX must be 32, 48 or 64 hex digits. Halting."));
+  }
+  SUBCASE("the sample secrets") {
+    Rig r;
+    r.settings.sample_secrets = true;
+    REQUIRE(r.boot());
+    CHECK(r.log.has("no include/secrets.h: the sample settings will not work"));
+  }
+  SUBCASE("an SSID with quotes and a backslash still makes valid JSON") {
+    Rig r;
+    r.board.ssid = "my \"lab\\\" net";
+    REQUIRE(r.boot());
+    r.cycle();
+    CHECK(r.backend.registered);
+    CHECK(r.backend.refused == 0);
+  }
+}
+
+TEST_CASE("device: a reboot between storing a rekeyed key and its ack completes the rekey at boot") {
+  // A clean run finds the commit that stores the key; the power goes at the next one (the ack), before any byte.
+  long key_commit = -1;
+  {
+    Rig clean;
+    REQUIRE(clean.boot());
+    clean.cycle();
+    clean.backend.queue_rekey();
+    clean.cycle();
+    for (size_t i = 0; i < clean.flash.first_changed.size(); i++) {
+      if (clean.flash.first_changed[i] >= StorageLayout::kKey && clean.flash.first_changed[i] < StorageLayout::kSize) key_commit = long(i);
+    }
+    REQUIRE(key_commit >= 0);
+  }
+  Rig r;
+  REQUIRE(r.boot());
+  r.cycle();
+  const uint64_t m = r.backend.queue_rekey();
+  r.flash.cut_at = key_commit + 1;
+  r.cycle();
+  REQUIRE(r.flash.power_lost);
+  REQUIRE(r.boot());
+  CHECK(r.log.has("using the key of version 1 from a rekey"));
+  CHECK(r.log.has("command 1: rekey completed at boot"));
+  CHECK(r.dev->ack() == m);
+  r.cycle();
+  CHECK(r.backend.keyver == 1);
+  CHECK(r.backend.queue.empty());
+  CHECK(r.backend.refused == 0);
+}
+
+TEST_CASE("firmware/README.md: every log line it shows is one the device says in these tests") {
+  // Declared last in this file, so it runs after the device test cases (doctest's default order): run the whole suite.
+  REQUIRE_MESSAGE(all_lines().size() > 100, "needs the lines of the device test cases: run the whole suite");
+  std::ifstream in(E2EE_README);
+  REQUIRE_MESSAGE(in.good(), "cannot read " E2EE_README);
+  // Numbers differ from run to run; the rest must match exactly.
+  auto shape = [](const std::string &s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); i++) {
+      const bool digit = s[i] >= '0' && s[i] <= '9';
+      if (!digit) out += s[i];
+      else if (i == 0 || !(s[i - 1] >= '0' && s[i - 1] <= '9')) out += '#';
+    }
+    return out;
+  };
+  std::set<std::string> said;
+  for (const auto &l : all_lines()) said.insert(shape(l));
+  std::string line;
+  int checked = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind("[e2ee] ", 0) != 0) continue;
+    // WiFi lines come from the board (src/main.cpp), not from the device.
+    if (line.rfind("[e2ee] WiFi:", 0) == 0) continue;
+    CHECK_MESSAGE(said.count(shape(line)) == 1, line);
+    checked++;
+  }
+  CHECK(checked >= 10);
+}
