@@ -5,6 +5,12 @@
 //   e2ee-tool open    --key HEX --auth MODE --deviceid ID [--type T]  < body        > plaintext
 //   e2ee-tool command --key HEX --auth MODE --deviceid ID --last N   < body        > "SEQN <n> <cmd json>"
 //   e2ee-tool post    --url http://127.0.0.1:PORT --key HEX --auth MODE --deviceid ID --seqn N --data JSON
+//   e2ee-tool device  --url http://127.0.0.1:PORT --key HEX --auth MODE --deviceid ID --flash FILE --cycles N
+//                     [--kv N] [--interval S] [--pause-ms MS]
+//
+// device runs the firmware's own e2ee::Device (lib/e2ee) against a real backend: FILE is its EEPROM (created
+// erased), so each run is one boot; it runs N cycles, --pause-ms apart (the device's own waits are not slept), and
+// prints what the device says, and "[board] led on|off".
 //
 // --type: reading (default), register, poll, command or config (bound into the MAC); --kv N adds the
 // per-device key version to sealed bodies.
@@ -15,7 +21,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <thread>
 #include <cstring>
 #include <iostream>
 #include <iterator>
@@ -51,7 +60,7 @@ struct MemStore : CounterStore {
 };
 
 int usage() {
-  std::cerr << "usage: e2ee-tool seal|reading|open|command|post --key HEX --auth none|hmac-sha256 --deviceid ID [...]\n";
+  std::cerr << "usage: e2ee-tool seal|reading|open|command|post|device --key HEX --auth none|hmac-sha256 --deviceid ID [...]\n";
   return 2;
 }
 
@@ -87,8 +96,9 @@ bool parse_type(const std::string &name, MsgType *type) {
   return false;
 }
 
-/// POST body to http://host:port/path; returns the status code or -1.
-int http_post(const std::string &url, const std::string &path, const std::string &body, std::string *response) {
+/// One HTTP/1.1 exchange with http://host:port: POST body to path, or GET when get. Returns the status code, or -1
+/// when no connection was made; *response is the answer's body.
+int http_request(const std::string &url, const std::string &path, const std::string *body, std::string *response) {
   const std::string prefix = "http://";
   if (url.compare(0, prefix.size(), prefix) != 0) return -1;
   const std::string hostport = url.substr(prefix.size());
@@ -107,8 +117,9 @@ int http_post(const std::string &url, const std::string &path, const std::string
     return -1;
   }
   freeaddrinfo(res);
-  const std::string req = "POST " + path + " HTTP/1.1\r\nHost: " + hostport + "\r\nContent-Type: application/json\r\nContent-Length: " +
-                          std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  const std::string req = (body ? "POST " : "GET ") + path + " HTTP/1.1\r\nHost: " + hostport +
+                          (body ? "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body->size()) : std::string()) +
+                          "\r\nConnection: close\r\n\r\n" + (body ? *body : std::string());
   size_t sent = 0;
   while (sent < req.size()) {
     const ssize_t w = write(fd, req.data() + sent, req.size() - sent);
@@ -121,10 +132,103 @@ int http_post(const std::string &url, const std::string &path, const std::string
   while ((r = read(fd, buf, sizeof(buf))) > 0) all.append(buf, size_t(r));
   close(fd);
   int status = -1;
-  if (sscanf(all.c_str(), "HTTP/1.%*d %d", &status) != 1) return -1;
+  if (sscanf(all.c_str(), "HTTP/1.%*d %d", &status) != 1) return -11;  // as the core's HTTPC_ERROR_READ_TIMEOUT
   const size_t split = all.find("\r\n\r\n");
   if (response) *response = split == std::string::npos ? "" : all.substr(split + 4);
   return status;
+}
+
+int http_post(const std::string &url, const std::string &path, const std::string &body, std::string *response) {
+  return http_request(url, path, &body, response);
+}
+
+/// e2ee::Device's interfaces on the host: sockets, a file as EEPROM, stdout.
+struct HostHttp : Http {
+  int exchange(const char *url, const char *body, size_t body_len, char *rx, size_t rx_size, size_t *rx_len) override {
+    *rx_len = 0;
+    const std::string u(url);
+    const size_t slash = u.find('/', strlen("http://"));
+    const std::string base = u.substr(0, slash), path = slash == std::string::npos ? "/" : u.substr(slash);
+    const std::string payload = body ? std::string(body, body_len) : std::string();
+    std::string answer;
+    int code = http_request(base, path, body ? &payload : nullptr, &answer);
+    if (code >= 200 && code < 300) {
+      if (answer.size() >= rx_size) return kHttpTooLarge;
+      memcpy(rx, answer.data(), answer.size());
+      rx[answer.size()] = '\0';
+      *rx_len = answer.size();
+    }
+    return code;
+  }
+  const char *error_text(int code) override { return code == -1 ? "connection failed" : code == -11 ? "read Timeout" : "error"; }
+};
+
+struct FileFlash : Flash {
+  std::string path;
+  std::vector<uint8_t> ram;
+  explicit FileFlash(std::string p) : path(std::move(p)), ram(StorageLayout::kSize, 0xFF) {
+    std::ifstream in(path, std::ios::binary);
+    in.read(reinterpret_cast<char *>(ram.data()), std::streamsize(ram.size()));
+  }
+  size_t size() const override { return ram.size(); }
+  uint8_t read(size_t addr) const override { return ram.at(addr); }
+  void write(size_t addr, uint8_t value) override { ram.at(addr) = value; }
+  bool commit() override {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char *>(ram.data()), std::streamsize(ram.size()));
+    return bool(out.flush());
+  }
+};
+
+struct StdoutLog : LogSink {
+  void line(const char *text) override { std::cout << text << std::endl; }
+};
+
+struct HostBoard : Actions {
+  int samples = 0;
+  bool network_up() override { return true; }
+  void address(char *ip, size_t ip_size, char *ssid, size_t ssid_size) override {
+    snprintf(ip, ip_size, "127.0.0.1");
+    snprintf(ssid, ssid_size, "host");
+  }
+  bool sample(char *json, size_t size) override {
+    snprintf(json, size, "{\"a0\":%d}", ++samples);
+    return true;
+  }
+  void led(bool on) override { std::cout << "[board] led " << (on ? "on" : "off") << std::endl; }
+};
+
+struct VirtualClock : Clock {
+  uint32_t now = 1;
+  uint32_t millis() override { return now; }
+};
+
+int run_device(std::map<std::string, std::string> &opt, Auth auth) {
+  static char rx[1536];
+  static uint8_t opened[1536];
+  static char body[512];
+  static char plain[256];
+  static uint8_t work[256 + 32];
+  const std::string id = opt["deviceid"], url = opt["url"], key = opt["key"];
+  const DeviceSettings settings{id.c_str(), url.c_str(), key.c_str(), auth, uint32_t(opt.count("kv") ? std::stoul(opt["kv"]) : 0),
+                                uint32_t(opt.count("interval") ? std::stoul(opt["interval"]) : 10), 80, false};
+  const DeviceBuffers buffers{rx, sizeof(rx), opened, sizeof(opened), body, sizeof(body), plain, sizeof(plain), work, sizeof(work)};
+  FileFlash flash(opt["flash"]);
+  HostHttp http;
+  VirtualClock clock;
+  StdoutLog log;
+  HostBoard board;
+  Device device(settings, buffers, flash, http, clock, os_random, log, board);
+  if (!device.begin()) return 1;
+  const int cycles = opt.count("cycles") ? std::stoi(opt["cycles"]) : 1;
+  const int pause = opt.count("pause-ms") ? std::stoi(opt["pause-ms"]) : 0;
+  for (int i = 0; i < cycles; i++) {
+    if (i > 0 && pause > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pause));
+    clock.now += device.wait_ms();
+    device.loop();
+  }
+  std::cout << "[tool] ack " << device.ack() << " kv " << device.key_version() << " registered " << device.registered() << std::endl;
+  return 0;
 }
 
 }  // namespace
@@ -139,6 +243,7 @@ int main(int argc, char **argv) {
   }
   const Auth auth = opt["auth"] == "hmac-sha256" ? Auth::HmacSha256 : Auth::None;
   if (opt["auth"] != "none" && opt["auth"] != "hmac-sha256") return usage();
+  if (cmd == "device") return run_device(opt, auth);
   Keys keys;
   if (!keys_from_hex(&keys, opt["key"].c_str(), auth)) {
     std::cerr << "the key must be 32, 48 or 64 hex digits\n";

@@ -171,5 +171,85 @@ describe('firmware (lib/e2ee on the host)', function () {
       post(2).stdout.should.startWith('200 ');
     });
   });
+  describe('the firmware\'s own device (e2ee::Device, run by e2ee-tool) against npm start: every run is one boot', function () {
+    const TOKEN = crypto.randomBytes(12).toString('hex');
+
+    /** Runs the device for `cycles` cycles on its EEPROM file; resolves its serial lines. */
+    function boot(backend, { id, key, auth, flash, cycles = 2 }) {
+      const r = runTool(['device', '--url', backend.url, '--key', key, '--auth', auth, '--deviceid', id, '--flash', flash, '--cycles', String(cycles), '--pause-ms', '300']);
+      if (r.status !== 0) throw new Error(`e2ee-tool device exited ${r.status}:\n${r.stdout}${r.stderr}`);
+      return r.stdout.split('\n').filter(Boolean);
+    }
+    const operator = (backend, id) => (method, suffix, body) => requestJson(`${backend.url}/api/devices/${encodeURIComponent(id)}${suffix}`, method, body, { authorization: `Bearer ${TOKEN}` });
+    /** The registry's row of the device, from the operator's list. */
+    const registryRow = async (backend, id) => {
+      const list = await requestJson(`${backend.url}/api/devices`, 'GET', undefined, { authorization: `Bearer ${TOKEN}` });
+      const rows = Array.isArray(list.body) ? list.body : list.body.devices;
+      return rows.find((d) => d.deviceid === id);
+    };
+
+    for (const auth of ['hmac-sha256', 'none']) {
+      describe(`${auth}${auth === 'none' ? ' (E2EE_AUTH=none, the seed-compatible plain mode)' : ' (the default: per-device keys)'}`, function () {
+        let tmp;
+        let backend;
+        const MASTER = crypto.randomBytes(16).toString('hex');
+        before(async function () {
+          const r = make('tool');
+          if (r.status !== 0) throw new Error(r.stdout + r.stderr);
+          tmp = tempDir('esp-e2ee-fw-device-');
+          backend = await startBackend({ dataDir: tmp.dir, env: { E2EE_KEY: MASTER, E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'warn', ...(auth === 'none' ? { E2EE_AUTH: 'none' } : {}) } });
+        });
+        after(async function () {
+          if (backend) await backend.stop();
+          tmp.cleanup();
+        });
+
+        it(auth === 'hmac-sha256'
+          ? 'registers, sends readings, runs a command and acknowledges it, takes a rekey, and after a reboot works under the new key'
+          : 'registers in plain, sends sealed readings, and runs a command from its poll', async function () {
+          const id = auth === 'none' ? '5C:CF:7F:D0:00:02' : '5C:CF:7F:D0:00:01';
+          const key = auth === 'none' ? MASTER : lib.deriveDeviceKey(Buffer.from(MASTER, 'hex'), id).toString('hex');
+          const dev = { id, key, auth, flash: path.join(tmp.dir, `${auth}.eeprom`) };
+          const op = operator(backend, id);
+
+          // Boot 1, on an erased EEPROM.
+          let lines = boot(backend, dev);
+          lines.should.containEql('[e2ee] storage: uplink counter erased: SEQN restarts at 0 (if refused: POST /api/devices/<id>/reset)');
+          lines.should.containEql(`[e2ee] register as ${id}: HTTP 201`);
+          lines.filter((l) => / reading SEQN \d+: HTTP 200$/.test(l)).length.should.equal(2);
+          const row = await registryRow(backend, id);
+          row.should.containEql({ deviceid: id, ipaddr: '127.0.0.1', ssid: 'host', rxbuf: 1535 });
+          (await op('GET', '/readings')).body.length.should.equal(2);
+
+          // A command, queued by the operator; the device picks it up from its poll at the next boot.
+          (await op('POST', '/commands', { led: true })).status.should.equal(202);
+          lines = boot(backend, dev);
+          lines.should.not.containEql('[e2ee] storage: uplink counter erased: SEQN restarts at 0 (if refused: POST /api/devices/<id>/reset)');
+          lines.should.containEql(`[e2ee] register as ${id}: HTTP 200`);
+          lines.should.containEql('[board] led on');
+          lines.should.containEql('[e2ee] command 1 via poll: {"led":true}');
+          lines.filter((l) => /HTTP 400/.test(l)).should.eql([]);  // SEQNs resume past the reserved block: none refused
+          const [cmd] = (await op('GET', '/commands')).body;
+          cmd.should.containEql({ seqn: 1, state: auth === 'none' ? 'delivered' : 'acknowledged' });
+          if (auth === 'none') return;
+
+          // A rekey: the device stores the new key before it acknowledges it; the server moves to version 1.
+          (await op('POST', '/rekey', {})).status.should.equal(202);
+          lines = boot(backend, dev);
+          lines.should.containEql('[e2ee] command 2 via poll: rekey to key version 1');
+          lines.slice(-1)[0].should.equal('[tool] ack 2 kv 1 registered 1');
+          (await op('GET', '/commands')).body[0].should.containEql({ seqn: 2, state: 'acknowledged' });
+          (await registryRow(backend, id)).should.containEql({ keyver: 1 });
+
+          // Boot 4: the key from its EEPROM; readings accepted; the old key is refused from now on.
+          lines = boot(backend, dev);
+          lines.should.containEql('[e2ee] using the key of version 1 from a rekey');
+          lines.filter((l) => / reading SEQN \d+: HTTP 200$/.test(l)).length.should.equal(2);
+          runTool(['post', '--url', backend.url, '--key', key, '--auth', 'hmac-sha256', '--deviceid', id, '--kv', '0', '--seqn', '100000', '--data', '{}']).stdout.should.startWith('400 ');
+          (await op('GET', '/readings')).body.length.should.equal(8);
+        });
+      });
+    }
+  });
 });
 
