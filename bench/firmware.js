@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The firmware's footprint: firmware/lib/e2ee cross-compiled for the ESP8266 (xtensa-lx106, -Os, the
- * Makefile's `xtensa` target); text, data and bss of the library, BearSSL excluded.
+ * Makefile's `xtensa` target) and linked from the entry points src/main.cpp calls; its code, its constants (mostly
+ * the log sentences), data and bss, BearSSL excluded.
  *
  * Usage: node bench/firmware.js [--json]
  */
@@ -12,13 +13,14 @@ const { benchMain } = require('./lib/runtime');
 
 async function run() {
   const out = execFileSync('make', ['-s', '-C', path.join(__dirname, '..', 'firmware'), 'xtensa'], { encoding: 'utf8' });
-  const [text, data, bss] = /^\s*(\d+)\s+(\d+)\s+(\d+)\s+\d+\s+\w+\s+\(TOTALS\)$/m.exec(out).slice(1).map(Number);
+  const [text, data, bss] = /^\s*(\d+)\s+(\d+)\s+(\d+)\s+\d+\s+\w+\s+\S*lib\.o$/m.exec(out).slice(1).map(Number);
+  const [code, constants] = /lib\/e2ee in the firmware: (\d+) bytes of code \+ (\d+) bytes of constants/.exec(out).slice(1).map(Number);
   const largest = /largest static object: (.*)/.exec(out)[1].trim();
-  return { text, data, bss, largestStatic: largest };
+  return { text, code, constants, data, bss, largestStatic: largest };
 }
 
 if (require.main === module) {
-  benchMain(run, (r) => console.log(`firmware lib/e2ee on xtensa-lx106 -Os: text ${r.text} B, data ${r.data} B, bss ${r.bss} B; largest static object: ${r.largestStatic}`));
+  benchMain(run, (r) => console.log(`firmware lib/e2ee on xtensa-lx106 -Os: text ${r.text} B (code ${r.code} B + constants ${r.constants} B), data ${r.data} B, bss ${r.bss} B; largest static object: ${r.largestStatic}`));
 }
 
 module.exports = { run };

@@ -98,7 +98,7 @@ function figures(r) {
     for (const b of s.balanced) add(`readings/s through HAProxy, ${b.instances} instance(s)`, b.rps, `${fmt(b.rps)} readings/s; CPU s: PostgreSQL ${b.cpu.pgCpuS.toFixed(1)}, Node-RED ${b.cpu.nodeCpuS.toFixed(1)} in ${b.cpu.seconds} s`);
   }
   if (r.firmware) {
-    add('firmware lib/ text (xtensa-lx106, -Os)', r.firmware.text, `${fmt(r.firmware.text)} bytes, data ${r.firmware.data}, bss ${r.firmware.bss}`, '<= 12 KiB', r.firmware.text <= 12288);
+    add('firmware lib/ text (xtensa-lx106, -Os)', r.firmware.text, `${fmt(r.firmware.text)} bytes (code ${fmt(r.firmware.code)} + constants ${fmt(r.firmware.constants)}), data ${r.firmware.data}, bss ${r.firmware.bss}`, '<= 12 KiB', r.firmware.text <= 12288);
   }
   return rows;
 }

@@ -6,10 +6,10 @@
  * package creates. When PostgreSQL is missing, the error says which package to install.
  */
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
+const { freePort } = require('./ports');
 
 function binDir() {
   const base = '/usr/lib/postgresql';
@@ -17,17 +17,6 @@ function binDir() {
   if (versions.length === 0) throw new Error('PostgreSQL is not installed: apt-get install postgresql (test/run-all.sh does)');
   versions.sort((a, b) => Number(b) - Number(a));
   return path.join(base, versions[0], 'bin');
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;

@@ -3,23 +3,11 @@
  * Starts the backend exactly as the README says, `npm start`, in its own
  * process group on free loopback ports (devices, editor), and waits until it is ready.
  */
-const net = require('node:net');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
+const { freePort } = require('../../scripts/ports');
+const { spawnUntilReady } = require('./spawn');
 
 const root = path.resolve(__dirname, '..', '..');
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * E2EE_BACKEND_NODE_RED=<dir of a node-red package> runs the backend on that Node-RED instead, with the
@@ -39,30 +27,16 @@ function otherNodeRed() {
 async function startBackend({ dataDir, env = {}, port, script, nodeArgs = [] }) {
   port = port || (await freePort());
   const adminPort = await freePort();
-  const child = spawn(script ? process.execPath : 'npm', script ? [...nodeArgs, script] : ['start'], {
+  const proc = await spawnUntilReady({
+    command: script ? process.execPath : 'npm',
+    args: script ? [...nodeArgs, script] : ['start'],
     cwd: root,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', E2EE_ADMIN_PORT: String(adminPort), E2EE_DATA_DIR: dataDir, ...otherNodeRed(), ...env },
+    ready: 'esp-e2ee backend ready on',
+    timeoutMs: 60000,
+    what: 'backend',
   });
-  let output = '';
-  child.stdout.on('data', (c) => { output += c; });
-  child.stderr.on('data', (c) => { output += c; });
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve(signal || code)));
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`backend not ready in 60 s:\n${output}`)), 60000);
-    const check = () => {
-      if (output.includes('esp-e2ee backend ready on')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout.on('data', check);
-    exited.then((how) => {
-      clearTimeout(timer);
-      reject(new Error(`backend exited (${how}) before it was ready:\n${output}`));
-    });
-  });
+  const { child, exited } = proc;
   /** Resolves when no process of the group is left (npm exits before the Node-RED process it started). */
   const groupGone = async (timeoutMs) => {
     const end = Date.now() + timeoutMs;
@@ -83,7 +57,7 @@ async function startBackend({ dataDir, env = {}, port, script, nodeArgs = [] }) 
     url: `http://127.0.0.1:${port}`,
     /** The editor and its admin API (their own listener). */
     adminUrl: `http://127.0.0.1:${adminPort}`,
-    get output() { return output; },
+    get output() { return proc.output; },
     exited,
     /** SIGKILL to the whole process group: npm, the shell and Node-RED die at once. */
     async kill() {

@@ -5,8 +5,8 @@
  */
 const fs = require('node:fs');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
-const { freePort } = require('../../scripts/postgres');
+const { freePort, portFree } = require('../../scripts/ports');
+const { spawnUntilReady } = require('./spawn');
 
 const root = path.resolve(__dirname, '..', '..');
 
@@ -20,47 +20,24 @@ async function freeBase(instances) {
   }
 }
 
-function portFree(port) {
-  const net = require('node:net');
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-  });
-}
-
 async function startCluster({ dataDir, instances = 3, env = {} }) {
   const port = await freeBase(instances);
-  const child = spawn(process.execPath, [path.join(root, 'scripts', 'cluster.js'), '--instances', String(instances), '--port', String(port), '--data', dataDir], {
+  const proc = await spawnUntilReady({
+    command: process.execPath,
+    args: [path.join(root, 'scripts', 'cluster.js'), '--instances', String(instances), '--port', String(port), '--data', dataDir],
     cwd: root,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, HOST: '127.0.0.1', ...env },
+    ready: 'cluster ready on',
+    timeoutMs: 120000,
+    what: 'cluster',
   });
-  let output = '';
-  child.stdout.on('data', (c) => { output += c; });
-  child.stderr.on('data', (c) => { output += c; });
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve(signal || code)));
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`cluster not ready in 120 s:\n${output}`)), 120000);
-    const check = () => {
-      if (output.includes('cluster ready on')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout.on('data', check);
-    exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`cluster exited (${code}) before it was ready:\n${output}`));
-    });
-  });
+  const { child, exited } = proc;
   const state = () => JSON.parse(fs.readFileSync(path.join(dataDir, 'cluster.json'), 'utf8'));
   return {
     url: `http://127.0.0.1:${port}`,
     instanceUrl: (i) => `http://127.0.0.1:${port + i}`,
     state,
-    output: () => output,
+    output: () => proc.output,
     /** HAProxy's view of each instance: {n1: 'UP', n2: 'DOWN', ...}. */
     async servers() {
       const csv = await fetch(`${state().stats};csv`).then((r) => r.text());

@@ -248,11 +248,6 @@ export class PostgresStore implements DeviceStore {
     return { batches: a.batches + b.batches, writes: a.writes + b.writes, largestBatch: Math.max(a.largestBatch, b.largestBatch) };
   }
 
-  /** Batch counts of each queue (benchmarks). */
-  get batchStats() {
-    return { replay: { ...this.replays.stats }, data: { ...this.commits.stats } };
-  }
-
   ready(): Promise<void> {
     return this.opening;
   }
