@@ -475,23 +475,31 @@ TEST_CASE("device: an owner's mistakes: the URL, the key, the id, the sample sec
     CHECK(r.backend.registered);
     CHECK(r.backend.paths[0] == "/api/devices/5C:CF:7F:01:02:03");
   }
-  SUBCASE("no scheme halts with one sentence") {
-    Rig r;
-    r.url = "192.168.1.10:1880";
-    CHECK_FALSE(r.boot());
-    CHECK(r.log.has("E2EE_BACKEND_URL must start with http:// (e.g. http://192.168.1.10:1880). Halting."));
-  }
-  SUBCASE("https halts") {
-    Rig r;
-    r.url = "https://example.org";
-    CHECK_FALSE(r.boot());
-    CHECK(r.log.has("must be http://"));
-  }
-  SUBCASE("a key that is not hex") {
-    Rig r;
-    r.key_hex = "not a key";
-    CHECK_FALSE(r.boot());
-    CHECK(r.log.has("E2EE_KEY_HEX must be 32, 48 or 64 hex digits. Halting."));
+  SUBCASE("a setting that cannot work halts the boot with one sentence") {
+    const struct {
+      const char *url;
+      const char *key;
+      const char *id;
+      const char *said;
+    } cases[] = {
+        {"192.168.1.10:1880", nullptr, nullptr, "E2EE_BACKEND_URL must start with http:// (e.g. http://192.168.1.10:1880). Halting."},
+        {"https://example.org", nullptr, nullptr, "E2EE_BACKEND_URL must be http:// (no TLS here; the data is end-to-end encrypted). Halting."},
+        {"http://:1880", nullptr, nullptr, "E2EE_BACKEND_URL has no host. Halting."},
+        {"http://host:99999", nullptr, nullptr, "E2EE_BACKEND_URL has a port outside 1..65535. Halting."},
+        {nullptr, "not a key", nullptr, "E2EE_KEY_HEX must be 32, 48 or 64 hex digits. Halting."},
+        {nullptr, nullptr, "", "E2EE_DEVICE_ID must be 1 to 64 characters. Halting."},
+        {nullptr, nullptr, "an-id-of-65-characters-is-one-too-long-for-the-backend-0123456789", "E2EE_DEVICE_ID must be 1 to 64 characters. Halting."},
+    };
+    for (const auto &c : cases) {
+      CAPTURE(c.said);
+      Rig r;
+      if (c.url) r.url = c.url;
+      if (c.key) r.key_hex = c.key;
+      if (c.id) r.settings.id = c.id;
+      CHECK_FALSE(r.boot());
+      CHECK(r.log.has(c.said));
+      CHECK_FALSE(r.log.has(", auth "));
+    }
   }
   SUBCASE("the sample secrets") {
     Rig r;
