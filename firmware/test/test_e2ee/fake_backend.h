@@ -61,6 +61,8 @@ struct FakeBackend : e2ee::Http {
   int down = 0;                  ///< the next N exchanges: no connection, nothing arrives (kHttpConnectFailed)
   int lose_answers = 0;          ///< the next N: processed, then the answer is lost (HTTP read timeout, -11)
   int status = 0;                ///< when set: every exchange gets this status, unprocessed (e.g. 503)
+  int busy = 0;                  ///< the next N exchanges: 503, unprocessed (the database is down)
+  bool truncate_next = false;    ///< the next 2xx answer arrives cut in half (as an adapter that missed it would pass it)
   bool ignore_rxbuf = false;     ///< offers every waiting command, whatever the device's buffer
   std::function<void(std::string &)> tamper;  ///< changes a 2xx answer before the device reads it
   MemFlash *power = nullptr;     ///< when its power is lost, the device is dead: nothing leaves it
@@ -130,6 +132,10 @@ struct FakeBackend : e2ee::Http {
     std::string rest = u.substr(base.size());
     paths.push_back("/api/devices/" + rest);
     if (status) return status;
+    if (busy > 0) {
+      busy--;
+      return 503;
+    }
     std::string answer;
     int code = handle(rest, body ? std::string(body, body_len) : std::string(), body == nullptr, &answer);
     if (call == cut_at_call && cut_after_processing) {
@@ -142,6 +148,10 @@ struct FakeBackend : e2ee::Http {
     }
     if (code >= 200 && code < 300) {
       if (tamper) tamper(answer);
+      if (truncate_next) {
+        answer.resize(answer.size() / 2);
+        truncate_next = false;
+      }
       if (answer.size() >= rx_size) return e2ee::kHttpTooLarge;
       memcpy(rx, answer.data(), answer.size());
       rx[answer.size()] = '\0';
