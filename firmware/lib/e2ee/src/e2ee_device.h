@@ -107,10 +107,10 @@ struct StorageLayout {
 /// The device. Call begin() once from setup(), then loop() and on_push() from loop().
 class Device {
  public:
+  /// settings and buffers are kept by reference: they must outlive the device (static in the sketch).
   Device(const DeviceSettings &settings, const DeviceBuffers &buffers, Flash &flash, Http &http, Clock &clock, RandomFn random,
          LogSink &log, Actions &actions);
 
-  /// settings and buffers are kept by reference: they must outlive the device (static in the sketch).
   /// Reads and repairs the storage, checks the settings, takes a rekeyed key. False, after saying why, when a setting
   /// cannot work (the sketch then halts).
   bool begin();
