@@ -25,14 +25,6 @@ inline std::string test_key_hex(uint32_t v) {
   return hex;
 }
 
-inline void test_random(uint8_t *out, size_t n) {
-  static uint32_t state = 0x12345678;
-  for (size_t i = 0; i < n; i++) {
-    state = state * 1103515245u + 12345u;
-    out[i] = uint8_t(state >> 16);
-  }
-}
-
 struct FakeBackend : e2ee::Http {
   std::string base = "http://192.168.1.10:1880/api/devices/";
   std::string id;
@@ -78,16 +70,7 @@ struct FakeBackend : e2ee::Http {
     return k;
   }
 
-  std::string seal(const e2ee::Keys &k, e2ee::MsgType type, const std::string &plain) const {
-    std::vector<uint8_t> work(e2ee::padded_len(plain.size()));
-    std::vector<char> out(e2ee::body_len(plain.size(), k) + 1);
-    size_t n = 0;
-    if (!e2ee::seal(k, type, id.c_str(), reinterpret_cast<const uint8_t *>(plain.data()), plain.size(), test_random, work.data(), work.size(),
-                    out.data(), out.size(), &n)) {
-      return "";
-    }
-    return std::string(out.data(), n);
-  }
+  std::string seal(const e2ee::Keys &k, e2ee::MsgType type, const std::string &plain) const { return seal_text(k, type, id, plain); }
 
   /// The operator queues a command; sealed under the newest version (a pending rekey's), as the registry does.
   uint64_t queue_command(const std::string &cmd_json) {

@@ -3,9 +3,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <string>
 #include <vector>
 
 #include "e2ee.h"
+
+/// A deterministic stand-in for the hardware RNG (a linear congruential sequence): repeatable IVs.
+inline void test_random(uint8_t *out, size_t n) {
+  static uint32_t state = 0x12345678;
+  for (size_t i = 0; i < n; i++) {
+    state = state * 1103515245u + 12345u;
+    out[i] = uint8_t(state >> 16);
+  }
+}
+
+/// text sealed as one message of the given type for device id: the body, or "" when sealing fails.
+inline std::string seal_text(const e2ee::Keys &k, e2ee::MsgType type, const std::string &id, const std::string &text) {
+  std::vector<uint8_t> work(e2ee::padded_len(text.size()));
+  std::vector<char> out(e2ee::body_len(text.size(), k) + 1);
+  size_t n = 0;
+  if (!e2ee::seal(k, type, id.c_str(), reinterpret_cast<const uint8_t *>(text.data()), text.size(), test_random, work.data(), work.size(),
+                  out.data(), out.size(), &n)) {
+    return "";
+  }
+  return std::string(out.data(), n);
+}
 
 /// The EEPROM emulation as the core has it: a RAM image, made persistent by commit(). reboot() reads it back.
 struct MemFlash : e2ee::Flash {

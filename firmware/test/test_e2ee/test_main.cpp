@@ -286,6 +286,24 @@ TEST_CASE("sequence counter: resumes past every used number after a reboot at an
   }
 }
 
+TEST_CASE("sequence counter: a number given back (never sent) is handed out again; no other number is") {
+  MemStore store;
+  SeqCounter seq(store, 4);
+  seq.begin();
+  uint64_t a = 0, b = 0;
+  REQUIRE(seq.next(&a));
+  REQUIRE(seq.next(&b));
+  seq.give_back(a);  // not the last one handed out: ignored
+  uint64_t c = 0;
+  REQUIRE(seq.next(&c));
+  CHECK(c == b + 1);
+  seq.give_back(c);
+  uint64_t d = 0;
+  REQUIRE(seq.next(&d));
+  CHECK(d == c);
+  CHECK(seq.writes() == 1);
+}
+
 TEST_CASE("sequence counter: a failed reservation hands out nothing") {
   MemStore store;
   store.fail_after = 1;
@@ -334,25 +352,24 @@ TEST_CASE("commands: decrypted, replay-checked, persisted before use") {
   // For another device id the MAC does not verify.
   CHECK(rebooted.accept(k, "5C:CF:7F:00:00:00", body.data(), body.size(), work, sizeof(work), &cmd) == CommandStatus::Rejected);
   // An older number from a fresh, valid command is a replay too.
-  const char *old_cmd = "{\"cmd\":{\"interval\":5},\"SEQN\":41}";
-  char sealed[256];
-  REQUIRE(seal(k, MsgType::Command, "5C:CF:7F:AA:BB:CC", reinterpret_cast<const uint8_t *>(old_cmd), strlen(old_cmd), counting_random, work, sizeof(work), sealed, sizeof(sealed), &n));
-  CHECK(rebooted.accept(k, "5C:CF:7F:AA:BB:CC", sealed, n, work, sizeof(work), &cmd) == CommandStatus::Replay);
+  const std::string old_cmd = seal_text(k, MsgType::Command, "5C:CF:7F:AA:BB:CC", "{\"cmd\":{\"interval\":5},\"SEQN\":41}");
+  REQUIRE_FALSE(old_cmd.empty());
+  CHECK(rebooted.accept(k, "5C:CF:7F:AA:BB:CC", old_cmd.data(), old_cmd.size(), work, sizeof(work), &cmd) == CommandStatus::Replay);
   // Not persisted, not accepted.
-  const char *next_cmd = "{\"cmd\":{\"interval\":5},\"SEQN\":43}";
-  REQUIRE(seal(k, MsgType::Command, "5C:CF:7F:AA:BB:CC", reinterpret_cast<const uint8_t *>(next_cmd), strlen(next_cmd), counting_random, work, sizeof(work), sealed, sizeof(sealed), &n));
+  const std::string next_cmd = seal_text(k, MsgType::Command, "5C:CF:7F:AA:BB:CC", "{\"cmd\":{\"interval\":5},\"SEQN\":43}");
+  REQUIRE_FALSE(next_cmd.empty());
   store.fail_after = store.saves;
-  CHECK(rebooted.accept(k, "5C:CF:7F:AA:BB:CC", sealed, n, work, sizeof(work), &cmd) == CommandStatus::StoreFailed);
+  CHECK(rebooted.accept(k, "5C:CF:7F:AA:BB:CC", next_cmd.data(), next_cmd.size(), work, sizeof(work), &cmd) == CommandStatus::StoreFailed);
   CHECK(rebooted.last() == 42);
   store.fail_after = -1;
-  REQUIRE(rebooted.accept(k, "5C:CF:7F:AA:BB:CC", sealed, n, work, sizeof(work), &cmd) == CommandStatus::Ok);
+  REQUIRE(rebooted.accept(k, "5C:CF:7F:AA:BB:CC", next_cmd.data(), next_cmd.size(), work, sizeof(work), &cmd) == CommandStatus::Ok);
   uint64_t interval = 0;
   REQUIRE(json_uint(cmd.cmd.ptr, cmd.cmd.len, "interval", &interval));
   CHECK(interval == 5);
   // An uplink (here a reading) reflected back as a command does not verify.
-  const char *reflected = "{\"cmd\":{\"interval\":1},\"SEQN\":99}";
-  REQUIRE(seal(k, MsgType::Reading, "5C:CF:7F:AA:BB:CC", reinterpret_cast<const uint8_t *>(reflected), strlen(reflected), counting_random, work, sizeof(work), sealed, sizeof(sealed), &n));
-  CHECK(rebooted.accept(k, "5C:CF:7F:AA:BB:CC", sealed, n, work, sizeof(work), &cmd) == CommandStatus::Rejected);
+  const std::string reflected = seal_text(k, MsgType::Reading, "5C:CF:7F:AA:BB:CC", "{\"cmd\":{\"interval\":1},\"SEQN\":99}");
+  REQUIRE_FALSE(reflected.empty());
+  CHECK(rebooted.accept(k, "5C:CF:7F:AA:BB:CC", reflected.data(), reflected.size(), work, sizeof(work), &cmd) == CommandStatus::Rejected);
 }
 
 TEST_CASE("downlink: a rekey command is returned, not accepted, until its key is stored (commit)") {
@@ -360,28 +377,27 @@ TEST_CASE("downlink: a rekey command is returned, not accepted, until its key is
   MemStore store;
   DownlinkGuard guard(store);
   guard.begin();
-  const char *rekey = "{\"rekey\":{\"kv\":1,\"key\":\"00112233445566778899AABBCCDDEEFF\"},\"SEQN\":7}";
+  const std::string sealed = seal_text(k, MsgType::Command, "d1", "{\"rekey\":{\"kv\":1,\"key\":\"00112233445566778899AABBCCDDEEFF\"},\"SEQN\":7}");
+  REQUIRE_FALSE(sealed.empty());
+  const size_t n = sealed.size();
   uint8_t work[160];
-  char sealed[256];
-  size_t n = 0;
-  REQUIRE(seal(k, MsgType::Command, "d1", reinterpret_cast<const uint8_t *>(rekey), strlen(rekey), counting_random, work, sizeof(work), sealed, sizeof(sealed), &n));
   Command cmd;
-  REQUIRE(guard.accept(k, "d1", sealed, n, work, sizeof(work), &cmd) == CommandStatus::Rekey);
+  REQUIRE(guard.accept(k, "d1", sealed.data(), n, work, sizeof(work), &cmd) == CommandStatus::Rekey);
   CHECK(cmd.seqn == 7);
   CHECK(cmd.rekey_kv == 1);
   CHECK(std::vector<uint8_t>(cmd.rekey_key, cmd.rekey_key + 16) == hex("00112233445566778899aabbccddeeff"));
   // Not accepted yet: offered again (after a reboot before the key was stored) it is a rekey again.
   CHECK(guard.last() == 0);
   CHECK(store.saves == 0);
-  REQUIRE(guard.accept(k, "d1", sealed, n, work, sizeof(work), &cmd) == CommandStatus::Rekey);
+  REQUIRE(guard.accept(k, "d1", sealed.data(), n, work, sizeof(work), &cmd) == CommandStatus::Rekey);
   REQUIRE(guard.commit(7));
   CHECK(guard.last() == 7);
   CHECK(store.value == 7);
-  CHECK(guard.accept(k, "d1", sealed, n, work, sizeof(work), &cmd) == CommandStatus::Replay);
+  CHECK(guard.accept(k, "d1", sealed.data(), n, work, sizeof(work), &cmd) == CommandStatus::Replay);
   // A malformed rekey is a bad command.
-  const char *bad = "{\"rekey\":{\"kv\":2,\"key\":\"zz112233445566778899AABBCCDDEEFF\"},\"SEQN\":8}";
-  REQUIRE(seal(k, MsgType::Command, "d1", reinterpret_cast<const uint8_t *>(bad), strlen(bad), counting_random, work, sizeof(work), sealed, sizeof(sealed), &n));
-  CHECK(guard.accept(k, "d1", sealed, n, work, sizeof(work), &cmd) == CommandStatus::BadCommand);
+  const std::string bad = seal_text(k, MsgType::Command, "d1", "{\"rekey\":{\"kv\":2,\"key\":\"zz112233445566778899AABBCCDDEEFF\"},\"SEQN\":8}");
+  REQUIRE_FALSE(bad.empty());
+  CHECK(guard.accept(k, "d1", bad.data(), bad.size(), work, sizeof(work), &cmd) == CommandStatus::BadCommand);
 }
 
 TEST_CASE("wire: kv and ack are written as the nodes read them") {
@@ -588,13 +604,11 @@ TEST_CASE("storage on an erased module: the uplink reservation does not make eve
   uint64_t n = 0;
   REQUIRE(seq.next(&n));
   CHECK(n == 32);  // resumes at the reserved bound: never backwards
-  const char *plain = "{\"cmd\":{\"led\":true},\"SEQN\":1}";
+  const std::string body = seal_text(k, MsgType::Command, "dev", "{\"cmd\":{\"led\":true},\"SEQN\":1}");
+  REQUIRE_FALSE(body.empty());
   uint8_t work[96];
-  char body[256];
-  size_t len = 0;
-  REQUIRE(seal(k, MsgType::Command, "dev", reinterpret_cast<const uint8_t *>(plain), strlen(plain), counting_random, work, sizeof(work), body, sizeof(body), &len));
   Command cmd;
-  CHECK(guard.accept(k, "dev", body, len, work, sizeof(work), &cmd) == CommandStatus::Ok);
+  CHECK(guard.accept(k, "dev", body.data(), body.size(), work, sizeof(work), &cmd) == CommandStatus::Ok);
   CHECK(cmd.seqn == 1);
   CHECK(down.state() == SlotState::Ok);
 }

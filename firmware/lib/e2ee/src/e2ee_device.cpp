@@ -100,7 +100,7 @@ bool Device::begin() {
     report_slot("rekeyed key", state == SlotState::Erased ? SlotState::Ok : state, lost_newer, "E2EE_KEY_HEX is used");
     if ((state == SlotState::Zeroed || state == SlotState::Corrupt) && !key_slot_.erase()) say("storage: the EEPROM cannot be written");
     if (state == SlotState::Ok) {
-      if (lost_newer && (!key_slot_.save(version, key, seqn) || !key_slot_.save(version, key, seqn))) say("storage: the EEPROM cannot be written");
+      if (lost_newer && !key_slot_.save(version, key, seqn, true)) say("storage: the EEPROM cannot be written");
       if (version > settings_.key_version && keys_init(&keys_, key, sizeof(key), Auth::HmacSha256)) {
         keys_.kv = version;
         say("using the key of version %lu from a rekey", static_cast<unsigned long>(version));
@@ -125,14 +125,14 @@ void Device::cycle() {
   Outcome result = Outcome::Done;
   // Nothing is reserved while the network is down: no sequence number is used up by waiting.
   if (actions_.network_up()) {
-    if (!registered_) result = uplink(Kind::Register, nullptr);
+    if (!registered_) result = uplink(MsgType::Register, nullptr);
     if (registered_) {
-      result = uplink(Kind::Reading, nullptr);
+      result = uplink(MsgType::Reading, nullptr);
       // The poll asks again while the answer says more commands wait (bounded: the rest come next cycle).
       bool more = result != Outcome::Unreachable;
       for (uint32_t i = 0; more && registered_ && i < kMorePolls; i++) {
         more = false;
-        const Outcome polled = uplink(Kind::Poll, &more);
+        const Outcome polled = uplink(MsgType::Poll, &more);
         if (polled != Outcome::Done) result = polled;
       }
     }
@@ -153,20 +153,18 @@ void Device::cycle() {
   wait_ms_ = wait;
 }
 
-Device::Outcome Device::uplink(Kind kind, bool *more) {
-  static const char *const kPaths[] = {"", "/readings", "/poll"};
-  static const MsgType kTypes[] = {MsgType::Register, MsgType::Reading, MsgType::Poll};
+Device::Outcome Device::uplink(MsgType kind, bool *more) {
   const bool hmac = settings_.auth == Auth::HmacSha256;
   // Plain mode registers and polls in plain JSON (the seed's protocol); everything else is sealed, with a SEQN (and,
   // with hmac, the ack of the last accepted command).
-  const bool sealed = hmac || kind == Kind::Reading;
+  const bool sealed = hmac || kind == MsgType::Reading;
   char *out = sealed ? buf_.plain : buf_.body;
   const size_t out_size = sealed ? buf_.plain_size : buf_.body_size;
   size_t len = 0;
   bool ok = true;
   char what[96];
-  snprintf(what, sizeof(what), kind == Kind::Register ? "register as %s" : "config poll", settings_.id);
-  if (kind == Kind::Register) {
+  snprintf(what, sizeof(what), kind == MsgType::Register ? "register as %s" : "config poll", settings_.id);
+  if (kind == MsgType::Register) {
     // rxbuf: the backend keeps every answer within it (in plain mode offering a command counts as delivering it).
     char ip[48];
     char ssid[33];
@@ -177,7 +175,7 @@ Device::Outcome Device::uplink(Kind kind, bool *more) {
                               unsigned(settings_.cmdport), unsigned(buf_.rx_size - 1), sealed ? "," : "}");
     ok = head > 0 && size_t(head) < out_size;
     len = ok ? size_t(head) : 0;
-  } else if (kind == Kind::Reading) {
+  } else if (kind == MsgType::Reading) {
     char data[128];
     if (!actions_.sample(data, sizeof(data))) return Outcome::Done;
     ok = append(out, out_size, &len, "{\"data\":") && append(out, out_size, &len, data) && append(out, out_size, &len, ",");
@@ -186,16 +184,13 @@ Device::Outcome Device::uplink(Kind kind, bool *more) {
   }
   uint64_t n = 0;
   if (sealed) {
-    if (held_) {
-      n = held_seqn_;
-      held_ = false;
-    } else if (!seq_.next(&n)) {
+    if (!seq_.next(&n)) {
       say("storage: the EEPROM cannot be written");
       return Outcome::Refused;
     }
-    if (kind == Kind::Reading) snprintf(what, sizeof(what), "reading SEQN %s", Num(n).s);
+    if (kind == MsgType::Reading) snprintf(what, sizeof(what), "reading SEQN %s", Num(n).s);
     ok = ok && finish_uplink(out, out_size, &len, n, hmac, downlink_.last()) &&
-         seal(keys_, kTypes[int(kind)], settings_.id, reinterpret_cast<const uint8_t *>(out), len, random_, buf_.work, buf_.work_size, buf_.body,
+         seal(keys_, kind, settings_.id, reinterpret_cast<const uint8_t *>(out), len, random_, buf_.work, buf_.work_size, buf_.body,
               buf_.body_size, &len);
   }
   if (!ok) {
@@ -203,32 +198,30 @@ Device::Outcome Device::uplink(Kind kind, bool *more) {
     return Outcome::Refused;
   }
   // The plain poll is GET /api/devices/:id (the seed's route).
-  snprintf(request_url_, sizeof(request_url_), "%s/api/devices/%s%s", url_, settings_.id, sealed ? kPaths[int(kind)] : "");
+  const char *route = kind == MsgType::Reading ? "/readings" : kind == MsgType::Poll && sealed ? "/poll" : "";
+  snprintf(request_url_, sizeof(request_url_), "%s/api/devices/%s%s", url_, settings_.id, route);
   size_t got = 0;
-  int code = http_.exchange(request_url_, sealed || kind == Kind::Register ? buf_.body : nullptr, len, buf_.rx, buf_.rx_size, &got);
+  int code = http_.exchange(request_url_, sealed || kind == MsgType::Register ? buf_.body : nullptr, len, buf_.rx, buf_.rx_size, &got);
   // Nothing was sent: the number is still unused, so the next uplink takes it.
-  if (sealed && code == kHttpConnectFailed) {
-    held_ = true;
-    held_seqn_ = n;
-  }
+  if (sealed && code == kHttpConnectFailed) seq_.give_back(n);
   if (code == kHttpTooLarge) {
     say("%s: answer larger than the %u-byte buffer", what, unsigned(buf_.rx_size - 1));
   } else if (code == kHttpTruncated) {
     say("%s: answer cut short", what);
   } else if (code < 0) {
     say("%s: HTTP %d (%s): is %s up and reachable?", what, code, http_.error_text(code), url_);
-  } else if (kind != Kind::Poll || code != 200) {
+  } else if (kind != MsgType::Poll || code != 200) {
     say("%s: HTTP %d", what, code);
   }
-  if ((code == 200 || code == 201) && (kind == Kind::Poll || (hmac && kind == Kind::Register)) && !accept_answer(got, n, more)) {
+  if ((code == 200 || code == 201) && (kind == MsgType::Poll || (hmac && kind == MsgType::Register)) && !accept_answer(got, n, more)) {
     say("%s: answer refused (not authentic or not ours)", what);
     code = kAnswerRefused;
   }
-  if (kind != Kind::Poll && refusals_.record(code)) {
+  if (kind != MsgType::Poll && refusals_.record(code)) {
     say("%u refused in a row (HTTP 400): another key or auth mode in secrets.h than in the backend, or a SEQN behind it (after a "
         "flash erase: POST /api/devices/%s/reset)", unsigned(kRefusalHint), settings_.id);
   }
-  if (code == 404 || kind == Kind::Register) registered_ = code == 200 || code == 201;
+  if (code == 404 || kind == MsgType::Register) registered_ = code == 200 || code == 201;
   if (code == 200 || code == 201) return Outcome::Done;
   // No answer, a busy or failing backend (503 while its database is down, 429 over a rate limit): back off.
   if ((code < 0 && code != kHttpTooLarge) || code == 429 || code >= 500) return Outcome::Unreachable;

@@ -139,13 +139,13 @@ class Device {
 
  private:
   enum class Outcome : uint8_t { Done, Refused, Unreachable };
-  enum class Kind : uint8_t { Register, Reading, Poll };
 
   void say(const char *fmt, ...) __attribute__((format(printf, 2, 3)));
   void report_slot(const char *what, SlotState state, bool lost_newer, const char *consequence);
   void cycle();
-  /// One uplink: builds and seals it, sends it, applies the answer (register, poll), says how it went.
-  Outcome uplink(Kind kind, bool *more);
+  /// One uplink (Register, Reading or Poll): builds and seals it, sends it, applies the answer (register, poll), says
+  /// how it went.
+  Outcome uplink(MsgType kind, bool *more);
   /// Checks a 200/201 answer to request n (sealed config in hmac mode) and applies it; false when refused.
   bool accept_answer(size_t got, uint64_t n, bool *more);
   void apply_settings(const char *json, size_t len);
@@ -174,8 +174,6 @@ class Device {
   bool registered_ = false;
   uint32_t failures_ = 0;
   uint64_t cfgsn_ = 0;
-  uint64_t held_seqn_ = 0;  ///< a reserved SEQN that was never sent (no connection): the next uplink's
-  bool held_ = false;
 };
 
 }  // namespace e2ee

@@ -155,12 +155,12 @@ SlotState KeySlot::load(uint32_t *version, uint8_t key[16], uint64_t *seqn, bool
   return state;
 }
 
-bool KeySlot::save(uint32_t version, const uint8_t key[16], uint64_t seqn) {
+bool KeySlot::save(uint32_t version, const uint8_t key[16], uint64_t seqn, bool both) {
   uint8_t raw[28];
   put32(raw, version);
   memcpy(raw + 4, key, 16);
   put64(raw + 20, seqn);
-  return pair_.save(raw);
+  return both ? pair_.save_both(raw) : pair_.save(raw);
 }
 
 }  // namespace e2ee

@@ -119,7 +119,8 @@ class KeySlot {
   static constexpr size_t kFootprint = SlotPair::footprint(28);
   /// Ok with the stored version, key and command SEQN, or why there is none. *lost_newer as SlotPair::load.
   SlotState load(uint32_t *version, uint8_t key[16], uint64_t *seqn, bool *lost_newer);
-  bool save(uint32_t version, const uint8_t key[16], uint64_t seqn);
+  /// Writes the record (both copies with both: a repair after damage, as SlotPair::save_both).
+  bool save(uint32_t version, const uint8_t key[16], uint64_t seqn, bool both = false);
   /// Forgets a damaged record, so that it is reported at one boot only.
   bool erase() { return pair_.erase(); }
 

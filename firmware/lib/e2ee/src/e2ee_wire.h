@@ -75,6 +75,11 @@ class SeqCounter {
   void begin();
   /// The next number; false when a new block could not be reserved (then no number is handed out).
   bool next(uint64_t *out);
+  /// Takes back n, the number next() handed out last, when it was never sent (no connection was made): next() hands
+  /// it out again. Any other number is left alone.
+  void give_back(uint64_t n) {
+    if (n + 1 == next_) next_ = n;
+  }
   uint32_t writes() const { return writes_; }
 
  private:
