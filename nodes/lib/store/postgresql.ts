@@ -29,7 +29,7 @@ import type * as PgTypes from 'pg';
 import type { DeviceRow, ReadingRow, RegisterInput, UpdateInput } from '../registry';
 import { INITIAL_STATE, ReplayState, decide } from '../replay-window';
 import type { Retention } from '../retention';
-import { DEVICE_COLUMNS, RawCommandStatus, RawDevice, sortExpired, toCommandStatus, toDevice } from './rows';
+import { DEVICE_COLUMNS, KeyState, RawCommandStatus, RawDevice, keyCheck, sortExpired, toCommandStatus, toDevice } from './rows';
 import { Availability, HealthEvent, openWithRetry } from './availability';
 import { GroupCommit, PendingWrite, Statement } from './group-commit';
 import { SORT_COLUMNS, StorageUnavailableError } from './types';
@@ -122,7 +122,6 @@ const LOCK_CLASS = 0x45324545;
 /** How often a batch that lost a deadlock or a serialisation conflict is tried again before its writes fail. */
 const CONFLICT_RETRIES = 5;
 
-
 /** Node's socket errors that mean the server cannot be reached now. */
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
 
@@ -147,7 +146,6 @@ function isConflict(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return code === '40P01' || code === '40001';
 }
-
 
 const iso = (now: number) => new Date(now).toISOString();
 
@@ -195,20 +193,6 @@ export interface PostgresOptions {
 
 /** An uplink decision (with the key version it was sealed under, if any) or an operator's reset, in the replay batch. */
 type ReplayWrite = { deviceid: string } & ({ seq: number; window: number; keyver?: number } | { reset: ReplayState });
-
-/** A device's key versions as the replay batch reads them (keyver undefined: not registered). */
-interface KeyState {
-  keyver?: number;
-  pending: number | null;
-  floor: number;
-}
-
-/** checkKey's rule, on the state read in the batch. */
-function keyCheck(state: KeyState, kv: number): KeyCheck {
-  if (state.keyver === undefined) return kv >= state.floor ? 'current' : 'refused';
-  if (kv === state.keyver) return 'current';
-  return kv === state.pending ? 'pending' : 'refused';
-}
 
 /** A write of the data batch. */
 type DataWrite =
@@ -739,9 +723,7 @@ export class PostgresStore implements DeviceStore {
        LEFT JOIN devices d ON d.deviceid = x.id LEFT JOIN revoked r ON r.deviceid = x.id`,
       [deviceid],
     );
-    if (row.keyver === null) return kv >= (row.floor ?? 0) ? 'current' : 'refused';
-    if (kv === row.keyver) return 'current';
-    return kv === row.pendingkeyver ? 'pending' : 'refused';
+    return keyCheck({ keyver: row.keyver ?? undefined, pending: row.pendingkeyver, floor: row.floor ?? 0 }, kv);
   }
 
   async keyFloor(deviceid: string): Promise<number> {

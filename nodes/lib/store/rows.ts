@@ -1,9 +1,9 @@
 /**
  * What both backends share about rows: the device columns and how a device row reads, how a command's columns
- * become its state, and the order expired commands are reported in.
+ * become its state, the order expired commands are reported in, and the rule for a message's key version.
  */
 import type { DeviceRow } from '../registry';
-import type { CommandStatusRow, ExpiredCommand } from './types';
+import type { CommandStatusRow, ExpiredCommand, KeyCheck } from './types';
 
 export const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, keyver, pendingkeyver, rxbuf';
 
@@ -44,4 +44,18 @@ export function toCommandStatus(r: RawCommandStatus): CommandStatusRow {
 /** Expired commands by device id, then SEQN. */
 export function sortExpired(rows: ExpiredCommand[]): ExpiredCommand[] {
   return rows.sort((a, b) => (a.deviceid < b.deviceid ? -1 : a.deviceid > b.deviceid ? 1 : a.seqn - b.seqn));
+}
+
+/** A device's key versions (keyver undefined: not registered; floor: the lowest version a removed id may come back with). */
+export interface KeyState {
+  keyver?: number;
+  pending: number | null;
+  floor: number;
+}
+
+/** Whether a message sealed under key version kv is under the device's current version, its pending one, or refused. */
+export function keyCheck(state: KeyState, kv: number): KeyCheck {
+  if (state.keyver === undefined) return kv >= state.floor ? 'current' : 'refused';
+  if (kv === state.keyver) return 'current';
+  return kv === state.pending ? 'pending' : 'refused';
 }

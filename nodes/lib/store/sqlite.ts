@@ -20,7 +20,7 @@ import type * as Sqlite3 from 'sqlite3';
 import type { DeviceRow, ReadingRow, RegisterInput, UpdateInput } from '../registry';
 import { INITIAL_STATE, ReplayState, decide } from '../replay-window';
 import type { Retention } from '../retention';
-import { DEVICE_COLUMNS, RawCommandStatus, RawDevice, sortExpired, toCommandStatus, toDevice } from './rows';
+import { DEVICE_COLUMNS, RawCommandStatus, RawDevice, keyCheck, sortExpired, toCommandStatus, toDevice } from './rows';
 import { Availability, HealthEvent, openWithRetry } from './availability';
 import { GroupCommit, PendingWrite, Statement, Write, supersededWrites } from './group-commit';
 import { SORT_COLUMNS, StorageUnavailableError } from './types';
@@ -118,10 +118,8 @@ function storageError(err: unknown): unknown {
 /** How long SQLite retries a lock held by another process before a statement fails with SQLITE_BUSY. */
 export const BUSY_TIMEOUT_MS = 5000;
 
-
 /** The current time in the ISO 8601 form the rows use, computed by SQLite. */
 const NOW_SQL = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
-
 
 let isoMs = NaN;
 let isoText = '';
@@ -683,9 +681,7 @@ export class SqliteStore implements DeviceStore {
   async checkKey(deviceid: string, kv: number): Promise<KeyCheck> {
     await this.afterOpen(async () => undefined);
     const versions = this.keyVersions.get(deviceid);
-    if (!versions) return kv >= (this.revokedBelow.get(deviceid) ?? 0) ? 'current' : 'refused';
-    if (kv === versions.keyver) return 'current';
-    return kv === versions.pending ? 'pending' : 'refused';
+    return keyCheck({ keyver: versions?.keyver, pending: versions?.pending ?? null, floor: this.revokedBelow.get(deviceid) ?? 0 }, kv);
   }
 
   async keyFloor(deviceid: string): Promise<number> {
