@@ -1,20 +1,14 @@
-export * from './errors';
-export * from './base64';
+/**
+ * The package's library, by layer (docs/architecture.md): each folder's index is its public face, and a layer
+ * imports only from the layers below it. This file is the face of them all, for the nodes, the backend app, the
+ * simulator and the tests.
+ */
+export * from './common';
 export * from './crypto';
-export * from './key';
-export * from './plaintext';
 export * from './wire';
-export * from './funnel';
-export * from './replay-window';
 export * from './registry';
+export * from './uplink';
 export * from './store';
-export * from './registry-actions';
-export * from './raw-body';
-export * from './rate-limit';
-export * from './rejection-log';
-export * from './device-api';
-export * from './retention';
-export * from './push-target';
-export * from './device-keys';
-export * from './provision';
-export * from './uplink-guard';
+export * from './downlink';
+export * from './api';
+export * from './http';

@@ -2,7 +2,7 @@
  * The slice of the Node-RED runtime API these nodes use. Declared here rather
  * than imported so the package has no runtime dependency on node-red.
  */
-import type { Done, NodeStatus, Send } from '../lib/funnel';
+import type { Done, NodeStatus, Send } from '../lib';
 
 export interface NodeDef {
   id: string;

@@ -26,14 +26,14 @@
  * one statement.
  */
 import type * as PgTypes from 'pg';
-import type { DeviceRow, ReadingRow, RegisterInput, UpdateInput } from '../registry';
-import { INITIAL_STATE, ReplayState, decide } from '../replay-window';
-import type { Retention } from '../retention';
+import type { DeviceRow, ReadingRow, RegisterInput, Retention, UpdateInput } from '../registry';
+import { INITIAL_STATE, ReplayState, decide } from '../uplink';
+import type { KeyCheck, ReplayPersist, ReplayResult, UplinkVerdict } from '../uplink';
 import { DEVICE_COLUMNS, KeyState, RawCommandStatus, RawDevice, keyCheck, sortExpired, toCommandStatus, toDevice } from './rows';
 import { Availability, HealthEvent, openWithRetry } from './availability';
 import { GroupCommit, PendingWrite, Statement } from './group-commit';
 import { SORT_COLUMNS, StorageUnavailableError } from './types';
-import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, KeyCheck, ListOptions, ReadingsOptions, ReplayPersist, ReplayResult, SortColumn, UplinkVerdict } from './types';
+import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, ListOptions, ReadingsOptions, SortColumn } from './types';
 
 /** Each entry migrates the schema from version i to i + 1. Never edit a shipped entry: append. */
 export const PG_MIGRATIONS: string[][] = [

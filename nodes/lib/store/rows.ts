@@ -3,7 +3,8 @@
  * become its state, the order expired commands are reported in, and the rule for a message's key version.
  */
 import type { DeviceRow } from '../registry';
-import type { CommandStatusRow, ExpiredCommand, KeyCheck } from './types';
+import type { KeyCheck } from '../uplink';
+import type { CommandStatusRow, ExpiredCommand } from './types';
 
 export const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, keyver, pendingkeyver, rxbuf';
 

@@ -17,14 +17,14 @@
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import type * as Sqlite3 from 'sqlite3';
-import type { DeviceRow, ReadingRow, RegisterInput, UpdateInput } from '../registry';
-import { INITIAL_STATE, ReplayState, decide } from '../replay-window';
-import type { Retention } from '../retention';
+import type { DeviceRow, ReadingRow, RegisterInput, Retention, UpdateInput } from '../registry';
+import { INITIAL_STATE, ReplayState, decide } from '../uplink';
+import type { KeyCheck, ReplayPersist, ReplayResult, UplinkVerdict } from '../uplink';
 import { DEVICE_COLUMNS, RawCommandStatus, RawDevice, keyCheck, sortExpired, toCommandStatus, toDevice } from './rows';
 import { Availability, HealthEvent, openWithRetry } from './availability';
 import { GroupCommit, PendingWrite, Statement, Write, supersededWrites } from './group-commit';
 import { SORT_COLUMNS, StorageUnavailableError } from './types';
-import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, KeyCheck, ListOptions, ReadingsOptions, ReplayPersist, ReplayResult, SortColumn } from './types';
+import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, ListOptions, ReadingsOptions, SortColumn } from './types';
 
 /** Most readings one prune step removes (one write in the commit queue). */
 export const PRUNE_BATCH = 500;

@@ -4,13 +4,8 @@
  * (its checkReplay then decides inside the database, with a row lock, since
  * several Node-RED instances share the state).
  */
-import type { DeviceRow, ReadingRow, RegisterInput, UpdateInput } from '../registry';
-import type { ReplayState } from '../replay-window';
-import type { Retention } from '../retention';
-
-export type ReplayResult = { accepted: true; state: ReplayState } | { accepted: false; reason: 'replay' | 'stale' };
-/** The decision on an uplink: its replay result, or refused for the key version it was sealed under. */
-export type UplinkVerdict = ReplayResult | { accepted: false; reason: 'key-version' };
+import type { DeviceRow, ReadingRow, RegisterInput, Retention, UpdateInput } from '../registry';
+import type { ReplayState, UplinkLedger } from '../uplink';
 
 export const SORT_COLUMNS = ['deviceid', 'name', 'lastseen', 'ipaddr', 'ssid', 'cfgsn'] as const;
 export type SortColumn = (typeof SORT_COLUMNS)[number];
@@ -53,22 +48,7 @@ export interface ExpiredCommand {
   created: string;
 }
 
-/**
- * Whether a message under a per-device key version may be accepted: `current` (the device's version, or for an
- * unknown device any version at or above its revoked ones), `pending` (the version a rekey moves it to), `refused`.
- */
-export type KeyCheck = 'current' | 'pending' | 'refused';
-
-/**
- * When an accepted sequence number's new state is written:
- * - `before-send`: checkReplay resolves after the state has committed (safe in any flow);
- * - `with-next-write`: checkReplay resolves at once; the state commits in the same transaction as the
- *   device's next logReading (or, if none comes, with a following batch). Safe when the message is
- *   written to this store before anything acts on it: then a committed reading implies its state.
- */
-export type ReplayPersist = 'before-send' | 'with-next-write';
-
-export interface DeviceStore {
+export interface DeviceStore extends UplinkLedger {
   readonly backend: string;
   /** Resolves once the store is open and migrated; rejects when it cannot be opened. */
   ready(): Promise<void>;
@@ -121,10 +101,6 @@ export interface DeviceStore {
   /** The device's latest commands and what became of them, newest first. */
   commandLog(deviceid: string, limit: number): Promise<CommandStatusRow[]>;
 
-  /** Whether a message under key version kv may be accepted for the device. */
-  checkKey(deviceid: string, kv: number): Promise<KeyCheck>;
-  /** The first accepted message under the pending version: it becomes the device's version, the old is refused. */
-  promoteKey(deviceid: string, kv: number): Promise<void>;
   /** The lowest key version a new registration of this id may use: 0, or above the versions of a removed device. */
   keyFloor(deviceid: string): Promise<number>;
   /** Starts a rekey to the next version (or keeps the one pending); undefined for an unknown device. */
@@ -132,18 +108,6 @@ export interface DeviceStore {
   /** Where to push commands: the registered address and command port. */
   commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number } | undefined>;
 
-  /**
-   * Atomic check-and-advance of a device's sequence number. With persist
-   * `before-send` (the default) an accepted number resolves only after the
-   * new state has committed; see ReplayPersist for `with-next-write`.
-   */
-  checkReplay(deviceid: string, seq: number, window: number, persist?: ReplayPersist): Promise<ReplayResult>;
-  /**
-   * Optional: the whole uplink decision (key version, replay window, promotion of a pending version) in one step,
-   * for a backend where the three separate calls would each cost a round trip. admitUplink uses it when present;
-   * it must decide exactly as checkKey, checkReplay and promoteKey in that order would.
-   */
-  admit?(deviceid: string, seq: number, window: number, persist: ReplayPersist, keyver?: number): Promise<UplinkVerdict>;
   /** Operator action: forget a device's counter, or accept only numbers >= from. */
   resetReplay(deviceid: string, from?: number): Promise<void>;
   replayState(deviceid: string): Promise<ReplayState>;

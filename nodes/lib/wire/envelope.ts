@@ -18,10 +18,10 @@ import {
   randomIv,
   randomSalt,
   verifyMac,
-} from './crypto';
-import { decodeBase64 } from './base64';
-import { E2eeError } from './errors';
-import type { KeyMaterial } from './key';
+} from '../crypto';
+import { decodeBase64 } from '../crypto';
+import { E2eeError } from '../common';
+import type { KeyMaterial } from '../crypto';
 
 export const DEFAULT_MAX_BYTES = 64 * 1024;
 

@@ -12,7 +12,7 @@
  * editor on a listener of its own as `npm start` does, gives the readings route its uniform answer there too.
  */
 
-import { READINGS_ROUTE, routeOf } from './device-api';
+import { READINGS_ROUTE, routeOf } from './routes';
 
 /** Largest readings body: a larger one gets 413 (aes-decrypt's own, smaller limit rejects the rest with the uniform 400). */
 export const READINGS_BODY_LIMIT = 1024 * 1024;

@@ -1,9 +1,9 @@
 /**
  * Turns an aes-key configuration (format, secret, auth mode) into key material.
  */
-import { CbcDecryptor, createCbcDecryptor, deriveAuthKeys } from './crypto';
+import { CbcDecryptor, createCbcDecryptor, deriveAuthKeys } from './aes';
 import { decodeBase64 } from './base64';
-import { E2eeError } from './errors';
+import { E2eeError } from '../common';
 
 export const KEY_FORMATS = ['hex', 'base64', 'passphrase'] as const;
 export const AUTH_MODES = ['none', 'hmac-sha256'] as const;

@@ -68,3 +68,9 @@ export function pushPolicy(allow: string | undefined = DEFAULT_PUSH_ALLOW): Push
     },
   };
 }
+
+/** Where a command is pushed to: the device's command server at its registered address and port. */
+export function pushUrl(target: { ipaddr: string; cmdport: number }): string {
+  const host = target.ipaddr.includes(':') ? `[${target.ipaddr}]` : target.ipaddr;
+  return `http://${host}:${target.cmdport}/command`;
+}

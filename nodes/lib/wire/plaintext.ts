@@ -3,8 +3,8 @@
  * client appends, the base64 wrapping of the original blog firmware, and the
  * shape of the decrypted result.
  */
-import { isBase64 } from './base64';
-import { E2eeError } from './errors';
+import { isBase64 } from '../crypto';
+import { E2eeError } from '../common';
 
 export const PLAINTEXT_IN_MODES = ['utf8', 'base64', 'auto'] as const;
 export const PLAINTEXT_OUT_MODES = ['utf8', 'base64'] as const;

@@ -3,7 +3,7 @@
  * (so a newcomer sees why a device is refused), the rest are counted and logged as one summary per source at the
  * end of the interval. At most `maxSources` sources are tracked per interval; the others share one summary.
  */
-import type { Translate } from './funnel';
+import type { Translate } from '../common';
 
 interface SourceCount {
   count: number;

@@ -3,7 +3,7 @@
  * rate limits in front of the device endpoints (a limited request gets 429 before any flow runs, so it costs
  * no database write) and the answer for requests no route took (405 with Allow for a known path, else 404).
  */
-import type { Translate } from './funnel';
+import type { Translate } from '../common';
 import { RateLimits, TokenBuckets } from './rate-limit';
 
 interface Route {

@@ -1,4 +1,4 @@
-import { E2eeError } from './errors';
+import { E2eeError } from '../common';
 
 // Standard alphabet with optional padding. Whitespace is not accepted: the
 // firmware and crypto-js never emit it, and tolerating it would make two

@@ -9,8 +9,8 @@
  * yields that device's key only. Derived keys are cached, at most `max` of them (least recently used go first).
  */
 import * as crypto from 'node:crypto';
-import { MAX_DEVICEID_BYTES } from './crypto';
-import { E2eeError } from './errors';
+import { MAX_DEVICEID_BYTES } from './aes';
+import { E2eeError } from '../common';
 import { AuthMode, KeyMaterial, byteKeyMaterial } from './key';
 
 export const HKDF_INFO_DEVICE = 'esp-e2ee v1 device';

@@ -7,7 +7,7 @@
  * HMAC-SHA256 encrypt-then-MAC.
  */
 import * as crypto from 'node:crypto';
-import { E2eeError } from './errors';
+import { E2eeError } from '../common';
 
 export const BLOCK_SIZE = 16;
 export const IV_SIZE = 16;

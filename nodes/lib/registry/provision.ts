@@ -2,7 +2,7 @@
  * Provisioning a device under a per-device master key: its `secrets.h` for the firmware (include/secrets.h), with
  * the device id, the device's own key (never the master), the backend URL and placeholders for the WiFi settings.
  */
-import { validateDeviceId } from './registry';
+import { validateDeviceId } from './rules';
 
 export interface SecretsOptions {
   /** The device's own key (DeviceKeyring.deviceKey / deriveDeviceKey), never the master. */

@@ -1,0 +1,63 @@
+/**
+ * The actions devices call: registration, the config poll, a reading. Sealed ones (through aes-decrypt) get the
+ * sealed config answer, with the acknowledgement the request carried applied first.
+ */
+import type { DeviceRow } from '../registry';
+import { MAX_PENDING_COMMANDS, ValidationError, validateRegister } from '../registry';
+import { ackOf, parseSeq } from '../uplink';
+import { MAX_OFFERED_COMMANDS, configResponse, plainConfigResponse } from '../downlink';
+import { obj } from './body';
+import type { ActionContext, ActionHandler, ActionResponse } from './types';
+
+/** The sealed answer to a registration or poll. */
+async function sealedAnswer(ctx: ActionContext, statusCode: number, device: DeviceRow): Promise<ActionResponse> {
+  const { store, deviceid, now } = ctx;
+  const sealed = ctx.req.sealed;
+  const body = obj(ctx.req.body);
+  const re = parseSeq(body.SEQN);
+  if (!re.ok) throw new ValidationError('bad-seqn', 'SEQN');
+  const ack = ackOf(body);
+  if (ack !== undefined) await store.ackCommands(deviceid, ack, now);
+  const pending = await store.pendingCommands(deviceid, MAX_OFFERED_COMMANDS + 1);
+  const response = configResponse(device, re.seq, pending, sealed?.keyver);
+  // Without acknowledgements (plain mode), offering a command delivers it.
+  if (!ctx.acknowledged) await store.markDelivered(deviceid, pending.slice(0, (response.commands as unknown[]).length).map((c) => c.seqn), 'poll', now);
+  return { statusCode, payload: response, ...(sealed?.keyver !== undefined ? { keyVersion: sealed.keyver } : {}) };
+}
+
+const register: ActionHandler = async (ctx) => {
+  const { req, deviceid } = ctx;
+  const input = validateRegister(deviceid, req.body);
+  if (req.sealed?.keyver !== undefined) input.keyver = req.sealed.keyver;
+  const result = await ctx.store.register(input, ctx.now, req.maxDevices);
+  if (result.full) return ctx.nok(403, 'e2ee.registry.device-limit', { max: req.maxDevices });
+  const { created, device } = result;
+  if (req.sealed) return sealedAnswer(ctx, created ? 201 : 200, device);
+  if (created) return { statusCode: 201, payload: { status: 'OK', message: ctx.t('e2ee.registry.registered'), deviceid, cfgsn: device.cfgsn } };
+  return { statusCode: 200, payload: device };
+};
+
+/** The config poll. */
+const get: ActionHandler = async (ctx) => {
+  const { store, deviceid, now } = ctx;
+  const device = await store.poll(deviceid, now);
+  if (!device) return ctx.notRegistered();
+  if (ctx.req.sealed) return sealedAnswer(ctx, 200, device);
+  // Queued commands ride along, so devices behind NAT get them too; offering one delivers it.
+  const pending = await store.pendingCommands(deviceid, MAX_PENDING_COMMANDS);
+  const payload = plainConfigResponse(device, pending);
+  await store.markDelivered(deviceid, pending.slice(0, payload.commands.length).map((c) => c.seqn), 'poll', now);
+  return { statusCode: 200, payload };
+};
+
+/** A reading (already admitted by the replay guard), with the acknowledgement it carries. */
+const log: ActionHandler = async (ctx) => {
+  const { store, deviceid, now, req } = ctx;
+  const seq = parseSeq(obj(req.body).SEQN);
+  const ack = req.sealed ? ackOf(obj(req.body)) : undefined;
+  const stored = await store.logReading(deviceid, seq.ok ? seq.seq : null, req.body, now);
+  if (stored && ack !== undefined) await store.ackCommands(deviceid, ack, now);
+  return stored ? { statusCode: 200, payload: { status: 'OK' } } : ctx.notRegistered();
+};
+
+export const DEVICE_ACTIONS = { register, get, log } satisfies Record<string, ActionHandler>;
