@@ -40,8 +40,11 @@ interface E2eeSettings {
 /** At most this many devices by default (settings e2ee.maxDevices); what bounds registration in plain mode. */
 const DEFAULT_MAX_DEVICES = 10_000;
 
-export = function register(RED: RED) {
-  const t = (key: string, params?: Record<string, unknown>) => RED._(key, params);
+type Translate = (key: string, params?: Record<string, unknown>) => string;
+type ActionResponse = Awaited<ReturnType<typeof runAction>>;
+
+/** The package's settings, parsed once when it loads; a bad one is logged and falls back to the safe default. */
+function packageSettings(RED: RED): { limits: RateLimits; push: PushPolicy | undefined; interval: number } {
   const settings = (RED.settings.e2ee ?? {}) as E2eeSettings;
   let limits = DEFAULT_RATE_LIMITS;
   try {
@@ -56,20 +59,74 @@ export = function register(RED: RED) {
     // A typo must not open the push to everything: no push at all, and the poll delivers.
     RED.log.error((err as Error).message);
   }
-  /** Devices whose refused push target was logged (once per device and address; bounded). */
-  const refusedLogged = new Set<string>();
   const interval = Number(settings.rejectionLogInterval) > 0 ? Number(settings.rejectionLogInterval) * 1000 : 60_000;
-  // One log for the whole package: rejected readings and rate-limited requests, summarised per source.
-  const rejections = new RejectionLog((line) => RED.log.warn(line), t, interval);
+  return { limits, push, interval };
+}
 
+/** The HTTP protections, installed on Node-RED's httpNode once, when the package loads. */
+function installHttpProtections(RED: RED, limits: RateLimits, t: Translate, rejections: RejectionLog): void {
   // The operator's token never shows in a message (see hideAuthorization).
   RED.httpNode?.use(hideAuthorization());
   // Device endpoints over their rate get 429 before any flow runs.
   RED.httpNode?.use(deviceRateLimit(limits, t, (source, deviceid) => rejections.record(source, deviceid, 'rate-limited')));
-  // The shipped readings route needs its body raw (see lib/raw-body): installed once, when the package loads.
+  // The shipped readings route needs its body raw (see lib/http/body): installed once, when the package loads.
   RED.httpNode?.use(rawReadingsBody(t));
   // The other device API routes: a malformed JSON body gets 400 and an oversized one 413, not Node-RED's 500.
   RED.httpNode?.use(deviceApiJsonBodies(t));
+}
+
+/**
+ * The `reject` action: one answer for every rejected reading, so the route is no padding, MAC or replay oracle; the
+ * reason goes to the log only, summarised per source. A guard that could not decide (storage) is a 503 instead.
+ */
+function answerRejection(msg: Msg, t: Translate, rejections: RejectionLog): Msg {
+  if ((msg.rejected as { reason?: unknown } | undefined)?.reason === 'storage-unavailable') {
+    // Not a rejection: the guard could not decide. The device store has logged the cause once.
+    msg.statusCode = 503;
+    msg.payload = { status: 'NOK', message: t('e2ee.registry.storage-unavailable') };
+    msg.headers = { 'Retry-After': String(STORAGE_RETRY_AFTER_S) };
+    return msg;
+  }
+  const req = msg.req as Parameters<typeof sourceOf>[0] | undefined;
+  rejections.record(req ? sourceOf(req) : '', String(deviceIdFrom(msg) ?? ''), rejectionReason(msg));
+  msg.statusCode = 400;
+  msg.payload = { status: 'NOK', message: t('e2ee.registry.rejected') };
+  delete msg.headers;
+  return msg;
+}
+
+/** The action's answer onto the message, for an http response node (or aes-encrypt and a push, for commands). */
+function applyResponse(msg: Msg, res: ActionResponse): Msg {
+  msg.payload = res.payload;
+  msg.statusCode = res.statusCode;
+  if (res.total !== undefined) msg.total = res.total;
+  if (res.headers) msg.headers = { ...(msg.headers as Record<string, string> | undefined), ...res.headers };
+  if (res.seqn !== undefined) msg.seqn = res.seqn;
+  if (res.pushUrl !== undefined) msg.pushUrl = res.pushUrl;
+  else delete msg.pushUrl;
+  if (res.keyVersion !== undefined) msg.keyVersion = res.keyVersion;
+  return msg;
+}
+
+/** Logs a refused push target once per device and address (the set is bounded). */
+function refusedPushLogger(t: Translate, push: PushPolicy | undefined) {
+  const logged = new Set<string>();
+  return (node: Node, deviceid: string, refused: NonNullable<ActionResponse['pushRefused']>) => {
+    const key = `${deviceid} ${refused.address}`;
+    if (logged.has(key)) return;
+    if (logged.size >= 10_000) logged.clear();
+    logged.add(key);
+    node.warn(t(`e2ee.registry.push-${refused.verdict}`, { deviceid: deviceid.slice(0, 64), address: refused.address, allowed: push?.allowed ?? '' }));
+  };
+}
+
+export = function register(RED: RED) {
+  const t: Translate = (key, params) => RED._(key, params);
+  const { limits, push, interval } = packageSettings(RED);
+  const logRefusedPush = refusedPushLogger(t, push);
+  // One log for the whole package: rejected readings and rate-limited requests, summarised per source.
+  const rejections = new RejectionLog((line) => RED.log.warn(line), t, interval);
+  installHttpProtections(RED, limits, t, rejections);
 
   function DeviceRegistry(this: Node, def: NodeDef) {
     RED.nodes.createNode(this, def);
@@ -81,23 +138,8 @@ export = function register(RED: RED) {
 
     this.on('input', inputFunnel<Msg>(this, t, async (msg) => {
       const action = typeof msg.action === 'string' && msg.action ? msg.action : configured;
-      const req = msg.req as ({ headers?: Record<string, unknown> } & Parameters<typeof sourceOf>[0]) | undefined;
-      if (action === 'reject' && (msg.rejected as { reason?: unknown } | undefined)?.reason === 'storage-unavailable') {
-        // Not a rejection: the guard could not decide. The device store has logged the cause once.
-        msg.statusCode = 503;
-        msg.payload = { status: 'NOK', message: t('e2ee.registry.storage-unavailable') };
-        msg.headers = { 'Retry-After': String(STORAGE_RETRY_AFTER_S) };
-        return msg;
-      }
-      if (action === 'reject') {
-        // One answer for every rejected reading, so the route is no padding, MAC or replay oracle; the reason goes
-        // to the log only, summarised per source.
-        rejections.record(req ? sourceOf(req) : '', String(deviceIdFrom(msg) ?? ''), rejectionReason(msg));
-        msg.statusCode = 400;
-        msg.payload = { status: 'NOK', message: t('e2ee.registry.rejected') };
-        delete msg.headers;
-        return msg;
-      }
+      if (action === 'reject') return answerRejection(msg, t, rejections);
+      const req = msg.req as { headers?: Record<string, unknown> } | undefined;
       const storeNode = resolveStore(RED, def.store);
       const auth = requireToken ? { header: req?.headers?.authorization, token: storeNode.credentials?.token } : undefined;
       // The key the devices use says whether they authenticate (and so must register and poll sealed, and
@@ -110,23 +152,8 @@ export = function register(RED: RED) {
         t,
       );
       if (res.audit) this.warn(res.audit);
-      msg.payload = res.payload;
-      msg.statusCode = res.statusCode;
-      if (res.total !== undefined) msg.total = res.total;
-      if (res.headers) msg.headers = { ...(msg.headers as Record<string, string> | undefined), ...res.headers };
-      if (res.seqn !== undefined) msg.seqn = res.seqn;
-      if (res.pushUrl !== undefined) msg.pushUrl = res.pushUrl;
-      else delete msg.pushUrl;
-      if (res.keyVersion !== undefined) msg.keyVersion = res.keyVersion;
-      if (res.pushRefused) {
-        const key = `${String(deviceIdFrom(msg))} ${res.pushRefused.address}`;
-        if (!refusedLogged.has(key)) {
-          if (refusedLogged.size >= 10_000) refusedLogged.clear();
-          refusedLogged.add(key);
-          this.warn(t(`e2ee.registry.push-${res.pushRefused.verdict}`, { deviceid: String(deviceIdFrom(msg)).slice(0, 64), address: res.pushRefused.address, allowed: push?.allowed ?? '' }));
-        }
-      }
-      return msg;
+      if (res.pushRefused) logRefusedPush(this, String(deviceIdFrom(msg)), res.pushRefused);
+      return applyResponse(msg, res);
     }));
     this.on('close', (_removed, done) => {
       // Pending summaries are written now rather than lost with the process.

@@ -46,139 +46,155 @@ interface PluginRED extends RED {
 
 const PAGE_MAX = 200;
 
-export = function register(RED: PluginRED) {
-  const t = (key: string, params?: Record<string, unknown>) => RED._(`devices-sidebar.${key}`, params);
-  const read = RED.auth.needsPermission('esp-e2ee.read');
-  const write = RED.auth.needsPermission('esp-e2ee.write');
+type Answer = [number, unknown];
 
-  /** Wraps a route: validation errors become 400, anything else 500 without details. */
-  const route = (fn: (req: Req) => Promise<[number, unknown]>) => (req: Req, res: Res) => {
+/** What every route shares: the plugin's RED, its translator, the store a request names, the registry actions. */
+interface Sidebar {
+  RED: PluginRED;
+  t(key: string, params?: Record<string, unknown>): string;
+  storeOf(req: Req): DeviceStoreNode | undefined;
+  noStore(): Answer;
+  /** Changes go through the same registry actions as the HTTP flow, so validation, cfgsn and audit logging are one code path. */
+  act(node: DeviceStoreNode, action: string, deviceid: unknown, body: unknown, seqn?: number, deviceAuth?: DeviceAuth): Promise<ActionResponse>;
+}
+
+function sidebarOf(RED: PluginRED): Sidebar {
+  const t = (key: string, params?: Record<string, unknown>) => RED._(`devices-sidebar.${key}`, params);
+  return {
+    RED,
+    t,
+    storeOf: (req) => {
+      const id = typeof req.query.store === 'string' ? req.query.store : '';
+      return openStores.get(id) ?? (id === '' && openStores.size > 0 ? openStores.values().next().value : undefined);
+    },
+    noStore: () => [404, { status: 'NOK', message: t('noStore') }],
+    act: async (node, action, deviceid, body, seqn, deviceAuth) => {
+      const res = await runAction(node.store, { action, deviceid, body, heartbeatMs: node.heartbeat * 1000, seqn, deviceAuth }, (key, params) => RED._(key, params));
+      if (res.audit) RED.log.warn(res.audit);
+      return res;
+    },
+  };
+}
+
+/** Wraps a route: validation errors become 400, anything else 500 without details. */
+function routeOf(s: Sidebar) {
+  return (fn: (req: Req) => Promise<Answer>) => (req: Req, res: Res) => {
     fn(req).then(
       ([status, body]) => res.status(status).json(body),
       (err: unknown) => {
-        if (err instanceof ValidationError) return res.status(400).json({ status: 'NOK', message: RED._(`e2ee.registry.${err.code}`) });
-        RED.log.warn(t('log.failed', { message: err instanceof Error ? err.message : String(err) }));
-        return res.status(500).json({ status: 'NOK', message: t('error.internal') });
+        if (err instanceof ValidationError) return res.status(400).json({ status: 'NOK', message: s.RED._(`e2ee.registry.${err.code}`) });
+        s.RED.log.warn(s.t('log.failed', { message: err instanceof Error ? err.message : String(err) }));
+        return res.status(500).json({ status: 'NOK', message: s.t('error.internal') });
       },
     );
   };
-  const storeOf = (req: Req) => {
-    const id = typeof req.query.store === 'string' ? req.query.store : '';
-    return openStores.get(id) ?? (id === '' && openStores.size > 0 ? openStores.values().next().value : undefined);
-  };
-  const noStore = (): [number, unknown] => [404, { status: 'NOK', message: t('noStore') }];
+}
 
-  RED.httpAdmin.get('/esp-e2ee/stores', read, route(async () => {
-    const stores = [...openStores.values()].map((s) => ({ id: s.id, name: (s as unknown as { name?: string }).name || s.file, heartbeat: s.heartbeat, retention: s.retention }));
-    const keys: Array<{ id: string; name: string; format: string; auth: string; scope: string }> = [];
-    RED.nodes.eachNode((n) => {
-      if (n.type !== 'aes-key') return;
-      const live = RED.nodes.getNode(n.id) as AesKeyNode | null;
-      if ((live?.material && live.material.kind === 'bytes') || live?.keyring) keys.push({ id: n.id, name: n.name || n.id, format: live.format, auth: live.auth, scope: live.scope });
-    });
-    // Where devices reach the backend, for their secrets.h (npm start sets it; else the user types it).
-    const settings = (RED.settings.e2ee ?? {}) as { deviceUrl?: unknown };
-    return [200, { stores, keys, deviceUrl: typeof settings.deviceUrl === 'string' ? settings.deviceUrl : '' }];
-  }));
+/** The deployed stores, the keys devices can be provisioned under, and where devices reach the backend. */
+async function listStores({ RED }: Sidebar): Promise<Answer> {
+  const stores = [...openStores.values()].map((st) => ({ id: st.id, name: (st as unknown as { name?: string }).name || st.file, heartbeat: st.heartbeat, retention: st.retention }));
+  const keys: Array<{ id: string; name: string; format: string; auth: string; scope: string }> = [];
+  RED.nodes.eachNode((n) => {
+    if (n.type !== 'aes-key') return;
+    const live = RED.nodes.getNode(n.id) as AesKeyNode | null;
+    if ((live?.material && live.material.kind === 'bytes') || live?.keyring) keys.push({ id: n.id, name: n.name || n.id, format: live.format, auth: live.auth, scope: live.scope });
+  });
+  // Where devices reach the backend, for their secrets.h (npm start sets it; else the user types it).
+  const settings = (RED.settings.e2ee ?? {}) as { deviceUrl?: unknown };
+  return [200, { stores, keys, deviceUrl: typeof settings.deviceUrl === 'string' ? settings.deviceUrl : '' }];
+}
 
-  RED.httpAdmin.get('/esp-e2ee/devices', read, route(async (req) => {
-    const node = storeOf(req);
-    if (!node) return [200, { devices: [], total: 0 }];
-    const sort = SORT_COLUMNS.find((c) => c === req.query.sort);
-    const { devices, total } = await node.store.list({
-      limit: parseLimit(req.query.limit, 50, PAGE_MAX),
-      offset: parseLimit(req.query.offset, 0, Number.MAX_SAFE_INTEGER, 'offset'),
-      search: typeof req.query.q === 'string' && req.query.q.trim() ? req.query.q.trim().slice(0, 64) : undefined,
-      sort,
-      descending: req.query.dir === 'desc',
-    });
-    const now = Date.now();
-    return [200, { devices: devices.map((d) => ({ ...d, online: isOnline(d.lastseen, node.heartbeat * 1000, now) })), total, heartbeat: node.heartbeat, now }];
-  }));
+async function listDevices(s: Sidebar, req: Req): Promise<Answer> {
+  const node = s.storeOf(req);
+  if (!node) return [200, { devices: [], total: 0 }];
+  const sort = SORT_COLUMNS.find((c) => c === req.query.sort);
+  const { devices, total } = await node.store.list({
+    limit: parseLimit(req.query.limit, 50, PAGE_MAX),
+    offset: parseLimit(req.query.offset, 0, Number.MAX_SAFE_INTEGER, 'offset'),
+    search: typeof req.query.q === 'string' && req.query.q.trim() ? req.query.q.trim().slice(0, 64) : undefined,
+    sort,
+    descending: req.query.dir === 'desc',
+  });
+  const now = Date.now();
+  return [200, { devices: devices.map((d) => ({ ...d, online: isOnline(d.lastseen, node.heartbeat * 1000, now) })), total, heartbeat: node.heartbeat, now }];
+}
 
-  RED.httpAdmin.get('/esp-e2ee/devices/:id/readings', read, route(async (req) => {
-    const node = storeOf(req);
-    if (!node) return noStore();
-    const id = validateDeviceId(req.params.id);
-    return [200, await node.store.readings(id, { limit: parseLimit(req.query.limit, 100, MAX_READINGS_LIMIT) })];
-  }));
+async function deviceReadings(s: Sidebar, req: Req): Promise<Answer> {
+  const node = s.storeOf(req);
+  if (!node) return s.noStore();
+  const id = validateDeviceId(req.params.id);
+  return [200, await node.store.readings(id, { limit: parseLimit(req.query.limit, 100, MAX_READINGS_LIMIT) })];
+}
 
-  // Changes go through the same registry actions as the HTTP flow, so validation, cfgsn and audit logging are one code path.
-  const act = async (node: DeviceStoreNode, action: string, deviceid: unknown, body: unknown, seqn?: number, deviceAuth?: DeviceAuth): Promise<ActionResponse> => {
-    const res = await runAction(node.store, { action, deviceid, body, heartbeatMs: node.heartbeat * 1000, seqn, deviceAuth }, (key, params) => RED._(key, params));
-    if (res.audit) RED.log.warn(res.audit);
-    return res;
-  };
+/** A registry action on the device the route names: update, reset, its command log. */
+async function deviceAction(s: Sidebar, req: Req, action: string, body: unknown): Promise<Answer> {
+  const node = s.storeOf(req);
+  if (!node) return s.noStore();
+  const res = await s.act(node, action, req.params.id, body);
+  return [res.statusCode, res.payload];
+}
 
-  RED.httpAdmin.put('/esp-e2ee/devices/:id', write, route(async (req) => {
-    const node = storeOf(req);
-    if (!node) return noStore();
-    const res = await act(node, 'update', req.params.id, req.body);
-    return [res.statusCode, res.payload];
-  }));
+/**
+ * The flow's three steps for a command or a rekey: allocate the downlink SEQN (the action), seal it with the
+ * device's key of the version the action names, queue it (the poll delivers it).
+ */
+async function queueSealed(s: Sidebar, req: Req, action: 'command' | 'rekey', command: unknown): Promise<Answer> {
+  const node = s.storeOf(req);
+  if (!node) return s.noStore();
+  const noKey: Answer = [400, { status: 'NOK', message: s.t('error.no-key') }];
+  const keyId = (req.body as { key?: unknown } | undefined)?.key;
+  const deviceAuth = deviceAuthOf(s.RED, keyId);
+  if (!deviceAuth) return noKey;
+  const allocated = await s.act(node, action, req.params.id, command, undefined, deviceAuth);
+  if (allocated.statusCode !== 202 || allocated.seqn === undefined) return [allocated.statusCode, allocated.payload];
+  let resolved: ResolvedKey;
+  try {
+    // The shared key, or in per-device scope this device's own of the version the action chose.
+    resolved = resolveKey(s.RED, keyId, { deviceid: req.params.id, keyVersion: allocated.keyVersion });
+  } catch {
+    return noKey;
+  }
+  if (resolved.key.kind !== 'bytes') return noKey;
+  const plaintext = resolved.keyring ? withRekeyKey(allocated.payload, resolved.keyring, req.params.id) : allocated.payload;
+  const wire = encryptToWire(resolved.key, Buffer.from(JSON.stringify(plaintext)), req.params.id, { type: 'command', kv: resolved.keyVersion });
+  const queued = await s.act(node, 'queue-command', req.params.id, wire, allocated.seqn, deviceAuth);
+  return [queued.statusCode, action === 'rekey' ? { ...(queued.payload as object), keyver: (allocated.payload as { rekey: { kv: number } }).rekey.kv } : queued.payload];
+}
 
-  RED.httpAdmin.post('/esp-e2ee/devices/:id/reset', write, route(async (req) => {
-    const node = storeOf(req);
-    if (!node) return noStore();
-    const res = await act(node, 'reset', req.params.id, {});
-    return [res.statusCode, res.payload];
-  }));
+/**
+ * Add device: the secrets.h of a new (or known) device under a per-device master key. The master stays in the
+ * key node; the answer holds the device's own key only. Needs write permission; logged.
+ */
+async function provision(s: Sidebar, req: Req): Promise<Answer> {
+  const node = s.storeOf(req);
+  const body = (req.body ?? {}) as { key?: unknown; deviceid?: unknown; generate?: unknown; url?: unknown };
+  const keyNode = typeof body.key === 'string' ? (s.RED.nodes.getNode(body.key) as AesKeyNode | null) : null;
+  if (!keyNode?.keyring) return [400, { status: 'NOK', message: s.t('error.noMaster') }];
+  const url = typeof body.url === 'string' ? body.url.trim() : '';
+  if (!/^https?:\/\/[^/\s]+/.test(url)) return [400, { status: 'NOK', message: s.t('error.badUrl') }];
+  const deviceid = body.generate === true ? generateDeviceId(crypto.randomBytes) : validateDeviceId(body.deviceid);
+  // A known device keeps its key version; a removed one comes back above its revoked versions.
+  const known = node ? await node.store.get(deviceid) : undefined;
+  const version = known ? (known.pendingkeyver ?? known.keyver) : node ? await node.store.keyFloor(deviceid) : 0;
+  const text = renderSecretsH({ deviceKey: keyNode.keyring.deviceKey(deviceid, version), deviceId: deviceid, version, backendUrl: url, hmac: keyNode.auth === 'hmac-sha256' });
+  s.RED.log.info(s.t('log.provisioned', { deviceid, version }));
+  return [200, { deviceid, version, filename: 'secrets.h', text }];
+}
 
-  /**
-   * The flow's three steps for a command or a rekey: allocate the downlink SEQN (the action), seal it with the
-   * device's key of the version the action names, queue it (the poll delivers it).
-   */
-  const queueSealed = async (req: Req, action: 'command' | 'rekey', command: unknown): Promise<[number, unknown]> => {
-    const node = storeOf(req);
-    if (!node) return noStore();
-    const keyId = (req.body as { key?: unknown } | undefined)?.key;
-    const deviceAuth = deviceAuthOf(RED, keyId);
-    if (!deviceAuth) return [400, { status: 'NOK', message: t('error.no-key') }];
-    const allocated = await act(node, action, req.params.id, command, undefined, deviceAuth);
-    if (allocated.statusCode !== 202 || allocated.seqn === undefined) return [allocated.statusCode, allocated.payload];
-    let resolved: ResolvedKey;
-    try {
-      // The shared key, or in per-device scope this device's own of the version the action chose.
-      resolved = resolveKey(RED, keyId, { deviceid: req.params.id, keyVersion: allocated.keyVersion });
-    } catch {
-      return [400, { status: 'NOK', message: t('error.no-key') }];
-    }
-    if (resolved.key.kind !== 'bytes') return [400, { status: 'NOK', message: t('error.no-key') }];
-    const plaintext = resolved.keyring ? withRekeyKey(allocated.payload, resolved.keyring, req.params.id) : allocated.payload;
-    const wire = encryptToWire(resolved.key, Buffer.from(JSON.stringify(plaintext)), req.params.id, { type: 'command', kv: resolved.keyVersion });
-    const queued = await act(node, 'queue-command', req.params.id, wire, allocated.seqn, deviceAuth);
-    return [queued.statusCode, action === 'rekey' ? { ...(queued.payload as object), keyver: (allocated.payload as { rekey: { kv: number } }).rekey.kv } : queued.payload];
-  };
-
-  RED.httpAdmin.post('/esp-e2ee/devices/:id/command', write, route((req) => queueSealed(req, 'command', (req.body as { command?: unknown } | undefined)?.command)));
-
+export = function register(RED: PluginRED) {
+  const s = sidebarOf(RED);
+  const route = routeOf(s);
+  const read = RED.auth.needsPermission('esp-e2ee.read');
+  const write = RED.auth.needsPermission('esp-e2ee.write');
+  RED.httpAdmin.get('/esp-e2ee/stores', read, route(() => listStores(s)));
+  RED.httpAdmin.get('/esp-e2ee/devices', read, route((req) => listDevices(s, req)));
+  RED.httpAdmin.get('/esp-e2ee/devices/:id/readings', read, route((req) => deviceReadings(s, req)));
+  RED.httpAdmin.put('/esp-e2ee/devices/:id', write, route((req) => deviceAction(s, req, 'update', req.body)));
+  RED.httpAdmin.post('/esp-e2ee/devices/:id/reset', write, route((req) => deviceAction(s, req, 'reset', {})));
+  RED.httpAdmin.post('/esp-e2ee/devices/:id/command', write, route((req) => queueSealed(s, req, 'command', (req.body as { command?: unknown } | undefined)?.command)));
   // Rekey: the device moves to its next key version (the new key travels sealed under the current one).
-  RED.httpAdmin.post('/esp-e2ee/devices/:id/rekey', write, route((req) => queueSealed(req, 'rekey', {})));
-
-  RED.httpAdmin.get('/esp-e2ee/devices/:id/commands', read, route(async (req) => {
-    const node = storeOf(req);
-    if (!node) return noStore();
-    const res = await act(node, 'commands', req.params.id, { limit: req.query.limit });
-    return [res.statusCode, res.payload];
-  }));
-
-  // Add device: the secrets.h of a new (or known) device under a per-device master key. The master stays in the
-  // key node; the answer holds the device's own key only. Needs write permission; logged.
-  RED.httpAdmin.post('/esp-e2ee/provision', write, route(async (req) => {
-    const node = storeOf(req);
-    const body = (req.body ?? {}) as { key?: unknown; deviceid?: unknown; generate?: unknown; url?: unknown };
-    const keyNode = typeof body.key === 'string' ? (RED.nodes.getNode(body.key) as AesKeyNode | null) : null;
-    if (!keyNode?.keyring) return [400, { status: 'NOK', message: t('error.noMaster') }];
-    const url = typeof body.url === 'string' ? body.url.trim() : '';
-    if (!/^https?:\/\/[^/\s]+/.test(url)) return [400, { status: 'NOK', message: t('error.badUrl') }];
-    const deviceid = body.generate === true ? generateDeviceId(crypto.randomBytes) : validateDeviceId(body.deviceid);
-    // A known device keeps its key version; a removed one comes back above its revoked versions.
-    const known = node ? await node.store.get(deviceid) : undefined;
-    const version = known ? (known.pendingkeyver ?? known.keyver) : node ? await node.store.keyFloor(deviceid) : 0;
-    const text = renderSecretsH({ deviceKey: keyNode.keyring.deviceKey(deviceid, version), deviceId: deviceid, version, backendUrl: url, hmac: keyNode.auth === 'hmac-sha256' });
-    RED.log.info(t('log.provisioned', { deviceid, version }));
-    return [200, { deviceid, version, filename: 'secrets.h', text }];
-  }));
-
+  RED.httpAdmin.post('/esp-e2ee/devices/:id/rekey', write, route((req) => queueSealed(s, req, 'rekey', {})));
+  RED.httpAdmin.get('/esp-e2ee/devices/:id/commands', read, route((req) => deviceAction(s, req, 'commands', { limit: req.query.limit })));
+  RED.httpAdmin.post('/esp-e2ee/provision', write, route((req) => provision(s, req)));
   RED.plugins.registerPlugin('esp-e2ee-devices', { type: 'esp-e2ee-sidebar' });
 };
