@@ -9,7 +9,7 @@
  *    mean batch sizes of the two commit queues, from pg_stat_statements and pg_stat_database; and the CPU seconds
  *    PostgreSQL and the Node-RED processes used (from /proc), for the arithmetic in docs/benchmarks.md.
  *
- * The PostgreSQL server is a throwaway one (scripts/postgres.js) with its defaults (fsync and synchronous_commit on)
+ * The PostgreSQL server is a throwaway one (app/postgres.ts) with its defaults (fsync and synchronous_commit on)
  * and pg_stat_statements loaded. Every 2xx must be a stored row, none stored twice.
  *
  * Usage: node bench/scaleout.js [--duration 10] [--rounds 3] [--connections 20] [--instances 3] [--json]
@@ -21,7 +21,7 @@ const crypto = require('node:crypto');
 const lib = require('../dist/nodes/lib');
 const { startBackend } = require('../test/support/backend');
 const { startCluster } = require('../test/support/cluster');
-const { startPostgres } = require('../scripts/postgres');
+const { startPostgres } = require('../dist/app/postgres');
 const { tempDir, querySqlite } = require('../test/support/tmp');
 const { median, fmt, arg, benchMain } = require('./lib/runtime');
 const { readingsLoad, cannon } = require('./lib/load');

@@ -13,18 +13,31 @@ const root = path.resolve(__dirname, '..');
 const src = path.join(root, 'nodes');
 const out = path.join(root, 'dist', 'nodes');
 
-// --clean (prepack): start from an empty dist/, so nothing removed from the sources is packed. Not by
-// default: `npm run sim` builds while `npm start` may be serving editor files from dist/.
-if (process.argv.includes('--clean')) fs.rmSync(path.join(root, 'dist'), { recursive: true, force: true });
-execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', root], { stdio: 'inherit' });
+const sharedLocales = path.join(src, 'shared', 'locales');
 
 function readJson(file) {
   return JSON.parse(fs.readFileSync(file, 'utf8'));
 }
 
-const sharedLocales = path.join(src, 'shared', 'locales');
+/**
+ * Compiles and copies everything. `clean` (prepack): start from an empty dist/, so nothing removed from the sources
+ * is packed. Not by default: `npm run sim` builds while `npm start` may be serving editor files from dist/.
+ */
+function build({ clean = false } = {}) {
+  if (clean) fs.rmSync(path.join(root, 'dist'), { recursive: true, force: true });
+  execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', root], { stdio: 'inherit' });
+  copyNodeAssets();
+  // The simulator and the provisioning tool are executables (package.json bin).
+  for (const bin of ['cli.js', 'keys.js']) fs.chmodSync(path.join(root, 'dist', 'sim', bin), 0o755);
+  // The whole backend in Import > Examples (git-ignored copy of flows/esp-e2ee.json).
+  const backendExample = path.join(root, 'examples', 'backend', 'esp-e2ee-backend.json');
+  fs.mkdirSync(path.dirname(backendExample), { recursive: true });
+  fs.copyFileSync(path.join(root, 'flows', 'esp-e2ee.json'), backendExample);
+}
 
-for (const entry of fs.readdirSync(src, { withFileTypes: true })) {
+/** Each node's editor html, message catalog (with the shared one merged in), help and icons beside its js. */
+function copyNodeAssets() {
+  for (const entry of fs.readdirSync(src, { withFileTypes: true })) {
   if (!entry.isDirectory() || ['lib', 'shared'].includes(entry.name)) continue;
   const nodeDir = path.join(src, entry.name);
   const outDir = path.join(out, entry.name);
@@ -52,11 +65,31 @@ for (const entry of fs.readdirSync(src, { withFileTypes: true })) {
       fs.writeFileSync(path.join(langOut, file), JSON.stringify(catalog, null, 2) + '\n');
     }
   }
+  }
 }
-// The simulator and the provisioning tool are executables (package.json bin).
-for (const bin of ['cli.js', 'keys.js']) fs.chmodSync(path.join(root, 'dist', 'sim', bin), 0o755);
-// The whole backend in Import > Examples (git-ignored copy of flows/esp-e2ee.json).
-const backendExample = path.join(root, 'examples', 'backend', 'esp-e2ee-backend.json');
-fs.mkdirSync(path.dirname(backendExample), { recursive: true });
-fs.copyFileSync(path.join(root, 'flows', 'esp-e2ee.json'), backendExample);
-console.log('built', path.relative(root, out));
+
+function newestMtime(dir) {
+  let newest = 0;
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestMtime(p) : fs.statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+/** Builds when a source (nodes/, app/, sim/) is newer than what dist/ holds (npm start, npm run cluster). */
+function buildIfNeeded() {
+  const dist = path.join(root, 'dist');
+  const built = ['nodes', 'app'].every((d) => fs.existsSync(path.join(dist, d))) ? newestMtime(dist) : 0;
+  const sources = Math.max(...['nodes', 'app', 'sim'].map((d) => newestMtime(path.join(root, d))));
+  if (built >= sources) return;
+  console.log('Building the package...');
+  build();
+}
+
+if (require.main === module) {
+  build({ clean: process.argv.includes('--clean') });
+  console.log('built', path.relative(root, out));
+}
+
+module.exports = { build, buildIfNeeded };

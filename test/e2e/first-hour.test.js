@@ -7,7 +7,7 @@ const path = require('node:path');
 const { spawn } = require('node:child_process');
 const { startBackend, freePort } = require('../support/backend');
 const { tempDir } = require('../support/tmp');
-const { reachableAddresses } = require('../../scripts/start');
+const { reachableAddresses } = require('../../dist/app/start');
 const { defaultStateFile } = require('../../dist/sim/state');
 
 const root = path.resolve(__dirname, '..', '..');

@@ -4,7 +4,7 @@
  * process group on free loopback ports (devices, editor), and waits until it is ready.
  */
 const path = require('node:path');
-const { freePort } = require('../../scripts/ports');
+const { freePort } = require('../../dist/app/ports');
 const { spawnUntilReady } = require('./spawn');
 
 const root = path.resolve(__dirname, '..', '..');

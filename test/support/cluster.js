@@ -5,7 +5,7 @@
  */
 const fs = require('node:fs');
 const path = require('node:path');
-const { freePort, portFree } = require('../../scripts/ports');
+const { freePort, portFree } = require('../../dist/app/ports');
 const { spawnUntilReady } = require('./spawn');
 
 const root = path.resolve(__dirname, '..', '..');

@@ -1,0 +1,71 @@
+/**
+ * `npm start`: the whole backend on an embedded default. A real Node-RED runtime (the node-red devDependency) in this
+ * process with the package's nodes and flows/esp-e2ee.json, storing everything under E2EE_DATA_DIR (default ./data):
+ * the SQLite database, the Node-RED user directory, and the generated key and admin token (mode 0600). Two
+ * listeners: the device and operator endpoints on HOST:PORT, and the editor with its admin API on
+ * E2EE_ADMIN_HOST:E2EE_ADMIN_PORT (loopback by default). The variables are in app/settings.ts.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { banner } from './banner';
+import { deviceUrl } from './listeners';
+import { bindListeners, loadNodeRed, nodeRedSettings, startRuntime, stopOnSignals } from './node-red';
+import { loadSecrets } from './secrets';
+import { SettingsError, flowEnvironment, readSettings } from './settings';
+import { PACKAGE_NAME, flowMismatch, keyScope, linkPackage, writeInitialFlow } from './userdir';
+
+export { reachableAddresses } from './listeners';
+
+/** The repository (or installed package) root: app/ compiles to dist/app/. */
+export const ROOT = path.resolve(__dirname, '..', '..');
+
+export interface StartOptions {
+  /** Merged into Node-RED's settings (benchmarks). */
+  settings?: Record<string, unknown>;
+  /** Node packages (names resolvable from the root) linked into the user directory beside this one. */
+  packages?: string[];
+}
+
+/** Stops the process with one line for the user (a setting, a secret or a data directory that cannot work). */
+function refuse(message: string): never {
+  console.error(message);
+  process.exit(2);
+}
+
+export async function main(options: StartOptions = {}): Promise<void> {
+  // Express shows stack traces in its error pages unless told it is in production.
+  process.env.NODE_ENV = process.env.NODE_ENV || 'production';
+  let settings;
+  let secrets;
+  try {
+    settings = readSettings(process.env, ROOT);
+    fs.mkdirSync(settings.userDir, { recursive: true, mode: 0o700 });
+    secrets = loadSecrets(process.env, settings.dataDir);
+  } catch (err) {
+    if (err instanceof SettingsError || err instanceof Error) refuse(err.message);
+    throw err;
+  }
+  // The flow's credentials refer to these variables; Node-RED substitutes them when it creates the nodes.
+  Object.assign(process.env, flowEnvironment(settings, { key: secrets.key.value, token: secrets.token.value }));
+  linkPackage(settings.userDir, PACKAGE_NAME, ROOT);
+  for (const name of options.packages ?? []) linkPackage(settings.userDir, name, path.dirname(require.resolve(`${name}/package.json`, { paths: [ROOT] })));
+  writeInitialFlow(ROOT, settings, secrets.credentialSecret.value);
+  const mismatch = flowMismatch(settings);
+  if (mismatch) refuse(mismatch);
+
+  const runtime = loadNodeRed(ROOT, settings);
+  const redSettings = nodeRedSettings(ROOT, settings, { token: secrets.token.value, credentialSecret: secrets.credentialSecret.value }, options.settings);
+  const listeners = await bindListeners(runtime, settings, redSettings);
+  redSettings.e2ee.deviceUrl = deviceUrl(listeners.server, settings.host);
+  await startRuntime(ROOT, runtime, listeners, redSettings);
+  console.log(banner({ root: ROOT, settings, secrets, listeners, scope: keyScope(settings), showSecrets: process.stdout.isTTY === true }));
+  stopOnSignals(runtime, listeners);
+}
+
+/** The launcher's entry: main, with an unexpected failure printed and exit code 1. */
+export function run(options?: StartOptions): void {
+  main(options).catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
