@@ -30,7 +30,9 @@ import type { DeviceRow, ReadingRow, RegisterInput, Retention, UpdateInput } fro
 import { INITIAL_STATE, ReplayState, decide } from '../uplink';
 import type { KeyCheck, ReplayPersist, ReplayResult, UplinkVerdict } from '../uplink';
 import { DEVICE_COLUMNS, KeyState, RawCommandStatus, RawDevice, keyCheck, sortExpired, toCommandStatus, toDevice } from './rows';
-import { Availability, HealthEvent, openWithRetry } from './availability';
+import type { HealthEvent } from './availability';
+import { AckedUpTo, ReadingsPruner } from './bookkeeping';
+import { StoreLifecycle } from './lifecycle';
 import { GroupCommit, PendingWrite, Statement } from './group-commit';
 import { SORT_COLUMNS, StorageUnavailableError } from './types';
 import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, ListOptions, ReadingsOptions, SortColumn } from './types';
@@ -194,6 +196,53 @@ export interface PostgresOptions {
 /** An uplink decision (with the key version it was sealed under, if any) or an operator's reset, in the replay batch. */
 type ReplayWrite = { deviceid: string } & ({ seq: number; window: number; keyver?: number } | { reset: ReplayState });
 
+/**
+ * The one statement that stores a batch's readings (only for registered devices) and moves lastseen of every device
+ * touched, and how its answer tells each reading whether it was stored. The rows travel as one JSON array in one
+ * parameter (JSON.stringify is native; binding arrays of strings escapes every character in JavaScript), unpacked
+ * by json_to_recordset; each payload travels boxed in a one-element array, so that a JSON null stays a JSON null,
+ * and stays json, verbatim.
+ */
+function ingestOf(batch: PendingWrite<DataWrite, unknown>[]) {
+  const readings: { index: number; r: { deviceid: string; seqn: number | null; received: string; payload: string } }[] = [];
+  const touched = new Map<string, string>();
+  batch.forEach((w, index) => {
+    if ('reading' in w) readings.push({ index, r: w.reading });
+    const t = 'touch' in w ? w.touch : 'reading' in w ? { deviceid: w.reading.deviceid, time: w.reading.received } : undefined;
+    if (t && (touched.get(t.deviceid) ?? '') < t.time) touched.set(t.deviceid, t.time);
+  });
+  const ids = [...touched.keys()];
+  const statement = {
+    name: 'e2ee-ingest',
+    text: `WITH batch AS (
+             SELECT u.* FROM json_to_recordset($1::json) AS u(ord integer, deviceid text, seqn bigint, received timestamptz, boxed json)
+             WHERE EXISTS (SELECT 1 FROM devices d WHERE d.deviceid = u.deviceid)
+           ), stored AS (
+             INSERT INTO readings (deviceid, seqn, received, payload) SELECT deviceid, seqn, received, boxed -> 0 FROM batch ORDER BY ord
+           ), seen AS (
+             UPDATE devices SET lastseen = GREATEST(devices.lastseen, t.time)
+             FROM json_to_recordset($2::json) AS t(deviceid text, time timestamptz),
+                  (SELECT deviceid FROM devices WHERE deviceid IN (SELECT value FROM json_array_elements_text($3::json)) ORDER BY deviceid FOR UPDATE) AS locked
+             WHERE devices.deviceid = t.deviceid AND locked.deviceid = t.deviceid
+           )
+           SELECT ord FROM batch`,
+    values: [
+      `[${readings.map((x, i) => `{"ord":${i + 1},"deviceid":${JSON.stringify(x.r.deviceid)},"seqn":${x.r.seqn === null ? 'null' : x.r.seqn},"received":"${x.r.received}","boxed":[${x.r.payload}]}`).join(',')}]`,
+      JSON.stringify(ids.map((id) => ({ deviceid: id, time: touched.get(id) }))),
+      JSON.stringify(ids),
+    ],
+  };
+  return {
+    statement,
+    empty: readings.length === 0 && ids.length === 0,
+    /** Marks each reading of the batch stored (true) or not (false, an unregistered device) in `out`. */
+    settle: (rows: { ord: number }[], out: unknown[]) => {
+      const stored = new Set(rows.map((r) => Number(r.ord)));
+      readings.forEach((x, i) => { out[x.index] = stored.has(i + 1); });
+    },
+  };
+}
+
 /** A write of the data batch. */
 type DataWrite =
   | { reading: { deviceid: string; seqn: number | null; received: string; payload: string } }
@@ -205,24 +254,24 @@ export class PostgresStore implements DeviceStore {
   private pool?: PgTypes.Pool;
   private readonly replays: GroupCommit<ReplayWrite, UplinkVerdict>;
   private readonly commits: GroupCommit<DataWrite, unknown>;
-  /** The highest downlink SEQN each device acknowledged through this process (to skip repeating the UPDATE). */
-  private readonly acked = new Map<string, number>();
-  /** Devices that logged readings through this process since its last prune by count; undefined: all. */
-  private loggedSincePrune: Set<string> | undefined;
-  private readonly opening: Promise<void>;
-  private readonly firstAttempt: Promise<void>;
-  private firstAttemptDone!: () => void;
-  private closed = false;
-  private isOpen = false;
-  private readonly availability: Availability;
+  /** Acknowledgements applied through this process (others may apply them too: a repeat is harmless). */
+  private readonly acked = new AckedUpTo();
+  /** Devices that logged readings through this process since its last prune by count. */
+  private readonly pruner = new ReadingsPruner();
+  private readonly life: StoreLifecycle;
 
   constructor(private readonly options: PostgresOptions) {
-    this.availability = new Availability(options.onHealth);
+    this.life = new StoreLifecycle(options.onHealth, 'PG_CONNECTION');
     this.replays = new GroupCommit((batch) => this.commitReplays(batch));
     this.commits = new GroupCommit((batch) => this.commitData(batch));
-    this.firstAttempt = new Promise((resolve) => { this.firstAttemptDone = resolve; });
-    this.opening = this.open();
-    this.opening.catch(() => undefined);
+    this.life.start({
+      prepare: () => this.createPool(),
+      attempt: async () => {
+        await this.migrate();
+        this.life.isOpen = true;
+      },
+      classify: pgStorageError,
+    });
   }
 
   /** Both commit queues together (for the close log and benchmarks). */
@@ -233,19 +282,11 @@ export class PostgresStore implements DeviceStore {
   }
 
   ready(): Promise<void> {
-    return this.opening;
+    return this.life.ready();
   }
 
-  /** Tells onHealth when availability changes. */
-  private health(err?: unknown): void {
-    this.availability.report(err);
-  }
-
-  private async open(): Promise<void> {
-    if (!this.options.connectionString.trim()) {
-      this.firstAttemptDone();
-      throw new Error('no PostgreSQL connection string');
-    }
+  private createPool(): void {
+    if (!this.options.connectionString.trim()) throw new Error('no PostgreSQL connection string');
     // Loaded here so that requiring the library does not need the pg package unless PostgreSQL is used.
     const pg = require('pg') as typeof PgTypes;
     this.pool = new pg.Pool({
@@ -259,18 +300,8 @@ export class PostgresStore implements DeviceStore {
     // A connection that the server closes (a restart) must not take the process down: the pool handles idle ones
     // ('error' on the pool), and every connection gets a listener of its own for the time it is checked out (the
     // query under way then fails, and the connection is discarded on release).
-    this.pool.on('error', (err) => this.health(pgStorageError(err)));
-    this.pool.on('connect', (client) => client.on('error', (err) => this.health(pgStorageError(err))));
-    await openWithRetry({
-      attempt: async () => {
-        await this.migrate();
-        this.isOpen = true;
-      },
-      classify: pgStorageError,
-      availability: this.availability,
-      closed: () => this.closed,
-      firstDone: () => this.firstAttemptDone(),
-    });
+    this.pool.on('error', (err) => this.life.report(pgStorageError(err)));
+    this.pool.on('connect', (client) => client.on('error', (err) => this.life.report(pgStorageError(err))));
   }
 
   private async migrate(): Promise<void> {
@@ -301,9 +332,7 @@ export class PostgresStore implements DeviceStore {
   }
 
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.opening.catch(() => undefined);
+    if (!(await this.life.close())) return;
     await Promise.all([this.replays.drain(), this.commits.drain()]);
     await this.pool?.end().catch(() => undefined);
   }
@@ -313,23 +342,14 @@ export class PostgresStore implements DeviceStore {
     return this.pool;
   }
 
-  /** Runs fn once the database is open; while it is unavailable, fails at once (503) rather than waiting. */
-  private afterOpen<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.closed) return Promise.reject(new Error('device store is closed'));
-    if (this.isOpen) return fn();
-    const unavailable = () => Promise.reject(this.availability.unavailable('PG_CONNECTION'));
-    if (this.availability.isDown) return unavailable();
-    return this.firstAttempt.then(() => (this.isOpen ? fn() : this.availability.isDown ? unavailable() : this.opening.then(fn)));
-  }
-
   /** One statement in its own transaction, on any pooled connection. */
   private query<T>(sql: string, params: unknown[]): Promise<T[]> {
-    return this.afterOpen(() => this.autocommit<T>({ text: sql, values: params }));
+    return this.life.afterOpen(() => this.autocommit<T>({ text: sql, values: params }));
   }
 
   /** fn inside one transaction on one connection, once the store is open. */
   private transaction<T>(fn: (client: PgTypes.PoolClient) => Promise<T>): Promise<T> {
-    return this.afterOpen(() => this.inTransaction(fn));
+    return this.life.afterOpen(() => this.inTransaction(fn));
   }
 
   /**
@@ -345,7 +365,7 @@ export class PostgresStore implements DeviceStore {
         const result = await fn(client);
         await client.query('COMMIT');
         client.release();
-        this.health();
+        this.life.report();
         return result;
       } catch (raw) {
         if (client) {
@@ -354,7 +374,7 @@ export class PostgresStore implements DeviceStore {
         }
         if (isConflict(raw) && attempt < CONFLICT_RETRIES) continue;
         const err = pgStorageError(raw);
-        this.health(err);
+        this.life.report(err);
         throw err;
       }
     }
@@ -435,57 +455,22 @@ export class PostgresStore implements DeviceStore {
    */
   private async commitData(batch: PendingWrite<DataWrite, unknown>[]): Promise<void> {
     this.options.onBatch?.(batch.length);
-    const readings: { index: number; r: { deviceid: string; seqn: number | null; received: string; payload: string } }[] = [];
-    const touched = new Map<string, string>();
-    let others = false;
-    batch.forEach((w, index) => {
-      if ('reading' in w) readings.push({ index, r: w.reading });
-      if ('statements' in w) others = true;
-      const t = 'touch' in w ? w.touch : 'reading' in w ? { deviceid: w.reading.deviceid, time: w.reading.received } : undefined;
-      if (t && (touched.get(t.deviceid) ?? '') < t.time) touched.set(t.deviceid, t.time);
-    });
-    const ids = [...touched.keys()];
-    // The rows travel as one JSON array in one parameter (JSON.stringify is native; binding arrays of strings
-    // escapes every character in JavaScript), unpacked by json_to_recordset; each payload travels boxed in a one-element
-    // array, so that a JSON null stays a JSON null, and stays json, verbatim.
-    const ingest = {
-      name: 'e2ee-ingest',
-      text: `WITH batch AS (
-               SELECT u.* FROM json_to_recordset($1::json) AS u(ord integer, deviceid text, seqn bigint, received timestamptz, boxed json)
-               WHERE EXISTS (SELECT 1 FROM devices d WHERE d.deviceid = u.deviceid)
-             ), stored AS (
-               INSERT INTO readings (deviceid, seqn, received, payload) SELECT deviceid, seqn, received, boxed -> 0 FROM batch ORDER BY ord
-             ), seen AS (
-               UPDATE devices SET lastseen = GREATEST(devices.lastseen, t.time)
-               FROM json_to_recordset($2::json) AS t(deviceid text, time timestamptz),
-                    (SELECT deviceid FROM devices WHERE deviceid IN (SELECT value FROM json_array_elements_text($3::json)) ORDER BY deviceid FOR UPDATE) AS locked
-               WHERE devices.deviceid = t.deviceid AND locked.deviceid = t.deviceid
-             )
-             SELECT ord FROM batch`,
-      values: [
-        `[${readings.map((x, i) => `{"ord":${i + 1},"deviceid":${JSON.stringify(x.r.deviceid)},"seqn":${x.r.seqn === null ? 'null' : x.r.seqn},"received":"${x.r.received}","boxed":[${x.r.payload}]}`).join(',')}]`,
-        JSON.stringify(ids.map((id) => ({ deviceid: id, time: touched.get(id) }))),
-        JSON.stringify(ids),
-      ],
-    };
-    const settleIngest = (rows: { ord: number }[], out: unknown[]) => {
-      const stored = new Set(rows.map((r) => Number(r.ord)));
-      readings.forEach((x, i) => { out[x.index] = stored.has(i + 1); });
-    };
+    const ingest = ingestOf(batch);
+    const others = batch.some((w) => 'statements' in w);
     try {
-      let results: unknown[];
+      let results: unknown[] = batch.map(() => undefined);
       if (!others) {
-        results = batch.map(() => undefined);
-        settleIngest(await this.autocommit<{ ord: number }>(ingest), results);
+        ingest.settle(await this.autocommit<{ ord: number }>(ingest.statement), results);
       } else {
+        // (A fresh answer per attempt: a transaction that lost a deadlock runs again whole.)
         results = await this.inTransaction(async (client) => {
           const out: unknown[] = batch.map(() => undefined);
-          if (readings.length > 0 || ids.length > 0) settleIngest((await client.query(ingest)).rows, out);
+          if (!ingest.empty) ingest.settle((await client.query(ingest.statement)).rows, out);
           for (let i = 0; i < batch.length; i++) {
             const w = batch[i];
             if (!('statements' in w)) continue;
             let last: unknown[] = [];
-            for (const s of w.statements) last = (await client.query(s.sql, s.params)).rows;
+            for (const st of w.statements) last = (await client.query(st.sql, st.params)).rows;
             out[i] = last;
           }
           return out;
@@ -505,19 +490,19 @@ export class PostgresStore implements DeviceStore {
     for (let attempt = 0; ; attempt++) {
       try {
         const result = await this.connectedPool.query(statement);
-        this.health();
+        this.life.report();
         return result.rows as T[];
       } catch (raw) {
         if (isConflict(raw) && attempt < CONFLICT_RETRIES) continue;
         const err = pgStorageError(raw);
-        this.health(err);
+        this.life.report(err);
         throw err;
       }
     }
   }
 
   private write(statements: Statement[]): Promise<unknown[]> {
-    return this.afterOpen(() => this.commits.submit({ statements })) as Promise<unknown[]>;
+    return this.life.afterOpen(() => this.commits.submit({ statements })) as Promise<unknown[]>;
   }
 
   async ping(): Promise<void> {
@@ -555,7 +540,7 @@ export class PostgresStore implements DeviceStore {
   }
 
   poll(deviceid: string, now = Date.now()): Promise<DeviceRow | undefined> {
-    return this.afterOpen(async () => {
+    return this.life.afterOpen(async () => {
       const device = await this.get(deviceid);
       if (!device) return undefined;
       const t = iso(now);
@@ -599,7 +584,7 @@ export class PostgresStore implements DeviceStore {
   }
 
   async remove(deviceid: string): Promise<boolean> {
-    this.acked.delete(deviceid);
+    this.acked.forget(deviceid);
     return this.transaction(async (client) => {
       const { rows } = await client.query('SELECT keyver, pendingkeyver FROM devices WHERE deviceid = $1 FOR UPDATE', [deviceid]);
       if (rows.length === 0) return false;
@@ -619,8 +604,8 @@ export class PostgresStore implements DeviceStore {
   // --- readings ----------------------------------------------------------
 
   logReading(deviceid: string, seqn: number | null, payload: unknown, now = Date.now()): Promise<boolean> {
-    return this.afterOpen(async () => {
-      this.loggedSincePrune?.add(deviceid);
+    return this.life.afterOpen(async () => {
+      this.pruner.noteReading(deviceid);
       return (await this.commits.submit({ reading: { deviceid, seqn, received: iso(now), payload: JSON.stringify(payload ?? null) } })) as boolean;
     });
   }
@@ -634,26 +619,15 @@ export class PostgresStore implements DeviceStore {
   }
 
   async prune(retention: Retention, now = Date.now()): Promise<number> {
-    let removed = 0;
     // Each step is its own short transaction, so ingest on every instance goes on between them.
-    const step = async (sql: string, params: unknown[]) => {
-      for (;;) {
-        const rows = await this.query(sql, params);
-        removed += rows.length;
-        if (rows.length < PG_PRUNE_BATCH) return;
-      }
-    };
-    if (retention.maxAgeMs !== undefined) {
-      await step('DELETE FROM readings WHERE id IN (SELECT id FROM readings ORDER BY id LIMIT $1) AND received < $2 RETURNING id', [PG_PRUNE_BATCH, iso(now - retention.maxAgeMs)]);
-    }
-    if (retention.maxPerDevice !== undefined) {
-      const devices = this.loggedSincePrune ? [...this.loggedSincePrune] : (await this.query<{ deviceid: string }>('SELECT deviceid FROM devices', [])).map((r) => r.deviceid);
-      this.loggedSincePrune = new Set();
-      for (const deviceid of devices) {
-        await step('DELETE FROM readings WHERE id IN (SELECT id FROM readings WHERE deviceid = $1 ORDER BY id DESC LIMIT $2 OFFSET $3) RETURNING id', [deviceid, PG_PRUNE_BATCH, retention.maxPerDevice]);
-      }
-    }
-    return removed;
+    const deleted = async (sql: string, params: unknown[]) => (await this.query(sql, params)).length;
+    return this.pruner.prune(retention, now, {
+      batch: PG_PRUNE_BATCH,
+      concurrency: 1,
+      deleteAged: (cutoff) => deleted('DELETE FROM readings WHERE id IN (SELECT id FROM readings ORDER BY id LIMIT $1) AND received < $2 RETURNING id', [PG_PRUNE_BATCH, cutoff]),
+      deleteBeyond: (deviceid, keep) => deleted('DELETE FROM readings WHERE id IN (SELECT id FROM readings WHERE deviceid = $1 ORDER BY id DESC LIMIT $2 OFFSET $3) RETURNING id', [deviceid, PG_PRUNE_BATCH, keep]),
+      allDevices: async () => (await this.query<{ deviceid: string }>('SELECT deviceid FROM devices', [])).map((r) => r.deviceid),
+    });
   }
 
   // --- commands (downlink) -------------------------------------------------
@@ -688,14 +662,14 @@ export class PostgresStore implements DeviceStore {
 
   async ackCommands(deviceid: string, upTo: number, now = Date.now()): Promise<void> {
     // Most uplinks repeat the acknowledgement of the one before: one already applied through this process is skipped.
-    if (upTo <= (this.acked.get(deviceid) ?? 0)) return;
+    if (!this.acked.isNew(deviceid, upTo)) return;
     await this.write([
       {
         sql: "UPDATE commands SET delivered = $1, via = 'ack' WHERE deviceid = $2 AND delivered IS NULL AND expired IS NULL AND seqn <= $3",
         params: [iso(now), deviceid, upTo],
       },
     ]);
-    if (upTo > (this.acked.get(deviceid) ?? 0)) this.acked.set(deviceid, upTo);
+    this.acked.record(deviceid, upTo);
   }
 
   async expireCommands(maxAgeMs: number, now = Date.now()): Promise<ExpiredCommand[]> {
@@ -752,17 +726,17 @@ export class PostgresStore implements DeviceStore {
   // --- replay ------------------------------------------------------------
 
   checkReplay(deviceid: string, seq: number, window: number, _persist: ReplayPersist = 'before-send'): Promise<ReplayResult> {
-    return this.afterOpen(() => this.replays.submit({ deviceid, seq, window }) as Promise<ReplayResult>);
+    return this.life.afterOpen(() => this.replays.submit({ deviceid, seq, window }) as Promise<ReplayResult>);
   }
 
   /** The key version, the replay window and a promotion, decided in one batch transaction (see commitReplays). */
   admit(deviceid: string, seq: number, window: number, _persist: ReplayPersist, keyver?: number): Promise<UplinkVerdict> {
-    return this.afterOpen(() => this.replays.submit({ deviceid, seq, window, keyver }));
+    return this.life.afterOpen(() => this.replays.submit({ deviceid, seq, window, keyver }));
   }
 
   async resetReplay(deviceid: string, from?: number): Promise<void> {
     const state: ReplayState = from === undefined || from <= 0 ? INITIAL_STATE : { top: from - 1, seen: 1n, width: 0 };
-    await this.afterOpen(() => this.replays.submit({ deviceid, reset: state }));
+    await this.life.afterOpen(() => this.replays.submit({ deviceid, reset: state }));
   }
 
   async replayState(deviceid: string): Promise<ReplayState> {

@@ -21,7 +21,10 @@ import type { DeviceRow, ReadingRow, RegisterInput, Retention, UpdateInput } fro
 import { INITIAL_STATE, ReplayState, decide } from '../uplink';
 import type { KeyCheck, ReplayPersist, ReplayResult, UplinkVerdict } from '../uplink';
 import { DEVICE_COLUMNS, RawCommandStatus, RawDevice, keyCheck, sortExpired, toCommandStatus, toDevice } from './rows';
-import { Availability, HealthEvent, openWithRetry } from './availability';
+import type { HealthEvent } from './availability';
+import { AckedUpTo, ReadingsPruner } from './bookkeeping';
+import { StoreLifecycle } from './lifecycle';
+import { REPLAY_CACHE_MAX, ReplayStates } from './replay-states';
 import { GroupCommit, PendingWrite, Statement, Write, supersededWrites } from './group-commit';
 import { SORT_COLUMNS, StorageUnavailableError } from './types';
 import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, ListOptions, ReadingsOptions, SortColumn } from './types';
@@ -33,10 +36,9 @@ export const PRUNE_BATCH = 500;
 const PRUNE_DEVICES_AT_ONCE = 20;
 
 /** How many batches a deferred replay state waits for its reading before it is written on its own. */
-const DEFERRED_BATCHES = 8;
 
-/** Most replay windows kept in memory; the least recently used are evicted once committed. */
-export const REPLAY_CACHE_MAX = 100_000;
+
+
 
 /** Each entry migrates the schema from version i to i + 1. Never edit a shipped entry: append. */
 export const MIGRATIONS: string[][] = [
@@ -157,34 +159,21 @@ export class SqliteStore implements DeviceStore {
   private readonly keyVersions = new Map<string, { keyver: number; pending?: number }>();
   /** Removed devices: the lowest key version a message of theirs may use (every older one is revoked). */
   private readonly revokedBelow = new Map<string, number>();
-  /** The highest downlink SEQN each device acknowledged in this process (to skip acknowledgements already applied). */
-  private readonly acked = new Map<string, number>();
-  /** Replay windows in least-recently-used order (a Map iterates in insertion order). */
-  private readonly replayCache = new Map<string, ReplayState>();
-  private readonly replayLoads = new Map<string, Promise<void>>();
-  /** Accepted states not yet submitted (persist with-next-write), with the batch count when they were decided. */
-  private readonly deferredReplay = new Map<string, { state: ReplayState; batch: number }>();
-  /** Devices whose replay state is submitted but not committed: never evicted from the cache. */
-  private readonly replayInflight = new Map<string, number>();
-  private flushAllDeferred = false;
-  private readonly opening: Promise<void>;
-  /** Settles after the first attempt to open, whatever its outcome. */
-  private readonly firstAttempt: Promise<void>;
-  private firstAttemptDone!: () => void;
-  private closed = false;
-  private isOpen = false;
+  private readonly acked = new AckedUpTo();
+  private readonly pruner = new ReadingsPruner();
+  private readonly replays: ReplayStates;
   /** A write transaction is open (one always is between batches, unless the last BEGIN failed). */
   private inTransaction = false;
-  private readonly availability: Availability;
+  private readonly life: StoreLifecycle;
 
   constructor(private readonly options: SqliteOptions) {
     this.file = path.resolve(options.file);
-    this.availability = new Availability(options.onHealth);
+    this.life = new StoreLifecycle(options.onHealth, 'SQLITE_CANTOPEN');
+    this.replays = new ReplayStates(options.replayCacheMax ?? REPLAY_CACHE_MAX, (deviceid) => this.loadReplay(deviceid));
     this.commits = new GroupCommit((batch) => this.commitBatch(batch), (index) => this.deferredWrites(index));
-    this.firstAttempt = new Promise((resolve) => { this.firstAttemptDone = resolve; });
-    this.opening = this.open();
-    // Callers see the failure through ready(); this keeps it from being unhandled meanwhile.
-    this.opening.catch(() => undefined);
+    // While the database is unavailable (locked by another process, read-only, on a full disk) opening is retried
+    // with growing waits until it opens or the store is closed; meanwhile requests fail at once (503).
+    this.life.start({ attempt: () => this.openOnce(), classify: storageError, afterFailure: () => this.release() });
   }
 
   get groupCommitStats() {
@@ -192,28 +181,7 @@ export class SqliteStore implements DeviceStore {
   }
 
   ready(): Promise<void> {
-    return this.opening;
-  }
-
-  /** Tells onHealth when availability changes. */
-  private health(err?: unknown): void {
-    this.availability.report(err);
-  }
-
-  /**
-   * Opens the database; while it is unavailable (locked by another process, read-only, on a full disk) it retries
-   * with growing waits until it opens or the store is closed. Meanwhile requests fail at once with
-   * StorageUnavailableError instead of waiting.
-   */
-  private open(): Promise<void> {
-    return openWithRetry({
-      attempt: () => this.openOnce(),
-      classify: storageError,
-      availability: this.availability,
-      closed: () => this.closed,
-      firstDone: () => this.firstAttemptDone(),
-      afterFailure: () => this.release(),
-    });
+    return this.life.ready();
   }
 
   private async openOnce(): Promise<void> {
@@ -249,19 +217,17 @@ export class SqliteStore implements DeviceStore {
     for (const r of (await this.all('SELECT deviceid, floor FROM revoked', [])) as { deviceid: string; floor: number }[]) this.revokedBelow.set(r.deviceid, r.floor);
     await this.exec('BEGIN IMMEDIATE');
     this.inTransaction = true;
-    this.isOpen = true;
+    this.life.isOpen = true;
   }
 
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.opening.catch(() => undefined);
+    if (!(await this.life.close())) return;
     // Whatever was accepted with persist with-next-write and never written commits now.
-    this.flushAllDeferred = true;
-    if (this.isOpen) this.commits.kick();
+    this.replays.flushAll = true;
+    if (this.life.isOpen) this.commits.kick();
     await this.commits.drain();
     if (!this.db) return;
-    if (this.isOpen && this.inTransaction) await this.exec('COMMIT').catch(() => undefined);
+    if (this.life.isOpen && this.inTransaction) await this.exec('COMMIT').catch(() => undefined);
     await this.release(true);
   }
 
@@ -279,7 +245,7 @@ export class SqliteStore implements DeviceStore {
 
   /** The open connection (none between a failed open and the next attempt: the store is unavailable then). */
   private get conn(): Sqlite3.Database {
-    if (!this.db) throw this.availability.unavailable('SQLITE_CANTOPEN');
+    if (!this.db) throw this.life.unavailable();
     return this.db;
   }
 
@@ -308,26 +274,12 @@ export class SqliteStore implements DeviceStore {
     return (await this.all(sql, params))[0];
   }
 
-  /**
-   * Runs fn once the store is open. When it already is, fn starts in this
-   * very tick, so writes reach the commit queue in call order and before a
-   * close() issued after them.
-   */
-  private afterOpen<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.closed) return Promise.reject(new Error('device store is closed'));
-    if (this.isOpen) return fn();
-    // Not open because it is unavailable: answer now (503) rather than hold the request until it opens.
-    const unavailable = () => Promise.reject(this.availability.unavailable('SQLITE_CANTOPEN'));
-    if (this.availability.isDown) return unavailable();
-    return this.firstAttempt.then(() => (this.isOpen ? fn() : this.availability.isDown ? unavailable() : this.opening.then(fn)));
-  }
-
   private read<T>(sql: string, params: unknown[]): Promise<T[]> {
-    return this.afterOpen(async () => (await this.all(sql, params)) as T[]);
+    return this.life.afterOpen(async () => (await this.all(sql, params)) as T[]);
   }
 
   private write(statements: Statement[], key?: string): Promise<unknown[]> {
-    return this.afterOpen(() => this.commits.submit({ statements, key }));
+    return this.life.afterOpen(() => this.commits.submit({ statements, key }));
   }
 
   /**
@@ -345,7 +297,7 @@ export class SqliteStore implements DeviceStore {
         await this.exec('BEGIN IMMEDIATE');
         this.inTransaction = true;
       } catch (err) {
-        this.health(err);
+        this.life.report(err);
         for (const w of batch) w.reject(err);
         return;
       }
@@ -365,13 +317,13 @@ export class SqliteStore implements DeviceStore {
       // Not committed: roll back whatever is left (SQLite may have rolled back already) and start clean next time.
       await this.exec('ROLLBACK').catch(() => undefined);
       this.inTransaction = false;
-      this.health(commitResult.reason);
+      this.life.report(commitResult.reason);
       for (const w of batch) w.reject(commitResult.reason);
       return;
     }
     this.inTransaction = beginResult.status === 'fulfilled';
     // (A statement can fail on its own, e.g. SQLITE_FULL while the rest of the batch committed: its writes fail.)
-    this.health(insertedResult.status === 'rejected' ? insertedResult.reason : undefined);
+    this.life.report(insertedResult.status === 'rejected' ? insertedResult.reason : undefined);
     batch.forEach((w, i) => {
       if (w.row && !skip.has(i) && insertedResult.status === 'rejected') w.reject(insertedResult.reason);
       else if (settled[i].status === 'fulfilled') w.resolve((settled[i] as PromiseFulfilledResult<unknown[]>).value);
@@ -420,7 +372,7 @@ export class SqliteStore implements DeviceStore {
   // --- registry ----------------------------------------------------------
 
   register(input: RegisterInput, now = Date.now(), maxDevices?: number): Promise<{ created: boolean; device: DeviceRow; full?: false } | { created: false; full: true }> {
-    return this.afterOpen(() => this.registerOpen(input, now, maxDevices));
+    return this.life.afterOpen(() => this.registerOpen(input, now, maxDevices));
   }
 
   private async registerOpen(input: RegisterInput, now: number, maxDevices?: number): Promise<{ created: boolean; device: DeviceRow; full?: false } | { created: false; full: true }> {
@@ -451,7 +403,7 @@ export class SqliteStore implements DeviceStore {
   }
 
   poll(deviceid: string, now = Date.now()): Promise<DeviceRow | undefined> {
-    return this.afterOpen(async () => {
+    return this.life.afterOpen(async () => {
       if (!this.known.has(deviceid)) return undefined;
       const t = iso(now);
       // lastseen needs no commit of its own before the answer: it is queued (one UPDATE per batch covers
@@ -495,7 +447,7 @@ export class SqliteStore implements DeviceStore {
   }
 
   remove(deviceid: string): Promise<boolean> {
-    return this.afterOpen(async () => {
+    return this.life.afterOpen(async () => {
       if (!this.known.has(deviceid)) return false;
       this.known.delete(deviceid);
       // Its keys are revoked for good: every version it had or was moving to.
@@ -503,7 +455,7 @@ export class SqliteStore implements DeviceStore {
       const floor = Math.max(versions.keyver, versions.pending ?? 0) + 1;
       this.keyVersions.delete(deviceid);
       this.revokedBelow.set(deviceid, floor);
-      this.acked.delete(deviceid);
+      this.acked.forget(deviceid);
       const t = iso(Date.now());
       const rows = await this.write([
         { sql: 'DELETE FROM readings WHERE deviceid = ?', params: [deviceid] },
@@ -518,22 +470,19 @@ export class SqliteStore implements DeviceStore {
   // --- readings ----------------------------------------------------------
 
   logReading(deviceid: string, seqn: number | null, payload: unknown, now = Date.now()): Promise<boolean> {
-    return this.afterOpen(async () => {
+    return this.life.afterOpen(async () => {
       if (!this.known.has(deviceid)) {
         // Nothing is stored for an unregistered id, nor the state its message was accepted with: no replay
         // row for ids that never registered (the window stays in the bounded cache only).
-        this.deferredReplay.delete(deviceid);
+        this.replays.takeDeferred(deviceid);
         return false;
       }
       // A state accepted with persist with-next-write is submitted in the same tick as this reading, so both
       // are in the same batch: they commit in one transaction, or neither does.
-      const deferred = this.deferredReplay.get(deviceid);
-      if (deferred) {
-        this.deferredReplay.delete(deviceid);
-        this.persistReplay(deviceid, deferred.state).catch(() => undefined);
-      }
+      const deferred = this.replays.takeDeferred(deviceid);
+      if (deferred) this.persistReplay(deviceid, deferred).catch(() => undefined);
       const t = iso(now);
-      this.loggedSincePrune?.add(deviceid);
+      this.pruner.noteReading(deviceid);
       await this.commits.submit({
         statements: [],
         row: { into: 'readings (deviceid, seqn, received, payload)', values: [deviceid, seqn, t, JSON.stringify(payload ?? null)] },
@@ -543,33 +492,16 @@ export class SqliteStore implements DeviceStore {
     });
   }
 
-  /** Devices that logged readings since the last prune by count; undefined: all (none pruned yet). */
-  private loggedSincePrune: Set<string> | undefined;
-
   async prune(retention: Retention, now = Date.now()): Promise<number> {
-    let removed = 0;
-    const step = async (sql: string, params: unknown[]) => {
-      for (;;) {
-        const rows = await this.write([{ sql, params }]);
-        removed += rows.length;
-        if (rows.length < PRUNE_BATCH) return;
-      }
-    };
-    if (retention.maxAgeMs !== undefined) {
-      // Ids grow with the time received, so the oldest readings are the lowest ids: each step looks at the next
-      // PRUNE_BATCH of them only (no scan of the table) and removes those past the age.
-      await step('DELETE FROM readings WHERE id IN (SELECT id FROM readings ORDER BY id LIMIT ?) AND received < ? RETURNING id', [PRUNE_BATCH, new Date(now - retention.maxAgeMs).toISOString()]);
-    }
-    if (retention.maxPerDevice !== undefined) {
-      const devices = [...(this.loggedSincePrune ?? this.known)];
-      this.loggedSincePrune = new Set();
-      for (let i = 0; i < devices.length; i += PRUNE_DEVICES_AT_ONCE) {
-        // Everything past the newest maxPerDevice of the device (an index seek on readings_by_device).
-        await Promise.all(devices.slice(i, i + PRUNE_DEVICES_AT_ONCE).map((deviceid) =>
-          step('DELETE FROM readings WHERE id IN (SELECT id FROM readings WHERE deviceid = ? ORDER BY id DESC LIMIT ? OFFSET ?) RETURNING id', [deviceid, PRUNE_BATCH, retention.maxPerDevice])));
-      }
-    }
-    return removed;
+    const deleted = async (sql: string, params: unknown[]) => (await this.write([{ sql, params }])).length;
+    return this.pruner.prune(retention, now, {
+      batch: PRUNE_BATCH,
+      concurrency: PRUNE_DEVICES_AT_ONCE,
+      deleteAged: (cutoff) => deleted('DELETE FROM readings WHERE id IN (SELECT id FROM readings ORDER BY id LIMIT ?) AND received < ? RETURNING id', [PRUNE_BATCH, cutoff]),
+      // Everything past the newest maxPerDevice of the device (an index seek on readings_by_device).
+      deleteBeyond: (deviceid, keep) => deleted('DELETE FROM readings WHERE id IN (SELECT id FROM readings WHERE deviceid = ? ORDER BY id DESC LIMIT ? OFFSET ?) RETURNING id', [deviceid, PRUNE_BATCH, keep]),
+      allDevices: async () => [...this.known],
+    });
   }
 
   async readings(deviceid: string, options: ReadingsOptions): Promise<ReadingRow[]> {
@@ -595,7 +527,7 @@ export class SqliteStore implements DeviceStore {
   private readonly downlinkLoads = new Map<string, Promise<void>>();
 
   nextCommandSeq(deviceid: string): Promise<number> {
-    return this.afterOpen(async () => {
+    return this.life.afterOpen(async () => {
       if (!this.downlinkCache.has(deviceid)) {
         let loading = this.downlinkLoads.get(deviceid);
         if (!loading) {
@@ -621,7 +553,7 @@ export class SqliteStore implements DeviceStore {
   }
 
   queueCommand(deviceid: string, seqn: number, command: unknown, now = Date.now()): Promise<void> {
-    return this.afterOpen(async () => {
+    return this.life.afterOpen(async () => {
       await this.commits.submit({ statements: [], row: { into: 'commands (deviceid, seqn, command, created)', values: [deviceid, seqn, JSON.stringify(command), iso(now)] } });
     });
   }
@@ -645,10 +577,10 @@ export class SqliteStore implements DeviceStore {
   }
 
   ackCommands(deviceid: string, upTo: number, now = Date.now()): Promise<void> {
-    return this.afterOpen(async () => {
+    return this.life.afterOpen(async () => {
       // Most uplinks repeat the acknowledgement of the one before: only a higher one is written.
-      if (!this.known.has(deviceid) || upTo <= (this.acked.get(deviceid) ?? 0)) return;
-      this.acked.set(deviceid, upTo);
+      if (!this.known.has(deviceid) || !this.acked.isNew(deviceid, upTo)) return;
+      this.acked.record(deviceid, upTo);
       await this.write([
         {
           sql: "UPDATE commands SET delivered = ?, via = 'ack' WHERE deviceid = ? AND delivered IS NULL AND expired IS NULL AND seqn <= ?",
@@ -679,18 +611,18 @@ export class SqliteStore implements DeviceStore {
   // --- key versions --------------------------------------------------------
 
   async checkKey(deviceid: string, kv: number): Promise<KeyCheck> {
-    await this.afterOpen(async () => undefined);
+    await this.life.afterOpen(async () => undefined);
     const versions = this.keyVersions.get(deviceid);
     return keyCheck({ keyver: versions?.keyver, pending: versions?.pending ?? null, floor: this.revokedBelow.get(deviceid) ?? 0 }, kv);
   }
 
   async keyFloor(deviceid: string): Promise<number> {
-    await this.afterOpen(async () => undefined);
+    await this.life.afterOpen(async () => undefined);
     return this.revokedBelow.get(deviceid) ?? 0;
   }
 
   promoteKey(deviceid: string, kv: number): Promise<void> {
-    return this.afterOpen(async () => {
+    return this.life.afterOpen(async () => {
       const versions = this.keyVersions.get(deviceid);
       if (!versions || versions.pending !== kv) return;
       // Decided here, synchronously: from now on the old version is refused.
@@ -700,7 +632,7 @@ export class SqliteStore implements DeviceStore {
   }
 
   beginRekey(deviceid: string): Promise<{ keyver: number; pending: number } | undefined> {
-    return this.afterOpen(async () => {
+    return this.life.afterOpen(async () => {
       const versions = this.keyVersions.get(deviceid);
       if (!versions) return undefined;
       // A rekey already under way keeps its version: the device may hold it already.
@@ -716,22 +648,11 @@ export class SqliteStore implements DeviceStore {
     return rows[0];
   }
 
-  // --- replay ------------------------------------------------------------
+  // --- replay (the windows' books: replay-states.ts) ------------------------
 
-  private loadReplay(deviceid: string): Promise<void> {
-    let loading = this.replayLoads.get(deviceid);
-    if (!loading) {
-      loading = this.read<{ top: number; seen: string; width: number }>('SELECT top, seen, width FROM replay_state WHERE deviceid = ?', [deviceid])
-        .then((rows) => {
-          if (!this.replayCache.has(deviceid)) {
-            const r = rows[0];
-            this.cacheReplay(deviceid, r ? { top: r.top, seen: BigInt(`0x${r.seen}`), width: r.width } : INITIAL_STATE);
-          }
-        })
-        .finally(() => this.replayLoads.delete(deviceid));
-      this.replayLoads.set(deviceid, loading);
-    }
-    return loading;
+  private async loadReplay(deviceid: string): Promise<ReplayState | undefined> {
+    const [r] = await this.read<{ top: number; seen: string; width: number }>('SELECT top, seen, width FROM replay_state WHERE deviceid = ?', [deviceid]);
+    return r ? { top: r.top, seen: BigInt(`0x${r.seen}`), width: r.width } : undefined;
   }
 
   /** The upsert of a device's replay state; only the newest one of a device in a batch is executed. */
@@ -748,33 +669,13 @@ export class SqliteStore implements DeviceStore {
     };
   }
 
-  /** Counts a device's uncommitted state writes while the promise is pending (so its window is not evicted). */
-  private trackInflight<T>(deviceid: string, state: ReplayState, write: Promise<T>): Promise<T> {
-    this.replayInflight.set(deviceid, (this.replayInflight.get(deviceid) ?? 0) + 1);
-    const settle = () => {
-      const n = (this.replayInflight.get(deviceid) ?? 1) - 1;
-      if (n > 0) this.replayInflight.set(deviceid, n);
-      else this.replayInflight.delete(deviceid);
-    };
-    return write.then(
-      (value) => {
-        settle();
-        return value;
-      },
-      (err: unknown) => {
-        settle();
-        // Not on disk: keep the state pending, so it rides with a later batch (unless a newer one exists, or
-        // the store is closing: then the failure stands, rather than retrying for ever).
-        if (!this.closed && this.replayCache.get(deviceid) === state && !this.deferredReplay.has(deviceid)) {
-          this.deferredReplay.set(deviceid, { state, batch: this.commits.stats.batches });
-        }
-        throw err;
-      },
-    );
+  /** Counts the write as in flight; a failed one is held back for a later batch unless the store is closing. */
+  private trackReplay<T>(deviceid: string, state: ReplayState, write: Promise<T>): Promise<T> {
+    return this.replays.track(deviceid, state, write, () => this.commits.stats.batches, () => !this.life.closed);
   }
 
   private persistReplay(deviceid: string, state: ReplayState): Promise<unknown> {
-    return this.trackInflight(deviceid, state, this.afterOpen(() => this.commits.submit(this.replayWrite(deviceid, state))));
+    return this.trackReplay(deviceid, state, this.life.afterOpen(() => this.commits.submit(this.replayWrite(deviceid, state))));
   }
 
   /**
@@ -782,65 +683,47 @@ export class SqliteStore implements DeviceStore {
    * after it was decided (a reading normally claims it within a tick or two), or every one of them on close.
    */
   private deferredWrites(batchIndex: number): PendingWrite[] {
-    const writes: PendingWrite[] = [];
-    for (const [deviceid, entry] of this.deferredReplay) {
-      if (!this.flushAllDeferred && entry.batch >= batchIndex - DEFERRED_BATCHES) continue;
-      this.deferredReplay.delete(deviceid);
-      // No reading can follow for an id that never registered: its state stays in the cache only.
-      if (!this.known.has(deviceid)) continue;
+    return this.replays.due(batchIndex, (deviceid) => this.known.has(deviceid)).map(({ deviceid, state }) => {
       let resolve!: (rows: unknown[]) => void;
       let reject!: (err: unknown) => void;
-      void this.trackInflight(deviceid, entry.state, new Promise<unknown[]>((res, rej) => { resolve = res; reject = rej; })).catch(() => undefined);
-      writes.push({ ...this.replayWrite(deviceid, entry.state), resolve, reject });
-    }
-    return writes;
-  }
-
-  /** Puts a window in the cache as most recently used, and evicts the oldest committed ones beyond the limit. */
-  private cacheReplay(deviceid: string, state: ReplayState): void {
-    this.replayCache.delete(deviceid);
-    this.replayCache.set(deviceid, state);
-    const max = this.options.replayCacheMax ?? REPLAY_CACHE_MAX;
-    if (this.replayCache.size <= max) return;
-    for (const id of this.replayCache.keys()) {
-      if (this.replayCache.size <= max) break;
-      if (id !== deviceid && !this.replayInflight.has(id) && !this.deferredReplay.has(id) && !this.replayLoads.has(id)) this.replayCache.delete(id);
-    }
+      void this.trackReplay(deviceid, state, new Promise<unknown[]>((res, rej) => { resolve = res; reject = rej; })).catch(() => undefined);
+      return { ...this.replayWrite(deviceid, state), resolve, reject };
+    });
   }
 
   /** Windows in memory (for tests and benchmarks). */
   get replayCacheSize(): number {
-    return this.replayCache.size;
+    return this.replays.size;
   }
 
   async checkReplay(deviceid: string, seq: number, window: number, persist: ReplayPersist = 'before-send'): Promise<ReplayResult> {
-    if (this.closed) throw new Error('device store is closed');
-    // (A loop: in the microtasks between the load and here, the window could be evicted again.)
-    while (!this.replayCache.has(deviceid)) await this.loadReplay(deviceid);
+    if (this.life.closed) throw new Error('device store is closed');
+    await this.replays.current(deviceid);
     // From here to the cache update nothing awaits: the decision is atomic.
-    const decision = decide(this.replayCache.get(deviceid) ?? INITIAL_STATE, seq, window);
+    const cached = this.replays.cached(deviceid);
+    if (cached === undefined) return this.checkReplay(deviceid, seq, window, persist);
+    const decision = decide(cached, seq, window);
     if (!decision.accepted) return decision;
-    this.cacheReplay(deviceid, decision.next);
+    this.replays.remember(deviceid, decision.next);
     if (persist === 'with-next-write') {
-      this.deferredReplay.set(deviceid, { state: decision.next, batch: this.commits.stats.batches });
+      this.replays.defer(deviceid, decision.next, this.commits.stats.batches);
     } else {
-      this.deferredReplay.delete(deviceid);
+      this.replays.takeDeferred(deviceid);
       await this.persistReplay(deviceid, decision.next);
     }
     return { accepted: true, state: decision.next };
   }
 
   async resetReplay(deviceid: string, from?: number): Promise<void> {
-    if (!this.isOpen) await this.afterOpen(async () => undefined);
+    if (!this.life.isOpen) await this.life.afterOpen(async () => undefined);
     // A floor: everything below `from` counts as seen; with no floor the counter starts afresh.
     const state: ReplayState = from === undefined || from <= 0 ? INITIAL_STATE : { top: from - 1, seen: 1n, width: 0 };
-    this.cacheReplay(deviceid, state);
-    this.deferredReplay.delete(deviceid);
+    this.replays.remember(deviceid, state);
+    this.replays.takeDeferred(deviceid);
     await this.persistReplay(deviceid, state);
   }
 
-  async replayState(deviceid: string): Promise<ReplayState> {
-    while (!this.replayCache.has(deviceid)) await this.loadReplay(deviceid);
-    return this.replayCache.get(deviceid) ?? INITIAL_STATE;
+  replayState(deviceid: string): Promise<ReplayState> {
+    return this.replays.current(deviceid);
   }
 }
