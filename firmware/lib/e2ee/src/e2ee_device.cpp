@@ -154,17 +154,33 @@ void Device::cycle() {
 }
 
 Device::Outcome Device::uplink(MsgType kind, bool *more) {
-  const bool hmac = settings_.auth == Auth::HmacSha256;
+  UplinkState u{kind, settings_.auth == Auth::HmacSha256, false, 0, 0, {}};
   // Plain mode registers and polls in plain JSON (the seed's protocol); everything else is sealed, with a SEQN (and,
   // with hmac, the ack of the last accepted command).
-  const bool sealed = hmac || kind == MsgType::Reading;
-  char *out = sealed ? buf_.plain : buf_.body;
-  const size_t out_size = sealed ? buf_.plain_size : buf_.body_size;
-  size_t len = 0;
+  u.sealed = u.hmac || kind == MsgType::Reading;
+  snprintf(u.what, sizeof(u.what), kind == MsgType::Register ? "register as %s" : "config poll", settings_.id);
+  const Built built = build_uplink(&u);
+  if (built == Built::Nothing) return Outcome::Done;
+  if (!reserve_seqn(&u)) return Outcome::Refused;
+  if (built != Built::Ok || !seal_uplink(&u)) {
+    say("%s: does not fit the buffers", u.what);
+    return Outcome::Refused;
+  }
+  size_t got = 0;
+  int code = exchange_uplink(u, &got);
+  const bool answered = code == 200 || code == 201;
+  if (answered && (kind == MsgType::Poll || (u.hmac && kind == MsgType::Register)) && !accept_answer(got, u.seqn, more)) {
+    say("%s: answer refused (not authentic or not ours)", u.what);
+    code = kAnswerRefused;
+  }
+  return settle_uplink(u, code);
+}
+
+Device::Built Device::build_uplink(UplinkState *u) {
+  char *out = u->sealed ? buf_.plain : buf_.body;
+  const size_t out_size = u->sealed ? buf_.plain_size : buf_.body_size;
   bool ok = true;
-  char what[96];
-  snprintf(what, sizeof(what), kind == MsgType::Register ? "register as %s" : "config poll", settings_.id);
-  if (kind == MsgType::Register) {
+  if (u->kind == MsgType::Register) {
     // rxbuf: the backend keeps every answer within it (in plain mode offering a command counts as delivering it).
     char ip[48];
     char ssid[33];
@@ -172,56 +188,62 @@ Device::Outcome Device::uplink(MsgType kind, bool *more) {
     json_safe(ip, ip, sizeof(ip));
     json_safe(ssid, ssid, sizeof(ssid));
     const int head = snprintf(out, out_size, "{\"ipaddr\":\"%s\",\"ssid\":\"%s\",\"cmdport\":%u,\"rxbuf\":%u%s", ip, ssid,
-                              unsigned(settings_.cmdport), unsigned(buf_.rx_size - 1), sealed ? "," : "}");
+                              unsigned(settings_.cmdport), unsigned(buf_.rx_size - 1), u->sealed ? "," : "}");
     ok = head > 0 && size_t(head) < out_size;
-    len = ok ? size_t(head) : 0;
-  } else if (kind == MsgType::Reading) {
+    u->len = ok ? size_t(head) : 0;
+  } else if (u->kind == MsgType::Reading) {
     char data[128];
-    if (!actions_.sample(data, sizeof(data))) return Outcome::Done;
-    ok = append(out, out_size, &len, "{\"data\":") && append(out, out_size, &len, data) && append(out, out_size, &len, ",");
-  } else if (hmac) {
-    ok = append(out, out_size, &len, "{");
+    if (!actions_.sample(data, sizeof(data))) return Built::Nothing;
+    ok = append(out, out_size, &u->len, "{\"data\":") && append(out, out_size, &u->len, data) && append(out, out_size, &u->len, ",");
+  } else if (u->hmac) {
+    ok = append(out, out_size, &u->len, "{");
   }
-  uint64_t n = 0;
-  if (sealed) {
-    if (!seq_.next(&n)) {
-      say("storage: the EEPROM cannot be written");
-      return Outcome::Refused;
-    }
-    if (kind == MsgType::Reading) snprintf(what, sizeof(what), "reading SEQN %s", Num(n).s);
-    ok = ok && finish_uplink(out, out_size, &len, n, hmac, downlink_.last()) &&
-         seal(keys_, kind, settings_.id, reinterpret_cast<const uint8_t *>(out), len, random_, buf_.work, buf_.work_size, buf_.body,
-              buf_.body_size, &len);
+  return ok ? Built::Ok : Built::TooLarge;
+}
+
+bool Device::reserve_seqn(UplinkState *u) {
+  if (!u->sealed) return true;
+  if (!seq_.next(&u->seqn)) {
+    say("storage: the EEPROM cannot be written");
+    return false;
   }
-  if (!ok) {
-    say("%s: does not fit the buffers", what);
-    return Outcome::Refused;
-  }
+  if (u->kind == MsgType::Reading) snprintf(u->what, sizeof(u->what), "reading SEQN %s", Num(u->seqn).s);
+  return true;
+}
+
+bool Device::seal_uplink(UplinkState *u) {
+  if (!u->sealed) return true;
+  return finish_uplink(buf_.plain, buf_.plain_size, &u->len, u->seqn, u->hmac, downlink_.last()) &&
+         seal(keys_, u->kind, settings_.id, reinterpret_cast<const uint8_t *>(buf_.plain), u->len, random_, buf_.work, buf_.work_size,
+              buf_.body, buf_.body_size, &u->len);
+}
+
+int Device::exchange_uplink(const UplinkState &u, size_t *got) {
   // The plain poll is GET /api/devices/:id (the seed's route).
-  const char *route = kind == MsgType::Reading ? "/readings" : kind == MsgType::Poll && sealed ? "/poll" : "";
+  const char *route = u.kind == MsgType::Reading ? "/readings" : u.kind == MsgType::Poll && u.sealed ? "/poll" : "";
   snprintf(request_url_, sizeof(request_url_), "%s/api/devices/%s%s", url_, settings_.id, route);
-  size_t got = 0;
-  int code = http_.exchange(request_url_, sealed || kind == MsgType::Register ? buf_.body : nullptr, len, buf_.rx, buf_.rx_size, &got);
+  const bool with_body = u.sealed || u.kind == MsgType::Register;
+  const int code = http_.exchange(request_url_, with_body ? buf_.body : nullptr, u.len, buf_.rx, buf_.rx_size, got);
   // Nothing was sent: the number is still unused, so the next uplink takes it.
-  if (sealed && code == kHttpConnectFailed) seq_.give_back(n);
+  if (u.sealed && code == kHttpConnectFailed) seq_.give_back(u.seqn);
   if (code == kHttpTooLarge) {
-    say("%s: answer larger than the %u-byte buffer", what, unsigned(buf_.rx_size - 1));
+    say("%s: answer larger than the %u-byte buffer", u.what, unsigned(buf_.rx_size - 1));
   } else if (code == kHttpTruncated) {
-    say("%s: answer cut short", what);
+    say("%s: answer cut short", u.what);
   } else if (code < 0) {
-    say("%s: HTTP %d (%s): is %s up and reachable?", what, code, http_.error_text(code), url_);
-  } else if (kind != MsgType::Poll || code != 200) {
-    say("%s: HTTP %d", what, code);
+    say("%s: HTTP %d (%s): is %s up and reachable?", u.what, code, http_.error_text(code), url_);
+  } else if (u.kind != MsgType::Poll || code != 200) {
+    say("%s: HTTP %d", u.what, code);
   }
-  if ((code == 200 || code == 201) && (kind == MsgType::Poll || (hmac && kind == MsgType::Register)) && !accept_answer(got, n, more)) {
-    say("%s: answer refused (not authentic or not ours)", what);
-    code = kAnswerRefused;
-  }
-  if (kind != MsgType::Poll && refusals_.record(code)) {
+  return code;
+}
+
+Device::Outcome Device::settle_uplink(const UplinkState &u, int code) {
+  if (u.kind != MsgType::Poll && refusals_.record(code)) {
     say("%u refused in a row (HTTP 400): another key or auth mode in secrets.h than in the backend, or a SEQN behind it (after a "
         "flash erase: POST /api/devices/%s/reset)", unsigned(kRefusalHint), settings_.id);
   }
-  if (code == 404 || kind == MsgType::Register) registered_ = code == 200 || code == 201;
+  if (code == 404 || u.kind == MsgType::Register) registered_ = code == 200 || code == 201;
   if (code == 200 || code == 201) return Outcome::Done;
   // No answer, a busy or failing backend (503 while its database is down, 429 over a rate limit): back off.
   if ((code < 0 && code != kHttpTooLarge) || code == 429 || code >= 500) return Outcome::Unreachable;

@@ -143,9 +143,30 @@ class Device {
   void say(const char *fmt, ...) __attribute__((format(printf, 2, 3)));
   void report_slot(const char *what, SlotState state, bool lost_newer, const char *consequence);
   void cycle();
-  /// One uplink (Register, Reading or Poll): builds and seals it, sends it, applies the answer (register, poll), says
-  /// how it went.
+  /// One uplink in the making: what it is, its length so far, its SEQN, and how the log names it.
+  struct UplinkState {
+    MsgType kind;
+    bool hmac;     ///< sealed with a MAC and carries the ack
+    bool sealed;   ///< encrypted with a SEQN (everything but plain mode's registration and poll)
+    size_t len;    ///< bytes in buf_.plain (sealed) or buf_.body (plain), then of the sealed body
+    uint64_t seqn; ///< its SEQN (sealed only)
+    char what[96]; ///< "register as <id>", "config poll", "reading SEQN <n>"
+  };
+  enum class Built : uint8_t { Ok, Nothing, TooLarge };
+
+  /// One uplink (Register, Reading or Poll), in its steps: build, reserve a SEQN, seal, exchange, open the answer
+  /// (accept_answer), settle.
   Outcome uplink(MsgType kind, bool *more);
+  /// Its JSON: into buf_.plain when sealed, else buf_.body. Nothing: no sample to send.
+  Built build_uplink(UplinkState *u);
+  /// The next uplink SEQN (sealed only); false when the counter cannot be stored (said).
+  bool reserve_seqn(UplinkState *u);
+  /// Adds the SEQN (and ack) and seals buf_.plain into buf_.body (sealed only); false when it does not fit.
+  bool seal_uplink(UplinkState *u);
+  /// Sends it through the transport and says how that went; an unsent uplink's SEQN goes back to the counter.
+  int exchange_uplink(const UplinkState &u, size_t *got);
+  /// The outcome of the exchange's code: the refusal streak, the registered flag, and whether to back off.
+  Outcome settle_uplink(const UplinkState &u, int code);
   /// Checks a 200/201 answer to request n (sealed config in hmac mode) and applies it; false when refused.
   bool accept_answer(size_t got, uint64_t n, bool *more);
   void apply_settings(const char *json, size_t len);
