@@ -23,7 +23,7 @@ export const VARIABLES: Variable[] = [
   { name: 'E2EE_ADMIN_TOKEN', shown: 'generated', meaning: 'operator bearer token and editor password' },
   { name: 'E2EE_AUTH', shown: 'hmac-sha256', meaning: 'auth mode of the flow\'s key, for a new data dir' },
   { name: 'E2EE_EDITOR', shown: 'on', meaning: '`off` disables the editor (and its listener)' },
-  { name: 'E2EE_RATE_LIMIT', shown: '`device=5/s burst 20, source=200/s burst 400`', meaning: 'rate limits of the device endpoints' },
+  { name: 'E2EE_RATE_LIMIT', shown: '`device=5/s burst 20, source=200/s burst 400`', meaning: 'rate limits per source address and per authenticated device' },
   { name: 'E2EE_RETENTION', shown: '`90d`', meaning: 'readings kept' },
   { name: 'E2EE_PUSH_ALLOW', shown: 'private ranges', meaning: 'CIDRs commands may be pushed to' },
   { name: 'E2EE_MAX_DEVICES', shown: '10000', meaning: 'the most devices registration may create' },

@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { banner } from './banner';
+import { DataDirInUse, lockDataDir } from './lock';
 import { deviceUrl } from './listeners';
 import { bindListeners, loadNodeRed, nodeRedSettings, startRuntime, stopOnSignals } from './node-red';
 import { loadSecrets } from './secrets';
@@ -36,14 +37,19 @@ export async function main(options: StartOptions = {}): Promise<void> {
   // Express shows stack traces in its error pages unless told it is in production.
   process.env.NODE_ENV = process.env.NODE_ENV || 'production';
   let settings;
-  let secrets;
   try {
     settings = readSettings(process.env, ROOT);
     fs.mkdirSync(settings.userDir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    refuse(err instanceof SettingsError || err instanceof Error ? err.message : String(err));
+  }
+  // A second backend on the same data directory stops here, before it touches anything of the first one's.
+  await lockDataDir(settings.dataDir).catch((err: unknown) => (err instanceof DataDirInUse ? refuse(err.message) : Promise.reject(err)));
+  let secrets;
+  try {
     secrets = loadSecrets(process.env, settings.dataDir);
   } catch (err) {
-    if (err instanceof SettingsError || err instanceof Error) refuse(err.message);
-    throw err;
+    refuse(err instanceof Error ? err.message : String(err));
   }
   // The flow's credentials refer to these variables; Node-RED substitutes them when it creates the nodes.
   Object.assign(process.env, flowEnvironment(settings, { key: secrets.key.value, token: secrets.token.value }));

@@ -1,4 +1,5 @@
-import { PushPolicy, STORAGE_RETRY_AFTER_S, DEFAULT_RATE_LIMITS, pushPolicy, RateLimits, RejectionLog, deviceApiJsonBodies, deviceRateLimit, hideAuthorization, inputFunnel, parseRateLimits, rawReadingsBody, runAction, sourceOf } from '../lib';
+import { PushPolicy, STORAGE_RETRY_AFTER_S, TokenBuckets, apiAnswers, pushPolicy, RateLimits, RejectionLog, deviceApiJsonBodies, hideAuthorization, inputFunnel, rawReadingsBody, retryAfterSeconds, runAction, sourceOf, sourceRateLimit } from '../lib';
+import { packageLimits } from '../shared/limits';
 import type { Msg, Node, NodeDef, RED } from '../shared/red';
 import { resolveStore } from '../shared/stores';
 import { deviceAuthOf } from '../shared/keys';
@@ -28,6 +29,7 @@ function rejectionReason(msg: Msg): string {
 
 /** The package's settings in settings.js: `e2ee: { rateLimit, rejectionLogInterval, pushAllow }`. */
 interface E2eeSettings {
+  /** Read by packageLimits (nodes/shared/limits). */
   rateLimit?: string | RateLimits;
   /** CIDRs commands may be pushed to (default: the private ranges), or `any`. */
   pushAllow?: string;
@@ -44,14 +46,10 @@ type Translate = (key: string, params?: Record<string, unknown>) => string;
 type ActionResponse = Awaited<ReturnType<typeof runAction>>;
 
 /** The package's settings, parsed once when it loads; a bad one is logged and falls back to the safe default. */
-function packageSettings(RED: RED): { limits: RateLimits; push: PushPolicy | undefined; interval: number } {
+function packageSettings(RED: RED): { bySource: TokenBuckets | undefined; push: PushPolicy | undefined; interval: number } {
   const settings = (RED.settings.e2ee ?? {}) as E2eeSettings;
-  let limits = DEFAULT_RATE_LIMITS;
-  try {
-    limits = typeof settings.rateLimit === 'object' && settings.rateLimit !== null ? settings.rateLimit : parseRateLimits(settings.rateLimit);
-  } catch (err) {
-    RED.log.error((err as Error).message);
-  }
+  const limits = packageLimits(RED);
+  if (limits.error) RED.log.error(limits.error);
   let push: PushPolicy | undefined;
   try {
     push = pushPolicy(settings.pushAllow);
@@ -60,15 +58,17 @@ function packageSettings(RED: RED): { limits: RateLimits; push: PushPolicy | und
     RED.log.error((err as Error).message);
   }
   const interval = Number(settings.rejectionLogInterval) > 0 ? Number(settings.rejectionLogInterval) * 1000 : 60_000;
-  return { limits, push, interval };
+  return { bySource: limits.source, push, interval };
 }
 
 /** The HTTP protections, installed on Node-RED's httpNode once, when the package loads. */
-function installHttpProtections(RED: RED, limits: RateLimits, t: Translate, rejections: RejectionLog): void {
+function installHttpProtections(RED: RED, bySource: TokenBuckets | undefined, t: Translate, rejections: RejectionLog): void {
   // The operator's token never shows in a message (see hideAuthorization).
   RED.httpNode?.use(hideAuthorization());
-  // Device endpoints over their rate get 429 before any flow runs.
-  RED.httpNode?.use(deviceRateLimit(limits, t, (source, deviceid) => rejections.record(source, deviceid, 'rate-limited')));
+  // No HEAD reaches a flow (it would be a poll that sends nothing), and no answer is JSONP.
+  RED.httpNode?.use(apiAnswers(t));
+  // A source over its rate gets 429 before any flow runs (a device's own rate is charged once its MAC verified).
+  RED.httpNode?.use(sourceRateLimit(bySource, t, (source, deviceid) => rejections.record(source, deviceid, 'rate-limited')));
   // The shipped readings route needs its body raw (see lib/http/body): installed once, when the package loads.
   RED.httpNode?.use(rawReadingsBody(t));
   // The other device API routes: a malformed JSON body gets 400 and an oversized one 413, not Node-RED's 500.
@@ -80,14 +80,23 @@ function installHttpProtections(RED: RED, limits: RateLimits, t: Translate, reje
  * reason goes to the log only, summarised per source. A guard that could not decide (storage) is a 503 instead.
  */
 function answerRejection(msg: Msg, t: Translate, rejections: RejectionLog): Msg {
-  if ((msg.rejected as { reason?: unknown } | undefined)?.reason === 'storage-unavailable') {
+  const rejected = msg.rejected as { reason?: unknown; retryAfterMs?: unknown } | undefined;
+  const req = msg.req as Parameters<typeof sourceOf>[0] | undefined;
+  if (rejected?.reason === 'rate-limited') {
+    // The device proved itself and is over its own rate: it may know so (it holds the key), and when to retry.
+    rejections.record(req ? sourceOf(req) : '', String(deviceIdFrom(msg) ?? ''), 'rate-limited');
+    msg.statusCode = 429;
+    msg.payload = { status: 'NOK', message: t('e2ee.api.rate-limited') };
+    msg.headers = { 'Retry-After': retryAfterSeconds(Number(rejected.retryAfterMs) || 1000) };
+    return msg;
+  }
+  if (rejected?.reason === 'storage-unavailable') {
     // Not a rejection: the guard could not decide. The device store has logged the cause once.
     msg.statusCode = 503;
     msg.payload = { status: 'NOK', message: t('e2ee.registry.storage-unavailable') };
     msg.headers = { 'Retry-After': String(STORAGE_RETRY_AFTER_S) };
     return msg;
   }
-  const req = msg.req as Parameters<typeof sourceOf>[0] | undefined;
   rejections.record(req ? sourceOf(req) : '', String(deviceIdFrom(msg) ?? ''), rejectionReason(msg));
   msg.statusCode = 400;
   msg.payload = { status: 'NOK', message: t('e2ee.registry.rejected') };
@@ -122,11 +131,11 @@ function refusedPushLogger(t: Translate, push: PushPolicy | undefined) {
 
 export = function register(RED: RED) {
   const t: Translate = (key, params) => RED._(key, params);
-  const { limits, push, interval } = packageSettings(RED);
+  const { bySource, push, interval } = packageSettings(RED);
   const logRefusedPush = refusedPushLogger(t, push);
   // One log for the whole package: rejected readings and rate-limited requests, summarised per source.
   const rejections = new RejectionLog((line) => RED.log.warn(line), t, interval);
-  installHttpProtections(RED, limits, t, rejections);
+  installHttpProtections(RED, bySource, t, rejections);
 
   function DeviceRegistry(this: Node, def: NodeDef) {
     RED.nodes.createNode(this, def);

@@ -1,4 +1,5 @@
-import { GuardUnavailable, ReplayPersist, ReplayReason, StorageUnavailableError, admitUplink, inputFunnel, parseSeq } from '../lib';
+import { GuardUnavailable, ReplayPersist, ReplayReason, StorageUnavailableError, admitUplink, deviceRateCheck, inputFunnel, parseSeq } from '../lib';
+import { packageLimits } from '../shared/limits';
 import type { Msg, Node, NodeDef, RED } from '../shared/red';
 import { resolveStore } from '../shared/stores';
 
@@ -10,6 +11,8 @@ export = function register(RED: RED) {
     const windowSize = Math.min(Math.max(Math.trunc(Number(def.window) || 0), 0), 1024);
     // An empty or unknown setting means the default, which is safe in any flow.
     const persist: ReplayPersist = def.persist === 'with-next-write' ? 'with-next-write' : 'before-send';
+    // The device's own rate limit (settings e2ee.rateLimit), charged only for a message that proved its device.
+    const rateLimited = def.rateLimit === true || def.rateLimit === 'true';
 
     const read = (msg: Msg, property: string): unknown => {
       try {
@@ -18,9 +21,15 @@ export = function register(RED: RED) {
         return undefined;
       }
     };
-    const reject = (msg: Msg, reason: ReplayReason | GuardUnavailable) => {
-      msg.rejected = { reason };
+    const reject = (msg: Msg, reason: ReplayReason | GuardUnavailable | 'rate-limited', extra: Record<string, unknown> = {}) => {
+      msg.rejected = { reason, ...extra };
       return [null, msg];
+    };
+    /** The wait (ms) when the message's device is over its rate; only for a message aes-decrypt opened (msg.e2ee). */
+    const overRate = (msg: Msg, deviceid: string): number => {
+      const e2ee = msg.e2ee as { authenticated?: unknown } | undefined;
+      if (!rateLimited || !e2ee || typeof e2ee !== 'object') return 0;
+      return deviceRateCheck(packageLimits(RED).device, deviceid);
     };
 
     this.on('input', inputFunnel<Msg>(this, (key, params) => RED._(key, params), async (msg) => {
@@ -29,6 +38,8 @@ export = function register(RED: RED) {
       if (typeof deviceid !== 'string' || deviceid === '') return reject(msg, 'missing-device');
       const seq = parseSeq(read(msg, seqProperty));
       if (!seq.ok) return reject(msg, seq.reason);
+      const wait = overRate(msg, deviceid);
+      if (wait > 0) return reject(msg, 'rate-limited', { retryAfterMs: wait });
       let result;
       try {
         // msg.e2ee.keyver: the per-device key version aes-decrypt verified the message under.

@@ -80,7 +80,7 @@ describe('limits of npm start: editor listener, rate limits, 405, body limits, t
       }).on('error', reject).end();
     });
     patch.status.should.equal(405);
-    patch.allow.should.equal('GET, POST, PUT, DELETE, HEAD');
+    patch.allow.should.equal('GET, POST, PUT, DELETE');
     patch.body.should.eql({ status: 'NOK', message: 'Method PATCH is not allowed here' });
     const del = await requestJson(`${backend.url}/api/devices`, 'DELETE');
     del.status.should.equal(405);

@@ -74,10 +74,10 @@ describe('lib/device-api', function () {
     res.json = (b) => { res.body = b; };
     return res;
   };
-  it('rate-limits device endpoints only, per source then per device', function () {
+  it('rate-limits every API route per source, in every spelling of its path; a device is charged only by deviceRateCheck', function () {
     let now = 0;
     const limited = [];
-    const mw = lib.deviceRateLimit({ device: { rate: 1, burst: 2 }, source: { rate: 1, burst: 5 } }, t, (s, d) => limited.push([s, d]), () => now);
+    const mw = lib.sourceRateLimit(new lib.TokenBuckets({ rate: 1, burst: 5 }), t, (s, d) => limited.push([s, d]), () => now);
     const call = (method, p, ip = '1.1.1.1') => {
       const res = fakeRes();
       let passed = false;
@@ -86,18 +86,59 @@ describe('lib/device-api', function () {
     };
     call('POST', '/api/devices/A/readings').should.equal(200);
     call('GET', '/api/devices/A').should.equal(200);
-    call('POST', '/api/devices/A').should.equal(429); // device A's burst of 2 is spent
-    call('POST', '/api/devices/B/readings').should.equal(200);
-    // Operator endpoints and other routes are not limited.
-    for (let i = 0; i < 10; i++) call('GET', '/api/devices/A/readings').should.equal(200);
+    // Operator routes count too, and so does every spelling Express routes alike.
     call('GET', '/api/devices').should.equal(200);
-    call('POST', '/api/devices/C').should.equal(200);
-    // The source's burst of 5 is spent (a request refused for its device counts against its source too).
-    call('POST', '/api/devices/D').should.equal(429);
-    call('POST', '/api/devices/D', '2.2.2.2').should.equal(200);
-    limited.should.eql([['1.1.1.1', 'A'], ['1.1.1.1', 'D']]);
+    call('POST', '/API/Devices/A/READINGS').should.equal(200);
+    call('PUT', '/api/devices/A/').should.equal(200);
+    // The source's burst of 5 is spent, whatever device the request names.
+    call('POST', '/Api/devices/B').should.equal(429);
+    call('POST', '/api/devices/B', '2.2.2.2').should.equal(200);
+    // Paths outside the API are not limited.
+    call('GET', '/elsewhere').should.equal(200);
+    limited.should.eql([['1.1.1.1', 'B']]);
     now += 1000;
     call('POST', '/api/devices/A').should.equal(200);
+    // A device's own bucket: only what proved the device spends it.
+    const byDevice = new lib.TokenBuckets({ rate: 1, burst: 2 });
+    lib.deviceRateCheck(byDevice, 'A', 0).should.equal(0);
+    lib.deviceRateCheck(byDevice, 'A', 0).should.equal(0);
+    lib.deviceRateCheck(byDevice, 'A', 0).should.be.above(0);
+    lib.deviceRateCheck(byDevice, 'B', 0).should.equal(0);
+    lib.deviceRateCheck(undefined, 'A', 0).should.equal(0);
+  });
+
+  it('matches the API routes as Express does: any case, a trailing slash, an encoded segment', function () {
+    for (const p of ['/api/devices/x/readings', '/API/DEVICES/x/READINGS', '/Api/Devices/x/Readings/', '/api/devices/a%2Fb/readings', '/api/devices/x;y/readings']) {
+      lib.READINGS_ROUTE.test(p).should.be.true(p);
+    }
+    lib.READINGS_ROUTE.test('/api//devices/x/readings').should.be.false();
+    lib.pathDeviceId('/API/DEVICES/5C%3ACF/poll').should.equal('5C:CF');
+    (lib.routeOf('/API/devices/x/RESET') !== undefined).should.be.true();
+  });
+
+  it('a HEAD on an API route is answered 405 before any flow, and JSONP is plain JSON', function () {
+    const mw = lib.apiAnswers(t);
+    const res = fakeRes();
+    let passed = false;
+    mw({ method: 'HEAD', path: '/API/devices/x' }, res, () => { passed = true; });
+    passed.should.be.false();
+    res.code.should.equal(405);
+    res.headers.Allow.should.equal('GET, POST, PUT, DELETE');
+    const res2 = fakeRes();
+    mw({ method: 'GET', path: '/api/devices' }, res2, () => { passed = true; });
+    passed.should.be.true();
+    res2.jsonp({ a: 1 });
+    res2.body.should.eql({ a: 1 });
+  });
+
+  it('the rejection log keeps every line one line: control characters are escaped', function () {
+    const lines = [];
+    const log = new lib.RejectionLog((l) => lines.push(l), (key, p) => `${key} ${p.source} ${p.device} ${p.reason}`, 60000);
+    log.record('10.0.0.1\n', 'dev\r\n', 'Unexpected token\n} in JSON\u001b[31m');
+    log.stop();
+    lines.should.have.length(1);
+    lines[0].should.not.match(/[\n\r\u001b]/);
+    lines[0].should.match(/\\u000a/);
   });
 
   it('falls back to 405 with Allow for a known path and 404 for others', function () {
@@ -105,7 +146,7 @@ describe('lib/device-api', function () {
     const res = fakeRes();
     fb({ method: 'PATCH', baseUrl: '/api', path: '/devices/x/readings' }, res);
     res.code.should.equal(405);
-    res.headers.Allow.should.equal('GET, POST, HEAD');
+    res.headers.Allow.should.equal('GET, POST');
     const res2 = fakeRes();
     fb({ method: 'GET', baseUrl: '/api', path: '/other' }, res2);
     res2.code.should.equal(404);

@@ -107,11 +107,21 @@ interface ApiRequest extends RawBodyRequest {
   headers: Record<string, string | string[] | undefined>;
 }
 
+/** A body that is not JSON, as Node-RED's http in would hand it on: text when it is UTF-8 text, else the bytes. */
+function otherBody(type: string, body: Buffer): string | Buffer {
+  const binary = type === 'application/octet-stream' || type === 'application/cbor' || type === 'application/x-protobuf' || (type !== '' && !type.startsWith('text/') && !type.startsWith('application/'));
+  if (binary) return body;
+  const text = body.toString('utf8');
+  return Buffer.byteLength(text, 'utf8') === body.length && !text.includes('\ufffd') ? text : body;
+}
+
 /**
- * Express middleware for the device API's JSON bodies (register, update, remove, commands, reset): Node-RED's http in
- * node answers a malformed or oversized JSON body with a bare 500. Here a malformed one gets 400 and an
- * oversized one 413, cut off while reading, both as `{status: "NOK", message}` with the message from `t`
- * (catalog keys e2ee.registry.bad-json and e2ee.registry.too-large-body). A good body is parsed and handed on.
+ * Express middleware for every body on the device API's other routes (register, poll, update, remove, commands,
+ * rekey, reset), whatever its content type: read here with the limit enforced while bytes arrive, so that no body
+ * is read whole before an answer (Node-RED's http in reads text, binary and untyped bodies without a limit). A
+ * JSON body is parsed: a malformed one gets 400 and an oversized one 413, both as `{status: "NOK", message}` (catalog
+ * keys e2ee.registry.bad-json and e2ee.registry.too-large-body), not Node-RED's bare 500. Any other body is handed
+ * on as text or bytes, as Node-RED would, and the registry refuses it.
  */
 export function deviceApiJsonBodies(t: Translate, limit = API_BODY_LIMIT) {
   return (req: ApiRequest, res: JsonResponse, next: (err?: unknown) => void): void => {
@@ -122,11 +132,14 @@ export function deviceApiJsonBodies(t: Translate, limit = API_BODY_LIMIT) {
       return;
     }
     const type = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-    if (type !== 'application/json' && !type.endsWith('+json')) {
-      next();
-      return;
-    }
+    const json = type === 'application/json' || type.endsWith('+json');
     readBody(req, res, t, limit, (body) => {
+      if (!json) {
+        req.body = otherBody(type, body);
+        req._body = true;
+        next();
+        return;
+      }
       const text = body.toString('utf8');
       try {
         req.body = text.trim() === '' ? {} : JSON.parse(text);

@@ -12,6 +12,11 @@ interface SourceCount {
 }
 
 const OTHER = '*';
+
+/** Control characters (a newline in a parse error's snippet, an escape sequence) as \\uXXXX: one rejection, one line. */
+function escapeControl(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
 const MAX_DEVICES_NAMED = 5;
 
 export class RejectionLog {
@@ -30,8 +35,9 @@ export class RejectionLog {
   ) {}
 
   /** Counts one rejection; logs it at once when it is the first from its source in this interval. */
-  record(source: string, deviceid: string, reason: string): void {
-    let key = source || 'unknown';
+  record(source: string, deviceid: string, rawReason: string): void {
+    const reason = escapeControl(rawReason);
+    let key = escapeControl(source) || 'unknown';
     let entry = this.counts.get(key);
     if (!entry && this.counts.size >= this.maxSources) {
       key = OTHER;

@@ -13,18 +13,24 @@ interface Route {
   device: string[];
 }
 
+/*
+ * The patterns match a path exactly as Express's router matches the flow's routes (case-insensitive, an optional
+ * trailing slash, a segment being anything but '/', still percent-encoded), so no spelling of a path reaches a
+ * flow route without the protections keyed on these: `/API/Devices/x/readings` is the readings route here too.
+ */
+
 /** The shipped readings route, relative to httpNodeRoot (its body is read raw, see raw-body). */
-export const READINGS_ROUTE = /^\/api\/devices\/[^/]+\/readings\/?$/;
+export const READINGS_ROUTE = /^\/api\/devices\/[^/]+\/readings\/?$/i;
 
 /** Paths relative to httpNodeRoot, as the shipped flow (flows/esp-e2ee.json) serves them. */
 export const DEVICE_API: Route[] = [
-  { pattern: /^\/api\/devices\/?$/, methods: ['GET'], device: [] },
-  { pattern: /^\/api\/devices\/[^/]+\/?$/, methods: ['GET', 'POST', 'PUT', 'DELETE'], device: ['GET', 'POST'] },
+  { pattern: /^\/api\/devices\/?$/i, methods: ['GET'], device: [] },
+  { pattern: /^\/api\/devices\/[^/]+\/?$/i, methods: ['GET', 'POST', 'PUT', 'DELETE'], device: ['GET', 'POST'] },
   { pattern: READINGS_ROUTE, methods: ['GET', 'POST'], device: ['POST'] },
-  { pattern: /^\/api\/devices\/[^/]+\/poll\/?$/, methods: ['POST'], device: ['POST'] },
-  { pattern: /^\/api\/devices\/[^/]+\/commands\/?$/, methods: ['GET', 'POST'], device: [] },
-  { pattern: /^\/api\/devices\/[^/]+\/rekey\/?$/, methods: ['POST'], device: [] },
-  { pattern: /^\/api\/devices\/[^/]+\/reset\/?$/, methods: ['POST'], device: [] },
+  { pattern: /^\/api\/devices\/[^/]+\/poll\/?$/i, methods: ['POST'], device: ['POST'] },
+  { pattern: /^\/api\/devices\/[^/]+\/commands\/?$/i, methods: ['GET', 'POST'], device: [] },
+  { pattern: /^\/api\/devices\/[^/]+\/rekey\/?$/i, methods: ['POST'], device: [] },
+  { pattern: /^\/api\/devices\/[^/]+\/reset\/?$/i, methods: ['POST'], device: [] },
 ];
 
 /** The route of the API a path belongs to, if any. */
@@ -34,7 +40,7 @@ export function routeOf(path: string): Route | undefined {
 
 /** The device id in a device API path, or '' (decoded; undecodable text is kept as it is). */
 export function pathDeviceId(path: string): string {
-  const segment = /^\/api\/devices\/([^/]+)/.exec(path)?.[1] ?? '';
+  const segment = /^\/api\/devices\/([^/]+)/i.exec(path)?.[1] ?? '';
   try {
     return decodeURIComponent(segment);
   } catch {
@@ -61,24 +67,33 @@ export function sourceOf(req: ApiRequest): string {
 }
 
 /**
- * Rate limits on the device endpoints: per source address first, then per device id in the path. An excess gets
- * 429 with Retry-After (seconds) and `onLimited` is told (for the aggregated rejection log).
+ * The rate limit in front of every API route (device and operator): per source address, charged before anything is
+ * authenticated. A device's own budget is charged only once its message has proved it (deviceRateCheck, in the
+ * replay guard), so garbage sent for a device from a source under its limit costs that device nothing. An excess
+ * gets 429 with Retry-After (seconds) and `onLimited` is told (for the aggregated rejection log).
  */
-export function deviceRateLimit(limits: RateLimits, t: Translate, onLimited?: (source: string, deviceid: string) => void, now: () => number = Date.now) {
-  const bySource = limits.source ? new TokenBuckets(limits.source) : undefined;
-  const byDevice = limits.device ? new TokenBuckets(limits.device) : undefined;
+export function sourceRateLimit(bySource: TokenBuckets | undefined, t: Translate, onLimited?: (source: string, deviceid: string) => void, now: () => number = Date.now) {
   return (req: ApiRequest, res: ApiResponse, next: Next): void => {
-    if (!bySource && !byDevice) return next();
-    const route = routeOf(req.path);
-    if (!route || !route.device.includes(req.method ?? '')) return next();
-    const at = now();
+    if (!bySource || !routeOf(req.path)) return next();
     const source = sourceOf(req);
-    const deviceid = pathDeviceId(req.path);
-    const wait = bySource?.take(source, at) || byDevice?.take(deviceid, at) || 0;
+    const wait = bySource.take(source, now());
     if (wait === 0) return next();
-    onLimited?.(source, deviceid);
-    res.status(429).set('Retry-After', String(Math.max(1, Math.ceil(wait / 1000)))).json({ status: 'NOK', message: t('e2ee.api.rate-limited') });
+    onLimited?.(source, pathDeviceId(req.path));
+    res.status(429).set('Retry-After', retryAfterSeconds(wait)).json({ status: 'NOK', message: t('e2ee.api.rate-limited') });
   };
+}
+
+/** Retry-After for a wait in milliseconds: whole seconds, at least 1. */
+export function retryAfterSeconds(waitMs: number): string {
+  return String(Math.max(1, Math.ceil(waitMs / 1000)));
+}
+
+/**
+ * A device's own rate limit, for a message that proved its device: the wait in milliseconds when it is over
+ * (0: within it). Without device limits, always 0.
+ */
+export function deviceRateCheck(byDevice: TokenBuckets | undefined, deviceid: string, now: number = Date.now()): number {
+  return byDevice ? byDevice.take(deviceid, now) : 0;
 }
 
 /**
@@ -98,14 +113,31 @@ export function hideAuthorization() {
   };
 }
 
+/**
+ * Answers on the API's routes that no flow should give: a HEAD is answered 405 (with Allow) before any flow runs,
+ * so it is never a config poll that delivers commands while sending nothing; and no answer is JSONP (Express's
+ * res.jsonp, which Node-RED's http response node uses, honours `?callback=`): it is plain JSON.
+ */
+export function apiAnswers(t: Translate) {
+  return (req: ApiRequest, res: ApiResponse & { jsonp?: (body: unknown) => void }, next: Next): void => {
+    const route = routeOf(req.path);
+    if (!route) return next();
+    if (req.method === 'HEAD') {
+      res.status(405).set('Allow', route.methods.join(', ')).json({ status: 'NOK', message: t('e2ee.api.method-not-allowed', { method: 'HEAD' }) });
+      return;
+    }
+    res.jsonp = (body: unknown) => res.json(body);
+    next();
+  };
+}
+
 /** The last handler under /api: 405 with Allow when the path is the API's and the method is not, else 404. */
 export function deviceApiFallback(t: Translate) {
   return (req: ApiRequest & { originalUrl?: string; baseUrl?: string }, res: ApiResponse): void => {
     // Mounted under /api, so req.path has lost it.
     const route = routeOf(`${req.baseUrl ?? ''}${req.path}`);
     if (route && !route.methods.includes(req.method ?? '')) {
-      const allow = route.methods.includes('GET') ? [...route.methods, 'HEAD'] : route.methods;
-      res.status(405).set('Allow', allow.join(', ')).json({ status: 'NOK', message: t('e2ee.api.method-not-allowed', { method: String(req.method).slice(0, 16) }) });
+      res.status(405).set('Allow', route.methods.join(', ')).json({ status: 'NOK', message: t('e2ee.api.method-not-allowed', { method: String(req.method).slice(0, 16) }) });
       return;
     }
     res.status(404).json({ status: 'NOK', message: t('e2ee.api.not-found') });
