@@ -28,6 +28,8 @@ export interface SimDeviceOptions {
   keyver?: number;
   /** The receive buffer declared at registration (default 1536, the firmware's). */
   rxbuf?: number;
+  /** Extra request headers (tests: X-Forwarded-For behind a trusted proxy, to appear from another address). */
+  headers?: Record<string, string>;
 }
 
 /** Polls made at once after an answer that says more commands wait. */
@@ -167,12 +169,12 @@ export class SimDevice {
     const cmdport = this.server ? (this.server.address() as AddressInfo).port : undefined;
     const body = { ipaddr: this.options.advertise ?? '127.0.0.1', ssid: 'esp-e2ee-sim', ...(cmdport ? { cmdport } : {}) };
     if (!this.sealed) {
-      const r = await requestJson(this.url(), 'POST', body, {}, this.agent);
+      const r = await requestJson(this.url(), 'POST', body, this.options.headers ?? {}, this.agent);
       this.log(`register -> ${r.status}`);
       return r;
     }
     const seqn = this.nextSeq();
-    const r = await requestJson(this.url(), 'POST', this.seal('register', { ...body, rxbuf: this.options.rxbuf ?? SIM_RXBUF, SEQN: seqn, ack: this.ack }), {}, this.agent);
+    const r = await requestJson(this.url(), 'POST', this.seal('register', { ...body, rxbuf: this.options.rxbuf ?? SIM_RXBUF, SEQN: seqn, ack: this.ack }), this.options.headers ?? {}, this.agent);
     this.log(`register ${seqn} -> ${r.status}`);
     if (r.status === 200 || r.status === 201) this.applyAnswer(r.body, seqn);
     return r;
@@ -217,7 +219,7 @@ export class SimDevice {
     const seqn = this.nextSeq();
     const plaintext = { data: { a0: Math.floor(Math.random() * 1024), heap: 30000 - (seqn % 500), uptime: Math.floor((Date.now() - this.started) / 1000) }, SEQN: seqn, ...(this.sealed ? { ack: this.ack } : {}) };
     const sent = this.seal('reading', plaintext);
-    const r = await requestJson(this.url('/readings'), 'POST', sent, {}, this.agent);
+    const r = await requestJson(this.url('/readings'), 'POST', sent, this.options.headers ?? {}, this.agent);
     return { ...r, seqn, sent };
   }
 
@@ -225,8 +227,8 @@ export class SimDevice {
   async poll(followUps = 0): Promise<HttpResult> {
     const seqn = this.sealed ? this.nextSeq() : 0;
     const r = this.sealed
-      ? await requestJson(this.url('/poll'), 'POST', this.seal('poll', { SEQN: seqn, ack: this.ack }), {}, this.agent)
-      : await requestJson(this.url(), 'GET', undefined, {}, this.agent);
+      ? await requestJson(this.url('/poll'), 'POST', this.seal('poll', { SEQN: seqn, ack: this.ack }), this.options.headers ?? {}, this.agent)
+      : await requestJson(this.url(), 'GET', undefined, this.options.headers ?? {}, this.agent);
     if (r.status === 404) {
       this.log('not registered: registering again');
       await this.register();

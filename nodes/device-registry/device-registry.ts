@@ -1,4 +1,4 @@
-import { PushPolicy, STORAGE_RETRY_AFTER_S, TokenBuckets, apiAnswers, pushPolicy, RateLimits, RejectionLog, deviceApiJsonBodies, hideAuthorization, inputFunnel, rawReadingsBody, retryAfterSeconds, runAction, sourceOf, sourceRateLimit } from '../lib';
+import { PushPolicy, STORAGE_RETRY_AFTER_S, TokenBuckets, apiAnswers, canonicalAddress, pushPolicy, RateLimits, RejectionLog, deviceApiJsonBodies, hideAuthorization, inputFunnel, rawReadingsBody, retryAfterSeconds, runAction, sourceOf, sourceRateLimit } from '../lib';
 import { packageLimits } from '../shared/limits';
 import type { Msg, Node, NodeDef, RED } from '../shared/red';
 import { resolveStore } from '../shared/stores';
@@ -9,6 +9,14 @@ function sealedOf(msg: Msg): { authenticated: boolean; keyver?: number } | undef
   const e2ee = msg.e2ee as { authenticated?: unknown; keyver?: unknown } | undefined;
   if (!e2ee || typeof e2ee !== 'object') return undefined;
   return { authenticated: e2ee.authenticated === true, ...(typeof e2ee.keyver === 'number' ? { keyver: e2ee.keyver } : {}) };
+}
+
+/** Where a sealed uplink came from (Express's req.ip, which honours "trust proxy"), for the push target. */
+function sealedSource(msg: Msg): string | undefined {
+  const req = msg.req as Parameters<typeof sourceOf>[0] | undefined;
+  if (!msg.e2ee || !req) return undefined;
+  const source = canonicalAddress(sourceOf(req));
+  return source || undefined;
 }
 
 /** msg.deviceid, or the :deviceid route parameter when the message comes straight from an http in node. */
@@ -157,7 +165,7 @@ export = function register(RED: RED) {
       if (def.key && !deviceAuth) throw new Error(t('e2ee.registry.no-device-key'));
       const res = await runAction(
         storeNode.store,
-        { action, deviceid: deviceIdFrom(msg), body: msg.payload, heartbeatMs: storeNode.heartbeat * 1000, seqn: msg.seqn, auth, push, maxDevices, deviceAuth, sealed: sealedOf(msg) },
+        { action, deviceid: deviceIdFrom(msg), body: msg.payload, heartbeatMs: storeNode.heartbeat * 1000, seqn: msg.seqn, auth, push, maxDevices, deviceAuth, sealed: sealedOf(msg), source: sealedSource(msg) },
         t,
       );
       if (res.audit) this.warn(res.audit);

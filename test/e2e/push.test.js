@@ -68,7 +68,9 @@ describe('safe push targets: private ranges only, refusals logged once, the poll
     });
     const port = await freePort();
     await new Promise((resolve) => proxy.listen(port, '127.0.0.1', resolve));
-    backend = await startBackend({ dataDir: tmp.dir, env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, http_proxy: `http://127.0.0.1:${port}`, no_proxy: '' } });
+    // Pushes go only to where a device's uplinks come from: the devices appear from their addresses through a
+    // trusted proxy's X-Forwarded-For (everything here is on loopback).
+    backend = await startBackend({ dataDir: tmp.dir, env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, http_proxy: `http://127.0.0.1:${port}`, no_proxy: '', E2EE_TRUST_PROXY: 'loopback' } });
   });
   after(async function () {
     for (const d of devices) await d.stop();
@@ -78,8 +80,10 @@ describe('safe push targets: private ranges only, refusals logged once, the poll
   });
   const op = (method, suffix, body) => requestJson(`${backend.url}/api/devices${suffix}`, method, body, { authorization: `Bearer ${TOKEN}` });
 
-  function device(id, advertise) {
-    const d = new SimDevice({ id, baseUrl: backend.url, key: ring.material(id), state: new StateFile(path.join(tmp.dir, `${id.replace(/:/g, '')}.json`)), interval: 0.3, advertise });
+  /** A simulated device that claims `advertise` and whose requests come from `from` (default: what it claims). */
+  function device(id, advertise, from = advertise) {
+    const headers = { 'x-forwarded-for': from };
+    const d = new SimDevice({ id, baseUrl: backend.url, key: ring.material(id), state: new StateFile(path.join(tmp.dir, `${id.replace(/:/g, '')}.json`)), interval: 0.3, advertise, headers });
     devices.push(d);
     return d;
   }
@@ -94,10 +98,23 @@ describe('safe push targets: private ranges only, refusals logged once, the poll
     proxied.should.eql([`CONNECT ${PRIVATE}:${d.cmdPort}`]);
   });
 
+  it('pushes to the address the device sends from, never to the one it claims (a key holder cannot aim the push)', async function () {
+    // Claims 10.77.0.99 (say, a database host); its uplinks come from 10.77.0.5.
+    const d = device('5C:CF:7F:0B:00:09', '10.77.0.99', PRIVATE);
+    await d.listen();
+    (await d.register()).status.should.equal(201);
+    (await op('GET', '')).body.find((row) => row.deviceid === d.id).ipaddr.should.equal('10.77.0.99');
+    const before = proxied.length;
+    (await op('POST', `/${encodeURIComponent(d.id)}/commands`, { led: true })).status.should.equal(202);
+    await until('the pushed command', () => d.received.length === 1);
+    d.received[0].via.should.equal('push');
+    proxied.slice(before).should.eql([`CONNECT ${PRIVATE}:${d.cmdPort}`]);
+  });
+
   /** Registers a device (sealed, as devices do) with its command port on `port`, a listener of the test's. */
   async function registerAt(id, port) {
     const d = device(id, PRIVATE);
-    const r = await requestJson(`${backend.url}/api/devices/${encodeURIComponent(id)}`, 'POST', d.seal('register', { ipaddr: PRIVATE, ssid: 'lab', cmdport: port, SEQN: d.nextSeq(), ack: 0 }));
+    const r = await requestJson(`${backend.url}/api/devices/${encodeURIComponent(id)}`, 'POST', d.seal('register', { ipaddr: PRIVATE, ssid: 'lab', cmdport: port, SEQN: d.nextSeq(), ack: 0 }), { 'x-forwarded-for': PRIVATE });
     r.status.should.equal(201);
     return d;
   }

@@ -79,6 +79,23 @@ for (const backend of backends) {
       store = place.open();
     });
 
+    it('the source of the latest authenticated uplink: none before, the newest after, gone with the device; unknown ids are not recorded', async function () {
+      await reg('aa');
+      should(await store.seenAddress('aa')).equal(null);
+      await store.noteSource('aa', '10.0.0.5');
+      await store.noteSource('aa', '10.0.0.5');
+      (await store.seenAddress('aa')).should.equal('10.0.0.5');
+      await store.noteSource('aa', '192.168.1.7');
+      (await store.seenAddress('aa')).should.equal('192.168.1.7');
+      // The claimed address is another thing.
+      (await store.commandTarget('aa')).should.containEql({ ipaddr: '10.0.0.1' });
+      await store.noteSource('zz', '10.0.0.6');
+      should(await store.seenAddress('zz')).equal(null);
+      (await store.remove('aa')).should.be.true();
+      await reg('aa');
+      should(await store.seenAddress('aa')).equal(null);
+    });
+
     it('register: creates with cfgsn 1, then refreshes the address and keeps the name; concurrent first registrations give one creation', async function () {
       const first = await reg('aa', { cmdport: 8080 });
       first.created.should.be.true();
@@ -380,7 +397,7 @@ describe('PostgresStore: several instances on one database, and a database that 
 
   it('three instances that start together migrate once; a schema newer than the package is refused', async function () {
     await instances(3);
-    (await cluster.query(url, 'SELECT version FROM e2ee_schema_version')).map((r) => r.version).should.eql([lib.PG_MIGRATIONS.length]);
+    (await cluster.query(url, 'SELECT version FROM e2ee_schema_version ORDER BY version')).map((r) => r.version).should.eql(lib.PG_MIGRATIONS.map((_, i) => i + 1));
     await cluster.query(url, 'INSERT INTO e2ee_schema_version (version) VALUES (999)');
     const newer = new lib.PostgresStore({ connectionString: url, poolSize: 1 });
     await newer.ready().should.be.rejectedWith(/newer than this package supports/);

@@ -22,6 +22,8 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
     const msg = (await pending).out[0];
     return { statusCode: msg.statusCode, payload: msg.payload, msg };
   }
+  /** A decrypted reading of the device from `ip` (through aes-decrypt and the guard): where its pushes go. */
+  const readingFrom = (deviceid, ip, SEQN = 1) => call('log', deviceid, { SEQN }, { e2ee: { authenticated: false }, req: { ip, headers: {} } });
   const text = (key) => catalogText(key);
   const dbRows = (sql, params) => querySqlite(dir().file('e2ee.sqlite'), sql, params);
 
@@ -251,6 +253,7 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
   describe('commands', function () {
     it('allocates strictly increasing downlink SEQNs per device, persisted, queues, offers in the poll once', async function () {
       await call('register', MAC, { ipaddr: '10.0.0.1', ssid: 's', cmdport: 8081 });
+      (await readingFrom(MAC, '10.0.0.1')).statusCode.should.equal(200);
       const c1 = await call('command', MAC, { led: true });
       c1.statusCode.should.equal(202);
       c1.payload.should.eql({ cmd: { led: true }, SEQN: 1 });
@@ -275,6 +278,7 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
     });
     it('marks a pushed command delivered', async function () {
       await call('register', MAC, { ipaddr: 'fd00::2', ssid: 's' });
+      await readingFrom(MAC, 'fd00::2');
       await call('command', MAC, { led: true });
       (await call('queue-command', MAC, { iv: 'x', data: 'y' }, { seqn: 1 })).msg.pushUrl.should.equal('http://[fd00::2]:80/command');
       (await call('command-delivered', MAC, undefined, { seqn: 1 })).statusCode.should.equal(200);
@@ -285,12 +289,22 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
       for (const [i, ipaddr] of ['fe80::2', '127.0.0.1', '169.254.169.254', '8.8.8.8'].entries()) {
         const id = `${MAC.slice(0, -1)}${i}`;
         await call('register', id, { ipaddr, ssid: 's' });
+        await readingFrom(id, ipaddr);
         await call('command', id, { led: true });
         const queued = await call('queue-command', id, { iv: 'x', data: 'y' }, { seqn: 1 });
         queued.statusCode.should.equal(202);
         queued.msg.should.not.have.property('pushUrl');
         (await call('get', id)).payload.commands.should.eql([{ iv: 'x', data: 'y' }]);
       }
+    });
+    it('pushes only to where the decrypted uplinks of the device come from: not before one, never to the address it claims', async function () {
+      await call('register', MAC, { ipaddr: '10.0.0.99', ssid: 's', cmdport: 8081 });
+      await call('command', MAC, { led: true });
+      (await call('queue-command', MAC, { iv: 'x', data: 'y' }, { seqn: 1 })).msg.should.not.have.property('pushUrl');
+      await readingFrom(MAC, '::ffff:10.0.0.5');
+      await call('command', MAC, { led: false });
+      (await call('get', MAC)).payload.commands.should.have.length(1);
+      (await call('queue-command', MAC, { iv: 'x', data: 'z' }, { seqn: 2 })).msg.pushUrl.should.equal('http://10.0.0.5:8081/command');
     });
     it('validates commands and targets', async function () {
       await call('register', MAC, { ipaddr: '10.0.0.1', ssid: 's' });

@@ -53,9 +53,13 @@ const queueCommand: ActionHandler = async (ctx) => {
     const [oldest] = await store.pendingCommands(deviceid, 1);
     if (oldest && oldest.seqn < seqn.seq) return queued;
   }
-  const verdict = req.push?.verdict(target.ipaddr) ?? 'not-allowed';
-  if (verdict !== 'allowed') return { ...queued, pushRefused: { address: target.ipaddr, verdict } };
-  return { ...queued, pushUrl: pushUrl(target) };
+  // Pushed only to where the device's latest authenticated uplink came from, never to the address it claims (a key
+  // holder could name any host); before its first such uplink, the poll delivers.
+  const address = await store.seenAddress(deviceid);
+  if (address === null) return queued;
+  const verdict = req.push?.verdict(address) ?? 'not-allowed';
+  if (verdict !== 'allowed') return { ...queued, pushRefused: { address, verdict } };
+  return { ...queued, pushUrl: pushUrl({ ipaddr: address, cmdport: target.cmdport }) };
 };
 
 const commandDelivered: ActionHandler = async (ctx) => {

@@ -32,6 +32,7 @@ const register: ActionHandler = async (ctx) => {
   const result = await ctx.store.register(input, ctx.now, req.maxDevices);
   if (result.full) return ctx.nok(403, 'e2ee.registry.device-limit', { max: req.maxDevices });
   const { created, device } = result;
+  if (req.sealed && req.source) await ctx.store.noteSource(deviceid, req.source);
   if (req.sealed) return sealedAnswer(ctx, created ? 201 : 200, device);
   if (created) return { statusCode: 201, payload: { status: 'OK', message: ctx.t('e2ee.registry.registered'), deviceid, cfgsn: device.cfgsn } };
   return { statusCode: 200, payload: device };
@@ -42,6 +43,7 @@ const get: ActionHandler = async (ctx) => {
   const { store, deviceid, now } = ctx;
   const device = await store.poll(deviceid, now);
   if (!device) return ctx.notRegistered();
+  if (ctx.req.sealed && ctx.req.source) await store.noteSource(deviceid, ctx.req.source);
   if (ctx.req.sealed) return sealedAnswer(ctx, 200, device);
   // Queued commands ride along, so devices behind NAT get them too; offering one delivers it.
   const pending = await store.pendingCommands(deviceid, MAX_PENDING_COMMANDS);
@@ -57,6 +59,7 @@ const log: ActionHandler = async (ctx) => {
   const ack = req.sealed ? ackOf(obj(req.body)) : undefined;
   const stored = await store.logReading(deviceid, seq.ok ? seq.seq : null, req.body, now);
   if (stored && ack !== undefined) await store.ackCommands(deviceid, ack, now);
+  if (stored && req.sealed && req.source) await store.noteSource(deviceid, req.source);
   return stored ? { statusCode: 200, payload: { status: 'OK' } } : ctx.notRegistered();
 };
 

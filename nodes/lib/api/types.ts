@@ -44,6 +44,11 @@ export interface ActionRequest {
   deviceAuth?: DeviceAuth;
   /** Set when the request came through aes-decrypt (msg.e2ee). */
   sealed?: SealedRequest;
+  /**
+   * The source address of a sealed uplink (register, poll, log) that came through aes-decrypt and the replay guard:
+   * recorded as where commands are pushed.
+   */
+  source?: string;
 }
 
 export interface ActionResponse {

@@ -107,6 +107,10 @@ export const PG_MIGRATIONS: string[][] = [
      END
      $$`,
   ],
+  [
+    // Where the device's latest authenticated uplink came from: the only address commands are pushed to.
+    `ALTER TABLE devices ADD COLUMN seenaddr text`,
+  ],
 ];
 
 /** Most readings one prune step removes (one transaction). */
@@ -256,6 +260,8 @@ export class PostgresStore implements DeviceStore {
   private readonly commits: GroupCommit<DataWrite, unknown>;
   /** Acknowledgements applied through this process (others may apply them too: a repeat is harmless). */
   private readonly acked = new AckedUpTo();
+  /** The source address this process last wrote for each device (to write it only when it changes). */
+  private readonly sources = new Map<string, string>();
   /** Devices that logged readings through this process since its last prune by count. */
   private readonly pruner = new ReadingsPruner();
   private readonly life: StoreLifecycle;
@@ -585,6 +591,7 @@ export class PostgresStore implements DeviceStore {
 
   async remove(deviceid: string): Promise<boolean> {
     this.acked.forget(deviceid);
+    this.sources.delete(deviceid);
     return this.transaction(async (client) => {
       const { rows } = await client.query('SELECT keyver, pendingkeyver FROM devices WHERE deviceid = $1 FOR UPDATE', [deviceid]);
       if (rows.length === 0) return false;
@@ -716,6 +723,18 @@ export class PostgresStore implements DeviceStore {
       [deviceid],
     );
     return rows[0];
+  }
+
+  async noteSource(deviceid: string, address: string): Promise<void> {
+    // (Per process: another instance may have written another address since; a repeat write is harmless.)
+    if (this.sources.get(deviceid) === address) return;
+    await this.write([{ sql: 'UPDATE devices SET seenaddr = $1 WHERE deviceid = $2', params: [address, deviceid] }]);
+    this.sources.set(deviceid, address);
+  }
+
+  async seenAddress(deviceid: string): Promise<string | null> {
+    const rows = await this.query<{ seenaddr: string | null }>('SELECT seenaddr FROM devices WHERE deviceid = $1', [deviceid]);
+    return rows[0]?.seenaddr ?? null;
   }
 
   async commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number } | undefined> {

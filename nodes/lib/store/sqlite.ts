@@ -104,6 +104,10 @@ export const MIGRATIONS: string[][] = [
        at       TEXT NOT NULL
      )`,
   ],
+  [
+    // Where the device's latest authenticated uplink came from: the only address commands are pushed to.
+    `ALTER TABLE devices ADD COLUMN seenaddr TEXT`,
+  ],
 ];
 
 /**
@@ -160,6 +164,8 @@ export class SqliteStore implements DeviceStore {
   /** Removed devices: the lowest key version a message of theirs may use (every older one is revoked). */
   private readonly revokedBelow = new Map<string, number>();
   private readonly acked = new AckedUpTo();
+  /** The source address last written for each device (to write it only when it changes). */
+  private readonly sources = new Map<string, string>();
   private readonly pruner = new ReadingsPruner();
   private readonly replays: ReplayStates;
   /** A write transaction is open (one always is between batches, unless the last BEGIN failed). */
@@ -456,6 +462,7 @@ export class SqliteStore implements DeviceStore {
       this.keyVersions.delete(deviceid);
       this.revokedBelow.set(deviceid, floor);
       this.acked.forget(deviceid);
+      this.sources.delete(deviceid);
       const t = iso(Date.now());
       const rows = await this.write([
         { sql: 'DELETE FROM readings WHERE deviceid = ?', params: [deviceid] },
@@ -641,6 +648,19 @@ export class SqliteStore implements DeviceStore {
       await this.write([{ sql: 'UPDATE devices SET pendingkeyver = ? WHERE deviceid = ?', params: [pending, deviceid] }]);
       return { keyver: versions.keyver, pending };
     });
+  }
+
+  noteSource(deviceid: string, address: string): Promise<void> {
+    return this.life.afterOpen(async () => {
+      if (!this.known.has(deviceid) || this.sources.get(deviceid) === address) return;
+      this.sources.set(deviceid, address);
+      await this.write([{ sql: 'UPDATE devices SET seenaddr = ? WHERE deviceid = ?', params: [address, deviceid] }]);
+    });
+  }
+
+  async seenAddress(deviceid: string): Promise<string | null> {
+    const rows = await this.read<{ seenaddr: string | null }>('SELECT seenaddr FROM devices WHERE deviceid = ?', [deviceid]);
+    return rows[0]?.seenaddr ?? null;
   }
 
   async commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number } | undefined> {

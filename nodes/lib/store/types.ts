@@ -105,8 +105,16 @@ export interface DeviceStore extends UplinkLedger {
   keyFloor(deviceid: string): Promise<number>;
   /** Starts a rekey to the next version (or keeps the one pending); undefined for an unknown device. */
   beginRekey(deviceid: string): Promise<{ keyver: number; pending: number } | undefined>;
-  /** Where to push commands: the registered address and command port. */
+  /** The registered address and command port (the address as the device claims it). */
   commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number } | undefined>;
+  /**
+   * Records the source address of an uplink of the device that came through aes-decrypt and its replay guard (with
+   * hmac-sha256, authenticated): where commands are pushed, never an address the device only claims. Written only
+   * when it changed.
+   */
+  noteSource(deviceid: string, address: string): Promise<void>;
+  /** The source address of the device's latest such uplink, or null when it has sent none. */
+  seenAddress(deviceid: string): Promise<string | null>;
 
   /** Operator action: forget a device's counter, or accept only numbers >= from. */
   resetReplay(deviceid: string, from?: number): Promise<void>;
