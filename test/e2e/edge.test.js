@@ -94,6 +94,9 @@ describe('the HTTP edge of npm start: path spellings, bounded bodies, HEAD, JSON
     const types = ['text/plain', 'application/octet-stream', undefined];
     const cases = [];
     for (const [method, p] of routes) for (const spelled of spellings(p)) for (const type of types) cases.push({ method, url: `${backend.url}${spelled}`, type });
+    // One small body per route and spelling first, so that what the runtime sets up on first use (compiled code,
+    // route caches) is not counted as the floods' memory.
+    for (const c of cases.filter((_, i) => i % 3 === 0)) await flood(c.url, c.method, c.type, 256 * 1024);
     const base = rss(backend.pid);
     let peak = base;
     const sampler = setInterval(() => { peak = Math.max(peak, rss(backend.pid)); }, 50);
@@ -107,9 +110,11 @@ describe('the HTTP edge of npm start: path spellings, bounded bodies, HEAD, JSON
     }
     // Every one was answered 413 (or, past the discard limit, its connection closed), or refused by the rate limit
     // before its body was read: none was read whole.
-    outcomes.filter((o) => o !== 413 && o !== 429 && o !== 'closed').should.eql([]);
-    outcomes.filter((o) => o === 413).length.should.be.above(cases.length / 2);
-    (peak - base).should.be.below(50 * 1000 * 1000);
+    const summary = `outcomes ${JSON.stringify(outcomes)}; RSS ${(base / 1e6).toFixed(0)} MB, peak ${(peak / 1e6).toFixed(0)} MB`;
+    console.log(`      ${cases.length} floods: RSS ${(base / 1e6).toFixed(0)} MB before, peak ${(peak / 1e6).toFixed(0)} MB, ${outcomes.filter((o) => o === 413).length} answered 413, ${outcomes.filter((o) => o === 429).length} 429, ${outcomes.filter((o) => o === 'closed').length} closed`);
+    outcomes.filter((o) => o !== 413 && o !== 429 && o !== 'closed').should.eql([], summary);
+    outcomes.filter((o) => o === 413).length.should.be.above(cases.length / 2, summary);
+    (peak - base).should.be.below(50 * 1000 * 1000, summary);
     const reading = sealed(ring.material(MAC), MAC, 'reading', { data: { t: 1 }, SEQN: 1 });
     (await requestJson(`${backend.url}/api/devices/${id}/readings`, 'POST', reading)).status.should.equal(200);
   });

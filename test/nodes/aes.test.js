@@ -223,7 +223,9 @@ describe('aes nodes on Node-RED ' + redVersion(), function () {
       const wrongKeyCt = CryptoJS.AES.encrypt('{"SEQN":1}', wa(otherKey), { iv: wa(iv) }).ciphertext.toString(CryptoJS.enc.Base64);
       const cases = {
         'wrong key': { iv: iv.toString('base64'), data: wrongKeyCt },
-        'tampered last block': { ...w, data: flip(w.data, -1) },
+        // (A bit flipped in the block before the last flips the same bit of the padding: always invalid. Flipping a bit of
+        // the last block itself garbles it, and its last byte then passes as padding about once in 256 runs.)
+        'tampered last block': { ...w, data: flip(w.data, -17) },
         'last block cut off': { ...w, data: Buffer.from(w.data, 'base64').subarray(0, -16).toString('base64') },
         'truncated mid-block': { ...w, data: Buffer.from(w.data, 'base64').subarray(0, 40).toString('base64') },
         'empty ciphertext': { ...w, data: '' },

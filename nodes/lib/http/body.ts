@@ -18,8 +18,9 @@ import { READINGS_ROUTE, routeOf } from './routes';
 export const READINGS_BODY_LIMIT = 1024 * 1024;
 
 /**
- * After a 413, the rest of a body is read and dropped up to this many bytes more (so a client that is still
- * sending gets to read the answer); past it, the connection is closed.
+ * After a 413, the rest of a body is read and dropped up to as many bytes again as the limit, and at most this many
+ * (so a client that is still sending gets to read the answer); past it, the connection is closed. (Dropped bytes are
+ * still garbage until collected: tying the drain to the limit keeps a flood of small-limit requests cheap.)
  */
 export const DISCARD_LIMIT = 1024 * 1024;
 
@@ -50,7 +51,7 @@ type Translate = (key: string, params?: Record<string, unknown>) => string;
 /**
  * Reads a request body, keeping at most `limit` bytes. Within the limit, `done` gets the body. Past it, the request
  * is answered 413 at once (catalog key e2ee.registry.too-large-body); the rest is dropped while it is read, and a
- * body more than DISCARD_LIMIT past the limit is no longer read and has its connection closed a moment later.
+ * body more than min(limit, DISCARD_LIMIT) past the limit is no longer read and has its connection closed a moment later.
  */
 function readBody(req: RawBodyRequest, res: JsonResponse, t: Translate, limit: number, done: (body: Buffer) => void, fail: (err: Error) => void): void {
   const chunks: Buffer[] = [];
@@ -65,7 +66,7 @@ function readBody(req: RawBodyRequest, res: JsonResponse, t: Translate, limit: n
       // A 413 as JSON. (No "Connection: close": Node would close right after the answer, and the data the client is
       // still sending would reset the connection before the client has read the 413. The rest is drained below.)
       res.status(413).json({ status: 'NOK', message: t('e2ee.registry.too-large-body', { max: limit }) });
-    } else if (size > limit + DISCARD_LIMIT && !stopped) {
+    } else if (size > limit + Math.min(limit, DISCARD_LIMIT) && !stopped) {
       // Stop reading rather than reset at once: a reset can reach the client before it has read the 413 (it is
       // still sending). Paused, the client's sending stalls while it reads the answer; the connection goes soon after.
       stopped = true;
@@ -100,8 +101,13 @@ export function rawReadingsBody(t: Translate, limit = READINGS_BODY_LIMIT) {
   };
 }
 
-/** Largest JSON body of the other device API routes (a register or an update is a few hundred bytes). */
-export const API_BODY_LIMIT = 1024 * 1024;
+/**
+ * Largest body of the other API routes. A sealed registration or poll is a few hundred bytes; the largest valid body
+ * is an update with 16 KiB of config data (MAX_DATA_BYTES, as compact JSON), which a client escaping its strings may
+ * send at up to about 6 bytes a character: 128 KiB holds that, and bounds what a request without a key can make the
+ * process hold to an eighth of the readings route's limit.
+ */
+export const API_BODY_LIMIT = 128 * 1024;
 
 interface ApiRequest extends RawBodyRequest {
   headers: Record<string, string | string[] | undefined>;
