@@ -12,7 +12,7 @@ import { DataDirInUse, lockDataDir } from './lock';
 import { deviceUrl } from './listeners';
 import { bindListeners, loadNodeRed, nodeRedSettings, startRuntime, stopOnSignals } from './node-red';
 import { loadSecrets } from './secrets';
-import { SettingsError, flowEnvironment, readSettings } from './settings';
+import { flowEnvironment, readSettings } from './settings';
 import { PACKAGE_NAME, flowMismatch, keyScope, linkPackage, writeInitialFlow } from './userdir';
 
 export { reachableAddresses } from './listeners';
@@ -41,7 +41,7 @@ export async function main(options: StartOptions = {}): Promise<void> {
     settings = readSettings(process.env, ROOT);
     fs.mkdirSync(settings.userDir, { recursive: true, mode: 0o700 });
   } catch (err) {
-    refuse(err instanceof SettingsError || err instanceof Error ? err.message : String(err));
+    refuse(err instanceof Error ? err.message : String(err));
   }
   // A second backend on the same data directory stops here, before it touches anything of the first one's.
   await lockDataDir(settings.dataDir).catch((err: unknown) => (err instanceof DataDirInUse ? refuse(err.message) : Promise.reject(err)));

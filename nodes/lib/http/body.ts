@@ -18,9 +18,8 @@ import { READINGS_ROUTE, routeOf } from './routes';
 export const READINGS_BODY_LIMIT = 1024 * 1024;
 
 /**
- * After a 413, the rest of a body is read and dropped up to as many bytes again as the limit, and at most this many
- * (so a client that is still sending gets to read the answer); past it, the connection is closed. (Dropped bytes are
- * still garbage until collected: tying the drain to the limit keeps a flood of small-limit requests cheap.)
+ * After a 413, the rest of a body is read and dropped up to this many bytes more (so a client that is still
+ * sending gets to read the answer); past it, the connection is closed.
  */
 export const DISCARD_LIMIT = 1024 * 1024;
 
@@ -51,7 +50,7 @@ type Translate = (key: string, params?: Record<string, unknown>) => string;
 /**
  * Reads a request body, keeping at most `limit` bytes. Within the limit, `done` gets the body. Past it, the request
  * is answered 413 at once (catalog key e2ee.registry.too-large-body); the rest is dropped while it is read, and a
- * body more than min(limit, DISCARD_LIMIT) past the limit is no longer read and has its connection closed a moment later.
+ * body more than DISCARD_LIMIT past the limit is no longer read and has its connection closed a moment later.
  */
 function readBody(req: RawBodyRequest, res: JsonResponse, t: Translate, limit: number, done: (body: Buffer) => void, fail: (err: Error) => void): void {
   const chunks: Buffer[] = [];
@@ -66,7 +65,7 @@ function readBody(req: RawBodyRequest, res: JsonResponse, t: Translate, limit: n
       // A 413 as JSON. (No "Connection: close": Node would close right after the answer, and the data the client is
       // still sending would reset the connection before the client has read the 413. The rest is drained below.)
       res.status(413).json({ status: 'NOK', message: t('e2ee.registry.too-large-body', { max: limit }) });
-    } else if (size > limit + Math.min(limit, DISCARD_LIMIT) && !stopped) {
+    } else if (size > limit + DISCARD_LIMIT && !stopped) {
       // Stop reading rather than reset at once: a reset can reach the client before it has read the 413 (it is
       // still sending). Paused, the client's sending stalls while it reads the answer; the connection goes soon after.
       stopped = true;
