@@ -404,6 +404,21 @@ describe('PostgresStore: several instances on one database, and a database that 
     await newer.close();
   });
 
+  it('the source address of a device that moves between instances is stale for at most SOURCE_REFRESH_MS', async function () {
+    const [a, b] = await instances(2);
+    await a.register({ deviceid: 'mover', ipaddr: '10.0.0.1', ssid: 'lab' });
+    const t0 = Date.now();
+    await a.noteSource('mover', '10.0.0.5', t0);
+    await b.noteSource('mover', '10.0.0.6', t0);
+    (await a.seenAddress('mover')).should.equal('10.0.0.6');
+    // Back at .5 through a, which wrote .5 a moment ago: not written again yet...
+    await a.noteSource('mover', '10.0.0.5', t0 + 1000);
+    (await a.seenAddress('mover')).should.equal('10.0.0.6');
+    // ...but once the refresh time has passed.
+    await a.noteSource('mover', '10.0.0.5', t0 + lib.SOURCE_REFRESH_MS);
+    (await b.seenAddress('mover')).should.equal('10.0.0.5');
+  });
+
   it('50 copies of one number spread over three instances: exactly one accepted, in strict and window modes', async function () {
     const [a, b, c] = await instances(3);
     for (const window of [0, 64]) {

@@ -113,6 +113,9 @@ export const PG_MIGRATIONS: string[][] = [
   ],
 ];
 
+/** How long an instance trusts that the device's source address it wrote is still the stored one. */
+export const SOURCE_REFRESH_MS = 60_000;
+
 /** Most readings one prune step removes (one transaction). */
 export const PG_PRUNE_BATCH = 500;
 
@@ -260,8 +263,8 @@ export class PostgresStore implements DeviceStore {
   private readonly commits: GroupCommit<DataWrite, unknown>;
   /** Acknowledgements applied through this process (others may apply them too: a repeat is harmless). */
   private readonly acked = new AckedUpTo();
-  /** The source address this process last wrote for each device (to write it only when it changes). */
-  private readonly sources = new Map<string, string>();
+  /** The source address this process last wrote for each device, and when (to write it only when it changes). */
+  private readonly sources = new Map<string, { address: string; at: number }>();
   /** Devices that logged readings through this process since its last prune by count. */
   private readonly pruner = new ReadingsPruner();
   private readonly life: StoreLifecycle;
@@ -725,11 +728,13 @@ export class PostgresStore implements DeviceStore {
     return rows[0];
   }
 
-  async noteSource(deviceid: string, address: string): Promise<void> {
-    // (Per process: another instance may have written another address since; a repeat write is harmless.)
-    if (this.sources.get(deviceid) === address) return;
+  async noteSource(deviceid: string, address: string, now = Date.now()): Promise<void> {
+    // Skipped when this process wrote the same address within SOURCE_REFRESH_MS: another instance may have written
+    // another one since (the device moved and came back), so a repeat is written at least that often.
+    const last = this.sources.get(deviceid);
+    if (last && last.address === address && now - last.at < SOURCE_REFRESH_MS) return;
     await this.write([{ sql: 'UPDATE devices SET seenaddr = $1 WHERE deviceid = $2', params: [address, deviceid] }]);
-    this.sources.set(deviceid, address);
+    this.sources.set(deviceid, { address, at: now });
   }
 
   async seenAddress(deviceid: string): Promise<string | null> {
