@@ -10,7 +10,6 @@ import { createServer, listen } from './listeners';
 import type { Settings } from './settings';
 
 /* The runtime and Express come from the Node-RED install the backend runs on, untyped. */
-/* eslint-disable @typescript-eslint/no-explicit-any */
 type Express = any;
 type NodeRed = any;
 

@@ -29,15 +29,24 @@ export interface Secrets {
 
 const HEX_KEY = /^([0-9a-fA-F]{32}|[0-9a-fA-F]{48}|[0-9a-fA-F]{64})$/;
 
+/** Each secret: its environment variable, its file in the data directory, and how a new one is made. */
+export const SECRETS: Record<keyof Secrets, { env: string; file: string; generate: () => string }> = {
+  key: { env: 'E2EE_KEY', file: 'aes-key.hex', generate: () => crypto.randomBytes(16).toString('hex') },
+  token: { env: 'E2EE_ADMIN_TOKEN', file: 'admin-token', generate: () => crypto.randomBytes(24).toString('base64url') },
+  credentialSecret: { env: 'E2EE_CREDENTIAL_SECRET', file: 'credential-secret', generate: () => crypto.randomBytes(32).toString('hex') },
+};
+
+/** One of the secrets, from the environment, its file, or made into its file. */
+export function namedSecret(env: Record<string, string | undefined>, dataDir: string, name: keyof Secrets): Secret {
+  const { env: variable, file, generate } = SECRETS[name];
+  return secret(env, variable, path.join(dataDir, file), generate);
+}
+
 /** The AES key (master key in per-device scope), the admin token and Node-RED's credential secret. */
 export function loadSecrets(env: Record<string, string | undefined>, dataDir: string): Secrets {
-  const key = secret(env, 'E2EE_KEY', path.join(dataDir, 'aes-key.hex'), () => crypto.randomBytes(16).toString('hex'));
+  const key = namedSecret(env, dataDir, 'key');
   if (!HEX_KEY.test(key.value)) throw new Error(`The AES key from ${key.source} must be 32, 48 or 64 hex digits.`);
-  return {
-    key,
-    token: secret(env, 'E2EE_ADMIN_TOKEN', path.join(dataDir, 'admin-token'), () => crypto.randomBytes(24).toString('base64url')),
-    credentialSecret: secret(env, 'E2EE_CREDENTIAL_SECRET', path.join(dataDir, 'credential-secret'), () => crypto.randomBytes(32).toString('hex')),
-  };
+  return { key, token: namedSecret(env, dataDir, 'token'), credentialSecret: namedSecret(env, dataDir, 'credentialSecret') };
 }
 
 /** Node-RED's encrypted credentials format: {"$": hex(iv) + base64(AES-256-CTR(sha256(secret), iv, json))}. */

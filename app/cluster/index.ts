@@ -21,7 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeConnection } from '../../nodes/lib';
 import { PostgresServer, startPostgres } from '../postgres';
-import { secret } from '../secrets';
+import { namedSecret } from '../secrets';
 import { haproxyBinary, haproxyConfig, waitHealthy } from './haproxy';
 import { Instance, InstanceOptions, startInstance, stopInstance } from './instances';
 
@@ -71,12 +71,12 @@ async function database(dataDir: string): Promise<{ url: string; pg?: PostgresSe
 /** What every instance shares: the database, the secrets (made once in the data directory), the proxy trust. */
 function sharedEnvironment(dataDir: string, databaseUrl: string): Record<string, string> {
   const env = process.env;
-  const kept = (file: string, name: string, generate: () => string) => secret(env, name, path.join(dataDir, file), generate).value;
+  const kept = (name: 'key' | 'token' | 'credentialSecret') => namedSecret(env, dataDir, name).value;
   return {
     E2EE_DATABASE_URL: databaseUrl,
-    E2EE_KEY: kept('aes-key.hex', 'E2EE_KEY', () => crypto.randomBytes(16).toString('hex')),
-    E2EE_ADMIN_TOKEN: kept('admin-token', 'E2EE_ADMIN_TOKEN', () => crypto.randomBytes(24).toString('base64url')),
-    E2EE_CREDENTIAL_SECRET: kept('credential-secret', 'E2EE_CREDENTIAL_SECRET', () => crypto.randomBytes(32).toString('hex')),
+    E2EE_KEY: kept('key'),
+    E2EE_ADMIN_TOKEN: kept('token'),
+    E2EE_CREDENTIAL_SECRET: kept('credentialSecret'),
     // The instances see the devices' addresses (for the rate limits) from HAProxy's X-Forwarded-For.
     E2EE_TRUST_PROXY: 'loopback',
   };

@@ -12,7 +12,7 @@ export = function register(RED: RED) {
     // An empty or unknown setting means the default, which is safe in any flow.
     const persist: ReplayPersist = def.persist === 'with-next-write' ? 'with-next-write' : 'before-send';
     // The device's own rate limit (settings e2ee.rateLimit), charged only for a message that proved its device.
-    const rateLimited = def.rateLimit === true || def.rateLimit === 'true';
+    const byDevice = def.rateLimit === true || def.rateLimit === 'true' ? packageLimits(RED).device : undefined;
 
     const read = (msg: Msg, property: string): unknown => {
       try {
@@ -28,8 +28,8 @@ export = function register(RED: RED) {
     /** The wait (ms) when the message's device is over its rate; only for a message aes-decrypt opened (msg.e2ee). */
     const overRate = (msg: Msg, deviceid: string): number => {
       const e2ee = msg.e2ee as { authenticated?: unknown } | undefined;
-      if (!rateLimited || !e2ee || typeof e2ee !== 'object') return 0;
-      return deviceRateCheck(packageLimits(RED).device, deviceid);
+      if (!byDevice || !e2ee || typeof e2ee !== 'object') return 0;
+      return deviceRateCheck(byDevice, deviceid);
     };
 
     this.on('input', inputFunnel<Msg>(this, (key, params) => RED._(key, params), async (msg) => {

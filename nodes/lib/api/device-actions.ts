@@ -9,6 +9,11 @@ import { MAX_OFFERED_COMMANDS, configResponse, plainConfigResponse } from '../do
 import { obj } from './body';
 import type { ActionContext, ActionHandler, ActionResponse } from './types';
 
+/** Where a sealed uplink came from is where its device's commands are pushed (ActionRequest.source). */
+async function recordSource(ctx: ActionContext): Promise<void> {
+  if (ctx.req.sealed && ctx.req.source) await ctx.store.noteSource(ctx.deviceid, ctx.req.source);
+}
+
 /** The sealed answer to a registration or poll. */
 async function sealedAnswer(ctx: ActionContext, statusCode: number, device: DeviceRow): Promise<ActionResponse> {
   const { store, deviceid, now } = ctx;
@@ -32,7 +37,7 @@ const register: ActionHandler = async (ctx) => {
   const result = await ctx.store.register(input, ctx.now, req.maxDevices);
   if (result.full) return ctx.nok(403, 'e2ee.registry.device-limit', { max: req.maxDevices });
   const { created, device } = result;
-  if (req.sealed && req.source) await ctx.store.noteSource(deviceid, req.source);
+  await recordSource(ctx);
   if (req.sealed) return sealedAnswer(ctx, created ? 201 : 200, device);
   if (created) return { statusCode: 201, payload: { status: 'OK', message: ctx.t('e2ee.registry.registered'), deviceid, cfgsn: device.cfgsn } };
   return { statusCode: 200, payload: device };
@@ -43,7 +48,7 @@ const get: ActionHandler = async (ctx) => {
   const { store, deviceid, now } = ctx;
   const device = await store.poll(deviceid, now);
   if (!device) return ctx.notRegistered();
-  if (ctx.req.sealed && ctx.req.source) await store.noteSource(deviceid, ctx.req.source);
+  await recordSource(ctx);
   if (ctx.req.sealed) return sealedAnswer(ctx, 200, device);
   // Queued commands ride along, so devices behind NAT get them too; offering one delivers it.
   const pending = await store.pendingCommands(deviceid, MAX_PENDING_COMMANDS);
@@ -59,7 +64,7 @@ const log: ActionHandler = async (ctx) => {
   const ack = req.sealed ? ackOf(obj(req.body)) : undefined;
   const stored = await store.logReading(deviceid, seq.ok ? seq.seq : null, req.body, now);
   if (stored && ack !== undefined) await store.ackCommands(deviceid, ack, now);
-  if (stored && req.sealed && req.source) await store.noteSource(deviceid, req.source);
+  if (stored) await recordSource(ctx);
   return stored ? { statusCode: 200, payload: { status: 'OK' } } : ctx.notRegistered();
 };
 

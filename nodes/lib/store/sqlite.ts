@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import type * as Sqlite3 from 'sqlite3';
 import type { DeviceRow, ReadingRow, RegisterInput, Retention, UpdateInput } from '../registry';
 import { INITIAL_STATE, ReplayState, decide } from '../uplink';
-import type { KeyCheck, ReplayPersist, ReplayResult, UplinkVerdict } from '../uplink';
+import type { KeyCheck, ReplayPersist, ReplayResult } from '../uplink';
 import { DEVICE_COLUMNS, RawCommandStatus, RawDevice, keyCheck, sortExpired, toCommandStatus, toDevice } from './rows';
 import type { HealthEvent } from './availability';
 import { AckedUpTo, ReadingsPruner } from './bookkeeping';
@@ -651,6 +651,8 @@ export class SqliteStore implements DeviceStore {
   }
 
   noteSource(deviceid: string, address: string): Promise<void> {
+    // (Checked first: every reading of a device that stays put ends here, and must cost no more than the lookup.)
+    if (this.sources.get(deviceid) === address) return Promise.resolve();
     return this.life.afterOpen(async () => {
       if (!this.known.has(deviceid) || this.sources.get(deviceid) === address) return;
       this.sources.set(deviceid, address);
