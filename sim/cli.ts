@@ -75,7 +75,7 @@ async function main(): Promise<number> {
   for (let i = 0; i < count; i++) {
     const suffix = i.toString(16).toUpperCase().padStart(6, '0').match(/../g)!.join(':');
     const id = `${prefix}:${suffix}`;
-    const device = new SimDevice({ id, baseUrl, key: ring ? ring.material(id) : shared, keyver: ring ? 0 : undefined, state, interval, log });
+    const device = new SimDevice({ id, baseUrl, key: ring ? ring.material(id) : shared, keyver: ring ? 0 : undefined, deviceKey: ring?.deviceKey(id), state, interval, log });
     await device.listen();
     devices.push(device);
     let r;

@@ -6,12 +6,12 @@
  *
  * With an authenticating key (hmac-sha256) it speaks the sealed protocol: registration and poll are sealed
  * uplinks that share the readings' SEQN, every uplink acknowledges the last accepted downlink SEQN, the config
- * answer is applied only when it verifies and answers this very request, and a rekey command's key is stored
- * before it is acknowledged. With a plain key (auth none) it speaks the seed's plain registration and poll.
+ * answer is applied only when it verifies and answers this very request, and a rekey is an X25519 exchange whose
+ * new key is stored before the command is acknowledged. With a plain key (auth none) it speaks the seed's plain registration and poll.
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { KeyMaterial, MessageType, byteKeyMaterial, decryptEnvelope, encryptToWire, isE2eeError, parseEnvelope } from '../nodes/lib';
+import { KeyMaterial, MessageType, byteKeyMaterial, decryptEnvelope, encryptToWire, isE2eeError, parseEnvelope, rekeyKey, x25519, x25519Pair } from '../nodes/lib';
 import type { StateFile } from './state';
 
 export interface SimDeviceOptions {
@@ -26,6 +26,8 @@ export interface SimDeviceOptions {
   advertise?: string;
   /** The version of `key` (per-device keys; default 0). A key from a rekey in the state file takes precedence. */
   keyver?: number;
+  /** The raw 16-byte device key `key` is made from (per-device keys): a rekey derives the next key from it. */
+  deviceKey?: Buffer;
   /** The receive buffer declared at registration (default 1536, the firmware's). */
   rxbuf?: number;
   /** Extra request headers (tests: X-Forwarded-For behind a trusted proxy, to appear from another address). */
@@ -118,6 +120,12 @@ export class SimDevice {
   /** The device's key and its version (changed by a rekey). */
   key: KeyMaterial;
   keyver: number | undefined;
+  /** The raw device key (per-device keys), from which a rekey goes on. */
+  private rawKey: Buffer | undefined;
+  /** After a rekey: its X25519 public key, sent as `epk` until a config answer under the new key shows the server has it. */
+  private announce: Buffer | undefined;
+  /** Test hook: called at each step of taking a rekey; throwing there stands for a power cut at that step. */
+  onRekeyStep?: (step: 'received' | 'stored') => void;
   /** Config answers refused (not verifying, or not answering the request): the reason of each. */
   readonly refusedAnswers: string[] = [];
 
@@ -128,6 +136,10 @@ export class SimDevice {
     const rekeyed = options.state.rekeyed(options.id);
     this.key = rekeyed ? byteKeyMaterial(Buffer.from(rekeyed.key, 'hex'), 'hmac-sha256') : options.key;
     this.keyver = rekeyed ? rekeyed.keyver : options.keyver;
+    this.rawKey = rekeyed ? Buffer.from(rekeyed.key, 'hex') : options.deviceKey;
+    // After a restart it cannot know whether the server has its public key: it sends it again (the server ignores it
+    // once it holds the key).
+    this.announce = rekeyed?.epk ? Buffer.from(rekeyed.epk, 'hex') : undefined;
   }
 
   /** The key authenticates (hmac-sha256): the sealed protocol. */
@@ -137,7 +149,7 @@ export class SimDevice {
 
   /** Seals an uplink of the given type, with the key version when keys are per device. */
   seal(type: MessageType, plaintext: Record<string, unknown>): unknown {
-    return encryptToWire(this.key, Buffer.from(JSON.stringify(plaintext)), this.id, { type, kv: this.keyver });
+    return encryptToWire(this.key, Buffer.from(JSON.stringify(plaintext)), this.id, { type, kv: this.keyver, ...(this.announce ? { epk: this.announce } : {}) });
   }
 
   /** The last accepted downlink SEQN, which every sealed uplink acknowledges. */
@@ -199,6 +211,8 @@ export class SimDevice {
       this.log(`config answer refused: it answers request ${String(answer.re)}, not ${re}`);
       return false;
     }
+    // A config answer under the rekeyed key: the server has the key, so the public key need not travel any more.
+    this.announce = undefined;
     this.applyConfig(answer);
     return true;
   }
@@ -249,7 +263,7 @@ export class SimDevice {
 
   /** Decrypts, replay-checks and applies a command; returns whether it was accepted. */
   runCommand(wire: unknown, via: 'push' | 'poll'): boolean {
-    let plain: { cmd?: Record<string, unknown>; SEQN?: unknown; rekey?: { kv?: unknown; key?: unknown } };
+    let plain: { cmd?: Record<string, unknown>; SEQN?: unknown; rekey?: { kv?: unknown; pub?: unknown } };
     try {
       plain = JSON.parse(decryptEnvelope(this.key, parseEnvelope(wire), this.id, 'command').toString('utf8'));
     } catch (err) {
@@ -273,15 +287,32 @@ export class SimDevice {
     return true;
   }
 
-  /** A rekey command: the new key and version are stored (with the command's SEQN) before anything uses them. */
-  private rekey(rekey: { kv?: unknown; key?: unknown }, seqn: number, via: 'push' | 'poll'): boolean {
-    if (typeof rekey.kv !== 'number' || typeof rekey.key !== 'string' || !/^[0-9a-f]{32}$/i.test(rekey.key)) {
+  /**
+   * A rekey command: the device makes its own X25519 key pair, derives the new key from the shared secret with the
+   * server's public key (and its current key), and stores key, version, its public key and the command's SEQN in
+   * one write before anything uses them; its next uplinks carry the public key (`epk`).
+   */
+  private rekey(rekey: { kv?: unknown; pub?: unknown }, seqn: number, via: 'push' | 'poll'): boolean {
+    if (typeof rekey.kv !== 'number' || typeof rekey.pub !== 'string' || !/^[0-9a-f]{64}$/i.test(rekey.pub) || !this.rawKey) {
       this.rejectedCommands.push('bad-rekey');
       return false;
     }
-    this.options.state.storeKey(this.id, rekey.key, rekey.kv, seqn);
-    this.key = byteKeyMaterial(Buffer.from(rekey.key, 'hex'), 'hmac-sha256');
+    this.onRekeyStep?.('received');
+    const server = Buffer.from(rekey.pub, 'hex');
+    const pair = x25519Pair();
+    let key: Buffer;
+    try {
+      key = rekeyKey(x25519(pair.secret, server), this.rawKey, this.id, rekey.kv, server, pair.public);
+    } catch {
+      this.rejectedCommands.push('bad-rekey');
+      return false;
+    }
+    this.options.state.storeKey(this.id, key.toString('hex'), rekey.kv, seqn, pair.public.toString('hex'));
+    this.onRekeyStep?.('stored');
+    this.rawKey = key;
+    this.key = byteKeyMaterial(key, 'hmac-sha256');
     this.keyver = rekey.kv;
+    this.announce = pair.public;
     this.stats.commands++;
     this.received.push({ seqn, cmd: { rekey: rekey.kv }, via });
     this.log(`command ${seqn}: rekey to key version ${rekey.kv}`);

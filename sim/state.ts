@@ -25,6 +25,8 @@ interface DeviceState {
   /** After a rekey: the device's key (hex) and its version, as the firmware keeps them in flash. */
   key?: string;
   keyver?: number;
+  /** Its X25519 public key of that rekey (hex), sent as `epk` until the server shows it has the key. */
+  epk?: string;
 }
 
 export class StateFile {
@@ -72,17 +74,17 @@ export class StateFile {
   }
 
   /** The key a rekey gave the device, if any. */
-  rekeyed(id: string): { key: string; keyver: number } | undefined {
+  rekeyed(id: string): { key: string; keyver: number; epk?: string } | undefined {
     const d = this.device(id);
-    return d.key !== undefined && d.keyver !== undefined ? { key: d.key, keyver: d.keyver } : undefined;
+    return d.key !== undefined && d.keyver !== undefined ? { key: d.key, keyver: d.keyver, ...(d.epk ? { epk: d.epk } : {}) } : undefined;
   }
 
   /**
    * Stores a new key and version and accepts the rekey command's SEQN in one write, as the firmware must: the key is
    * on flash before the command is acknowledged.
    */
-  storeKey(id: string, key: string, keyver: number, seqn: number): void {
-    Object.assign(this.device(id), { key, keyver, downlink: seqn });
+  storeKey(id: string, key: string, keyver: number, seqn: number, epk: string): void {
+    Object.assign(this.device(id), { key, keyver, downlink: seqn, epk });
     this.save();
   }
 }

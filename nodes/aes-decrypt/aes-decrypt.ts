@@ -12,7 +12,9 @@ import {
   parseEnvelope,
   unwrapPlaintext,
 } from '../lib';
+import type { Envelope } from '../lib';
 import { resolveKey, usableKeyNode } from '../shared/keys';
+import type { ResolvedKey } from '../shared/keys';
 import { deviceIdOf, oneOf, positiveInt } from '../shared/config';
 import type { Msg, Node, NodeDef, RED } from '../shared/red';
 
@@ -25,19 +27,31 @@ export = function register(RED: RED) {
     // What the message must be: bound into the MAC, so another type (or a downlink) does not verify.
     const msgtype: MessageType = oneOf(def.msgtype, MESSAGE_TYPE_NAMES, 'reading');
 
+    /** Opens the message with its key; what was proven goes into msg.e2ee for the replay guard and the registry. */
+    const finish = (msg: Msg, envelope: Envelope, resolved: ResolvedKey): Msg => {
+      const { key, keyVersion, keywrap } = resolved;
+      const raw = decryptEnvelope(key, envelope, deviceIdOf(msg), msgtype);
+      msg.payload = formatOutput(unwrapPlaintext(raw, plaintext), output);
+      msg.e2ee = {
+        type: msgtype,
+        authenticated: key.kind === 'bytes' && key.macKey !== undefined,
+        ...(keyVersion !== undefined ? { keyver: keyVersion } : {}),
+        // The first messages under a rekey's version: the new key, wrapped under the master (never in the clear).
+        ...(keywrap !== undefined ? { keywrap } : {}),
+      };
+      if (keyVersion !== undefined) msg.keyVersion = keyVersion;
+      return msg;
+    };
+
     this.on('input', inputFunnel<Msg>(this, (key, params) => RED._(key, params), (msg) => {
       // A missing or broken key is reported before anything about the message.
       usableKeyNode(RED, def.key);
       const envelope = parseEnvelope(msg.payload, { iv: msg.iv, mac: msg.mac, maxBytes });
       // The key version travels with the message (kv); msg.keyVersion is for bodies without one.
       const kv = envelope.form === 'keyiv' && envelope.kv !== undefined ? envelope.kv : msg.keyVersion;
-      const { key, keyVersion } = resolveKey(RED, def.key, { deviceid: deviceIdOf(msg), keyVersion: kv });
-      const raw = decryptEnvelope(key, envelope, deviceIdOf(msg), msgtype);
-      msg.payload = formatOutput(unwrapPlaintext(raw, plaintext), output);
-      // What was proven, for the replay guard (key version) and the registry (a sealed request).
-      msg.e2ee = { type: msgtype, authenticated: key.kind === 'bytes' && key.macKey !== undefined, ...(keyVersion !== undefined ? { keyver: keyVersion } : {}) };
-      if (keyVersion !== undefined) msg.keyVersion = keyVersion;
-      return msg;
+      const epk = envelope.form === 'keyiv' ? envelope.epk : undefined;
+      const resolved = resolveKey(RED, def.key, { deviceid: deviceIdOf(msg), keyVersion: kv, epk });
+      return resolved instanceof Promise ? resolved.then((r) => finish(msg, envelope, r)) : finish(msg, envelope, resolved);
     }));
   }
   RED.nodes.registerType('aes-decrypt', AesDecrypt);

@@ -7,10 +7,12 @@ import {
   inputFunnel,
   parseFixedIv,
   payloadToBytes,
-  withRekeyKey,
+  isRekeyCommand,
+  withRekeyOffer,
   wrapPlaintext,
 } from '../lib';
 import { resolveKey } from '../shared/keys';
+import type { ResolvedKey } from '../shared/keys';
 import { deviceIdOf, oneOf } from '../shared/config';
 import type { Msg, Node, NodeDef, RED } from '../shared/red';
 
@@ -31,15 +33,22 @@ export = function register(RED: RED) {
       }
     }
 
+    const seal = (msg: Msg, resolved: ResolvedKey, payload: unknown): Msg => {
+      const bytes = wrapPlaintext(payloadToBytes(payload), plaintext);
+      msg.payload = encryptToWire(resolved.key, bytes, deviceIdOf(msg), { type: msgtype, fixedIv, kv: resolved.keyVersion });
+      return msg;
+    };
+
     this.on('input', inputFunnel<Msg>(this, (key, params) => RED._(key, params), (msg) => {
       if (ivError) throw ivError;
-      const { key, keyVersion, keyring } = resolveKey(RED, def.key, { deviceid: deviceIdOf(msg), keyVersion: msg.keyVersion });
-      // A rekey command gets the device's new key here, inside the crypto node, so the key never travels through
-      // the flow (nor shows in a debug node).
-      const payload = keyring ? withRekeyKey(msg.payload, keyring, deviceIdOf(msg)) : msg.payload;
-      const bytes = wrapPlaintext(payloadToBytes(payload), plaintext);
-      msg.payload = encryptToWire(key, bytes, deviceIdOf(msg), { type: msgtype, fixedIv, kv: keyVersion });
-      return msg;
+      const found = resolveKey(RED, def.key, { deviceid: deviceIdOf(msg), keyVersion: msg.keyVersion });
+      const withKey = (resolved: ResolvedKey): Msg | Promise<Msg> =>
+        // A rekey command gets the server's X25519 public key of that rekey here, inside the crypto node (its secret
+        // stays wrapped in the device store).
+        resolved.keyring && isRekeyCommand(msg.payload)
+          ? withRekeyOffer(msg.payload, resolved.keyring, deviceIdOf(msg)).then((payload) => seal(msg, resolved, payload))
+          : seal(msg, resolved, msg.payload);
+      return found instanceof Promise ? found.then(withKey) : withKey(found);
     }));
   }
   RED.nodes.registerType('aes-encrypt', AesEncrypt);

@@ -1,6 +1,7 @@
 import { DeviceKeyring, E2eeError, isE2eeError, parseKey, parseKeyBytes } from '../lib';
 import type { AuthMode } from '../lib';
 import type { AesKeyNode } from '../shared/keys';
+import { resolveStore } from '../shared/stores';
 import type { NodeDef, RED } from '../shared/red';
 
 export = function register(RED: RED) {
@@ -15,7 +16,9 @@ export = function register(RED: RED) {
       if (this.scope === 'per-device') {
         // The secret is a master key: every device's key is derived from it, message by message.
         if (this.format !== 'hex' && this.format !== 'base64') throw new E2eeError('bad-scope');
-        this.keyring = new DeviceKeyring(parseKeyBytes(this.format, String(this.credentials?.key)), this.auth as AuthMode);
+        // With a device store, rekeys: the keys they make are kept there, wrapped under the master.
+        const storeId = typeof def.store === 'string' && def.store ? def.store : undefined;
+        this.keyring = new DeviceKeyring(parseKeyBytes(this.format, String(this.credentials?.key)), this.auth as AuthMode, storeId ? () => resolveStore(RED, storeId).store : undefined);
       } else {
         this.material = material;
       }

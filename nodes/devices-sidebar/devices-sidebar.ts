@@ -14,7 +14,7 @@ import {
   renderSecretsH,
   runAction,
   validateDeviceId,
-  withRekeyKey,
+  withRekeyOffer,
 } from '../lib';
 import * as crypto from 'node:crypto';
 import type { ActionResponse, DeviceAuth } from '../lib';
@@ -36,6 +36,7 @@ interface Router {
   get(path: string, ...handlers: unknown[]): void;
   put(path: string, ...handlers: unknown[]): void;
   post(path: string, ...handlers: unknown[]): void;
+  delete(path: string, ...handlers: unknown[]): void;
 }
 interface PluginRED extends RED {
   plugins: { registerPlugin(id: string, def: Record<string, unknown>): void };
@@ -150,12 +151,12 @@ async function queueSealed(s: Sidebar, req: Req, action: 'command' | 'rekey', co
   let resolved: ResolvedKey;
   try {
     // The shared key, or in per-device scope this device's own of the version the action chose.
-    resolved = resolveKey(s.RED, keyId, { deviceid: req.params.id, keyVersion: allocated.keyVersion });
+    resolved = await resolveKey(s.RED, keyId, { deviceid: req.params.id, keyVersion: allocated.keyVersion });
   } catch {
     return noKey;
   }
   if (resolved.key.kind !== 'bytes') return noKey;
-  const plaintext = resolved.keyring ? withRekeyKey(allocated.payload, resolved.keyring, req.params.id) : allocated.payload;
+  const plaintext = resolved.keyring ? await withRekeyOffer(allocated.payload, resolved.keyring, req.params.id) : allocated.payload;
   const wire = encryptToWire(resolved.key, Buffer.from(JSON.stringify(plaintext)), req.params.id, { type: 'command', kv: resolved.keyVersion });
   const queued = await s.act(node, 'queue-command', req.params.id, wire, allocated.seqn, deviceAuth);
   return [queued.statusCode, action === 'rekey' ? { ...(queued.payload as object), keyver: (allocated.payload as { rekey: { kv: number } }).rekey.kv } : queued.payload];
@@ -173,9 +174,11 @@ async function provision(s: Sidebar, req: Req): Promise<Answer> {
   const url = typeof body.url === 'string' ? body.url.trim() : '';
   if (!/^https?:\/\/[^/\s]+/.test(url)) return [400, { status: 'NOK', message: s.t('error.badUrl') }];
   const deviceid = body.generate === true ? generateDeviceId(crypto.randomBytes) : validateDeviceId(body.deviceid);
-  // A known device keeps its key version; a removed one comes back above its revoked versions.
-  const known = node ? await node.store.get(deviceid) : undefined;
-  const version = known ? (known.pendingkeyver ?? known.keyver) : node ? await node.store.keyFloor(deviceid) : 0;
+  // A known device keeps its key version; a removed one comes back above its revoked versions. A key a rekey made
+  // (or is making) is not the master's to give: such a device is removed first, then added again.
+  const known = node ? await node.store.keyRecord(deviceid) : undefined;
+  if (known && (known.keywrap !== undefined || known.pending !== undefined)) return [409, { status: 'NOK', message: s.t('error.rekeyed', { id: deviceid }) }];
+  const version = known ? known.keyver : node ? await node.store.keyFloor(deviceid) : 0;
   const text = renderSecretsH({ deviceKey: keyNode.keyring.deviceKey(deviceid, version), deviceId: deviceid, version, backendUrl: url, hmac: keyNode.auth === 'hmac-sha256' });
   s.RED.log.info(s.t('log.provisioned', { deviceid, version }));
   return [200, { deviceid, version, filename: 'secrets.h', text }];
@@ -191,8 +194,11 @@ export = function register(RED: PluginRED) {
   RED.httpAdmin.get('/esp-e2ee/devices/:id/readings', read, route((req) => deviceReadings(s, req)));
   RED.httpAdmin.put('/esp-e2ee/devices/:id', write, route((req) => deviceAction(s, req, 'update', req.body)));
   RED.httpAdmin.post('/esp-e2ee/devices/:id/reset', write, route((req) => deviceAction(s, req, 'reset', {})));
+  // Revoke: removes the device and refuses every key version it had (the registry's remove action, logged).
+  RED.httpAdmin.delete('/esp-e2ee/devices/:id', write, route((req) => deviceAction(s, req, 'remove', {})));
   RED.httpAdmin.post('/esp-e2ee/devices/:id/command', write, route((req) => queueSealed(s, req, 'command', (req.body as { command?: unknown } | undefined)?.command)));
-  // Rekey: the device moves to its next key version (the new key travels sealed under the current one).
+  // Rekey: the device moves to its next key version through an X25519 exchange (the rekey command carries the
+  // server's public key, sealed under the current key; the device answers with its own).
   RED.httpAdmin.post('/esp-e2ee/devices/:id/rekey', write, route((req) => queueSealed(s, req, 'rekey', {})));
   RED.httpAdmin.get('/esp-e2ee/devices/:id/commands', read, route((req) => deviceAction(s, req, 'commands', { limit: req.query.limit })));
   RED.httpAdmin.post('/esp-e2ee/provision', write, route((req) => provision(s, req)));

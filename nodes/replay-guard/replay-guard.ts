@@ -42,9 +42,10 @@ export = function register(RED: RED) {
       if (wait > 0) return reject(msg, 'rate-limited', { retryAfterMs: wait });
       let result;
       try {
-        // msg.e2ee.keyver: the per-device key version aes-decrypt verified the message under.
-        const keyver = (msg.e2ee as { keyver?: unknown } | undefined)?.keyver;
-        result = await admitUplink(store, deviceid, seq.seq, windowSize, persist, typeof keyver === 'number' ? keyver : undefined);
+        // msg.e2ee.keyver: the per-device key version aes-decrypt verified the message under; keywrap: the key a
+        // rekey's key exchange made for it (kept when this message completes the rekey).
+        const { keyver, keywrap } = (msg.e2ee ?? {}) as { keyver?: unknown; keywrap?: unknown };
+        result = await admitUplink(store, deviceid, seq.seq, windowSize, persist, typeof keyver === 'number' ? keyver : undefined, typeof keywrap === 'string' ? keywrap : undefined);
       } catch (err) {
         // Undecided, not refused: the second output says so, and the shipped flow answers 503 (retry later).
         if (err instanceof StorageUnavailableError) return reject(msg, 'storage-unavailable');

@@ -44,7 +44,7 @@ describe('trust model: per-device keys, sealed control plane, acknowledged comma
   const at = (id, suffix = '') => `${backend.url}/api/devices/${encodeURIComponent(id)}${suffix}`;
   /** A simulated device with its own key (version 0) and its own state file (its flash). */
   function device(id, options = {}) {
-    const d = new SimDevice({ id, baseUrl: backend.url, key: ring.material(id), keyver: 0, state: new StateFile(path.join(tmp.dir, `${id.replace(/:/g, '')}.json`)), interval: 60, ...options });
+    const d = new SimDevice({ id, baseUrl: backend.url, key: ring.material(id), keyver: 0, deviceKey: ring.deviceKey(id), state: new StateFile(path.join(tmp.dir, `${id.replace(/:/g, '')}.json`)), interval: 60, ...options });
     devices.push(d);
     return d;
   }
@@ -202,80 +202,164 @@ describe('trust model: per-device keys, sealed control plane, acknowledged comma
     a.received.length.should.equal(0);
   });
 
-  describe('rekey, interrupted at every step: no lockout, and no old key working afterwards', function () {
+  describe('rekey (X25519), interrupted at every step: no lockout, no old key working afterwards, nothing a passive key holder can follow', function () {
     const id = '5C:CF:7F:70:00:10';
     let d;
     const oldKey = ring.material(id, 0);
     // Messages of the attacker's (or of the past) use numbers the device has not used yet, so only the key decides.
     const next = () => d.nextSeq();
     const oldReading = () => sealedAs(oldKey, id, 'reading', { data: { old: true }, SEQN: next() }, 0);
+    /** What a passive holder of the old key recorded: the rekey command's answer and the device's uplinks. */
+    const recorded = { answer: undefined, uplinks: [] };
+    const keyColumns = async () => (await querySqlite(db(), 'SELECT keyver, pendingkeyver, keywrap, rekeysecret FROM devices WHERE deviceid = ?', [id]))[0];
+    /** Records every body the device seals (a sniffer on its network sees them all). */
+    const sniff = (dev) => {
+      const seal = dev.seal.bind(dev);
+      dev.seal = (type, plaintext) => {
+        const wire = seal(type, plaintext);
+        recorded.uplinks.push(wire);
+        return wire;
+      };
+      return dev;
+    };
 
     it('step 1: the rekey is requested while the device is away; the device goes on under its current key', async function () {
-      d = device(id);
+      d = sniff(device(id));
       (await d.register()).status.should.equal(201);
       const r = await op('POST', `/${encodeURIComponent(id)}/rekey`, {});
       r.status.should.equal(202);
       (await row(id)).should.containEql({ keyver: 0, pendingkeyver: 1 });
       backend.output.should.match(/rekey from key version 0 to 1 requested by an operator/);
-      backend.output.should.not.containEql(ring.deviceKey(id, 1).toString('hex'));
+      // The server's X25519 secret is kept wrapped (40 bytes of AES key wrap), never as the raw 32 bytes.
+      const cols = await keyColumns();
+      Buffer.from(cols.rekeysecret, 'base64').length.should.equal(40);
+      // No command can be sealed under a key that does not exist yet: queue it after the rekey.
+      const queued = await op('POST', `/${encodeURIComponent(id)}/commands`, { led: true });
+      queued.status.should.equal(409);
+      queued.body.message.should.match(/rekey to key version 1/);
       (await d.postReading()).status.should.equal(200);
     });
 
     it('step 2: the device gets the rekey command but reboots before storing it: it is offered again', async function () {
       const answer = await requestJson(at(id, '/poll'), 'POST', d.seal('poll', { SEQN: next(), ack: d.ack }));
       answer.status.should.equal(200);
+      recorded.answer = answer.body;
       // (The answer is dropped: nothing was stored.) After the reboot the device still uses version 0 ...
-      d = reboot(d);
+      d = sniff(reboot(d));
       d.keyver.should.equal(0);
       (await commandStates(id)).should.eql(['1:pending']);
-      // ... and its registration's answer offers the rekey again: this time the device stores the new key.
+      // ... and its registration's answer offers the rekey again, but the power fails right after the device made
+      // its key pair: nothing stored, so still version 0 ...
+      d.onRekeyStep = (step) => {
+        if (step === 'received') throw new Error('power cut');
+      };
+      await d.register().catch(() => undefined);
+      d = sniff(reboot(d));
+      d.keyver.should.equal(0);
+      // ... and at the next offer it stores the new key (the same server key: the secret kept is reused).
       (await d.register()).status.should.equal(200);
       d.keyver.should.equal(1);
       d.received.map((r) => r.cmd).should.eql([{ rekey: 1 }]);
       (await row(id)).should.containEql({ keyver: 0, pendingkeyver: 1 });
     });
 
-    it('step 3: the device reboots before any message under the new key: it comes back under version 1', async function () {
-      d = reboot(d);
+    it('step 3: the device reboots before any message under the new key, then after one the server took but before its answer', async function () {
+      d = sniff(reboot(d));
       d.keyver.should.equal(1);
       // The server still accepts version 0 too, until the first message under version 1 arrives.
       const old = await requestJson(at(id, '/readings'), 'POST', oldReading());
       old.status.should.equal(200, backend.output.slice(-2000));
       (await commandStates(id)).should.eql(['1:pending']);
+      // A reading under version 1 with the device's public key completes the rekey on the server ...
+      (await d.postReading()).status.should.equal(200);
+      (await row(id)).should.containEql({ keyver: 1, pendingkeyver: null });
+      const cols = await keyColumns();
+      (cols.rekeysecret === null).should.be.true();
+      Buffer.from(cols.keywrap, 'base64').length.should.equal(24);
+      // ... the device reboots before any config answer: it sends its public key again, which the server ignores.
+      d = sniff(reboot(d));
       (await d.register()).status.should.equal(200);
       (await row(id)).should.containEql({ keyver: 1, pendingkeyver: null });
       // The registration acknowledged the rekey command (the device accepted its SEQN with the key).
       (await commandStates(id)).should.eql(['1:acknowledged']);
+      (await d.postReading()).status.should.equal(200);
     });
 
-    it('step 4: afterwards the old key works for nothing', async function () {
+    it('step 4: afterwards the old key works for nothing, nor the master-derived key of version 1', async function () {
       (await requestJson(at(id, '/readings'), 'POST', oldReading())).status.should.equal(400);
       (await requestJson(at(id), 'POST', sealedAs(oldKey, id, 'register', { ipaddr: '10.66.0.2', ssid: 'evil', SEQN: next() }, 0))).status.should.equal(400);
       (await requestJson(at(id, '/poll'), 'POST', sealedAs(oldKey, id, 'poll', { SEQN: next() }, 0))).status.should.equal(400);
       // (The version number alone does not help: version 0's key with kv 1 does not verify.)
       (await requestJson(at(id, '/readings'), 'POST', sealedAs(oldKey, id, 'reading', { data: {}, SEQN: next() }, 1))).status.should.equal(400);
+      // The master's key for version 1 (what the rekey used to send) is not the device's key.
+      (await requestJson(at(id, '/readings'), 'POST', sealedAs(ring.material(id, 1), id, 'reading', { data: {}, SEQN: next() }, 1))).status.should.equal(400);
       (await row(id)).ipaddr.should.equal('127.0.0.1');
       (await d.postReading()).status.should.equal(200);
     });
 
-    it('step 5: a rekey under way survives a backend restart; commands queued meanwhile reach the device under the new key', async function () {
+    it('a passive holder of the old key who recorded the whole rekey cannot compute the new key', async function () {
+      // What the attacker can read: the rekey command (sealed under the old key) with the server's public key, and
+      // the device's public key (epk) in its first uplinks under version 1.
+      const answer = JSON.parse(lib.decryptEnvelope(oldKey, lib.parseEnvelope(recorded.answer), id, 'config').toString());
+      const command = JSON.parse(lib.decryptEnvelope(oldKey, lib.parseEnvelope(answer.commands[0]), id, 'command').toString());
+      command.rekey.kv.should.equal(1);
+      command.rekey.should.not.have.property('key');
+      const S = Buffer.from(command.rekey.pub, 'hex');
+      const withEpk = recorded.uplinks.filter((w) => w.kv === 1 && w.epk);
+      withEpk.length.should.be.above(0);
+      const D = Buffer.from(withEpk[0].epk, 'base64');
+      // Every key the attacker can make from what it holds (K(0), S, D, the labels) is refused.
+      const old = ring.deviceKey(id, 0);
+      const hk = (ikm, salt, info) => Buffer.from(crypto.hkdfSync('sha256', ikm, salt, info, 16));
+      const info = Buffer.concat([lib.deviceKeyInfo(id, 1, lib.HKDF_INFO_REKEY), S, D]);
+      const guesses = [
+        hk(old, Buffer.alloc(0), info),
+        hk(Buffer.concat([S, D]), old, info),
+        hk(old, Buffer.alloc(0), lib.deviceKeyInfo(id, 1)),
+        lib.rekeyKey(Buffer.alloc(32), old, id, 1, S, D),
+        // X25519 with its own scalar against both public keys: a shared secret, but not the device's or the server's.
+        lib.rekeyKey(lib.x25519(crypto.randomBytes(32), S), old, id, 1, S, D),
+        lib.rekeyKey(lib.x25519(crypto.randomBytes(32), D), old, id, 1, S, D),
+      ];
+      for (const g of guesses) {
+        const r = await requestJson(at(id, '/readings'), 'POST', sealedAs(lib.byteKeyMaterial(g, 'hmac-sha256'), id, 'reading', { data: { forged: true }, SEQN: next() }, 1));
+        r.status.should.equal(400);
+      }
+      // With an epk of its own the attacker could only finish a rekey that is pending (an active attack); this one is done.
+      const mine = lib.x25519Pair();
+      const forged = lib.rekeyKey(lib.x25519(mine.secret, S), old, id, 1, S, mine.public);
+      const wire = lib.encryptToWire(lib.byteKeyMaterial(forged, 'hmac-sha256'), Buffer.from(JSON.stringify({ data: {}, SEQN: next(), ack: 1 })), id, { type: 'reading', kv: 1, epk: mine.public });
+      (await requestJson(at(id, '/readings'), 'POST', wire)).status.should.equal(400);
+      (await d.postReading()).status.should.equal(200);
+      // The new key is nowhere in the log or the database file.
+      const newKey = Buffer.from(JSON.parse(require('node:fs').readFileSync(path.join(tmp.dir, `${id.replace(/:/g, '')}.json`), 'utf8')).devices[id].key, 'hex');
+      backend.output.should.not.containEql(newKey.toString('hex'));
+      backend.output.should.not.containEql(newKey.toString('base64'));
+      require('node:fs').readFileSync(db()).includes(newKey).should.be.false();
+    });
+
+    it('step 5: a rekey under way survives a backend restart; a command queued after it reaches the device under the new key', async function () {
       (await op('POST', `/${encodeURIComponent(id)}/rekey`, {})).status.should.equal(202);
-      (await op('POST', `/${encodeURIComponent(id)}/commands`, { led: true })).status.should.equal(202);
       await backend.stop();
       await start();
       (await row(id)).should.containEql({ keyver: 1, pendingkeyver: 2 });
       await d.poll();
       d.keyver.should.equal(2);
       // (This object is the device since its last reboot.)
-      d.received.map((r) => r.cmd).should.eql([{ rekey: 2 }, { led: true }]);
+      d.received.map((r) => r.cmd).should.eql([{ rekey: 2 }]);
       (await d.postReading()).status.should.equal(200);
       (await row(id)).should.containEql({ keyver: 2, pendingkeyver: null });
+      (await op('POST', `/${encodeURIComponent(id)}/commands`, { led: true })).status.should.equal(202);
+      await d.poll();
+      d.received.map((r) => r.cmd).should.eql([{ rekey: 2 }, { led: true }]);
+      await d.postReading();
       await until('both acknowledged', async () => (await commandStates(id)).join() === '1:acknowledged,2:acknowledged,3:acknowledged');
-      (await requestJson(at(id, '/readings'), 'POST', sealedAs(ring.material(id, 1), id, 'reading', { data: {}, SEQN: next() }, 1))).status.should.equal(400);
+      (await requestJson(at(id, '/readings'), 'POST', sealedAs(ring.material(id, 2), id, 'reading', { data: {}, SEQN: next() }, 2))).status.should.equal(400);
     });
 
     it('removing the device revokes every key it had; a device provisioned again needs a higher version', async function () {
       (await op('DELETE', `/${encodeURIComponent(id)}`)).status.should.equal(200);
+      (await requestJson(at(id, '/readings'), 'POST', d.seal('reading', { data: {}, SEQN: next(), ack: d.ack }))).status.should.equal(400);
       for (const kv of [0, 1, 2]) {
         (await requestJson(at(id), 'POST', sealedAs(ring.material(id, kv), id, 'register', { ipaddr: '127.0.0.1', ssid: 'lab', SEQN: next() }, kv))).status.should.equal(400);
       }

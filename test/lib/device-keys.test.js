@@ -32,10 +32,15 @@ describe('lib/device-keys: per-device keys under a master key', function () {
     }
   });
 
-  it('a keyring derives on demand, keeps a bounded cache, and its keys round-trip with the device\'s own', function () {
-    const ring = new lib.DeviceKeyring(master, 'hmac-sha256', 100);
-    for (let i = 0; i < 1000; i++) ring.material(`dev${i}`);
-    ring.cached.should.equal(100);
+  it('a keyring derives on demand, the same keys as node:crypto\'s HKDF, which round-trip with the device\'s own', function () {
+    const ring = new lib.DeviceKeyring(master, 'hmac-sha256');
+    for (const [id, v] of [['dev7', 0], ['dev7', 3], ['ü', 4294967295]]) {
+      ring.deviceKey(id, v).equals(lib.deriveDeviceKey(master, id, v)).should.be.true();
+      const m = ring.material(id, v);
+      const ref = lib.byteKeyMaterial(lib.deriveDeviceKey(master, id, v), 'hmac-sha256');
+      m.encKey.equals(ref.encKey).should.be.true();
+      m.macKey.equals(ref.macKey).should.be.true();
+    }
     const deviceKey = lib.byteKeyMaterial(lib.deriveDeviceKey(master, 'dev7', 0), 'hmac-sha256');
     const wire = lib.encryptToWire(deviceKey, Buffer.from('{"SEQN":1}'), 'dev7');
     lib.decryptEnvelope(ring.material('dev7'), lib.parseEnvelope(wire), 'dev7').toString().should.equal('{"SEQN":1}');
@@ -44,6 +49,117 @@ describe('lib/device-keys: per-device keys under a master key', function () {
     (() => lib.decryptEnvelope(ring.material('dev7', 1), lib.parseEnvelope(wire), 'dev7')).should.throw(lib.E2eeError, { code: 'decrypt-failed' });
     // A master key of any AES size gives 16-byte device keys.
     lib.deriveDeviceKey(crypto.randomBytes(32), 'x').length.should.equal(16);
+  });
+
+  it('a known id costs the keyring the same work as an unknown one: nothing is cached per id', function () {
+    // Counts the HMACs and AES key schedules one lookup makes; a cache would make the second lookup of an id cheaper.
+    const ring = new lib.DeviceKeyring(master, 'hmac-sha256');
+    const counts = {};
+    const real = { createHmac: crypto.createHmac, createDecipheriv: crypto.createDecipheriv, hkdfSync: crypto.hkdfSync };
+    for (const name of Object.keys(real)) {
+      crypto[name] = (...args) => {
+        counts[name] = (counts[name] ?? 0) + 1;
+        return real[name](...args);
+      };
+    }
+    const work = (id) => {
+      for (const k of Object.keys(counts)) delete counts[k];
+      ring.material(id, 0);
+      return { ...counts };
+    };
+    try {
+      const first = work('5C:CF:7F:00:00:01');
+      first.should.eql({ createHmac: 4, createDecipheriv: 1 });
+      work('5C:CF:7F:00:00:01').should.eql(first);
+      for (let i = 0; i < 50; i++) work('5C:CF:7F:00:00:01');
+      work('5C:CF:7F:00:00:01').should.eql(first);
+      work('never-seen-before').should.eql(first);
+    } finally {
+      Object.assign(crypto, real);
+    }
+  });
+});
+
+describe('lib/rekey: the X25519 exchange and the wrapping of the keys it makes', function () {
+  const fs = require('node:fs');
+  const { tempDir } = require('../support/tmp');
+  const master = crypto.randomBytes(16);
+  const id = '5C:CF:7F:AA:00:01';
+
+  it('X25519 agrees with the openssl CLI, and both sides derive the same K(v+1)', function () {
+    const tmp = tempDir('esp-e2ee-x25519-');
+    try {
+      const server = lib.x25519Pair();
+      const device = lib.x25519Pair();
+      lib.x25519Public(server.secret).equals(server.public).should.be.true();
+      // openssl pkeyutl -derive with the server's secret (PKCS#8 DER) and the device's public key (SPKI DER).
+      fs.writeFileSync(tmp.file('s.der'), Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), server.secret]));
+      fs.writeFileSync(tmp.file('d.der'), Buffer.concat([Buffer.from('302a300506032b656e032100', 'hex'), device.public]));
+      const { execFileSync } = require('node:child_process');
+      execFileSync('openssl', ['pkeyutl', '-derive', '-keyform', 'DER', '-inkey', tmp.file('s.der'), '-peerform', 'DER', '-peerkey', tmp.file('d.der'), '-out', tmp.file('z')]);
+      const shared = fs.readFileSync(tmp.file('z'));
+      lib.x25519(server.secret, device.public).equals(shared).should.be.true();
+      lib.x25519(device.secret, server.public).equals(shared).should.be.true();
+      // K(v+1) = HKDF(shared, salt = K(v), info = label ‖ 0 ‖ id ‖ uint32be(v+1) ‖ S ‖ D), checked with openssl kdf.
+      const old = lib.deriveDeviceKey(master, id, 0);
+      const info = Buffer.concat([Buffer.from('esp-e2ee v1 rekey\u0000' + id), Buffer.from([0, 0, 0, 1]), server.public, device.public]);
+      const oracle = execFileSync('openssl', ['kdf', '-keylen', '16', '-kdfopt', 'digest:SHA256', '-kdfopt', `hexkey:${shared.toString('hex')}`, '-kdfopt', `hexsalt:${old.toString('hex')}`, '-kdfopt', `hexinfo:${info.toString('hex')}`, 'HKDF'], { encoding: 'utf8' }).trim().replace(/:/g, '').toLowerCase();
+      lib.rekeyKey(shared, old, id, 1, server.public, device.public).toString('hex').should.equal(oracle);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+  it('refuses a small-order public key (all-zero shared secret) as a message that does not open', function () {
+    const server = lib.x25519Pair();
+    (() => lib.x25519(server.secret, Buffer.alloc(32))).should.throw(lib.E2eeError, { code: 'decrypt-failed' });
+  });
+
+  it('wraps with AES-256 key wrap per device, version and purpose; anything else does not unwrap', function () {
+    const key = crypto.randomBytes(16);
+    const wrapped = lib.wrapKey(master, id, 1, 'key', key);
+    Buffer.from(wrapped, 'base64').length.should.equal(24);
+    // RFC 3394 is deterministic; the openssl CLI unwraps it with the same key-encryption key.
+    lib.wrapKey(master, id, 1, 'key', key).should.equal(wrapped);
+    lib.unwrapKey(master, id, 1, 'key', wrapped).equals(key).should.be.true();
+    for (const [m, d, v, p] of [[crypto.randomBytes(16), id, 1, 'key'], [master, 'other', 1, 'key'], [master, id, 2, 'key'], [master, id, 1, 'secret']]) {
+      (() => lib.unwrapKey(m, d, v, p, wrapped)).should.throw(lib.E2eeError, { code: 'decrypt-failed' });
+    }
+  });
+
+  it('a keyring with a vault: the current version from its wrapped key, the pending one only through the exchange', async function () {
+    const rec = { keyver: 0 };
+    const vault = {
+      keyRecord: () => rec,
+      offerRekey: async (_id, kv, secret) => {
+        if (rec.pending !== kv) return undefined;
+        rec.rekeysecret ??= secret;
+        return rec.rekeysecret;
+      },
+    };
+    const ring = new lib.DeviceKeyring(master, 'hmac-sha256', vault);
+    ring.canRekey.should.be.true();
+    new lib.DeviceKeyring(master, 'hmac-sha256').canRekey.should.be.false();
+    await ring.rekeyOffer(id, 1).should.be.rejectedWith(lib.E2eeError, { code: 'no-rekey' });
+    rec.pending = 1;
+    const S = await ring.rekeyOffer(id, 1);
+    // Sealed again, the command carries the same public key.
+    (await ring.rekeyOffer(id, 1)).equals(S).should.be.true();
+    // The pending version: never the master's key, only with the device's public key.
+    (() => ring.open(id, 1)).should.throw(lib.E2eeError, { code: 'decrypt-failed' });
+    const device = lib.x25519Pair();
+    const K1 = lib.rekeyKey(lib.x25519(device.secret, S), lib.deriveDeviceKey(master, id, 0), id, 1, S, device.public);
+    const opened = ring.open(id, 1, device.public);
+    opened.material.macKey.equals(lib.byteKeyMaterial(K1, 'hmac-sha256').macKey).should.be.true();
+    lib.unwrapKey(master, id, 1, 'key', opened.keywrap).equals(K1).should.be.true();
+    // Promoted: the current version comes from the wrapped key, whatever epk a message carries.
+    Object.assign(rec, { keyver: 1, keywrap: opened.keywrap });
+    delete rec.pending;
+    delete rec.rekeysecret;
+    ring.open(id, 1, lib.x25519Pair().public).material.macKey.equals(opened.material.macKey).should.be.true();
+    ring.open(id, 1).should.not.have.property('keywrap');
+    // An unknown device: the master's key of any version (the replay guard refuses revoked ones).
+    ring.open('other', 5).material.macKey.equals(ring.material('other', 5).macKey).should.be.true();
   });
 });
 

@@ -327,6 +327,34 @@ for (const backend of backends) {
       (await store.keyFloor('k')).should.equal(0);
     });
 
+    it('rekey keys: the wrapped secret kept once per pending version, the wrapped key kept with the promotion, both across a reopen', async function () {
+      await reg('w');
+      (await store.keyRecord('w')).should.eql({ keyver: 0 });
+      should(await store.keyRecord('nobody')).be.undefined();
+      // No rekey pending: nothing kept.
+      should(await store.offerRekey('w', 1, 'secret-a')).be.undefined();
+      await store.beginRekey('w');
+      (await store.offerRekey('w', 1, 'secret-a')).should.equal('secret-a');
+      // Sealed again (or by another instance): the first secret stays.
+      (await store.offerRekey('w', 1, 'secret-b')).should.equal('secret-a');
+      should(await store.offerRekey('w', 2, 'secret-c')).be.undefined();
+      await reopen();
+      (await store.keyRecord('w')).should.eql({ keyver: 0, pending: 1, rekeysecret: 'secret-a' });
+      (await lib.admitUplink(store, 'w', 1, 0, 'before-send', 1, 'key-1')).accepted.should.be.true();
+      (await store.keyRecord('w')).should.eql({ keyver: 1, keywrap: 'key-1' });
+      await reopen();
+      (await store.keyRecord('w')).should.eql({ keyver: 1, keywrap: 'key-1' });
+      // A later message under the same version does not replace the key.
+      (await lib.admitUplink(store, 'w', 2, 0, 'before-send', 1, 'other')).accepted.should.be.true();
+      (await store.keyRecord('w')).should.eql({ keyver: 1, keywrap: 'key-1' });
+      // The next rekey keeps the current wrapped key until it completes; removal forgets both.
+      await store.beginRekey('w');
+      (await store.offerRekey('w', 2, 'secret-2')).should.equal('secret-2');
+      (await store.keyRecord('w')).should.eql({ keyver: 1, pending: 2, keywrap: 'key-1', rekeysecret: 'secret-2' });
+      await store.remove('w');
+      should(await store.keyRecord('w')).be.undefined();
+    });
+
     it('uplink admission: the key version before the window, promotion by the first accepted message, under concurrency', async function () {
       const admit = (id, seq, kv) => lib.admitUplink(store, id, seq, 0, 'before-send', kv);
       await reg('up');

@@ -9,7 +9,7 @@ describe('lib trust model: key versions, acknowledgements, expiry, config answer
   let tmp;
   let store;
   const t = lib.catalogTranslator({ e2ee: require('../../nodes/shared/locales/en-US/common.json') });
-  const auth = { acknowledged: true, perDevice: true };
+  const auth = { acknowledged: true, perDevice: true, rekey: true };
   beforeEach(async function () {
     tmp = tempDir('esp-e2ee-trust-lib-');
     store = new lib.SqliteStore({ file: tmp.file('t.sqlite') });
@@ -140,12 +140,17 @@ describe('lib trust model: key versions, acknowledgements, expiry, config answer
   it('rekey needs per-device keys with acknowledgements; a command that cannot fit the device gets 413', async function () {
     await store.register({ deviceid: 'd6', ipaddr: '10.0.0.1', ssid: 'x', rxbuf: 600 });
     (await act('rekey', 'd6', {}, { deviceAuth: { acknowledged: true, perDevice: false } })).statusCode.should.equal(409);
+    (await act('rekey', 'd6', {}, { deviceAuth: { acknowledged: true, perDevice: true } })).statusCode.should.equal(409);
     (await act('rekey', 'd6', {}, { deviceAuth: undefined })).statusCode.should.equal(409);
     const rekey = await act('rekey', 'd6', {});
     rekey.statusCode.should.equal(202);
     rekey.payload.should.eql({ rekey: { kv: 1 }, SEQN: 1 });
     rekey.keyVersion.should.equal(0);
-    // New commands are sealed under the version being moved to.
+    // While the rekey is pending, no command can be sealed under the new key (it exists once the device answers).
+    const refused = await act('command', 'd6', { led: true });
+    refused.statusCode.should.equal(409);
+    refused.payload.message.should.match(/rekey to key version 1/);
+    await store.promoteKey('d6', 1, 'wrapped');
     (await act('command', 'd6', { led: true })).keyVersion.should.equal(1);
     (await act('command', 'd6', { pad: 'x'.repeat(200) })).statusCode.should.equal(413);
   });

@@ -13,9 +13,12 @@ const command: ActionHandler = async (ctx) => {
   const cmd = validateCommand(ctx.req.body);
   const device = await store.get(deviceid);
   if (!device) return ctx.notRegistered();
-  // Sealed under the newest key: a device that has not taken a pending rekey yet finds the rekey command
-  // before this one in its poll (the push waits for the acknowledgement of earlier commands).
-  const keyVersion = ctx.req.deviceAuth?.perDevice ? (device.pendingkeyver ?? device.keyver) : undefined;
+  // The key a rekey moves the device to exists only once the device has answered it (its X25519 public key comes in
+  // its first message under the new version), so nothing can be sealed under it before: queue again after that.
+  if (ctx.req.deviceAuth?.perDevice && device.pendingkeyver !== null && device.pendingkeyver !== undefined) {
+    return ctx.nok(409, 'e2ee.registry.rekey-pending', { version: device.pendingkeyver });
+  }
+  const keyVersion = ctx.req.deviceAuth?.perDevice ? device.keyver : undefined;
   if (!commandFits(device, cmd, ctx.acknowledged, keyVersion)) return ctx.nok(413, 'e2ee.registry.command-too-large', { rxbuf: device.rxbuf });
   const seqn = await store.nextCommandSeq(deviceid);
   // The plaintext for aes-encrypt, in the shape of an uplink reading.
@@ -24,11 +27,12 @@ const command: ActionHandler = async (ctx) => {
 
 const rekey: ActionHandler = async (ctx) => {
   const { store, deviceid } = ctx;
-  if (!ctx.req.deviceAuth?.perDevice || !ctx.acknowledged) return ctx.nok(409, 'e2ee.registry.rekey-unavailable');
+  if (!ctx.req.deviceAuth?.rekey || !ctx.acknowledged) return ctx.nok(409, 'e2ee.registry.rekey-unavailable');
   const versions = await store.beginRekey(deviceid);
   if (!versions) return ctx.notRegistered();
   const seqn = await store.nextCommandSeq(deviceid);
-  // Sealed under the current key; aes-encrypt adds the new key itself, so it never travels through the flow.
+  // Sealed under the current key; aes-encrypt adds the server's X25519 public key of this rekey (its secret stays
+  // wrapped in the store), and the device answers with its own in its first message under the new version.
   return {
     statusCode: 202,
     payload: { rekey: { kv: versions.pending }, SEQN: seqn },

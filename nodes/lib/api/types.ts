@@ -10,8 +10,10 @@ export interface DeviceAuth {
    * delivered only when the device acknowledges it.
    */
   acknowledged: boolean;
-  /** Keys are per device, so a device can be rekeyed. */
+  /** Keys are per device. */
   perDevice: boolean;
+  /** Per-device keys with a vault for the keys rekeys make (the aes-key names a device store): devices can be rekeyed. */
+  rekey?: boolean;
 }
 
 /** A request that came through aes-decrypt: its body is the decrypted plaintext. */

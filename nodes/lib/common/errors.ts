@@ -23,7 +23,8 @@ export type ErrorCode =
   | 'no-store'
   | 'no-deviceid'
   | 'bad-key-version'
-  | 'bad-scope';
+  | 'bad-scope'
+  | 'no-rekey';
 
 export class E2eeError extends Error {
   readonly code: ErrorCode;

@@ -3,3 +3,4 @@ export * from './base64';
 export * from './aes';
 export * from './key';
 export * from './device-keys';
+export * from './rekey';

@@ -35,7 +35,7 @@ import { AckedUpTo, ReadingsPruner } from './bookkeeping';
 import { StoreLifecycle } from './lifecycle';
 import { GroupCommit, PendingWrite, Statement } from './group-commit';
 import { SORT_COLUMNS, StorageUnavailableError } from './types';
-import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, ListOptions, ReadingsOptions, SortColumn } from './types';
+import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, KeyRecord, ListOptions, ReadingsOptions, SortColumn } from './types';
 
 /** Each entry migrates the schema from version i to i + 1. Never edit a shipped entry: append. */
 export const PG_MIGRATIONS: string[][] = [
@@ -110,6 +110,12 @@ export const PG_MIGRATIONS: string[][] = [
   [
     // Where the device's latest authenticated uplink came from: the only address commands are pushed to.
     `ALTER TABLE devices ADD COLUMN seenaddr text`,
+  ],
+  [
+    // The X25519 rekey: the current key wrapped under the master when a rekey made it, and the server's wrapped
+    // secret of the rekey pending (both opaque here; only the keyring can unwrap them).
+    `ALTER TABLE devices ADD COLUMN keywrap text`,
+    `ALTER TABLE devices ADD COLUMN rekeysecret text`,
   ],
 ];
 
@@ -201,7 +207,7 @@ export interface PostgresOptions {
 }
 
 /** An uplink decision (with the key version it was sealed under, if any) or an operator's reset, in the replay batch. */
-type ReplayWrite = { deviceid: string } & ({ seq: number; window: number; keyver?: number } | { reset: ReplayState });
+type ReplayWrite = { deviceid: string } & ({ seq: number; window: number; keyver?: number; keywrap?: string } | { reset: ReplayState });
 
 /**
  * The one statement that stores a batch's readings (only for registered devices) and moves lastseen of every device
@@ -410,7 +416,7 @@ export class PostgresStore implements DeviceStore {
           keys.set(r.id, { keyver: r.known ? (r.keyver as number) : undefined, pending: r.pendingkeyver, floor: r.floor ?? 0 });
         }
         const changed = new Set<string>();
-        const promoted = new Map<string, number>();
+        const promoted = new Map<string, { kv: number; keywrap: string | null }>();
         const out: UplinkVerdict[] = batch.map((w) => {
           if ('reset' in w) {
             states.set(w.deviceid, w.reset);
@@ -427,7 +433,7 @@ export class PostgresStore implements DeviceStore {
           if (check === 'pending') {
             // The first accepted message under the pending version: from now on the old one is refused.
             keys.set(w.deviceid, { ...key, keyver: w.keyver as number, pending: null });
-            promoted.set(w.deviceid, w.keyver as number);
+            promoted.set(w.deviceid, { kv: w.keyver as number, keywrap: w.keywrap ?? null });
           }
           return { accepted: true, state: decision.next };
         });
@@ -441,11 +447,12 @@ export class PostgresStore implements DeviceStore {
                SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::integer[])
                ON CONFLICT (deviceid) DO UPDATE SET top = excluded.top, seen = excluded.seen, width = excluded.width, updated = now()
              ), promoted AS (
-               UPDATE devices SET keyver = p.kv, pendingkeyver = NULL FROM unnest($5::text[], $6::integer[]) AS p(id, kv)
+               UPDATE devices SET keyver = p.kv, pendingkeyver = NULL, keywrap = p.wrap, rekeysecret = NULL
+               FROM unnest($5::text[], $6::integer[], $7::text[]) AS p(id, kv, wrap)
                WHERE devices.deviceid = p.id AND devices.pendingkeyver = p.kv
              )
              SELECT 1`,
-            values: [list, st.map((s) => s.top), st.map((s) => s.seen.toString(16)), st.map((s) => s.width), [...promoted.keys()], [...promoted.values()]],
+            values: [list, st.map((s) => s.top), st.map((s) => s.seen.toString(16)), st.map((s) => s.width), [...promoted.keys()], [...promoted.values()].map((p) => p.kv), [...promoted.values()].map((p) => p.keywrap)],
           });
         }
         return out;
@@ -715,8 +722,36 @@ export class PostgresStore implements DeviceStore {
     return rows[0]?.floor ?? 0;
   }
 
-  async promoteKey(deviceid: string, kv: number): Promise<void> {
-    await this.query('UPDATE devices SET keyver = $1, pendingkeyver = NULL WHERE deviceid = $2 AND pendingkeyver = $1', [kv, deviceid]);
+  async promoteKey(deviceid: string, kv: number, keywrap?: string): Promise<void> {
+    await this.query('UPDATE devices SET keyver = $1, pendingkeyver = NULL, keywrap = $3, rekeysecret = NULL WHERE deviceid = $2 AND pendingkeyver = $1', [
+      kv,
+      deviceid,
+      keywrap ?? null,
+    ]);
+  }
+
+  async keyRecord(deviceid: string): Promise<KeyRecord | undefined> {
+    // Read each time: another instance may have rekeyed the device.
+    const [row] = await this.query<{ keyver: number; pendingkeyver: number | null; keywrap: string | null; rekeysecret: string | null }>(
+      'SELECT keyver, pendingkeyver, keywrap, rekeysecret FROM devices WHERE deviceid = $1',
+      [deviceid],
+    );
+    if (!row) return undefined;
+    return {
+      keyver: row.keyver,
+      ...(row.pendingkeyver !== null ? { pending: row.pendingkeyver } : {}),
+      ...(row.keywrap !== null ? { keywrap: row.keywrap } : {}),
+      ...(row.rekeysecret !== null ? { rekeysecret: row.rekeysecret } : {}),
+    };
+  }
+
+  async offerRekey(deviceid: string, kv: number, rekeysecret: string): Promise<string | undefined> {
+    // The first secret kept wins, whichever instance sealed it.
+    const [row] = await this.query<{ rekeysecret: string }>(
+      `UPDATE devices SET rekeysecret = COALESCE(rekeysecret, $3) WHERE deviceid = $1 AND pendingkeyver = $2 RETURNING rekeysecret`,
+      [deviceid, kv, rekeysecret],
+    );
+    return row?.rekeysecret;
   }
 
   async beginRekey(deviceid: string): Promise<{ keyver: number; pending: number } | undefined> {
@@ -754,8 +789,8 @@ export class PostgresStore implements DeviceStore {
   }
 
   /** The key version, the replay window and a promotion, decided in one batch transaction (see commitReplays). */
-  admit(deviceid: string, seq: number, window: number, _persist: ReplayPersist, keyver?: number): Promise<UplinkVerdict> {
-    return this.life.afterOpen(() => this.replays.submit({ deviceid, seq, window, keyver }));
+  admit(deviceid: string, seq: number, window: number, _persist: ReplayPersist, keyver?: number, keywrap?: string): Promise<UplinkVerdict> {
+    return this.life.afterOpen(() => this.replays.submit({ deviceid, seq, window, keyver, keywrap }));
   }
 
   async resetReplay(deviceid: string, from?: number): Promise<void> {

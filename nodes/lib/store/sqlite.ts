@@ -27,7 +27,7 @@ import { StoreLifecycle } from './lifecycle';
 import { REPLAY_CACHE_MAX, ReplayStates } from './replay-states';
 import { GroupCommit, PendingWrite, Statement, Write, supersededWrites } from './group-commit';
 import { SORT_COLUMNS, StorageUnavailableError } from './types';
-import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, ListOptions, ReadingsOptions, SortColumn } from './types';
+import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, KeyRecord, ListOptions, ReadingsOptions, SortColumn } from './types';
 
 /** Most readings one prune step removes (one write in the commit queue). */
 export const PRUNE_BATCH = 500;
@@ -108,6 +108,12 @@ export const MIGRATIONS: string[][] = [
     // Where the device's latest authenticated uplink came from: the only address commands are pushed to.
     `ALTER TABLE devices ADD COLUMN seenaddr TEXT`,
   ],
+  [
+    // The X25519 rekey: the current key wrapped under the master when a rekey made it, and the server's wrapped
+    // secret of the rekey pending (both opaque here; only the keyring can unwrap them).
+    `ALTER TABLE devices ADD COLUMN keywrap TEXT`,
+    `ALTER TABLE devices ADD COLUMN rekeysecret TEXT`,
+  ],
 ];
 
 /**
@@ -159,8 +165,8 @@ export class SqliteStore implements DeviceStore {
   private readonly statements = new Map<string, Sqlite3.Statement>();
   private readonly commits: GroupCommit;
   private readonly known = new Set<string>();
-  /** Each known device's key version and the one a rekey moves it to (absent: none pending). */
-  private readonly keyVersions = new Map<string, { keyver: number; pending?: number }>();
+  /** Each known device's key version, the one a rekey moves it to (absent: none pending) and its wrapped keys. */
+  private readonly keyVersions = new Map<string, KeyRecord>();
   /** Removed devices: the lowest key version a message of theirs may use (every older one is revoked). */
   private readonly revokedBelow = new Map<string, number>();
   private readonly acked = new AckedUpTo();
@@ -216,9 +222,15 @@ export class SqliteStore implements DeviceStore {
         throw err;
       }
     }
-    for (const r of (await this.all('SELECT deviceid, keyver, pendingkeyver FROM devices', [])) as { deviceid: string; keyver: number; pendingkeyver: number | null }[]) {
+    type KeyRow = { deviceid: string; keyver: number; pendingkeyver: number | null; keywrap: string | null; rekeysecret: string | null };
+    for (const r of (await this.all('SELECT deviceid, keyver, pendingkeyver, keywrap, rekeysecret FROM devices', [])) as KeyRow[]) {
       this.known.add(r.deviceid);
-      this.keyVersions.set(r.deviceid, { keyver: r.keyver, ...(r.pendingkeyver !== null ? { pending: r.pendingkeyver } : {}) });
+      this.keyVersions.set(r.deviceid, {
+        keyver: r.keyver,
+        ...(r.pendingkeyver !== null ? { pending: r.pendingkeyver } : {}),
+        ...(r.keywrap !== null ? { keywrap: r.keywrap } : {}),
+        ...(r.rekeysecret !== null ? { rekeysecret: r.rekeysecret } : {}),
+      });
     }
     for (const r of (await this.all('SELECT deviceid, floor FROM revoked', [])) as { deviceid: string; floor: number }[]) this.revokedBelow.set(r.deviceid, r.floor);
     await this.exec('BEGIN IMMEDIATE');
@@ -628,13 +640,36 @@ export class SqliteStore implements DeviceStore {
     return this.revokedBelow.get(deviceid) ?? 0;
   }
 
-  promoteKey(deviceid: string, kv: number): Promise<void> {
+  promoteKey(deviceid: string, kv: number, keywrap?: string): Promise<void> {
     return this.life.afterOpen(async () => {
       const versions = this.keyVersions.get(deviceid);
       if (!versions || versions.pending !== kv) return;
       // Decided here, synchronously: from now on the old version is refused.
-      this.keyVersions.set(deviceid, { keyver: kv });
-      await this.write([{ sql: 'UPDATE devices SET keyver = ?, pendingkeyver = NULL WHERE deviceid = ? AND pendingkeyver = ?', params: [kv, deviceid, kv] }]);
+      this.keyVersions.set(deviceid, { keyver: kv, ...(keywrap !== undefined ? { keywrap } : {}) });
+      await this.write([
+        {
+          sql: 'UPDATE devices SET keyver = ?, pendingkeyver = NULL, keywrap = ?, rekeysecret = NULL WHERE deviceid = ? AND pendingkeyver = ?',
+          params: [kv, keywrap ?? null, deviceid, kv],
+        },
+      ]);
+    });
+  }
+
+  keyRecord(deviceid: string): KeyRecord | undefined | Promise<KeyRecord | undefined> {
+    // From memory once open: no promise, so a message's key is found without an event-loop turn.
+    if (this.life.isOpen) return this.keyVersions.get(deviceid);
+    return this.life.afterOpen(async () => this.keyVersions.get(deviceid));
+  }
+
+  offerRekey(deviceid: string, kv: number, rekeysecret: string): Promise<string | undefined> {
+    return this.life.afterOpen(async () => {
+      const versions = this.keyVersions.get(deviceid);
+      if (!versions || versions.pending !== kv) return undefined;
+      if (versions.rekeysecret !== undefined) return versions.rekeysecret;
+      // Decided synchronously: a second offer meanwhile gets this one.
+      this.keyVersions.set(deviceid, { ...versions, rekeysecret });
+      await this.write([{ sql: 'UPDATE devices SET rekeysecret = ? WHERE deviceid = ? AND pendingkeyver = ?', params: [rekeysecret, deviceid, kv] }]);
+      return rekeysecret;
     });
   }
 
@@ -644,7 +679,7 @@ export class SqliteStore implements DeviceStore {
       if (!versions) return undefined;
       // A rekey already under way keeps its version: the device may hold it already.
       const pending = versions.pending ?? versions.keyver + 1;
-      this.keyVersions.set(deviceid, { keyver: versions.keyver, pending });
+      this.keyVersions.set(deviceid, { ...versions, pending });
       await this.write([{ sql: 'UPDATE devices SET pendingkeyver = ? WHERE deviceid = ?', params: [pending, deviceid] }]);
       return { keyver: versions.keyver, pending };
     });

@@ -48,6 +48,17 @@ export interface ExpiredCommand {
   created: string;
 }
 
+/** How a known device's keys are held (the keyring's vault; wrapped values are opaque to the store). */
+export interface KeyRecord {
+  keyver: number;
+  /** The version a rekey moves the device to. */
+  pending?: number;
+  /** The current version's key wrapped under the master, when a rekey made it (else it derives from the master). */
+  keywrap?: string;
+  /** The server's X25519 secret of the pending rekey wrapped under the master, once its command was sealed. */
+  rekeysecret?: string;
+}
+
 export interface DeviceStore extends UplinkLedger {
   readonly backend: string;
   /** Resolves once the store is open and migrated; rejects when it cannot be opened. */
@@ -105,6 +116,19 @@ export interface DeviceStore extends UplinkLedger {
   keyFloor(deviceid: string): Promise<number>;
   /** Starts a rekey to the next version (or keeps the one pending); undefined for an unknown device. */
   beginRekey(deviceid: string): Promise<{ keyver: number; pending: number } | undefined>;
+  /**
+   * How a known device's keys are held (undefined for an unknown device): its version, the pending one, the current
+   * key wrapped when a rekey made it, and the server's wrapped X25519 secret of the pending rekey. A value, not a
+   * promise, whenever the store can answer from memory (the SQLite store, once open), so aes-decrypt stays
+   * synchronous on the hot path.
+   */
+  keyRecord(deviceid: string): KeyRecord | undefined | Promise<KeyRecord | undefined>;
+  /**
+   * Keeps the server's wrapped X25519 secret of the rekey pending at version kv, unless one is kept already (the
+   * rekey command may be sealed again, and the device may hold the first): resolves with the one kept, or undefined
+   * when no rekey is pending at kv.
+   */
+  offerRekey(deviceid: string, kv: number, rekeysecret: string): Promise<string | undefined>;
   /** The registered address and command port (the address as the device claims it). */
   commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number } | undefined>;
   /**

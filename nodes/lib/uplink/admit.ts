@@ -31,8 +31,11 @@ export type ReplayPersist = 'before-send' | 'with-next-write';
 export interface UplinkLedger {
   /** Whether a message under key version kv may be accepted for the device. */
   checkKey(deviceid: string, kv: number): Promise<KeyCheck>;
-  /** The first accepted message under the pending version: it becomes the device's version, the old is refused. */
-  promoteKey(deviceid: string, kv: number): Promise<void>;
+  /**
+   * The first accepted message under the pending version: it becomes the device's version, the old is refused, and
+   * `keywrap` (the new key wrapped under the master, as the rekey's key exchange made it) becomes its key.
+   */
+  promoteKey(deviceid: string, kv: number, keywrap?: string): Promise<void>;
   /**
    * Atomic check-and-advance of a device's sequence number. With persist
    * `before-send` (the default) an accepted number resolves only after the
@@ -44,7 +47,7 @@ export interface UplinkLedger {
    * for a backend where the three separate calls would each cost a round trip. admitUplink uses it when present;
    * it must decide exactly as checkKey, checkReplay and promoteKey in that order would.
    */
-  admit?(deviceid: string, seq: number, window: number, persist: ReplayPersist, keyver?: number): Promise<UplinkVerdict>;
+  admit?(deviceid: string, seq: number, window: number, persist: ReplayPersist, keyver?: number, keywrap?: string): Promise<UplinkVerdict>;
 }
 
 export async function admitUplink(
@@ -54,15 +57,16 @@ export async function admitUplink(
   window: number,
   persist: ReplayPersist,
   keyver?: number,
+  keywrap?: string,
 ): Promise<UplinkVerdict> {
   // A shared backend decides all of it in one transaction (PostgresStore).
-  if (store.admit) return store.admit(deviceid, seq, window, persist, keyver);
+  if (store.admit) return store.admit(deviceid, seq, window, persist, keyver, keywrap);
   let check: KeyCheck = 'current';
   if (keyver !== undefined) {
     check = await store.checkKey(deviceid, keyver);
     if (check === 'refused') return { accepted: false, reason: 'key-version' };
   }
   const result = await store.checkReplay(deviceid, seq, window, persist);
-  if (result.accepted && check === 'pending') await store.promoteKey(deviceid, keyver as number);
+  if (result.accepted && check === 'pending') await store.promoteKey(deviceid, keyver as number, keywrap);
   return result;
 }

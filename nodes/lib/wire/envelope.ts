@@ -2,7 +2,8 @@
  * The wire format: which payload shapes carry a ciphertext, and how a key
  * turns them into plaintext and back.
  *
- *  - key/IV form:  {"iv": b64(16 bytes), "data": b64(ciphertext)[, "mac": b64(32 bytes)][, "kv": key version]}
+ *  - key/IV form:  {"iv": b64(16 bytes), "data": b64(ciphertext)[, "mac": b64(32 bytes)][, "kv": key version]
+ *                  [, "epk": b64(32 bytes), the device's X25519 public key of a rekey]}
  *                  or a base64 ciphertext string with the IV in msg.iv
  *  - passphrase:   b64("Salted__" ‖ salt[8] ‖ ciphertext), AES-256-CBC,
  *                  key and IV from EVP_BytesToKey(MD5, 1 iteration)
@@ -19,7 +20,7 @@ import {
   randomSalt,
   verifyMac,
 } from '../crypto';
-import { decodeBase64 } from '../crypto';
+import { X25519_BYTES, decodeBase64 } from '../crypto';
 import { E2eeError } from '../common';
 import type { KeyMaterial } from '../crypto';
 
@@ -44,6 +45,8 @@ export interface KeyIvEnvelope {
   readonly mac?: Buffer;
   /** The version of the per-device key it was sealed with (absent: 0). */
   readonly kv?: number;
+  /** The device's X25519 public key, sent with its first messages under the version a rekey made. */
+  readonly epk?: Buffer;
 }
 
 export interface SaltedEnvelope {
@@ -60,6 +63,7 @@ export interface WireObject {
   data: string;
   mac?: string;
   kv?: number;
+  epk?: string;
 }
 
 export interface ParseOptions {
@@ -112,7 +116,14 @@ function parseObject(obj: Record<string, unknown>): KeyIvEnvelope {
     if (typeof obj.kv !== 'number' || !Number.isInteger(obj.kv) || obj.kv < 0 || obj.kv > MAX_KV) throw new E2eeError('bad-payload');
     kv = obj.kv;
   }
-  return { form: 'keyiv', iv, ciphertext, mac: decodeMac(obj.mac), kv };
+  let epk: Buffer | undefined;
+  if (obj.epk !== undefined) {
+    // Not MACed: it is an input of the key the MAC is checked with, so another value gives another key.
+    if (typeof obj.epk !== 'string') throw new E2eeError('bad-payload');
+    epk = decodeBase64(obj.epk);
+    if (epk.length !== X25519_BYTES) throw new E2eeError('bad-payload');
+  }
+  return { form: 'keyiv', iv, ciphertext, mac: decodeMac(obj.mac), kv, ...(epk ? { epk } : {}) };
 }
 
 /**
@@ -194,6 +205,8 @@ export interface SealOptions {
   fixedIv?: Buffer;
   /** The per-device key version, written as `kv`. */
   kv?: number;
+  /** The device's X25519 public key of a rekey, written as `epk` (devices, until the server has it). */
+  epk?: Buffer;
 }
 
 /** Encrypts bytes for the wire: a WireObject for byte keys, the OpenSSL salted string for passphrases. */
@@ -209,6 +222,7 @@ export function encryptToWire(key: KeyMaterial, plaintext: Buffer, deviceId = ''
   const wire: WireObject = { iv: iv.toString('base64'), data: ciphertext.toString('base64') };
   if (key.macKey) wire.mac = computeMac(key.macKey, MESSAGE_TYPES[options.type ?? 'reading'], deviceId, iv, ciphertext).toString('base64');
   if (options.kv !== undefined) wire.kv = options.kv;
+  if (options.epk !== undefined) wire.epk = options.epk.toString('base64');
   return wire;
 }
 
