@@ -126,7 +126,7 @@ char rx[1536];
 #if E2EE_AUTH_HMAC
 uint8_t opened[1536];
 #endif
-char body[512];
+char body[576];  // a 256-byte plaintext sealed, with kv and a rekey's epk
 char plain[256];
 uint8_t work[256 + 32];
 

@@ -33,13 +33,14 @@ describe('firmware (lib/e2ee on the host)', function () {
     out.should.not.match(/runtime error|AddressSanitizer/);
   });
 
-  it('cross-compiles for the ESP8266 within budget: code <= 12 KiB, code and constants <= 14 KiB, no heap, no static object over 1.5 KiB', function () {
+  it('cross-compiles for the ESP8266 within budget: code <= 13 KiB, code and constants <= 15 KiB, no heap, no static object over 1.5 KiB', function () {
     const r = make('xtensa');
     const out = r.stdout + r.stderr;
     if (r.status !== 0) throw new Error(out);
     const [, code, constants] = /lib\/e2ee in the firmware: (\d+) bytes of code \+ (\d+) bytes of constants/.exec(out).map(Number);
-    code.should.be.belowOrEqual(12288);
-    (code + constants).should.be.belowOrEqual(14336);
+    // (12 and 14 KiB until the X25519 rekey's glue, about 900 bytes; BearSSL's X25519 is the core's, not counted.)
+    code.should.be.belowOrEqual(13312);
+    (code + constants).should.be.belowOrEqual(15360);
     out.should.match(/heap calls: none/);
     console.log(`      xtensa-lx106 -Os, linked from Device's entry points: ${code} B code + ${constants} B constants; ${/largest static object: .*/.exec(out)[0]}`);
   });

@@ -37,4 +37,20 @@ describe('shared vectors (test/fixtures/vectors.json)', function () {
       lib.decryptEnvelope(key, lib.parseEnvelope({ iv: Buffer.from(v.iv, 'hex').toString('base64'), data: v.data, mac: v.mac }), v.deviceid, v.type).toString().should.equal(v.plaintext);
     });
   }
+
+  for (const v of vectors.rekey) {
+    it(`rekey: X25519 and K(v+1) for device "${v.deviceid}", version ${v.kv}`, function () {
+      const ds = Buffer.from(v.device_secret, 'hex');
+      const ss = Buffer.from(v.server_secret, 'hex');
+      lib.x25519Public(ds).toString('hex').should.equal(v.device_pub);
+      lib.x25519Public(ss).toString('hex').should.equal(v.server_pub);
+      lib.x25519(ss, Buffer.from(v.device_pub, 'hex')).toString('hex').should.equal(v.shared);
+      lib.x25519(ds, Buffer.from(v.server_pub, 'hex')).toString('hex').should.equal(v.shared);
+      // HKDF written out: salt = the old key, info = label ‖ 0 ‖ id ‖ uint32be(kv) ‖ S ‖ D.
+      const kv = Buffer.alloc(4);
+      kv.writeUInt32BE(v.kv);
+      const info = Buffer.concat([Buffer.from('esp-e2ee v1 rekey'), Buffer.from([0]), Buffer.from(v.deviceid), kv, Buffer.from(v.server_pub, 'hex'), Buffer.from(v.device_pub, 'hex')]);
+      Buffer.from(crypto.hkdfSync('sha256', Buffer.from(v.shared, 'hex'), Buffer.from(v.old_key, 'hex'), info, 16)).toString('hex').should.equal(v.new_key);
+    });
+  }
 });

@@ -1,7 +1,8 @@
 #pragma once
 // A backend for the host tests of e2ee::Device that speaks the real wire format (the package README, "The device
 // protocol"): sealed register, poll and readings with SEQN and ack, sealed config answers naming the request, commands
-// acknowledged by SEQN, rekey with a pending version promoted by the first message under it; and in plain mode the
+// acknowledged by SEQN, the X25519 rekey with a pending version promoted by the first message under it (its key made
+// from the device's public key, sent as epk, with BearSSL as the server side); and in plain mode the
 // seed's plain registration and poll. It seals and opens with lib/e2ee, whose output the shared vectors pin to the
 // Node-RED nodes byte for byte. Faults are injected per exchange.
 #include <cstring>
@@ -10,6 +11,8 @@
 #include <map>
 #include <string>
 #include <vector>
+
+#include <bearssl/bearssl.h>
 
 #include "e2ee.h"
 #include "support.h"
@@ -42,6 +45,9 @@ struct FakeBackend : e2ee::Http {
     std::string body;
   };
   std::deque<Cmd> queue;  ///< not yet acknowledged (hmac) / not yet offered (plain)
+  std::map<uint32_t, std::string> rekeyed;  ///< keys rekeys made, by version (raw bytes); others: test_key_hex
+  uint8_t server_sk[32] = {};               ///< the pending rekey's X25519 secret (BearSSL's big-endian multiplier)
+  std::string server_pub;                    ///< and its public key
   uint64_t next_cmd = 1;
   std::vector<std::string> readings;  ///< accepted reading plaintexts
   std::vector<uint64_t> accepted;     ///< accepted uplink SEQNs, in order
@@ -65,30 +71,69 @@ struct FakeBackend : e2ee::Http {
 
   e2ee::Keys keys_of(uint32_t version) const {
     e2ee::Keys k;
-    e2ee::keys_from_hex(&k, test_key_hex(version).c_str(), hmac ? e2ee::Auth::HmacSha256 : e2ee::Auth::None);
+    const auto it = rekeyed.find(version);
+    if (it != rekeyed.end()) {
+      e2ee::keys_init(&k, reinterpret_cast<const uint8_t *>(it->second.data()), it->second.size(), e2ee::Auth::HmacSha256);
+    } else {
+      e2ee::keys_from_hex(&k, test_key_hex(version).c_str(), hmac ? e2ee::Auth::HmacSha256 : e2ee::Auth::None);
+    }
     if (hmac) k.kv = version;
     return k;
   }
 
+  /// The server's half of the rekey: K(pending) from the device's public key (README, "Rekey"); false when it gives none.
+  bool rekey_key(const uint8_t device_pub[32], std::string *out) const {
+    uint8_t shared[32];
+    memcpy(shared, device_pub, 32);
+    if (br_ec_c25519_m15.mul(shared, 32, server_sk, 32, BR_EC_curve25519) != 1) return false;
+    const e2ee::Keys old = keys_of(keyver);
+    std::string info = std::string("esp-e2ee v1 rekey") + '\0' + id;
+    for (int shift = 24; shift >= 0; shift -= 8) info += char(uint8_t(uint32_t(pending) >> shift));
+    info += server_pub + std::string(reinterpret_cast<const char *>(device_pub), 32);
+    br_hkdf_context hc;
+    br_hkdf_init(&hc, &br_sha256_vtable, old.raw, old.enc_len);
+    br_hkdf_inject(&hc, shared, 32);
+    br_hkdf_flip(&hc);
+    uint8_t key[16];
+    br_hkdf_produce(&hc, info.data(), info.size(), key, 16);
+    *out = std::string(reinterpret_cast<const char *>(key), 16);
+    return true;
+  }
+
   std::string seal(const e2ee::Keys &k, e2ee::MsgType type, const std::string &plain) const { return seal_text(k, type, id, plain); }
 
-  /// The operator queues a command; sealed under the newest version (a pending rekey's), as the registry does.
+  /// The operator queues a command, sealed under the current key; 0 (refused, as the registry's 409) while a rekey is
+  /// pending, whose key exists only once the device has answered it.
   uint64_t queue_command(const std::string &cmd_json) {
+    if (hmac && pending >= 0) return 0;
     const uint64_t m = next_cmd++;
-    const uint32_t v = pending >= 0 ? uint32_t(pending) : keyver;
-    queue.push_back({m, seal(keys_of(v), e2ee::MsgType::Command, "{\"cmd\":" + cmd_json + ",\"SEQN\":" + std::to_string(m) + "}")});
+    queue.push_back({m, seal(keys_of(keyver), e2ee::MsgType::Command, "{\"cmd\":" + cmd_json + ",\"SEQN\":" + std::to_string(m) + "}")});
     return m;
   }
 
-  /// The operator's rekey to the next version: the command is sealed under the current one and carries the new key.
+  /// The operator's rekey to the next version: the command, sealed under the current key, carries the server's fresh
+  /// X25519 public key.
   uint64_t queue_rekey() {
     const uint32_t to = keyver + 1;
     pending = to;
+    test_random(server_sk, sizeof(server_sk));
+    uint8_t pub[32];
+    br_ec_c25519_m15.mulgen(pub, server_sk, 32, BR_EC_curve25519);
+    server_pub.assign(reinterpret_cast<const char *>(pub), 32);
+    static const char *const digits = "0123456789abcdef";
+    std::string pub_hex;
+    for (uint8_t b : pub) {
+      pub_hex += digits[b >> 4];
+      pub_hex += digits[b & 15];
+    }
     const uint64_t m = next_cmd++;
     queue.push_back({m, seal(keys_of(keyver), e2ee::MsgType::Command,
-                             "{\"rekey\":{\"kv\":" + std::to_string(to) + ",\"key\":\"" + test_key_hex(to) + "\"},\"SEQN\":" + std::to_string(m) + "}")});
+                             "{\"rekey\":{\"kv\":" + std::to_string(to) + ",\"pub\":\"" + pub_hex + "\"},\"SEQN\":" + std::to_string(m) + "}")});
     return m;
   }
+
+  /// Uplinks that came with epk (the device's public key of a rekey).
+  int with_epk = 0;
 
   /// POST /api/devices/:id/reset: forgets the device's uplink counter.
   void reset_counter() {
@@ -185,8 +230,24 @@ struct FakeBackend : e2ee::Http {
     e2ee::json_uint(body.data(), body.size(), "kv", &kv);
     std::vector<uint8_t> pt(body.size() + 1);
     size_t n = 0;
-    if ((kv != keyver && int64_t(kv) != pending) ||
-        e2ee::open(keys_of(uint32_t(kv)), type, id.c_str(), body.data(), body.size(), pt.data(), pt.size(), &n) != e2ee::OpenStatus::Ok) {
+    e2ee::Span epk_b64;
+    uint8_t epk[32];
+    size_t epk_len = 0;
+    const bool has_epk = e2ee::json_string(body.data(), body.size(), "epk", &epk_b64) &&
+                         e2ee::base64_decode(epk_b64.ptr, epk_b64.len, epk, sizeof(epk), &epk_len) && epk_len == 32;
+    with_epk += has_epk;
+    // The pending version opens only with the key its exchange makes; once promoted, the key kept (epk ignored).
+    e2ee::Keys k = keys_of(uint32_t(kv));
+    std::string made;
+    if (int64_t(kv) == pending) {
+      if (!has_epk || !rekey_key(epk, &made)) {
+        refused++;
+        return 400;
+      }
+      e2ee::keys_init(&k, reinterpret_cast<const uint8_t *>(made.data()), made.size(), e2ee::Auth::HmacSha256);
+      k.kv = int64_t(kv);
+    }
+    if ((kv != keyver && int64_t(kv) != pending) || e2ee::open(k, type, id.c_str(), body.data(), body.size(), pt.data(), pt.size(), &n) != e2ee::OpenStatus::Ok) {
       refused++;
       return 400;
     }
@@ -201,6 +262,7 @@ struct FakeBackend : e2ee::Http {
     floor = seqn;
     accepted.push_back(seqn);
     if (int64_t(kv) == pending) {
+      rekeyed[uint32_t(kv)] = made;
       keyver = uint32_t(kv);
       pending = -1;
     }
@@ -220,7 +282,7 @@ struct FakeBackend : e2ee::Http {
       code = registered ? 200 : 201;
       registered = true;
     }
-    const e2ee::Keys k = keys_of(uint32_t(kv));
+    k = keys_of(uint32_t(kv));
     bool more = false;
     const std::vector<Cmd> cmds = offer([&](const std::vector<Cmd> &c) { return seal(k, e2ee::MsgType::Config, config_plain(seqn, c, true)).size(); }, &more);
     *answer = seal(k, e2ee::MsgType::Config, config_plain(seqn, cmds, more));

@@ -86,7 +86,7 @@ struct Rig {
   Board board;
   char rx[1536];
   uint8_t opened[1536];
-  char body[512];
+  char body[576];  // a 256-byte plaintext sealed, with kv and a rekey's epk
   char plain[256];
   uint8_t work[256 + 32];
   std::string url = "http://192.168.1.10:1880";
@@ -192,28 +192,41 @@ TEST_CASE("device: several waiting commands come over several polls within the b
   CHECK(r.backend.refused == 0);
 }
 
-TEST_CASE("device: a rekey stores the key before acknowledging it; the server moves on at the first message under it") {
+TEST_CASE("device: a rekey (X25519) stores the key before acknowledging it; the server moves on at the first message under it") {
   Rig r;
   REQUIRE(r.boot());
   r.cycle();
   const uint64_t m = r.backend.queue_rekey();
-  r.backend.queue_command("{\"led\":true}");  // queued during the rekey: sealed under the new version
+  CHECK(r.backend.queue_command("{\"led\":true}") == 0);  // refused while the rekey is pending
   r.cycle();
   CHECK(r.log.has("command 1 via poll: rekey to key version 1"));
-  CHECK(r.log.has("command 2 via poll: {\"led\":true}"));
   CHECK(r.dev->key_version() == 1);
-  CHECK(r.dev->ack() == m + 1);
+  CHECK(r.dev->ack() == m);
+  // The key the device made is not the one the master would give for version 1.
+  CHECK(r.backend.with_epk == 0);
   r.cycle();
   CHECK(r.backend.keyver == 1);
   CHECK(r.backend.pending == -1);
+  CHECK(r.backend.rekeyed.count(1) == 1);
+  CHECK(r.backend.rekeyed[1] != std::string(16, char(2)));
   CHECK(r.backend.queue.empty());
-  // From the next boot on, the key from flash.
+  // The reading and the poll of that cycle carried the public key; the poll's answer (under the new key) ends that.
+  CHECK(r.backend.with_epk == 2);
+  r.cycle();
+  CHECK(r.backend.with_epk == 2);
+  const uint64_t c = r.backend.queue_command("{\"led\":true}");
+  REQUIRE(c == 2);
+  r.cycle();
+  CHECK(r.log.has("command 2 via poll: {\"led\":true}"));
+  // From the next boot on, the key from flash; its public key goes again until an answer under it.
   REQUIRE(r.boot());
   CHECK(r.log.has("using the key of version 1 from a rekey"));
   CHECK(r.dev->key_version() == 1);
   const size_t before = r.backend.readings.size();
   r.cycle();
   CHECK(r.backend.readings.size() == before + 1);
+  // (The registration at boot carried it; its answer, sealed under the new key, ended it.)
+  CHECK(r.backend.with_epk == 3);
   CHECK(r.backend.refused == 0);
 }
 
@@ -568,7 +581,11 @@ TEST_CASE("device: seeded chaos: outages, lost and cut answers, busy replies, re
   int cuts = 0;
   int completed_cuts = 0;
   for (int step = 0; step < steps; step++) {
-    if (chance(6) && r.backend.queue.size() < 8) commands.push_back(r.backend.queue_command("{\"interval\":" + std::to_string(10 + step % 50) + "}"));
+    if (chance(6) && r.backend.queue.size() < 8) {
+      // (Refused, 0, while a rekey is pending.)
+      const uint64_t m = r.backend.queue_command("{\"interval\":" + std::to_string(10 + step % 50) + "}");
+      if (m) commands.push_back(m);
+    }
     if (chance(1) && r.backend.pending == -1) rekeys.push_back(r.backend.queue_rekey());
     if (chance(4)) r.backend.down = 1 + int(rng() % 6);
     if (chance(3)) r.backend.lose_answers = 1;

@@ -9,12 +9,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include "e2ee.h"
 #include "support.h"
+#include <bearssl/bearssl.h>
 
 using namespace e2ee;
 using json = nlohmann::json;
@@ -377,15 +380,15 @@ TEST_CASE("downlink: a rekey command is returned, not accepted, until its key is
   MemStore store;
   DownlinkGuard guard(store);
   guard.begin();
-  const std::string sealed = seal_text(k, MsgType::Command, "d1", "{\"rekey\":{\"kv\":1,\"key\":\"00112233445566778899AABBCCDDEEFF\"},\"SEQN\":7}");
+  const std::string sealed = seal_text(k, MsgType::Command, "d1", "{\"rekey\":{\"kv\":1,\"pub\":\"DE9EDB7D7B7DC1B4D35B61C2ECE435373F8343C85B78674DADFC7E146F882B4F\"},\"SEQN\":7}");
   REQUIRE_FALSE(sealed.empty());
   const size_t n = sealed.size();
-  uint8_t work[160];
+  uint8_t work[256];
   Command cmd;
   REQUIRE(guard.accept(k, "d1", sealed.data(), n, work, sizeof(work), &cmd) == CommandStatus::Rekey);
   CHECK(cmd.seqn == 7);
   CHECK(cmd.rekey_kv == 1);
-  CHECK(std::vector<uint8_t>(cmd.rekey_key, cmd.rekey_key + 16) == hex("00112233445566778899aabbccddeeff"));
+  CHECK(std::vector<uint8_t>(cmd.rekey_pub, cmd.rekey_pub + 32) == hex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"));
   // Not accepted yet: offered again (after a reboot before the key was stored) it is a rekey again.
   CHECK(guard.last() == 0);
   CHECK(store.saves == 0);
@@ -394,10 +397,13 @@ TEST_CASE("downlink: a rekey command is returned, not accepted, until its key is
   CHECK(guard.last() == 7);
   CHECK(store.value == 7);
   CHECK(guard.accept(k, "d1", sealed.data(), n, work, sizeof(work), &cmd) == CommandStatus::Replay);
-  // A malformed rekey is a bad command.
-  const std::string bad = seal_text(k, MsgType::Command, "d1", "{\"rekey\":{\"kv\":2,\"key\":\"zz112233445566778899AABBCCDDEEFF\"},\"SEQN\":8}");
-  REQUIRE_FALSE(bad.empty());
-  CHECK(guard.accept(k, "d1", bad.data(), bad.size(), work, sizeof(work), &cmd) == CommandStatus::BadCommand);
+  // A malformed rekey is a bad command: a bad hex digit, a short key, the old form with the key itself.
+  for (const char *rekey : {"{\"kv\":2,\"pub\":\"zz9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f\"}",
+                            "{\"kv\":2,\"pub\":\"de9edb7d7b7dc1b4d35b61c2ece43537\"}", "{\"kv\":2,\"key\":\"00112233445566778899AABBCCDDEEFF\"}"}) {
+    const std::string bad = seal_text(k, MsgType::Command, "d1", std::string("{\"rekey\":") + rekey + ",\"SEQN\":8}");
+    REQUIRE_FALSE(bad.empty());
+    CHECK_MESSAGE(guard.accept(k, "d1", bad.data(), bad.size(), work, sizeof(work), &cmd) == CommandStatus::BadCommand, rekey);
+  }
 }
 
 TEST_CASE("wire: kv and ack are written as the nodes read them") {
@@ -632,25 +638,87 @@ TEST_CASE("storage: a counter with no valid copy starts again from 0 and says so
   CHECK(damaged.state() == SlotState::Ok);
 }
 
-TEST_CASE("key slot: a rekeyed key and its command SEQN survive a reboot; a damaged one is not used") {
+TEST_CASE("key slot: a rekeyed key, its command SEQN and the public key survive a reboot; a damaged one is not used") {
   MemFlash flash(256);
-  KeySlot slot(flash, 24, 0xE2EE4B33u);
+  KeySlot slot(flash, 24, 0xE2EE4B34u);
   uint32_t version = 0;
   uint8_t key[16] = {};
+  uint8_t pub[32] = {};
   uint64_t seqn = 0;
   bool lost = false;
-  CHECK(slot.load(&version, key, &seqn, &lost) == SlotState::Erased);
-  uint8_t fresh[16];
+  CHECK(slot.load(&version, key, &seqn, pub, &lost) == SlotState::Erased);
+  uint8_t fresh[16], mine[32];
   for (int i = 0; i < 16; i++) fresh[i] = uint8_t(0xA0 + i);
-  REQUIRE(slot.save(7, fresh, 0x100000005ull));
+  for (int i = 0; i < 32; i++) mine[i] = uint8_t(0x40 + i);
+  REQUIRE(slot.save(7, fresh, 0x100000005ull, mine));
   flash.reboot();
-  REQUIRE(slot.load(&version, key, &seqn, &lost) == SlotState::Ok);
+  REQUIRE(slot.load(&version, key, &seqn, pub, &lost) == SlotState::Ok);
   CHECK(version == 7);
   CHECK(seqn == 0x100000005ull);
   CHECK_FALSE(lost);
   CHECK(std::vector<uint8_t>(key, key + 16) == std::vector<uint8_t>(fresh, fresh + 16));
+  CHECK(std::vector<uint8_t>(pub, pub + 32) == std::vector<uint8_t>(mine, mine + 32));
+  CHECK(StorageLayout::kSize <= 256);
   flash.ram[24 + 4 + 4 + 4 + 3] ^= 1;  // one bit of the key (magic, generation, version, key)
-  CHECK(slot.load(&version, key, &seqn, &lost) == SlotState::Corrupt);
+  CHECK(slot.load(&version, key, &seqn, pub, &lost) == SlotState::Corrupt);
+}
+
+/// Hands out the bytes of one vector's device secret, as the hardware RNG would have.
+static std::vector<uint8_t> g_scripted;
+static void scripted_random(uint8_t *out, size_t n) {
+  REQUIRE(n <= g_scripted.size());
+  memcpy(out, g_scripted.data(), n);
+}
+
+TEST_CASE("rekey: X25519 with BearSSL's m15 and K(v+1) as the shared vectors (node:crypto, RFC 7748) say") {
+  const json v = vectors();
+  REQUIRE(v["rekey"].size() >= 2);
+  // How this BearSSL reads a multiplier: RFC 7748's first private key gives its public key as-is (little-endian, later
+  // BearSSL, Debian's) or reversed (big-endian, BearSSL 0.6 in the ESP8266 core). The vectors hold RFC 7748 keys.
+  const std::vector<uint8_t> alice = hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+  uint8_t probe[32];
+  br_ec_c25519_m15.mulgen(probe, alice.data(), 32, BR_EC_curve25519);
+  const bool little_endian = std::vector<uint8_t>(probe, probe + 32) == hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
+  MESSAGE("this BearSSL reads X25519 multipliers " << (little_endian ? "little-endian (RFC 7748)" : "big-endian (BearSSL 0.6)"));
+  for (const auto &c : v["rekey"]) {
+    const std::string id = c["deviceid"];
+    CAPTURE(id);
+    Keys current;
+    REQUIRE(keys_from_hex(&current, std::string(c["old_key"]).c_str(), Auth::HmacSha256));
+    g_scripted = hex(c["device_secret"]);
+    if (!little_endian) std::reverse(g_scripted.begin(), g_scripted.end());
+    const std::vector<uint8_t> server = hex(c["server_pub"]);
+    uint8_t key[16], pub[32];
+    REQUIRE(rekey_derive(current, id.c_str(), uint32_t(uint64_t(c["kv"])), server.data(), scripted_random, key, pub));
+    CHECK(std::vector<uint8_t>(pub, pub + 32) == hex(c["device_pub"]));
+    CHECK(std::vector<uint8_t>(key, key + 16) == hex(c["new_key"]));
+  }
+  // A small-order server key (the all-zero secret) and an over-long id are refused, writing nothing.
+  Keys current;
+  REQUIRE(keys_from_hex(&current, "000102030405060708090a0b0c0d0e0f", Auth::HmacSha256));
+  g_scripted = std::vector<uint8_t>(32, 0x11);
+  const uint8_t zero[32] = {};
+  uint8_t key[16] = {}, pub[32] = {};
+  CHECK_FALSE(rekey_derive(current, "d1", 1, zero, scripted_random, key, pub));
+  CHECK(std::vector<uint8_t>(key, key + 16) == std::vector<uint8_t>(16, 0));
+  CHECK_FALSE(rekey_derive(current, std::string(65, 'x').c_str(), 1, hex(v["rekey"][0]["server_pub"]).data(), scripted_random, key, pub));
+}
+
+TEST_CASE("wire: epk is sent after a rekey and counted in body_len") {
+  Keys k = make_keys("000102030405060708090a0b0c0d0e0f", Auth::HmacSha256);
+  k.kv = 3;
+  for (int i = 0; i < 32; i++) k.epk[i] = uint8_t(i);
+  const char *pt = "{}";
+  uint8_t work[32];
+  char body[256];
+  size_t n = 0;
+  REQUIRE(seal(k, MsgType::Poll, "d", reinterpret_cast<const uint8_t *>(pt), 2, counting_random, work, sizeof(work), body, sizeof(body), &n));
+  CHECK(std::string(body).find("epk") == std::string::npos);
+  CHECK(n == body_len(2, k));
+  k.send_epk = true;
+  REQUIRE(seal(k, MsgType::Poll, "d", reinterpret_cast<const uint8_t *>(pt), 2, counting_random, work, sizeof(work), body, sizeof(body), &n));
+  CHECK(n == body_len(2, k));
+  CHECK(std::string(body).find(",\"kv\":3,\"epk\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}") != std::string::npos);
 }
 
 // --- an owner who makes mistakes -------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ bool keys_init(Keys *keys, const uint8_t *key, size_t key_len, Auth auth) {
   keys->enc_len = key_len;
   keys->auth = auth;
   keys->kv = -1;
+  memcpy(keys->raw, key, key_len);
   if (auth == Auth::HmacSha256) {
     hkdf(key, key_len, kInfoEnc, keys->enc, key_len);
     hkdf(key, key_len, kInfoMac, keys->mac, kMacLen);
@@ -108,6 +109,46 @@ bool equal_ct(const uint8_t *a, const uint8_t *b, size_t n) {
   uint8_t diff = 0;
   for (size_t i = 0; i < n; i++) diff |= uint8_t(a[i] ^ b[i]);
   return diff == 0;
+}
+
+static const char kInfoRekey[] = "esp-e2ee v1 rekey";
+
+bool rekey_derive(const Keys &current, const char *deviceid, uint32_t kv, const uint8_t server_pub[kX25519Len], RandomFn random,
+                  uint8_t new_key[kDeviceKeyLen], uint8_t device_pub[kX25519Len]) {
+  const size_t id_len = deviceid ? strlen(deviceid) : 0;
+  if (id_len == 0 || id_len > 64 || random == nullptr) return false;
+  // The private key is 32 random bytes, handed to BearSSL as they are: BearSSL 0.6 as the ESP8266 core ships it reads
+  // the multiplier big-endian, later BearSSL (Debian's) little-endian as RFC 7748 does. Either reading of random
+  // bytes is a valid private key, and only this side ever uses it, so the exchange is the same.
+  uint8_t sk[kX25519Len];
+  random(sk, sizeof(sk));
+  const br_ec_impl &ec = br_ec_c25519_m15;
+  uint8_t shared[kX25519Len];
+  memcpy(shared, server_pub, kX25519Len);
+  bool ok = ec.mulgen(device_pub, sk, sizeof(sk), BR_EC_curve25519) == kX25519Len && ec.mul(shared, sizeof(shared), sk, sizeof(sk), BR_EC_curve25519) == 1;
+  uint8_t any = 0;
+  for (uint8_t b : shared) any |= b;
+  ok = ok && any != 0;
+  if (ok) {
+    // info: label || 0x00 || id || uint32be(kv) || S || D (at most 17 + 1 + 64 + 4 + 64 bytes)
+    uint8_t info[sizeof(kInfoRekey) + 64 + 4 + 2 * kX25519Len];
+    size_t n = sizeof(kInfoRekey);  // the label with its NUL, which is the 0x00
+    memcpy(info, kInfoRekey, n);
+    memcpy(info + n, deviceid, id_len);
+    n += id_len;
+    for (int shift = 24; shift >= 0; shift -= 8) info[n++] = uint8_t(kv >> shift);
+    memcpy(info + n, server_pub, kX25519Len);
+    memcpy(info + n + kX25519Len, device_pub, kX25519Len);
+    n += 2 * kX25519Len;
+    br_hkdf_context hc;
+    br_hkdf_init(&hc, &br_sha256_vtable, current.raw, current.enc_len);
+    br_hkdf_inject(&hc, shared, sizeof(shared));
+    br_hkdf_flip(&hc);
+    br_hkdf_produce(&hc, info, n, new_key, kDeviceKeyLen);
+  }
+  memset(sk, 0, sizeof(sk));
+  memset(shared, 0, sizeof(shared));
+  return ok;
 }
 
 }  // namespace e2ee

@@ -10,6 +10,10 @@ constexpr size_t kBlock = 16;
 constexpr size_t kIvLen = 16;
 constexpr size_t kMacLen = 32;
 constexpr size_t kMaxDeviceIdLen = 255;
+/// X25519 keys and shared secrets (RFC 7748): 32 bytes.
+constexpr size_t kX25519Len = 32;
+/// Device keys, and the keys a rekey makes: AES-128.
+constexpr size_t kDeviceKeyLen = 16;
 
 enum class Auth : uint8_t { None, HmacSha256 };
 
@@ -26,6 +30,12 @@ struct Keys {
   Auth auth;
   /// The per-device key version, sent as "kv" (negative: not sent, a shared key).
   int64_t kv;
+  /// The key itself (enc_len bytes): a rekey derives the next key from it.
+  uint8_t raw[32];
+  /// After a rekey: the device's X25519 public key, sent as "epk" until a config answer under the new key shows the
+  /// server has it.
+  uint8_t epk[kX25519Len];
+  bool send_epk;
 };
 
 /// key_len must be 16, 24 or 32. Returns false otherwise.
@@ -56,5 +66,14 @@ bool equal_ct(const uint8_t *a, const uint8_t *b, size_t n);
 
 /// Fills out with n random bytes (hardware RNG on the ESP8266, the OS on the host).
 using RandomFn = void (*)(uint8_t *out, size_t n);
+
+/// The device's half of a rekey (the package README, "Rekey"): a fresh X25519 key pair from random, the shared secret
+/// with the server's public key, and
+///   new_key = HKDF-SHA256(ikm = shared, salt = current.raw, info = "esp-e2ee v1 rekey" || 0x00 || deviceid ||
+///                         uint32be(kv) || server_pub || device_pub, 16 bytes).
+/// False (nothing written) for a device id over 64 bytes or a server key that gives the all-zero secret. BearSSL's
+/// br_ec_c25519_m15, as the ESP8266 core ships it. The private key and the secret are wiped before it returns.
+bool rekey_derive(const Keys &current, const char *deviceid, uint32_t kv, const uint8_t server_pub[kX25519Len], RandomFn random,
+                  uint8_t new_key[kDeviceKeyLen], uint8_t device_pub[kX25519Len]);
 
 }  // namespace e2ee

@@ -92,17 +92,22 @@ bool Device::begin() {
   if (settings_.auth == Auth::HmacSha256) {
     keys_.kv = settings_.key_version;
     uint32_t version = 0;
-    uint8_t key[16];
+    uint8_t key[kDeviceKeyLen];
+    uint8_t pub[kX25519Len];
     uint64_t seqn = 0;
     bool lost_newer = false;
-    const SlotState state = key_slot_.load(&version, key, &seqn, &lost_newer);
+    const SlotState state = key_slot_.load(&version, key, &seqn, pub, &lost_newer);
     // Erased is the normal case (never rekeyed).
     report_slot("rekeyed key", state == SlotState::Erased ? SlotState::Ok : state, lost_newer, "E2EE_KEY_HEX is used");
     if ((state == SlotState::Zeroed || state == SlotState::Corrupt) && !key_slot_.erase()) say("storage: the EEPROM cannot be written");
     if (state == SlotState::Ok) {
-      if (lost_newer && !key_slot_.save(version, key, seqn, true)) say("storage: the EEPROM cannot be written");
+      if (lost_newer && !key_slot_.save(version, key, seqn, pub, true)) say("storage: the EEPROM cannot be written");
       if (version > settings_.key_version && keys_init(&keys_, key, sizeof(key), Auth::HmacSha256)) {
         keys_.kv = version;
+        // Whether the server has the key is not known after a reboot: the public key goes with each uplink until a
+        // config answer under the new key shows it (the server ignores it once it has the key).
+        memcpy(keys_.epk, pub, kX25519Len);
+        keys_.send_epk = true;
         say("using the key of version %lu from a rekey", static_cast<unsigned long>(version));
         // The key was stored, the command's SEQN perhaps not (a reboot in between): the rekey was accepted all the same.
         if (seqn > downlink_.last() && downlink_.commit(seqn)) say("command %s: rekey completed at boot", Num(seqn).s);
@@ -261,6 +266,8 @@ bool Device::accept_answer(size_t got, uint64_t n, bool *more) {
     if (open(keys_, MsgType::Config, settings_.id, buf_.rx, got, buf_.opened, buf_.opened_size, &len) != OpenStatus::Ok) return false;
     text = reinterpret_cast<const char *>(buf_.opened);
     if (!json_uint(text, len, "re", &re) || re != n) return false;
+    // Sealed under the key a rekey made: the server has it, its public key need not travel any more.
+    keys_.send_epk = false;
   }
   uint64_t sn = 0;
   Span span;
@@ -291,17 +298,7 @@ void Device::apply_settings(const char *json, size_t len) {
 bool Device::handle_command(const char *text, size_t len, const char *via) {
   Command cmd;
   const CommandStatus st = downlink_.accept(keys_, settings_.id, text, len, buf_.work, buf_.work_size, &cmd);
-  if (st == CommandStatus::Rekey) {
-    // The new key goes to flash first (with the command's SEQN), then the SEQN as ack: acknowledged only once kept.
-    if (!key_slot_.save(cmd.rekey_kv, cmd.rekey_key, cmd.seqn) || !downlink_.commit(cmd.seqn)) {
-      say("command %s via %s refused: %s", Num(cmd.seqn).s, via, "flash write failed");
-      return false;
-    }
-    keys_init(&keys_, cmd.rekey_key, sizeof(cmd.rekey_key), Auth::HmacSha256);
-    keys_.kv = cmd.rekey_kv;
-    say("command %s via %s: rekey to key version %lu", Num(cmd.seqn).s, via, static_cast<unsigned long>(cmd.rekey_kv));
-    return true;
-  }
+  if (st == CommandStatus::Rekey) return take_rekey(cmd, via);
   if (st != CommandStatus::Ok) {
     static const char *const kNames[] = {"ok", "bad body", "rejected", "bad command", "replay", "flash write failed", "rekey"};
     say("command via %s refused: %s", via, kNames[int(st)]);
@@ -310,6 +307,27 @@ bool Device::handle_command(const char *text, size_t len, const char *via) {
   }
   apply_settings(cmd.cmd.ptr, cmd.cmd.len);
   say("command %s via %s: %.*s", Num(cmd.seqn).s, via, int(cmd.cmd.len), cmd.cmd.ptr);
+  return true;
+}
+
+bool Device::take_rekey(const Command &cmd, const char *via) {
+  // Our half of the X25519 exchange and the new key; then to flash (with the command's SEQN and our public key), then
+  // the SEQN as ack: acknowledged only once kept. A reboot before the key is kept gets the command again, and makes
+  // another key pair: the server's stays the same until the rekey completes.
+  uint8_t key[kDeviceKeyLen];
+  uint8_t pub[kX25519Len];
+  const bool derived = rekey_derive(keys_, settings_.id, cmd.rekey_kv, cmd.rekey_pub, random_, key, pub);
+  if (!derived || !key_slot_.save(cmd.rekey_kv, key, cmd.seqn, pub) || !downlink_.commit(cmd.seqn)) {
+    memset(key, 0, sizeof(key));
+    say("command %s via %s refused: %s", Num(cmd.seqn).s, via, derived ? "flash write failed" : "bad command");
+    return false;
+  }
+  keys_init(&keys_, key, sizeof(key), Auth::HmacSha256);
+  memset(key, 0, sizeof(key));
+  keys_.kv = cmd.rekey_kv;
+  memcpy(keys_.epk, pub, kX25519Len);
+  keys_.send_epk = true;
+  say("command %s via %s: rekey to key version %lu", Num(cmd.seqn).s, via, static_cast<unsigned long>(cmd.rekey_kv));
   return true;
 }
 

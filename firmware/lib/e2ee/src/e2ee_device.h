@@ -99,7 +99,7 @@ struct StorageLayout {
   static constexpr size_t kSize = kKey + KeySlot::kFootprint;
   static constexpr uint32_t kUplinkMagic = 0xE2EE5501;
   static constexpr uint32_t kDownlinkMagic = 0xE2EE5502;
-  static constexpr uint32_t kKeyMagic = 0xE2EE4B33;
+  static constexpr uint32_t kKeyMagic = 0xE2EE4B34;  ///< 4B34: the record with the rekey's public key
   /// One flash write per 32 uplinks; a reboot skips at most 32 numbers.
   static constexpr uint32_t kSeqBlock = 32;
 };
@@ -171,6 +171,8 @@ class Device {
   bool accept_answer(size_t got, uint64_t n, bool *more);
   void apply_settings(const char *json, size_t len);
   bool handle_command(const char *text, size_t len, const char *via);
+  /// A rekey command: the X25519 exchange, the new key kept before the command is acknowledged.
+  bool take_rekey(const Command &cmd, const char *via);
 
   const DeviceSettings &settings_;
   const DeviceBuffers &buf_;

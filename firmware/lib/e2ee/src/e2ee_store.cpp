@@ -145,22 +145,26 @@ bool SlotCounter::repair() {
   return true;
 }
 
-SlotState KeySlot::load(uint32_t *version, uint8_t key[16], uint64_t *seqn, bool *lost_newer) {
-  uint8_t raw[28];
+SlotState KeySlot::load(uint32_t *version, uint8_t key[kDeviceKeyLen], uint64_t *seqn, uint8_t pub[kX25519Len], bool *lost_newer) {
+  uint8_t raw[kLen];
   const SlotState state = pair_.load(raw, lost_newer);
   if (state != SlotState::Ok) return state;
   *version = get32(raw);
-  memcpy(key, raw + 4, 16);
-  *seqn = get64(raw + 20);
+  memcpy(key, raw + 4, kDeviceKeyLen);
+  *seqn = get64(raw + 4 + kDeviceKeyLen);
+  memcpy(pub, raw + 12 + kDeviceKeyLen, kX25519Len);
   return state;
 }
 
-bool KeySlot::save(uint32_t version, const uint8_t key[16], uint64_t seqn, bool both) {
-  uint8_t raw[28];
+bool KeySlot::save(uint32_t version, const uint8_t key[kDeviceKeyLen], uint64_t seqn, const uint8_t pub[kX25519Len], bool both) {
+  uint8_t raw[kLen];
   put32(raw, version);
-  memcpy(raw + 4, key, 16);
-  put64(raw + 20, seqn);
-  return both ? pair_.save_both(raw) : pair_.save(raw);
+  memcpy(raw + 4, key, kDeviceKeyLen);
+  put64(raw + 4 + kDeviceKeyLen, seqn);
+  memcpy(raw + 12 + kDeviceKeyLen, pub, kX25519Len);
+  const bool ok = both ? pair_.save_both(raw) : pair_.save(raw);
+  memset(raw, 0, sizeof(raw));
+  return ok;
 }
 
 }  // namespace e2ee

@@ -41,7 +41,7 @@ uint32_t crc32(const uint8_t *data, size_t len, uint32_t crc = 0);
 class Slot {
  public:
   /// The largest payload a slot holds.
-  static constexpr size_t kMaxLen = 40;
+  static constexpr size_t kMaxLen = 72;
   Slot(Flash &flash, size_t addr, uint32_t magic, size_t len) : flash_(flash), addr_(addr), magic_(magic), len_(len) {}
   bool commit() const { return flash_.commit(); }
   /// Writes 0xFF over the record (no commit).
@@ -66,7 +66,7 @@ class Slot {
 /// the copy being written, so the other still holds the value from before it. load() reads the newest valid copy.
 class SlotPair {
  public:
-  static constexpr size_t kMaxLen = 32;
+  static constexpr size_t kMaxLen = 64;
   SlotPair(Flash &flash, size_t addr, uint32_t magic, size_t len)
       : a_(flash, addr, magic, len + 4), b_(flash, addr + Slot::footprint(len + 4), magic, len + 4), len_(len) {}
   static constexpr size_t footprint(size_t len) { return 2 * Slot::footprint(len + 4); }
@@ -110,17 +110,19 @@ class SlotCounter : public CounterStore {
   uint64_t value_ = 0;
 };
 
-/// The key a rekey gave the device: its version, 16 bytes and the SEQN of the rekey command, in a slot pair of its
-/// own. Storing it is the moment the rekey is accepted: a device that reboots before it stores the SEQN as its ack
-/// takes the SEQN from here (it could not open that command again under the new key).
+/// The key a rekey gave the device: its version, 16 bytes, the SEQN of the rekey command and the device's X25519 public
+/// key of that rekey, in a slot pair of its own. Storing it is the moment the rekey is accepted: a device that reboots
+/// before it stores the SEQN as its ack takes the SEQN from here (it could not open that command again under the new
+/// key), and it sends the public key again until the server shows it has the key.
 class KeySlot {
  public:
-  KeySlot(Flash &flash, size_t addr, uint32_t magic) : pair_(flash, addr, magic, 28) {}
-  static constexpr size_t kFootprint = SlotPair::footprint(28);
-  /// Ok with the stored version, key and command SEQN, or why there is none. *lost_newer as SlotPair::load.
-  SlotState load(uint32_t *version, uint8_t key[16], uint64_t *seqn, bool *lost_newer);
+  static constexpr size_t kLen = 4 + kDeviceKeyLen + 8 + kX25519Len;
+  KeySlot(Flash &flash, size_t addr, uint32_t magic) : pair_(flash, addr, magic, kLen) {}
+  static constexpr size_t kFootprint = SlotPair::footprint(kLen);
+  /// Ok with the stored version, key, command SEQN and public key, or why there is none. *lost_newer as SlotPair::load.
+  SlotState load(uint32_t *version, uint8_t key[kDeviceKeyLen], uint64_t *seqn, uint8_t pub[kX25519Len], bool *lost_newer);
   /// Writes the record (both copies with both: a repair after damage, as SlotPair::save_both).
-  bool save(uint32_t version, const uint8_t key[16], uint64_t seqn, bool both = false);
+  bool save(uint32_t version, const uint8_t key[kDeviceKeyLen], uint64_t seqn, const uint8_t pub[kX25519Len], bool both = false);
   /// Forgets a damaged record, so that it is reported at one boot only.
   bool erase() { return pair_.erase(); }
 

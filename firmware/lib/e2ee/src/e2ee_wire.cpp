@@ -84,6 +84,7 @@ size_t body_len(size_t len, const Keys &keys) {
     char num[21];
     n += strlen(",\"kv\":") + u64_text(uint64_t(keys.kv), num);
   }
+  if (keys.send_epk) n += strlen(",\"epk\":\"\"") + base64_encoded_len(kX25519Len);
   return n;
 }
 
@@ -106,6 +107,7 @@ bool seal_with_iv(const Keys &keys, MsgType type, const char *deviceid, const ui
     u64_text(uint64_t(keys.kv), num);
     ok = put(out, out_size, &pos, ",\"kv\":") && put(out, out_size, &pos, num);
   }
+  if (ok && keys.send_epk) ok = put(out, out_size, &pos, ",\"epk\":\"") && put_b64(out, out_size, &pos, keys.epk, kX25519Len) && put(out, out_size, &pos, "\"");
   ok = ok && put(out, out_size, &pos, "}");
   if (!ok) return false;
   if (out_len) *out_len = pos;
@@ -188,11 +190,11 @@ CommandStatus DownlinkGuard::accept(const Keys &keys, const char *deviceid, cons
   if (!json_uint(text, len, "SEQN", &seqn)) return CommandStatus::BadCommand;
   Span rekey;
   if (json_member(text, len, "rekey", &rekey, &is_string) && !is_string && rekey.len > 0 && rekey.ptr[0] == '{') {
-    // {"kv":v,"key":"<32 hex>"}
+    // {"kv":v,"pub":"<64 hex>"}: the server's X25519 public key
     uint64_t kv = 0;
     Span hex;
-    if (!json_uint(rekey.ptr, rekey.len, "kv", &kv) || kv > 0xffffffffu || !json_string(rekey.ptr, rekey.len, "key", &hex) || hex.len != 32 ||
-        !hex_decode(hex.ptr, hex.len, out->rekey_key)) {
+    if (!json_uint(rekey.ptr, rekey.len, "kv", &kv) || kv > 0xffffffffu || !json_string(rekey.ptr, rekey.len, "pub", &hex) ||
+        hex.len != 2 * kX25519Len || !hex_decode(hex.ptr, hex.len, out->rekey_pub)) {
       return CommandStatus::BadCommand;
     }
     if (seqn <= last_) return CommandStatus::Replay;

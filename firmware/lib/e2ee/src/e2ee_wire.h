@@ -1,8 +1,8 @@
 #pragma once
 /// The wire format shared with the Node-RED nodes (the package README, "Wire format"):
 ///   reading plaintext  {"data":{...},"SEQN":n[,"ack":a]}
-///   command plaintext  {"cmd":{...},"SEQN":n}  or a rekey  {"rekey":{"kv":v,"key":"<32 hex>"},"SEQN":n}
-///   body               {"iv":"<b64>","data":"<b64>"[,"mac":"<b64>"][,"kv":v]}
+///   command plaintext  {"cmd":{...},"SEQN":n}  or a rekey  {"rekey":{"kv":v,"pub":"<64 hex>"},"SEQN":n}
+///   body               {"iv":"<b64>","data":"<b64>"[,"mac":"<b64>"][,"kv":v][,"epk":"<b64>"]}
 /// The message type (MsgType) is bound into the MAC; kv is the per-device key version.
 #include <stddef.h>
 #include <stdint.h>
@@ -96,9 +96,9 @@ struct Command {
   uint64_t seqn;
   /// The "cmd" object's JSON text, inside the caller's buffer (empty for a rekey).
   Span cmd;
-  /// A rekey (status Rekey): the new key version and its 16-byte key.
+  /// A rekey (status Rekey): the new key version and the server's X25519 public key for it.
   uint32_t rekey_kv;
-  uint8_t rekey_key[16];
+  uint8_t rekey_pub[kX25519Len];
 };
 
 /// Downlink replay check: a command is accepted only with a SEQN above the last accepted
@@ -110,8 +110,8 @@ class DownlinkGuard {
   uint64_t last() const { return last_; }
   /// Opens, checks and accepts a command body. work holds the plaintext afterwards
   /// (work_size >= decoded ciphertext length + 1); out->cmd points into it.
-  /// A rekey command returns Rekey without accepting its SEQN: the caller stores the new key
-  /// first, then calls commit(out->seqn), so the key is on flash before it is acknowledged.
+  /// A rekey command returns Rekey without accepting its SEQN: the caller derives and stores the new
+  /// key first, then calls commit(out->seqn), so the key is on flash before it is acknowledged.
   CommandStatus accept(const Keys &keys, const char *deviceid, const char *body, size_t body_len,
                        uint8_t *work, size_t work_size, Command *out);
   /// Accepts a SEQN (after a rekey's key is stored). False when it cannot be stored.
