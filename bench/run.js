@@ -4,7 +4,7 @@
  * its own process. Prints one table of figures, each a ratio measured within one run where it compares,
  * writes bench/results.json and the chart docs/benchmarks.svg (bench/chart.js).
  *
- * Usage: node bench/run.js [--smoke] [--out FILE] [--svg FILE] [--only http,nodes,store,registry,drift,firmware,scaleout]
+ * Usage: node bench/run.js [--smoke] [--out FILE] [--svg FILE] [--only http,nodes,keyring,store,registry,drift,firmware,scaleout]
  *   --smoke: a few seconds each, so the benchmarks cannot rot (the test command runs this); its figures
  *            mean nothing.
  */
@@ -30,6 +30,7 @@ const BENCHES = {
   http: { file: 'http.js', full: ['--duration', '10', '--rounds', '5'], smoke: ['--duration', '1', '--rounds', '1'] },
   registry: { file: 'registry.js', full: ['--devices', '100000', '--samples', '1000'], smoke: ['--devices', '300', '--samples', '30'] },
   drift: { file: 'drift.js', full: ['--seconds', '60', '--bare', '5'], smoke: ['--seconds', '2', '--bare', '1'] },
+  keyring: { file: 'keyring.js', full: ['--ids', '2000', '--rounds', '21'], smoke: ['--ids', '100', '--rounds', '3'] },
   scaleout: { file: 'scaleout.js', full: ['--duration', '10', '--rounds', '3', '--instances', '3'], smoke: ['--duration', '1', '--rounds', '1', '--instances', '2'] },
 };
 
@@ -68,6 +69,11 @@ function figures(r) {
     for (const [name, s] of Object.entries(n)) {
       add(`aes-${name.replace(' ', ' / peer, ')}`, s.ratio, `${x(s.ratio)} (${fmt(s.ours)} vs ${fmt(s.peer)} msgs/s)`, goals[name] ? `>= ${goals[name]}x` : '', goals[name] ? s.ratio >= goals[name] : null);
     }
+  }
+  if (r.keyring) {
+    const k = r.keyring;
+    add('keyring: never-seen id / busy id, time per message', k.unknownToKnown, `${k.unknownToKnown.toFixed(3)} (${(k.knownNs / 1000).toFixed(1)} vs ${(k.unknownNs / 1000).toFixed(1)} µs; a cache made it +190 µs)`, '0.9 to 1.1', k.unknownToKnown >= 0.9 && k.unknownToKnown <= 1.1);
+    add('keyring: rekeyed device, time per message', k.rekeyedNs, `${(k.rekeyedNs / 1000).toFixed(1)} µs (key unwrapped); completing a rekey ${(k.completeRekeyNs / 1000).toFixed(0)} µs`);
   }
   if (r.store) {
     const s = r.store;
