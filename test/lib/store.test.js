@@ -93,6 +93,33 @@ describe('lib/store SqliteStore', function () {
     (await querySqlite(tmp.file('sub/dir/db.sqlite'), 'SELECT version FROM schema_version')).length.should.equal(MIGRATIONS.length);
   });
 
+  it('migrates a database of the schema before the X25519 rekey, keeping a device and its rekey under way', async function () {
+    await store.close();
+    const sqlite3 = require('sqlite3');
+    const file = tmp.file('old/db.sqlite');
+    require('node:fs').mkdirSync(tmp.file('old'), { recursive: true });
+    const before = MIGRATIONS.length - 1;
+    await new Promise((resolve, reject) => {
+      const db = new sqlite3.Database(file);
+      const sql = ['CREATE TABLE schema_version (version INTEGER NOT NULL)', ...MIGRATIONS.slice(0, before).flat()];
+      for (let v = 1; v <= before; v++) sql.push(`INSERT INTO schema_version (version) VALUES (${v})`);
+      sql.push("INSERT INTO devices (deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, cmdport, keyver, pendingkeyver) VALUES ('old', '', '2026-01-01T00:00:00.000Z', 'x', '10.0.0.1', 1, 0, '{}', '2026-01-01T00:00:00.000Z', 80, 2, 3)");
+      db.exec(sql.join(';\n'), (err) => db.close(() => (err ? reject(err) : resolve())));
+    });
+    store = new SqliteStore({ file });
+    await store.ready();
+    (await querySqlite(file, 'SELECT max(version) AS v FROM schema_version'))[0].v.should.equal(MIGRATIONS.length);
+    (await store.keyRecord('old')).should.eql({ keyver: 2, pending: 3 });
+    (await store.offerRekey('old', 3, 'wrapped')).should.equal('wrapped');
+    await store.close();
+    store = new SqliteStore({ file });
+    await store.ready();
+    (await store.keyRecord('old')).should.eql({ keyver: 2, pending: 3, rekeysecret: 'wrapped' });
+    await store.close();
+    store = new SqliteStore({ file: tmp.file('sub/dir/db.sqlite') });
+    await store.ready();
+  });
+
   it('refuses a database from a newer version of the package', async function () {
     await store.close();
     const sqlite3 = require('sqlite3');
