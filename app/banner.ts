@@ -14,6 +14,18 @@ export interface BannerInput {
   scope: 'per-device' | 'shared';
   /** Whether generated secrets may be shown (stdout is a terminal). */
   showSecrets: boolean;
+  /** The embedded MQTT broker, when it runs. */
+  broker?: { port: number };
+}
+
+function mqttLines(input: BannerInput, dataArg: string): string[] {
+  const { mqtt } = input.settings;
+  if (mqtt.mode === 'off') return [`MQTT:          off${input.settings.auth === 'none' ? ' (it carries the sealed protocol: E2EE_AUTH=hmac-sha256)' : ' (E2EE_MQTT=off)'}`];
+  const where = mqtt.mode === 'embedded' ? `mqtt://${mqtt.host}:${input.broker?.port ?? mqtt.port} (embedded; E2EE_MQTT_HOST/E2EE_MQTT_PORT)` : `mqtt://${mqtt.host}:${mqtt.port} (your broker, E2EE_MQTT)`;
+  return [
+    `MQTT:          ${where}, topics ${mqtt.prefix}/<id>/up/{reading,register,poll} and ${mqtt.prefix}/<id>/down`,
+    `               a device over MQTT: npx esp-e2ee-keys <device id> --mqtt ${mqtt.host === '0.0.0.0' ? '<this machine>' : mqtt.host}:${input.broker?.port ?? mqtt.port}${dataArg} > firmware/include/secrets.h`,
+  ];
 }
 
 function endpointLines(base: string, settings: Settings, editorUrl: string | undefined): string[] {
@@ -76,6 +88,7 @@ export function banner(input: BannerInput): string {
     '',
     '=== node-red-contrib-esp-e2ee backend ===',
     ...endpointLines(base, settings, editorUrl),
+    ...mqttLines(input, dataArg),
     `AES key:       from ${secrets.key.source} (${scope === 'per-device' ? 'master key: a key per device, esp-e2ee-keys' : 'shared by every device'})`,
     `Admin token:   from ${secrets.token.source}`,
     ...generatedLines(input, base, dataArg),

@@ -112,7 +112,7 @@ export async function startRuntime(root: string, runtime: Runtime, { app }: List
 }
 
 /** SIGINT and SIGTERM stop the runtime (pending writes commit first), then the listeners. */
-export function stopOnSignals(runtime: Runtime, { server, adminServer }: Listeners): void {
+export function stopOnSignals(runtime: Runtime, { server, adminServer }: Listeners, broker?: { close(): Promise<void> }): void {
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -121,6 +121,7 @@ export function stopOnSignals(runtime: Runtime, { server, adminServer }: Listene
     await runtime.RED.stop();
     server.close();
     adminServer?.close();
+    await broker?.close();
     process.exit(0);
   };
   process.on('SIGINT', () => stop('SIGINT'));

@@ -4,6 +4,9 @@
  * at once and names every bad one; nothing else in app/ reads process.env for these.
  */
 import * as path from 'node:path';
+import * as crypto from 'node:crypto';
+import { BACKEND_BROKER_USER, backendBrokerPassword, backendSubscriptions, checkPrefix } from '../nodes/lib';
+import type { MqttSettings } from './mqtt';
 
 export interface Variable {
   name: string;
@@ -33,6 +36,10 @@ export const VARIABLES: Variable[] = [
   { name: 'E2EE_DATABASE_URL', shown: 'unset', meaning: 'a PostgreSQL connection string' },
   { name: 'E2EE_DB_POOL', shown: '10', meaning: 'connections this instance keeps to PostgreSQL' },
   { name: 'E2EE_TRUST_PROXY', shown: 'unset', meaning: 'Express\'s `trust proxy`' },
+  { name: 'E2EE_MQTT', shown: 'embedded', meaning: 'the MQTT transport: `embedded`, `mqtt://user:pass@host:port` or `off`' },
+  { name: 'E2EE_MQTT_HOST', shown: '127.0.0.1', meaning: 'the embedded broker\'s listen address' },
+  { name: 'E2EE_MQTT_PORT', shown: '1883', meaning: 'the embedded broker\'s port' },
+  { name: 'E2EE_MQTT_PREFIX', shown: '`esp-e2ee`', meaning: 'the topic prefix' },
 ];
 
 export interface Settings {
@@ -62,6 +69,8 @@ export interface Settings {
   trustProxy?: number | string;
   /** Another Node-RED install to run on (the tests use it for Node-RED 5). */
   nodeRedDir?: string;
+  /** The MQTT transport (E2EE_MQTT): off in auth none (MQTT carries the sealed protocol only). */
+  mqtt: MqttSettings;
 }
 
 export class SettingsError extends Error {}
@@ -80,6 +89,40 @@ function positive(env: Env, name: string): number | undefined {
   const n = Number(env[name]);
   return n > 0 ? n : undefined;
 }
+
+/** E2EE_MQTT and its companions: the embedded broker (default), the user's broker (a URL), or none. */
+function mqttSettings(env: Env, plain: boolean, problems: string[]): MqttSettings {
+  let prefix = 'esp-e2ee';
+  try {
+    prefix = checkPrefix(env.E2EE_MQTT_PREFIX);
+  } catch {
+    problems.push(`E2EE_MQTT_PREFIX must be topic levels without + or # and not start with $, not ${JSON.stringify(String(env.E2EE_MQTT_PREFIX).slice(0, 40))}`);
+  }
+  const raw = (env.E2EE_MQTT || 'embedded').trim();
+  const embedded: MqttSettings = { mode: 'embedded', host: env.E2EE_MQTT_HOST || '127.0.0.1', port: port(env, 'E2EE_MQTT_PORT', 1883, problems), prefix };
+  if (raw === 'off' || plain) return { ...embedded, mode: 'off' };
+  if (raw === 'embedded') return embedded;
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = undefined;
+  }
+  if (!url || url.protocol !== 'mqtt:' || !url.hostname) {
+    problems.push('E2EE_MQTT must be embedded, off, or mqtt://user:password@host:port (your own broker)');
+    return { ...embedded, mode: 'off' };
+  }
+  return {
+    mode: 'external',
+    host: url.hostname.replace(/^\[|\]$/g, ''),
+    port: url.port ? Number(url.port) : 1883,
+    user: decodeURIComponent(url.username) || undefined,
+    password: decodeURIComponent(url.password) || undefined,
+    prefix,
+  };
+}
+
+const isWildcardHost = (host: string) => host === '0.0.0.0' || host === '::';
 
 /** All of npm start's settings from the environment; a SettingsError names every variable that is wrong. */
 export function readSettings(env: Env, root: string): Settings {
@@ -109,6 +152,7 @@ export function readSettings(env: Env, root: string): Settings {
     dbPool: env.E2EE_DB_POOL ?? '',
     trustProxy: trust ? (/^\d+$/.test(trust) ? Number(trust) : trust) : undefined,
     nodeRedDir: env.E2EE_NODE_RED ? path.resolve(env.E2EE_NODE_RED) : undefined,
+    mqtt: mqttSettings(env, auth === 'none', problems),
   };
   if (problems.length > 0) throw new SettingsError(problems.join('\n'));
   return settings;
@@ -119,7 +163,22 @@ export function readSettings(env: Env, root: string): Settings {
  * Node-RED substitutes them when it creates the nodes, so they are set in this process's environment.
  */
 export function flowEnvironment(settings: Settings, secrets: { key: string; token: string }): Record<string, string> {
+  const { mqtt } = settings;
+  // The backend's broker credential: its own derived one on the embedded broker (and on a Mosquitto set up with
+  // esp-e2ee-keys --mosquitto), else the URL's.
+  const derived = /^[0-9a-fA-F]{32,64}$/.test(secrets.key) ? backendBrokerPassword(Buffer.from(secrets.key, 'hex')) : '';
+  // Several instances share one database: on a broker that has them (Mosquitto; not the embedded one), a shared
+  // subscription hands each uplink to one instance.
+  const subscriptions = backendSubscriptions(mqtt.prefix, settings.databaseUrl !== '' && mqtt.mode === 'external');
   return {
+    E2EE_MQTT_HOST: mqtt.mode === 'embedded' && isWildcardHost(mqtt.host) ? '127.0.0.1' : mqtt.host,
+    E2EE_MQTT_PORT: String(mqtt.port),
+    E2EE_MQTT_USER: mqtt.user ?? BACKEND_BROKER_USER,
+    E2EE_MQTT_PASSWORD: mqtt.password ?? derived,
+    E2EE_MQTT_PREFIX: mqtt.prefix,
+    E2EE_MQTT_UPLINKS: subscriptions.uplinks,
+    // One persistent session per instance (its port and data dir), kept across its restarts.
+    E2EE_MQTT_CLIENT_ID: `esp-e2ee-${crypto.createHash('sha256').update(`${settings.dataDir}:${settings.port}`).digest('hex').slice(0, 12)}`,
     E2EE_KEY: secrets.key,
     E2EE_ADMIN_TOKEN: secrets.token,
     E2EE_RETENTION: settings.retention,

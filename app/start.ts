@@ -13,7 +13,9 @@ import { deviceUrl } from './listeners';
 import { bindListeners, loadNodeRed, nodeRedSettings, startRuntime, stopOnSignals } from './node-red';
 import { loadSecrets } from './secrets';
 import { flowEnvironment, readSettings } from './settings';
-import { PACKAGE_NAME, flowMismatch, keyScope, linkPackage, writeInitialFlow } from './userdir';
+import type { Settings } from './settings';
+import { EmbeddedBroker, startEmbeddedBroker } from './mqtt';
+import { PACKAGE_NAME, flowMismatch, keyScope, linkPackage, switchMqtt, writeInitialFlow } from './userdir';
 
 export { reachableAddresses } from './listeners';
 
@@ -58,14 +60,32 @@ export async function main(options: StartOptions = {}): Promise<void> {
   writeInitialFlow(ROOT, settings, secrets.credentialSecret.value);
   const mismatch = flowMismatch(settings);
   if (mismatch) refuse(mismatch);
+  switchMqtt(settings);
+  // The embedded broker is up before the flow's MQTT client connects to it.
+  const broker = await startBroker(settings, secrets.key.value);
 
   const runtime = loadNodeRed(ROOT, settings);
   const redSettings = nodeRedSettings(ROOT, settings, { token: secrets.token.value, credentialSecret: secrets.credentialSecret.value }, options.settings);
   const listeners = await bindListeners(runtime, settings, redSettings);
   redSettings.e2ee.deviceUrl = deviceUrl(listeners.server, settings.host);
   await startRuntime(ROOT, runtime, listeners, redSettings);
-  console.log(banner({ root: ROOT, settings, secrets, listeners, scope: keyScope(settings), showSecrets: process.stdout.isTTY === true }));
-  stopOnSignals(runtime, listeners);
+  console.log(banner({ root: ROOT, settings, secrets, listeners, scope: keyScope(settings), showSecrets: process.stdout.isTTY === true, broker }));
+  stopOnSignals(runtime, listeners, broker);
+}
+
+/** The embedded MQTT broker when E2EE_MQTT says so (a port in use stops the start with one line). */
+async function startBroker(settings: Settings, keyHex: string): Promise<EmbeddedBroker | undefined> {
+  if (settings.mqtt.mode !== 'embedded') return undefined;
+  if (!/^[0-9a-fA-F]{32,64}$/.test(keyHex)) refuse('E2EE_MQTT=embedded needs a hex master key (E2EE_KEY): the broker credentials derive from it. Set E2EE_MQTT=off.');
+  try {
+    return await startEmbeddedBroker(Buffer.from(keyHex, 'hex'), settings.mqtt);
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES') {
+      refuse(`The embedded MQTT broker cannot listen on ${settings.mqtt.host}:${settings.mqtt.port} (${String(code)}): set E2EE_MQTT_PORT, E2EE_MQTT=mqtt://... for your own broker, or E2EE_MQTT=off.`);
+    }
+    throw err;
+  }
 }
 
 /** The launcher's entry: main, with an unexpected failure printed and exit code 1. */

@@ -53,8 +53,32 @@ export function writeInitialFlow(root: string, settings: Settings, credentialSec
   fs.writeFileSync(flowFile, JSON.stringify(flow, null, 2));
   const keyNode = flow.find((n) => n.type === 'aes-key') as FlowNode;
   const storeNode = flow.find((n) => n.type === 'device-store') as FlowNode;
-  const creds = { [keyNode.id]: { key: '${E2EE_KEY}' }, [storeNode.id]: { token: '${E2EE_ADMIN_TOKEN}', database: '${E2EE_DATABASE_URL}' } };
+  const brokerNode = flow.find((n) => n.type === 'mqtt-broker');
+  const creds = {
+    [keyNode.id]: { key: '${E2EE_KEY}' },
+    [storeNode.id]: { token: '${E2EE_ADMIN_TOKEN}', database: '${E2EE_DATABASE_URL}' },
+    ...(brokerNode ? { [brokerNode.id]: { user: '${E2EE_MQTT_USER}', password: '${E2EE_MQTT_PASSWORD}' } } : {}),
+  };
   fs.writeFileSync(path.join(settings.userDir, 'flows_cred.json'), JSON.stringify(encryptCredentials(creds, credentialSecret)), { mode: 0o600 });
+}
+
+/**
+ * The flow's MQTT edge on or off, as E2EE_MQTT says at this start: its mqtt in and mqtt out nodes are disabled when
+ * off (the broker node then never connects). Written only when it changes.
+ */
+export function switchMqtt(settings: Settings): void {
+  const file = flowFileOf(settings);
+  const flow = readFlow(file);
+  const off = settings.mqtt.mode === 'off';
+  let changed = false;
+  for (const n of flow) {
+    if ((n.type === 'mqtt in' || n.type === 'mqtt out') && n.broker === 'e2ee-mqtt-broker' && (n.d === true) !== off) {
+      if (off) n.d = true;
+      else delete n.d;
+      changed = true;
+    }
+  }
+  if (changed) fs.writeFileSync(file, JSON.stringify(flow, null, 2));
 }
 
 /** Why the flow in the user directory cannot serve these settings (an older flow), or undefined. */

@@ -50,6 +50,9 @@ export function startInstance(inst: Instance, options: InstanceOptions): Promise
         HOST: '127.0.0.1',
         E2EE_ADMIN_PORT: String(inst.adminPort),
         E2EE_DATA_DIR: path.join(options.dataDir, `instance-${inst.index}`),
+        // One embedded broker per instance would split the devices: the cluster's MQTT is a broker of its own
+        // (E2EE_MQTT=mqtt://...), with a shared subscription; without one, MQTT is off.
+        E2EE_MQTT: process.env.E2EE_MQTT?.startsWith('mqtt://') ? process.env.E2EE_MQTT : 'off',
       },
     });
     inst.child = child;

@@ -1,6 +1,7 @@
 import { PushPolicy, STORAGE_RETRY_AFTER_S, TokenBuckets, apiAnswers, canonicalAddress, pushPolicy, RateLimits, RejectionLog, deviceApiJsonBodies, hideAuthorization, inputFunnel, rawReadingsBody, retryAfterSeconds, runAction, sourceOf, sourceRateLimit } from '../lib';
 import { packageLimits } from '../shared/limits';
 import type { Msg, Node, NodeDef, RED } from '../shared/red';
+import type { Transport } from '../lib';
 import { resolveStore } from '../shared/stores';
 import { deviceAuthOf } from '../shared/keys';
 
@@ -17,6 +18,13 @@ function sealedSource(msg: Msg): string | undefined {
   if (!msg.e2ee || !req) return undefined;
   const source = canonicalAddress(sourceOf(req));
   return source || undefined;
+}
+
+/** The transport of a sealed uplink: mqtt when the flow's MQTT edge said so (msg.transport), http when it has a request. */
+function transportOf(msg: Msg): Transport | undefined {
+  if (!msg.e2ee) return undefined;
+  if (msg.transport === 'mqtt') return 'mqtt';
+  return msg.req ? 'http' : undefined;
 }
 
 /** msg.deviceid, or the :deviceid route parameter when the message comes straight from an http in node. */
@@ -121,6 +129,8 @@ function applyResponse(msg: Msg, res: ActionResponse): Msg {
   if (res.seqn !== undefined) msg.seqn = res.seqn;
   if (res.pushUrl !== undefined) msg.pushUrl = res.pushUrl;
   else delete msg.pushUrl;
+  if (res.publish) msg.publish = true;
+  else delete msg.publish;
   if (res.keyVersion !== undefined) msg.keyVersion = res.keyVersion;
   return msg;
 }
@@ -165,7 +175,7 @@ export = function register(RED: RED) {
       if (def.key && !deviceAuth) throw new Error(t('e2ee.registry.no-device-key'));
       const res = await runAction(
         storeNode.store,
-        { action, deviceid: deviceIdFrom(msg), body: msg.payload, heartbeatMs: storeNode.heartbeat * 1000, seqn: msg.seqn, auth, push, maxDevices, deviceAuth, sealed: sealedOf(msg), source: sealedSource(msg) },
+        { action, deviceid: deviceIdFrom(msg), body: msg.payload, heartbeatMs: storeNode.heartbeat * 1000, seqn: msg.seqn, auth, push, maxDevices, deviceAuth, sealed: sealedOf(msg), source: sealedSource(msg), transport: transportOf(msg) },
         t,
       );
       if (res.audit) this.warn(res.audit);

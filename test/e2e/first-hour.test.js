@@ -34,7 +34,7 @@ describe('first hour: start banner, port clash, a simulator that talks', functio
     const squatter = net.createServer().listen(port, '127.0.0.1');
     await new Promise((r) => squatter.once('listening', r));
     try {
-      const r = await run(process.execPath, [path.join(root, 'scripts', 'start.js')], { env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', E2EE_DATA_DIR: tmp.dir } });
+      const r = await run(process.execPath, [path.join(root, 'scripts', 'start.js')], { env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', E2EE_MQTT_PORT: String(await freePort()), E2EE_DATA_DIR: tmp.dir } });
       r.code.should.equal(2);
       r.stderr.trim().split('\n').should.have.length(1);
       r.stderr.should.match(new RegExp(`^Port ${port} is already in use .*set PORT to a free port`));
@@ -53,7 +53,7 @@ describe('first hour: start banner, port clash, a simulator that talks', functio
     // util-linux `script` gives the server a pseudo-terminal as its stdout.
     const child = spawn('script', ['-qefc', `${process.execPath} ${path.join(root, 'scripts', 'start.js')}`, '/dev/null'], {
       cwd: root, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, PORT: String(port), E2EE_ADMIN_PORT: String(adminPort), HOST: '127.0.0.1', E2EE_DATA_DIR: tmp.dir, E2EE_LOG_LEVEL: 'warn' },
+      env: { ...process.env, PORT: String(port), E2EE_ADMIN_PORT: String(adminPort), E2EE_MQTT_PORT: String(await freePort()), HOST: '127.0.0.1', E2EE_DATA_DIR: tmp.dir, E2EE_LOG_LEVEL: 'warn' },
     });
     let out = '';
     child.stdout.on('data', (c) => { out += c; });

@@ -104,7 +104,7 @@ for (const backend of backends) {
       const again = await store.register({ deviceid: 'aa', ipaddr: '10.0.0.9', ssid: 'other', rxbuf: 1024 });
       again.created.should.be.false();
       again.device.should.containEql({ name: 'kitchen', ipaddr: '10.0.0.9', ssid: 'other', rxbuf: 1024 });
-      (await store.commandTarget('aa')).should.eql({ ipaddr: '10.0.0.9', cmdport: 80 });
+      (await store.commandTarget('aa')).should.eql({ ipaddr: '10.0.0.9', cmdport: 80, transport: 'http' });
       const results = await Promise.all(Array.from({ length: 20 }, () => reg('bb')));
       results.filter((r) => r.created).length.should.equal(1);
       (await place.count('devices')).should.equal(2);

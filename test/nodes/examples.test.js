@@ -8,9 +8,9 @@ const root = path.resolve(__dirname, '..', '..');
 const examples = fs.readdirSync(path.join(root, 'examples'), { recursive: true }).filter((f) => f.endsWith('.json')).map((f) => path.join('examples', f));
 const shipped = [...examples, path.join('flows', 'esp-e2ee.json')];
 // Properties that are meant to hold another node's id.
-const REFERENCE_PROPS = new Set(['id', 'z', 'key', 'store', 'wires', 'scope', 'links']);
+const REFERENCE_PROPS = new Set(['id', 'z', 'key', 'store', 'wires', 'scope', 'links', 'broker']);
 const nrNodes = path.dirname(require.resolve('@node-red/nodes/package.json', { paths: [path.dirname(require.resolve(process.env.E2EE_NODE_RED ? path.resolve(process.env.E2EE_NODE_RED) : 'node-red'))] }));
-const core = ['common/20-inject.js', 'common/21-debug.js', 'common/90-comment.js', 'function/10-function.js', 'function/10-switch.js', 'function/15-change.js', 'network/21-httpin.js', 'network/21-httprequest.js']
+const core = ['common/20-inject.js', 'common/21-debug.js', 'common/90-comment.js', 'function/10-function.js', 'function/10-switch.js', 'function/15-change.js', 'network/21-httpin.js', 'network/21-httprequest.js', 'network/10-mqtt.js']
   .map((f) => require(path.join(nrNodes, 'core', f)));
 
 describe('examples and the shipped flow on Node-RED ' + redVersion(), function () {
@@ -45,6 +45,7 @@ describe('examples and the shipped flow on Node-RED ' + redVersion(), function (
           }
           if (n.key !== undefined && n.type !== 'aes-key') flow.find((k) => k.id === n.key).type.should.equal('aes-key');
           if (n.store !== undefined) flow.find((k) => k.id === n.store).type.should.equal('device-store');
+          if (n.broker !== undefined && n.type !== 'mqtt-broker') flow.find((k) => k.id === n.broker).type.should.equal('mqtt-broker');
         }
       });
 

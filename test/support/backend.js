@@ -21,17 +21,18 @@ function otherNodeRed() {
 }
 
 /**
- * @param {{dataDir: string, env?: object, port?: number, script?: string, nodeArgs?: string[]}} options
- *   script: run `node [nodeArgs] <script>` instead of `npm start`
+ * @param {{dataDir: string, env?: object, port?: number, mqttPort?: number, script?: string, nodeArgs?: string[]}} options
+ *   script: run `node [nodeArgs] <script>` instead of `npm start`; mqttPort: the embedded broker's (default a free one)
  */
-async function startBackend({ dataDir, env = {}, port, script, nodeArgs = [] }) {
+async function startBackend({ dataDir, env = {}, port, mqttPort, script, nodeArgs = [] }) {
   port = port || (await freePort());
+  mqttPort = mqttPort || (await freePort());
   const adminPort = await freePort();
   const proc = await spawnUntilReady({
     command: script ? process.execPath : 'npm',
     args: script ? [...nodeArgs, script] : ['start'],
     cwd: root,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', E2EE_ADMIN_PORT: String(adminPort), E2EE_DATA_DIR: dataDir, ...otherNodeRed(), ...env },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', E2EE_ADMIN_PORT: String(adminPort), E2EE_MQTT_PORT: String(mqttPort), E2EE_DATA_DIR: dataDir, ...otherNodeRed(), ...env },
     ready: 'esp-e2ee backend ready on',
     timeoutMs: 60000,
     what: 'backend',
@@ -55,6 +56,9 @@ async function startBackend({ dataDir, env = {}, port, script, nodeArgs = [] }) 
     /** The spawned process (with `script`, the Node-RED process itself). */
     pid: child.pid,
     url: `http://127.0.0.1:${port}`,
+    /** The embedded MQTT broker (unless E2EE_MQTT says otherwise). */
+    mqttPort,
+    mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
     /** The editor and its admin API (their own listener). */
     adminUrl: `http://127.0.0.1:${adminPort}`,
     get output() { return proc.output; },

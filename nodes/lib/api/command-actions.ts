@@ -57,6 +57,8 @@ const queueCommand: ActionHandler = async (ctx) => {
     const [oldest] = await store.pendingCommands(deviceid, 1);
     if (oldest && oldest.seqn < seqn.seq) return queued;
   }
+  // A device last heard over MQTT gets it published to its topic now (and offered in every answer until acknowledged).
+  if (target.transport === 'mqtt') return { ...queued, publish: true };
   // Pushed only to where the device's latest authenticated uplink came from, never to the address it claims (a key
   // holder could name any host); before its first such uplink, the poll delivers.
   const address = await store.seenAddress(deviceid);

@@ -9,9 +9,14 @@ import { MAX_OFFERED_COMMANDS, configResponse, plainConfigResponse } from '../do
 import { obj } from './body';
 import type { ActionContext, ActionHandler, ActionResponse } from './types';
 
-/** Where a sealed uplink came from is where its device's commands are pushed (ActionRequest.source). */
+/**
+ * Where a sealed uplink came from is where its device's commands are pushed (ActionRequest.source), and how: over
+ * HTTP, or published to its topic when it was last heard over MQTT.
+ */
 async function recordSource(ctx: ActionContext): Promise<void> {
-  if (ctx.req.sealed && ctx.req.source) await ctx.store.noteSource(ctx.deviceid, ctx.req.source);
+  if (!ctx.req.sealed) return;
+  if (ctx.req.source) await ctx.store.noteSource(ctx.deviceid, ctx.req.source);
+  if (ctx.req.transport) await ctx.store.noteTransport(ctx.deviceid, ctx.req.transport);
 }
 
 /** The sealed answer to a registration or poll. */

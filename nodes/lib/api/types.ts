@@ -2,6 +2,7 @@
 import type { Translate } from '../common';
 import type { PushPolicy, PushVerdict } from '../downlink';
 import type { DeviceStore } from '../store';
+import type { Transport } from '../registry';
 
 /** How the devices talk to this registry: what its aes-key says. */
 export interface DeviceAuth {
@@ -51,6 +52,8 @@ export interface ActionRequest {
    * recorded as where commands are pushed.
    */
   source?: string;
+  /** The transport a sealed uplink came over (msg.transport, set by the flow's MQTT edge; else http). */
+  transport?: Transport;
 }
 
 export interface ActionResponse {
@@ -66,6 +69,8 @@ export interface ActionResponse {
   seqn?: number;
   /** queue-command: where to push the command, when the device's address may be pushed to. */
   pushUrl?: string;
+  /** queue-command: the device talks MQTT; publish the command to its downlink topic now. */
+  publish?: boolean;
   /** queue-command: the device's address may not be pushed to (the command waits for its poll). */
   pushRefused?: { address: string; verdict: Exclude<PushVerdict, 'allowed'> };
   /** The per-device key version to seal the answer or command with (msg.keyVersion). */

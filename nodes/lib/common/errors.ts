@@ -24,7 +24,8 @@ export type ErrorCode =
   | 'no-deviceid'
   | 'bad-key-version'
   | 'bad-scope'
-  | 'no-rekey';
+  | 'no-rekey'
+  | 'bad-mqtt-prefix';
 
 export class E2eeError extends Error {
   readonly code: ErrorCode;

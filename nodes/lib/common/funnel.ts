@@ -47,6 +47,11 @@ export function inputFunnel<M>(
     };
     const fail = (err: unknown) => {
       const text = errorText(err, translate);
+      // The device store could not answer (a lookup on the way, e.g. a rekeyed device's key): not a rejection but
+      // "try again later", as the replay guard says it, so the flow's rejection answer is a 503, not a 400.
+      if ((err as { name?: unknown } | null)?.name === 'StorageUnavailableError' && msg && typeof msg === 'object') {
+        (msg as { rejected?: unknown }).rejected = { reason: 'storage-unavailable' };
+      }
       showingError = true;
       node.status({ fill: 'red', shape: 'ring', text });
       done(new Error(text));

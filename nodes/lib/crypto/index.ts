@@ -4,3 +4,4 @@ export * from './aes';
 export * from './key';
 export * from './device-keys';
 export * from './rekey';
+export * from './broker';

@@ -30,7 +30,12 @@ export interface DeviceRow {
   pendingkeyver: number | null;
   /** The largest response body the device said it can receive (0: it did not say). */
   rxbuf: number;
+  /** The transport of its latest authenticated uplink (http until one came over MQTT). */
+  transport: Transport;
 }
+
+export const TRANSPORTS = ['http', 'mqtt'] as const;
+export type Transport = (typeof TRANSPORTS)[number];
 
 export interface ReadingRow {
   id: number;

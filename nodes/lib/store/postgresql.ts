@@ -26,7 +26,7 @@
  * one statement.
  */
 import type * as PgTypes from 'pg';
-import type { DeviceRow, ReadingRow, RegisterInput, Retention, UpdateInput } from '../registry';
+import type { DeviceRow, ReadingRow, RegisterInput, Retention, Transport, UpdateInput } from '../registry';
 import { INITIAL_STATE, ReplayState, decide } from '../uplink';
 import type { KeyCheck, ReplayPersist, ReplayResult, UplinkVerdict } from '../uplink';
 import { DEVICE_COLUMNS, KeyState, RawCommandStatus, RawDevice, keyCheck, sortExpired, toCommandStatus, toDevice } from './rows';
@@ -116,6 +116,10 @@ export const PG_MIGRATIONS: string[][] = [
     // secret of the rekey pending (both opaque here; only the keyring can unwrap them).
     `ALTER TABLE devices ADD COLUMN keywrap text`,
     `ALTER TABLE devices ADD COLUMN rekeysecret text`,
+  ],
+  [
+    // The transport of the device's latest authenticated uplink (NULL: http): commands for an MQTT device are published.
+    `ALTER TABLE devices ADD COLUMN transport text`,
   ],
 ];
 
@@ -271,6 +275,7 @@ export class PostgresStore implements DeviceStore {
   private readonly acked = new AckedUpTo();
   /** The source address this process last wrote for each device, and when (to write it only when it changes). */
   private readonly sources = new Map<string, { address: string; at: number }>();
+  private readonly transports = new Map<string, { transport: Transport; at: number }>();
   /** Devices that logged readings through this process since its last prune by count. */
   private readonly pruner = new ReadingsPruner();
   private readonly life: StoreLifecycle;
@@ -602,6 +607,7 @@ export class PostgresStore implements DeviceStore {
   async remove(deviceid: string): Promise<boolean> {
     this.acked.forget(deviceid);
     this.sources.delete(deviceid);
+    this.transports.delete(deviceid);
     return this.transaction(async (client) => {
       const { rows } = await client.query('SELECT keyver, pendingkeyver FROM devices WHERE deviceid = $1 FOR UPDATE', [deviceid]);
       if (rows.length === 0) return false;
@@ -777,9 +783,17 @@ export class PostgresStore implements DeviceStore {
     return rows[0]?.seenaddr ?? null;
   }
 
-  async commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number } | undefined> {
-    const rows = await this.query<{ ipaddr: string; cmdport: number }>('SELECT ipaddr, cmdport FROM devices WHERE deviceid = $1', [deviceid]);
-    return rows[0];
+  async commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number; transport: Transport } | undefined> {
+    const rows = await this.query<{ ipaddr: string; cmdport: number; transport: string | null }>('SELECT ipaddr, cmdport, transport FROM devices WHERE deviceid = $1', [deviceid]);
+    return rows[0] ? { ...rows[0], transport: rows[0].transport === 'mqtt' ? 'mqtt' : 'http' } : undefined;
+  }
+
+  async noteTransport(deviceid: string, transport: Transport, now = Date.now()): Promise<void> {
+    // As noteSource: rewritten at least every SOURCE_REFRESH_MS, since another instance may have written another one.
+    const last = this.transports.get(deviceid);
+    if (last && last.transport === transport && now - last.at < SOURCE_REFRESH_MS) return;
+    await this.write([{ sql: 'UPDATE devices SET transport = $1 WHERE deviceid = $2', params: [transport, deviceid] }]);
+    this.transports.set(deviceid, { transport, at: now });
   }
 
   // --- replay ------------------------------------------------------------

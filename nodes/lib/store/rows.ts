@@ -6,11 +6,12 @@ import type { DeviceRow } from '../registry';
 import type { KeyCheck } from '../uplink';
 import type { CommandStatusRow, ExpiredCommand } from './types';
 
-export const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, keyver, pendingkeyver, rxbuf';
+export const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, keyver, pendingkeyver, rxbuf, transport';
 
 /** A device row as stored: its data is JSON text. */
-export interface RawDevice extends Omit<DeviceRow, 'data'> {
+export interface RawDevice extends Omit<DeviceRow, 'data' | 'transport'> {
   data: string;
+  transport: string | null;
 }
 
 export function toDevice(raw: RawDevice): DeviceRow {
@@ -21,7 +22,7 @@ export function toDevice(raw: RawDevice): DeviceRow {
   } catch {
     // Only validated JSON objects are written; an unreadable value reads as empty.
   }
-  return { ...raw, data };
+  return { ...raw, data, transport: raw.transport === 'mqtt' ? 'mqtt' : 'http' };
 }
 
 /** A command's columns as the command log shows them. */

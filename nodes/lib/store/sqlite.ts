@@ -17,7 +17,7 @@
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import type * as Sqlite3 from 'sqlite3';
-import type { DeviceRow, ReadingRow, RegisterInput, Retention, UpdateInput } from '../registry';
+import type { DeviceRow, ReadingRow, RegisterInput, Retention, Transport, UpdateInput } from '../registry';
 import { INITIAL_STATE, ReplayState, decide } from '../uplink';
 import type { KeyCheck, ReplayPersist, ReplayResult } from '../uplink';
 import { DEVICE_COLUMNS, RawCommandStatus, RawDevice, keyCheck, sortExpired, toCommandStatus, toDevice } from './rows';
@@ -114,6 +114,10 @@ export const MIGRATIONS: string[][] = [
     `ALTER TABLE devices ADD COLUMN keywrap TEXT`,
     `ALTER TABLE devices ADD COLUMN rekeysecret TEXT`,
   ],
+  [
+    // The transport of the device's latest authenticated uplink (NULL: http): commands for an MQTT device are published.
+    `ALTER TABLE devices ADD COLUMN transport TEXT`,
+  ],
 ];
 
 /**
@@ -172,6 +176,8 @@ export class SqliteStore implements DeviceStore {
   private readonly acked = new AckedUpTo();
   /** The source address last written for each device (to write it only when it changes). */
   private readonly sources = new Map<string, string>();
+  /** The transport last written for each device (to write it only when it changes). */
+  private readonly transports = new Map<string, Transport>();
   private readonly pruner = new ReadingsPruner();
   private readonly replays: ReplayStates;
   /** A write transaction is open (one always is between batches, unless the last BEGIN failed). */
@@ -475,6 +481,7 @@ export class SqliteStore implements DeviceStore {
       this.revokedBelow.set(deviceid, floor);
       this.acked.forget(deviceid);
       this.sources.delete(deviceid);
+      this.transports.delete(deviceid);
       const t = iso(Date.now());
       const rows = await this.write([
         { sql: 'DELETE FROM readings WHERE deviceid = ?', params: [deviceid] },
@@ -700,9 +707,19 @@ export class SqliteStore implements DeviceStore {
     return rows[0]?.seenaddr ?? null;
   }
 
-  async commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number } | undefined> {
-    const rows = await this.read<{ ipaddr: string; cmdport: number }>('SELECT ipaddr, cmdport FROM devices WHERE deviceid = ?', [deviceid]);
-    return rows[0];
+  async commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number; transport: Transport } | undefined> {
+    const rows = await this.read<{ ipaddr: string; cmdport: number; transport: string | null }>('SELECT ipaddr, cmdport, transport FROM devices WHERE deviceid = ?', [deviceid]);
+    return rows[0] ? { ...rows[0], transport: rows[0].transport === 'mqtt' ? 'mqtt' : 'http' } : undefined;
+  }
+
+  noteTransport(deviceid: string, transport: Transport): Promise<void> {
+    // (Checked first, as noteSource: a device that stays on its transport costs only the lookup.)
+    if (this.transports.get(deviceid) === transport) return Promise.resolve();
+    return this.life.afterOpen(async () => {
+      if (!this.known.has(deviceid) || this.transports.get(deviceid) === transport) return;
+      this.transports.set(deviceid, transport);
+      await this.write([{ sql: 'UPDATE devices SET transport = ? WHERE deviceid = ?', params: [transport, deviceid] }]);
+    });
   }
 
   // --- replay (the windows' books: replay-states.ts) ------------------------

@@ -4,7 +4,7 @@
  * (its checkReplay then decides inside the database, with a row lock, since
  * several Node-RED instances share the state).
  */
-import type { DeviceRow, ReadingRow, RegisterInput, Retention, UpdateInput } from '../registry';
+import type { Transport, DeviceRow, ReadingRow, RegisterInput, Retention, UpdateInput } from '../registry';
 import type { ReplayState, UplinkLedger } from '../uplink';
 
 export const SORT_COLUMNS = ['deviceid', 'name', 'lastseen', 'ipaddr', 'ssid', 'cfgsn'] as const;
@@ -130,7 +130,12 @@ export interface DeviceStore extends UplinkLedger {
    */
   offerRekey(deviceid: string, kv: number, rekeysecret: string): Promise<string | undefined>;
   /** The registered address and command port (the address as the device claims it). */
-  commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number } | undefined>;
+  commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number; transport: Transport } | undefined>;
+  /**
+   * Records the transport of an authenticated uplink of the device (http or mqtt): commands for a device last heard
+   * over MQTT are published to its topic. Written only when it changed.
+   */
+  noteTransport(deviceid: string, transport: Transport): Promise<void>;
   /**
    * Records the source address of an uplink of the device that came through aes-decrypt and its replay guard (with
    * hmac-sha256, authenticated): where commands are pushed, never an address the device only claims. Written only

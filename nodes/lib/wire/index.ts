@@ -1,3 +1,4 @@
-/** The wire format: envelopes (key/IV, Salted__, sealed with a MAC), message types, and the plaintexts inside. */
+/** The wire format: envelopes (key/IV, Salted__, sealed with a MAC), message types, the plaintexts inside, MQTT topics. */
 export * from './envelope';
 export * from './plaintext';
+export * from './topics';
