@@ -6,7 +6,7 @@
  * backend offers every unacknowledged command in each answer anyway, so nothing rests on the broker alone).
  */
 import * as net from 'node:net';
-import { BACKEND_BROKER_USER, backendBrokerPassword, brokerPassword, mayPublish, maySubscribe, samePassword } from '../nodes/lib';
+import { BACKEND_BROKER_USER, backendBrokerPassword, brokerPassword, brokerUser, deviceOfBrokerUser, mayPublish, maySubscribe, samePassword } from '../nodes/lib';
 
 export interface MqttSettings {
   mode: 'embedded' | 'external' | 'off';
@@ -51,9 +51,11 @@ export async function startEmbeddedBroker(master: Buffer, settings: MqttSettings
   broker.authenticate = (client, username, password, cb) => {
     const given = password ? password.toString('utf8') : '';
     let ok = false;
+    // A device's user name is its id (a colon written %3A); client.user is the id itself, which the ACL compares.
+    const id = typeof username === 'string' ? deviceOfBrokerUser(username) : '';
     if (username === BACKEND_BROKER_USER) ok = samePassword(given, backendPassword);
-    else if (typeof username === 'string' && /^[A-Za-z0-9:._-]{1,64}$/.test(username)) ok = samePassword(given, brokerPassword(master, username));
-    if (ok) client.user = username;
+    else if (/^[A-Za-z0-9:._-]{1,64}$/.test(id) && username === brokerUser(id)) ok = samePassword(given, brokerPassword(master, id));
+    if (ok) client.user = username === BACKEND_BROKER_USER ? username : id;
     const err = ok ? null : Object.assign(new Error('not authorised'), { returnCode: 5 });
     cb(err, ok);
   };

@@ -11,7 +11,7 @@
  * and it exits non-zero when no reading was accepted.
  */
 import { parseArgs } from 'node:util';
-import { DeviceKeyring, parseKey, parseKeyBytes } from '../nodes/lib';
+import { DeviceKeyring, brokerPassword, parseKey, parseKeyBytes } from '../nodes/lib';
 import type { AuthMode } from '../nodes/lib';
 import { backendKey } from './backend-key';
 import { SimDevice, SimStats } from './device';
@@ -30,7 +30,10 @@ const HELP = `Usage: esp-e2ee-sim [options]
                      $XDG_STATE_HOME/esp-e2ee-sim/state.json, i.e. ~/.local/state/...)
   --prefix HEX       first three bytes of the device ids (default 5CCF7F)
   --duration S       stop after S seconds (default: run until Ctrl-C)
-  --quiet            no per-device lines, only the report lines and the summary`;
+  --quiet            no per-device lines, only the report lines and the summary
+  --transport T      http (default) or mqtt: the same sealed messages through a broker (hmac-sha256, per-device)
+  --broker URL       with --transport mqtt: the broker (default mqtt://127.0.0.1:1883, npm start's embedded one)
+  --mqtt-prefix P    with --transport mqtt: the topic prefix (default esp-e2ee)`;
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -46,6 +49,9 @@ async function main(): Promise<number> {
       prefix: { type: 'string', default: '5CCF7F' },
       duration: { type: 'string' },
       quiet: { type: 'boolean', default: false },
+      transport: { type: 'string', default: 'http' },
+      broker: { type: 'string', default: 'mqtt://127.0.0.1:1883' },
+      'mqtt-prefix': { type: 'string', default: 'esp-e2ee' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -66,6 +72,9 @@ async function main(): Promise<number> {
   if (!(interval > 0)) throw new Error('--interval must be a positive number of seconds');
   if (duration !== undefined && !(duration > 0)) throw new Error('--duration must be a positive number of seconds');
   if (!/^[0-9A-Fa-f]{6}$/.test(values.prefix)) throw new Error('--prefix must be 6 hex digits');
+  const transport = values.transport;
+  if (transport !== 'http' && transport !== 'mqtt') throw new Error('--transport must be http or mqtt');
+  if (transport === 'mqtt' && !ring) throw new Error('--transport mqtt needs per-device keys (hmac-sha256): the broker credentials derive from the master');
   const baseUrl = values.url.replace(/\/+$/, '');
   const stateFile = values.state ?? defaultStateFile(values.data);
   const state = new StateFile(stateFile);
@@ -75,8 +84,15 @@ async function main(): Promise<number> {
   for (let i = 0; i < count; i++) {
     const suffix = i.toString(16).toUpperCase().padStart(6, '0').match(/../g)!.join(':');
     const id = `${prefix}:${suffix}`;
-    const device = new SimDevice({ id, baseUrl, key: ring ? ring.material(id) : shared, keyver: ring ? 0 : undefined, deviceKey: ring?.deviceKey(id), state, interval, log });
-    await device.listen();
+    const mqttOptions = transport === 'mqtt' ? { transport, broker: values.broker, brokerPassword: brokerPassword(parseKeyBytes('hex', secret), id), mqttPrefix: values['mqtt-prefix'] } as const : {};
+    const device = new SimDevice({ id, baseUrl, key: ring ? ring.material(id) : shared, keyver: ring ? 0 : undefined, deviceKey: ring?.deviceKey(id), state, interval, log, ...mqttOptions });
+    if (transport === 'mqtt') {
+      try {
+        await device.connect();
+      } catch (err) {
+        throw new Error(`cannot use the broker ${values.broker} (${(err as Error).message}): is it running, is --broker its address, and does it know this device (esp-e2ee-keys --mosquitto)?`);
+      }
+    } else await device.listen();
     devices.push(device);
     let r;
     try {
@@ -84,13 +100,14 @@ async function main(): Promise<number> {
     } catch (err) {
       throw new Error(`cannot reach ${baseUrl} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): is the backend running, and is --url its address?`);
     }
+    if (r.status === 0 && transport === 'mqtt') throw new Error(`register ${device.id}: no answer on ${values['mqtt-prefix']}/${device.id}/down within 5 s: is the backend connected to ${values.broker}, and the key the backend's?`);
     if (r.status === 400 && device.sealed) {
       throw new Error(`registration of ${device.id} refused (HTTP 400): the key does not match the backend's (check --key or E2EE_KEY, --auth and --scope)`);
     }
     if (r.status !== 200 && r.status !== 201) throw new Error(`register ${device.id}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
     device.run();
   }
-  console.log(`${devices.length} simulated device(s) running against ${baseUrl}; state in ${stateFile}`);
+  console.log(`${devices.length} simulated device(s) running against ${transport === 'mqtt' ? `${values.broker} (MQTT)` : baseUrl}; state in ${stateFile}`);
 
   const started = Date.now();
   const total = new SimStats();

@@ -13,6 +13,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KeyMaterial, MessageType, byteKeyMaterial, decryptEnvelope, encryptToWire, isE2eeError, parseEnvelope, rekeyKey, x25519, x25519Pair } from '../nodes/lib';
 import type { StateFile } from './state';
+import { SimMqtt } from './mqtt-link';
 
 export interface SimDeviceOptions {
   id: string;
@@ -32,6 +33,16 @@ export interface SimDeviceOptions {
   rxbuf?: number;
   /** Extra request headers (tests: X-Forwarded-For behind a trusted proxy, to appear from another address). */
   headers?: Record<string, string>;
+  /** http (default) or mqtt: the same sealed messages through a broker, as the firmware's MQTT transport does. */
+  transport?: 'http' | 'mqtt';
+  /** mqtt: the broker's URL (mqtt://host:port). */
+  broker?: string;
+  /** mqtt: the broker password of this device (esp-e2ee-keys derives it from the master); the user is the id. */
+  brokerPassword?: string;
+  /** mqtt: the topic prefix (default esp-e2ee). */
+  mqttPrefix?: string;
+  /** mqtt: how long a registration or poll waits for its answer (default 5 s). */
+  answerTimeoutMs?: number;
 }
 
 /** Polls made at once after an answer that says more commands wait. */
@@ -165,6 +176,43 @@ export class SimDevice {
     return `${this.options.baseUrl}/api/devices/${encodeURIComponent(this.id)}${suffix}`;
   }
 
+  /** mqtt: the connection to the broker (a persistent session under the device id). */
+  private mqtt?: SimMqtt;
+
+  /**
+   * Connects to the broker (mqtt) with a persistent session: commands the backend published while the device was
+   * away arrive now. Returns whether the broker had kept the session.
+   */
+  async connect(): Promise<boolean> {
+    if (this.options.transport !== 'mqtt') return false;
+    this.mqtt = new SimMqtt({
+      url: this.options.broker ?? 'mqtt://127.0.0.1:1883',
+      id: this.id,
+      password: this.options.brokerPassword ?? '',
+      prefix: this.options.mqttPrefix ?? 'esp-e2ee',
+      timeoutMs: this.options.answerTimeoutMs ?? 5000,
+      // A downlink that is not the awaited answer: a command published to the device.
+      onCommand: (wire) => this.runCommand(wire, 'push'),
+      openAnswer: (wire) => this.openAnswer(wire),
+    });
+    return this.mqtt.connect();
+  }
+
+  /** Drops the broker connection without a clean session end (the firmware losing power or WiFi). */
+  async disconnect(): Promise<void> {
+    await this.mqtt?.close();
+    this.mqtt = undefined;
+  }
+
+  /** The config answer inside a downlink, opened under the device's key, or undefined when it is not one. */
+  private openAnswer(wire: unknown): { re?: unknown } | undefined {
+    try {
+      return JSON.parse(decryptEnvelope(this.key, parseEnvelope(wire), this.id, 'config').toString('utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Starts the /command server on an ephemeral loopback port. */
   async listen(): Promise<number> {
     this.server = http.createServer((req, res) => this.onCommandRequest(req, res));
@@ -186,7 +234,8 @@ export class SimDevice {
       return r;
     }
     const seqn = this.nextSeq();
-    const r = await requestJson(this.url(), 'POST', this.seal('register', { ...body, rxbuf: this.options.rxbuf ?? SIM_RXBUF, SEQN: seqn, ack: this.ack }), this.options.headers ?? {}, this.agent);
+    const sealed = this.seal('register', { ...body, rxbuf: this.options.rxbuf ?? SIM_RXBUF, SEQN: seqn, ack: this.ack });
+    const r = this.mqtt ? await this.mqtt.exchange('register', sealed, seqn) : await requestJson(this.url(), 'POST', sealed, this.options.headers ?? {}, this.agent);
     this.log(`register ${seqn} -> ${r.status}`);
     if (r.status === 200 || r.status === 201) this.applyAnswer(r.body, seqn);
     return r;
@@ -233,16 +282,19 @@ export class SimDevice {
     const seqn = this.nextSeq();
     const plaintext = { data: { a0: Math.floor(Math.random() * 1024), heap: 30000 - (seqn % 500), uptime: Math.floor((Date.now() - this.started) / 1000) }, SEQN: seqn, ...(this.sealed ? { ack: this.ack } : {}) };
     const sent = this.seal('reading', plaintext);
-    const r = await requestJson(this.url('/readings'), 'POST', sent, this.options.headers ?? {}, this.agent);
+    // Over MQTT there is no answer: 200 means the broker took it (PUBACK).
+    const r = this.mqtt ? await this.mqtt.send('reading', sent) : await requestJson(this.url('/readings'), 'POST', sent, this.options.headers ?? {}, this.agent);
     return { ...r, seqn, sent };
   }
 
   /** Polls the config; applies a new cfgsn's interval and runs queued commands. */
   async poll(followUps = 0): Promise<HttpResult> {
     const seqn = this.sealed ? this.nextSeq() : 0;
-    const r = this.sealed
-      ? await requestJson(this.url('/poll'), 'POST', this.seal('poll', { SEQN: seqn, ack: this.ack }), this.options.headers ?? {}, this.agent)
-      : await requestJson(this.url(), 'GET', undefined, this.options.headers ?? {}, this.agent);
+    const r = this.mqtt
+      ? await this.mqtt.exchange('poll', this.seal('poll', { SEQN: seqn, ack: this.ack }), seqn)
+      : this.sealed
+        ? await requestJson(this.url('/poll'), 'POST', this.seal('poll', { SEQN: seqn, ack: this.ack }), this.options.headers ?? {}, this.agent)
+        : await requestJson(this.url(), 'GET', undefined, this.options.headers ?? {}, this.agent);
     if (r.status === 404) {
       this.log('not registered: registering again');
       await this.register();
@@ -379,6 +431,7 @@ export class SimDevice {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.agent.destroy();
+    await this.disconnect();
     if (this.server) await new Promise<void>((resolve) => this.server!.close(() => resolve()));
   }
 }

@@ -12,7 +12,22 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { backendKey } from './backend-key';
-import { ValidationError, deriveDeviceKey, generateDeviceId, parseKeyBytes, renderSecretsH, validateDeviceId } from '../nodes/lib';
+import * as path from 'node:path';
+import {
+  BACKEND_BROKER_USER,
+  ValidationError,
+  backendBrokerPassword,
+  brokerPassword,
+  brokerUser,
+  checkPrefix,
+  deriveDeviceKey,
+  generateDeviceId,
+  mosquittoAcl,
+  mosquittoPasswordLine,
+  parseKeyBytes,
+  renderSecretsH,
+  validateDeviceId,
+} from '../nodes/lib';
 
 const HELP = `Usage: esp-e2ee-keys <device id> [options]
        esp-e2ee-keys --generate [options]
@@ -25,6 +40,10 @@ stays here), the backend URL and placeholders for the WiFi settings.
   --key HEX          the master key in hex (default: $E2EE_KEY, else <data dir>/aes-key.hex)
   --data DIR         the backend's data dir (default: $E2EE_DATA_DIR, else ./data)
   --out FILE         write the file (mode 0600) instead of printing it
+  --mqtt HOST:PORT   the device talks MQTT through this broker (its broker login is derived from the master)
+  --mqtt-prefix P    the topic prefix (default esp-e2ee)
+  --mosquitto DIR    instead: write DIR/passwd and DIR/acl for Mosquitto (password_file, acl_file): the backend's
+                     login and one per device named (several ids may be given)
 A device id is 1 to 64 characters from A-Z a-z 0-9 : . _ - (a MAC address fits).`;
 
 function args() {
@@ -38,6 +57,9 @@ function args() {
       key: { type: 'string' },
       data: { type: 'string', default: process.env.E2EE_DATA_DIR || undefined },
       out: { type: 'string' },
+      mqtt: { type: 'string' },
+      'mqtt-prefix': { type: 'string', default: 'esp-e2ee' },
+      mosquitto: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -56,6 +78,7 @@ function main(): number {
     console.log(HELP);
     return 0;
   }
+  if (values.mosquitto !== undefined) return mosquitto(values, positionals);
   const deviceId = values.generate ? generateDeviceId(crypto.randomBytes) : positionals[0];
   if (!deviceId || positionals.length > (values.generate ? 0 : 1)) {
     console.error(values.generate ? 'esp-e2ee-keys: --generate takes no device id' : 'esp-e2ee-keys: name one device id, or --generate (see --help)');
@@ -82,9 +105,23 @@ function main(): number {
     console.error(`esp-e2ee-keys: ${err instanceof Error && err.message.startsWith('no master') ? err.message : 'the master key must be 32, 48 or 64 hex digits'}`);
     return 2;
   }
+  let mqtt: { host: string; port: number; user: string; password: string; prefix: string } | undefined;
+  if (values.mqtt !== undefined) {
+    const m = /^([^\s:/]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(values.mqtt);
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535 || values.auth !== 'hmac-sha256') {
+      console.error('esp-e2ee-keys: --mqtt must be host:port (the broker as the device reaches it), with --auth hmac-sha256');
+      return 2;
+    }
+    try {
+      mqtt = { host: m[1], port: Number(m[2]), user: brokerUser(validateDeviceId(deviceId)), password: brokerPassword(master, deviceId), prefix: checkPrefix(values['mqtt-prefix']) };
+    } catch {
+      console.error('esp-e2ee-keys: a bad device id or --mqtt-prefix (topic levels without + or #)');
+      return 2;
+    }
+  }
   let text: string;
   try {
-    text = renderSecretsH({ deviceKey: deriveDeviceKey(master, validateDeviceId(deviceId), version), deviceId, version, backendUrl: values.url, hmac: values.auth === 'hmac-sha256' });
+    text = renderSecretsH({ deviceKey: deriveDeviceKey(master, validateDeviceId(deviceId), version), deviceId, version, backendUrl: values.url, hmac: values.auth === 'hmac-sha256', mqtt });
   } catch (err) {
     if (!(err instanceof ValidationError)) throw err;
     console.error('esp-e2ee-keys: a device id is 1 to 64 characters from A-Z a-z 0-9 : . _ -');
@@ -97,6 +134,35 @@ function main(): number {
   } else {
     process.stdout.write(text);
   }
+  return 0;
+}
+
+/** --mosquitto DIR: Mosquitto's password_file (the backend and each device named) and acl_file, mode 0600. */
+function mosquitto(values: ReturnType<typeof args>['values'], ids: string[]): number {
+  let master: Buffer;
+  let prefix: string;
+  try {
+    master = parseKeyBytes('hex', backendKey(values, 'master key', values.data ?? 'data'));
+    prefix = checkPrefix(values['mqtt-prefix']);
+  } catch (err) {
+    console.error(`esp-e2ee-keys: ${err instanceof Error && err.message.startsWith('no master') ? err.message : 'the master key must be hex, and --mqtt-prefix topic levels without + or #'}`);
+    return 2;
+  }
+  const lines = [mosquittoPasswordLine(BACKEND_BROKER_USER, backendBrokerPassword(master))];
+  for (const id of ids) {
+    try {
+      if (validateDeviceId(id) === BACKEND_BROKER_USER) throw new ValidationError('bad-deviceid', 'deviceid');
+    } catch {
+      console.error(`esp-e2ee-keys: ${JSON.stringify(id)} is not a device id (1 to 64 characters from A-Z a-z 0-9 : . _ -, not ${BACKEND_BROKER_USER})`);
+      return 2;
+    }
+    lines.push(mosquittoPasswordLine(brokerUser(id), brokerPassword(master, id)));
+  }
+  const dir = values.mosquitto as string;
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'passwd'), `${lines.join('\n')}\n`, { mode: 0o600 });
+  fs.writeFileSync(path.join(dir, 'acl'), mosquittoAcl(prefix, ids.map((id) => ({ id, user: brokerUser(id) }))), { mode: 0o600 });
+  console.error(`esp-e2ee-keys: wrote ${path.join(dir, 'passwd')} (the backend and ${ids.length} device(s)) and ${path.join(dir, 'acl')}: in mosquitto.conf, password_file and acl_file`);
   return 0;
 }
 

@@ -9,8 +9,9 @@ need_apt=()
 command -v openssl >/dev/null || need_apt+=(openssl)
 # The firmware's host tests and cross-compile check (Debian packages; PlatformIO is not needed), and e2fsprogs
 # for the storage fault tests (they make an ext4 file system of their own), PostgreSQL and HAProxy for the shared
-# backend and the cluster (the tests start throwaway instances of their own; none is assumed running).
-for pkg in postgresql haproxy e2fsprogs g++ make libbearssl-dev doctest-dev nlohmann-json3-dev gcc-xtensa-lx106 binutils-xtensa-lx106 picolibc-xtensa-lx106-elf; do
+# backend and the cluster, Mosquitto for the MQTT transport (the tests start throwaway instances of their own;
+# none is assumed running).
+for pkg in postgresql haproxy mosquitto libmosquitto-dev e2fsprogs g++ make libbearssl-dev doctest-dev nlohmann-json3-dev gcc-xtensa-lx106 binutils-xtensa-lx106 picolibc-xtensa-lx106-elf; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -14,6 +14,20 @@ export const HKDF_INFO_BROKER_BACKEND = 'esp-e2ee v1 broker-backend';
 /** Mosquitto 2's password hash: PBKDF2-SHA512, this many iterations (mosquitto_passwd's default). */
 export const MOSQUITTO_ITERATIONS = 101;
 
+/**
+ * A device's broker user name: its id, with each `:` written `%3A` (Mosquitto's password file separates the user
+ * name from the hash with a colon, so a MAC address cannot be a user name there; `%` is not in the id alphabet, so
+ * every id keeps its own user name).
+ */
+export function brokerUser(deviceId: string): string {
+  return deviceId.replace(/:/g, '%3A');
+}
+
+/** The device id of a broker user name (the inverse of brokerUser). */
+export function deviceOfBrokerUser(user: string): string {
+  return user.replace(/%3A/g, ':');
+}
+
 /** A device's broker password (32 hex digits). */
 export function brokerPassword(master: Buffer, deviceId: string): string {
   const id = Buffer.from(deviceId, 'utf8');

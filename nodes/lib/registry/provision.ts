@@ -13,6 +13,8 @@ export interface SecretsOptions {
   /** The backend as the device reaches it, e.g. http://192.168.1.10:1880. */
   backendUrl: string;
   hmac?: boolean;
+  /** The MQTT transport: the broker as the device reaches it, the device's broker password, the topic prefix. */
+  mqtt?: { host: string; port: number; user: string; password: string; prefix: string };
 }
 
 /** A C string literal: backslashes and quotes escaped, anything outside printable ASCII as an octal escape. */
@@ -63,6 +65,32 @@ export function renderSecretsH(o: SecretsOptions): string {
 // Seconds between readings and config polls, until the backend's config says otherwise.
 #ifndef E2EE_INTERVAL_S
 #define E2EE_INTERVAL_S 30
+#endif
+${o.mqtt ? mqttLines(o.mqtt) : ''}`;
+}
+
+/** secrets.h's MQTT part: the transport, the broker, the device's broker credential (user = its id) and prefix. */
+function mqttLines(m: NonNullable<SecretsOptions['mqtt']>): string {
+  return `// The transport: MQTT through the broker below (the same sealed messages; 0 or unset: HTTP to E2EE_BACKEND_URL).
+#ifndef E2EE_TRANSPORT_MQTT
+#define E2EE_TRANSPORT_MQTT 1
+#endif
+#ifndef E2EE_MQTT_HOST
+#define E2EE_MQTT_HOST ${cString(m.host)}
+#endif
+#ifndef E2EE_MQTT_PORT
+#define E2EE_MQTT_PORT ${m.port}
+#endif
+// The broker login of this device (its id, a colon written %3A; the password derived from the master): it limits
+// what the device may do on the broker. The end-to-end protection does not rest on it.
+#ifndef E2EE_MQTT_USER
+#define E2EE_MQTT_USER ${cString(m.user)}
+#endif
+#ifndef E2EE_MQTT_PASSWORD
+#define E2EE_MQTT_PASSWORD ${cString(m.password)}
+#endif
+#ifndef E2EE_MQTT_PREFIX
+#define E2EE_MQTT_PREFIX ${cString(m.prefix)}
 #endif
 `;
 }
