@@ -98,9 +98,11 @@ function installHttpProtections(RED: RED, bySource: TokenBuckets | undefined, t:
 function answerRejection(msg: Msg, t: Translate, rejections: RejectionLog): Msg {
   const rejected = msg.rejected as { reason?: unknown; retryAfterMs?: unknown } | undefined;
   const req = msg.req as Parameters<typeof sourceOf>[0] | undefined;
+  // Over MQTT the broker hides the sender's address: its rejections are counted as one source.
+  const source = req ? sourceOf(req) : msg.transport === 'mqtt' ? 'MQTT' : '';
   if (rejected?.reason === 'rate-limited') {
     // The device proved itself and is over its own rate: it may know so (it holds the key), and when to retry.
-    rejections.record(req ? sourceOf(req) : '', String(deviceIdFrom(msg) ?? ''), 'rate-limited');
+    rejections.record(source, String(deviceIdFrom(msg) ?? ''), 'rate-limited');
     msg.statusCode = 429;
     msg.payload = { status: 'NOK', message: t('e2ee.api.rate-limited') };
     msg.headers = { 'Retry-After': retryAfterSeconds(Number(rejected.retryAfterMs) || 1000) };
@@ -113,7 +115,7 @@ function answerRejection(msg: Msg, t: Translate, rejections: RejectionLog): Msg 
     msg.headers = { 'Retry-After': String(STORAGE_RETRY_AFTER_S) };
     return msg;
   }
-  rejections.record(req ? sourceOf(req) : '', String(deviceIdFrom(msg) ?? ''), rejectionReason(msg));
+  rejections.record(source, String(deviceIdFrom(msg) ?? ''), rejectionReason(msg));
   msg.statusCode = 400;
   msg.payload = { status: 'NOK', message: t('e2ee.registry.rejected') };
   delete msg.headers;

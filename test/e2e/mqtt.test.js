@@ -115,7 +115,7 @@ function scenarios(name, setup) {
       // (The rejection log aggregates per source; the store is the witness.)
       await new Promise((r) => setTimeout(r, 800));
       (await stored(IDS[0])).filter((s) => s === old.seqn).length.should.equal(1);
-      ctx.backend.output.should.match(/"5C:CF:7F:A0:00:01" \(source unknown\) rejected: (replay|stale)/);
+      ctx.backend.output.should.match(/"5C:CF:7F:A0:00:01" \(source MQTT\) rejected: (replay|stale)/);
     });
 
     it('commands queued while the device is offline arrive when it reconnects, and are acknowledged', async function () {

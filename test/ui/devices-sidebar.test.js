@@ -134,6 +134,8 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     await page.click(`.esp-e2ee-row[data-deviceid="${devices[1]}"]`);
     await page.waitForSelector('.esp-e2ee-detail .esp-e2ee-rename');
     (await page.locator('.esp-e2ee-list').isVisible()).should.be.false();
+    // It registered over HTTP: the transport of its latest authenticated uplink.
+    (await page.locator('.esp-e2ee-fact-transport').innerText()).should.equal('HTTP');
     const reach = await page.evaluate(() => {
       const detail = document.querySelector('.esp-e2ee-detail');
       const back = document.querySelector('.esp-e2ee-back').getBoundingClientRect();
