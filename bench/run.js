@@ -4,7 +4,7 @@
  * its own process. Prints one table of figures, each a ratio measured within one run where it compares,
  * writes bench/results.json and the chart docs/benchmarks.svg (bench/chart.js).
  *
- * Usage: node bench/run.js [--smoke] [--out FILE] [--svg FILE] [--only http,nodes,keyring,store,registry,drift,firmware,scaleout]
+ * Usage: node bench/run.js [--smoke] [--out FILE] [--svg FILE] [--only http,nodes,mqtt,keyring,store,registry,drift,firmware,scaleout]
  *   --smoke: a few seconds each, so the benchmarks cannot rot (the test command runs this); its figures
  *            mean nothing.
  */
@@ -69,6 +69,13 @@ function figures(r) {
     for (const [name, s] of Object.entries(n)) {
       add(`aes-${name.replace(' ', ' / peer, ')}`, s.ratio, `${x(s.ratio)} (${fmt(s.ours)} vs ${fmt(s.peer)} msgs/s)`, goals[name] ? `>= ${goals[name]}x` : '', goals[name] ? s.ratio >= goals[name] : null);
     }
+  }
+  if (r.mqtt) {
+    const m = r.mqtt;
+    add('MQTT path (shipped flow) / bare mqtt in, same broker and runtime', m.mqttToBare, m.mqttToBare.toFixed(2), '>= 0.8', m.mqttToBare >= 0.8);
+    add('MQTT path / durable peer (crypto-js, context, sqlite)', m.mqttToPeer, x(m.mqttToPeer), '>= 5x', m.mqttToPeer >= 5);
+    for (const [name, rate] of Object.entries(m.rates)) add(`MQTT ${name}`, rate, `${fmt(rate)} readings/s`);
+    add('stored rows, MQTT path', m.stored.n, `${fmt(m.stored.n)} rows, ${fmt(m.stored.sent)} sent, ${fmt(m.stored.distinct)} distinct`, '= sent, no duplicates', m.stored.n === m.stored.sent && m.stored.n === m.stored.distinct);
   }
   if (r.keyring) {
     const k = r.keyring;

@@ -26,7 +26,7 @@ describe('benchmarks: smoke run of npm run bench', function () {
 
   it('runs every benchmark and reports the figures of the table', function () {
     report.smoke.should.be.true();
-    Object.keys(report.results).sort().should.eql(['drift', 'firmware', 'http', 'nodes', 'registry', 'scaleout', 'store']);
+    Object.keys(report.results).sort().should.eql(['drift', 'firmware', 'http', 'keyring', 'nodes', 'registry', 'scaleout', 'store']);
     const names = report.figures.map((f) => f.figure);
     for (const f of ['readings route (hmac-sha256) / bare, same runtime', 'readings route (hmac) / durable peer pipeline', 'group-commit ingest (device-registry log)', 'firmware lib/ text (xtensa-lx106, -Os)']) names.should.containEql(f);
     for (const f of report.figures) (Number.isFinite(f.value) && f.value > 0).should.be.true(`${f.figure}: ${f.value}`);
