@@ -14,17 +14,7 @@ const lib = require('../../dist/nodes/lib');
 const { SimDevice, requestJson } = require('../../dist/sim/device');
 const { StateFile } = require('../../dist/sim/state');
 
-/** mulberry32: a small seeded generator, so a failing round can be repeated. */
-function random(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const { seeded: random } = require('../support/random');
 
 describe('crash rounds: kill -9 at random points under load, 20 rounds', function () {
   this.timeout(600000);

@@ -30,17 +30,7 @@ const ring = new lib.DeviceKeyring(master, 'hmac-sha256');
 const IDS = ['5C:CF:7F:B0:00:01', '5C:CF:7F:B0:00:02', '5C:CF:7F:B0:00:03'];
 const SEED = Number(process.env.E2EE_HOSTILE_SEED || 20261205);
 
-/** A small seeded generator (mulberry32). */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const { seeded: rng } = require('../support/random');
 
 /**
  * The proxy. Client-to-broker and broker-to-client PUBLISH packets on the package's topics are subject to `decide`,
