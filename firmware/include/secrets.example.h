@@ -29,3 +29,13 @@
 #ifndef E2EE_INTERVAL_S
 #define E2EE_INTERVAL_S 30
 #endif
+// The transport: 1 for MQTT through the broker below (`esp-e2ee-keys <id> --mqtt host:port` writes this part with
+// the device's broker credential), 0 for HTTP to E2EE_BACKEND_URL.
+#ifndef E2EE_TRANSPORT_MQTT
+#define E2EE_TRANSPORT_MQTT 0
+#endif
+// #define E2EE_MQTT_HOST "192.168.1.10"
+// #define E2EE_MQTT_PORT 1883
+// #define E2EE_MQTT_USER "5C%3ACF%3A7F%3AAA%3A00%3A01"
+// #define E2EE_MQTT_PASSWORD "<32 hex digits from esp-e2ee-keys>"
+// #define E2EE_MQTT_PREFIX "esp-e2ee"

@@ -1,11 +1,12 @@
 // esp-e2ee firmware for the ESP8266 (Arduino core). Only glue: the device's behaviour is e2ee::Device in lib/e2ee
-// (host-tested against a fake backend); this file gives it the core's WiFi, HTTP client, EEPROM, serial, clock,
-// hardware RNG, sensor and LED, and calls it from setup() and loop().
+// (host-tested against a fake backend and a fake broker); this file gives it the core's WiFi, HTTP client (or
+// PubSubClient for MQTT), EEPROM, serial, clock, hardware RNG, sensor and LED, and calls it from setup() and loop().
 #include <Arduino.h>
 #include <EEPROM.h>
 #include <ESP8266HTTPClient.h>
 #include <ESP8266WebServer.h>
 #include <ESP8266WiFi.h>
+#include <PubSubClient.h>
 
 #include <e2ee.h>
 
@@ -19,6 +20,21 @@
 
 #ifndef E2EE_KEY_VERSION
 #define E2EE_KEY_VERSION 0
+#endif
+// 1: MQTT through the broker in secrets.h (esp-e2ee-keys --mqtt writes it); 0: HTTP to E2EE_BACKEND_URL.
+#ifndef E2EE_TRANSPORT_MQTT
+#define E2EE_TRANSPORT_MQTT 0
+#endif
+#if E2EE_TRANSPORT_MQTT
+#ifndef E2EE_MQTT_PREFIX
+#define E2EE_MQTT_PREFIX "esp-e2ee"
+#endif
+#else
+#define E2EE_MQTT_HOST ""
+#define E2EE_MQTT_PORT 0
+#define E2EE_MQTT_USER ""
+#define E2EE_MQTT_PASSWORD ""
+#define E2EE_MQTT_PREFIX ""
 #endif
 
 namespace {
@@ -68,6 +84,47 @@ class CoreHttp : public e2ee::Http {
 
  private:
   String text_;
+};
+
+/// PubSubClient (MQTT 3.1.1): it subscribes at QoS 1 but publishes at QoS 0 only, so an uplink the connection loses
+/// is lost (registrations and polls are retried when their answer does not come; a reading is not).
+class PubSubMqtt : public e2ee::MqttClient {
+ public:
+  /// Room for the largest message: a config answer within rxbuf (sizeof(rx) - 1), its topic and the header.
+  static constexpr uint16_t kBuffer = 1536 + 160;
+
+  PubSubMqtt() : client_(wifi_) {}
+  void begin(e2ee::MqttTransport &transport, const char *host, uint16_t port) {
+    client_.setServer(host, port);
+    client_.setBufferSize(kBuffer);
+    // The payload stays in PubSubClient's buffer while the device reads it; nothing is published from in here.
+    client_.setCallback([&transport](char *topic, uint8_t *payload, unsigned int len) {
+      transport.on_message(topic, reinterpret_cast<const char *>(payload), len);
+    });
+  }
+  bool connect(const Login &login) override {
+    // Persistent session (cleanSession false); the Last Will at QoS 0, not retained.
+    if (!client_.connect(login.client_id, login.user, login.password, login.will_topic, 0, false, login.will_payload, false)) return false;
+    return client_.subscribe(login.subscribe, 1);
+  }
+  bool connected() override { return client_.connected(); }
+  bool publish(const char *topic, const char *payload, size_t len) override {
+    return client_.publish(topic, reinterpret_cast<const uint8_t *>(payload), unsigned(len), false);
+  }
+  void poll(uint32_t wait_ms) override {
+    client_.loop();
+    if (wait_ms > 0) delay(wait_ms);
+  }
+  const char *error_text() override {
+    // PubSubClient's state(): -4 timeout, -2 connect failed, 4 bad credentials, 5 not authorised (see PubSubClient.h).
+    snprintf(text_, sizeof(text_), "MQTT state %d", client_.state());
+    return text_;
+  }
+
+ private:
+  WiFiClient wifi_;
+  PubSubClient client_;
+  char text_[24];
 };
 
 class MillisClock : public e2ee::Clock {
@@ -133,12 +190,16 @@ uint8_t work[256 + 32];
 EepromFlash flash;
 CoreHttp http;
 MillisClock sysClock;
+PubSubMqtt mqttClient;
+const e2ee::MqttSettings mqttSettings = {E2EE_MQTT_HOST, E2EE_MQTT_PORT, E2EE_MQTT_USER, E2EE_MQTT_PASSWORD, E2EE_MQTT_PREFIX};
+e2ee::HttpTransport overHttp(http, E2EE_BACKEND_URL);
+e2ee::MqttTransport overMqtt(mqttClient, sysClock, mqttSettings);
 SerialLog serialLog;
 Board board;
 ESP8266WebServer server(kCommandPort);
 
 const e2ee::DeviceSettings settings = {
-    deviceId, E2EE_BACKEND_URL, E2EE_KEY_HEX, E2EE_AUTH_HMAC ? e2ee::Auth::HmacSha256 : e2ee::Auth::None, E2EE_KEY_VERSION, E2EE_INTERVAL_S,
+    deviceId, E2EE_KEY_HEX, E2EE_AUTH_HMAC ? e2ee::Auth::HmacSha256 : e2ee::Auth::None, E2EE_KEY_VERSION, E2EE_INTERVAL_S,
     kCommandPort,
 #ifdef E2EE_SAMPLE_SECRETS
     true,
@@ -151,7 +212,11 @@ const e2ee::DeviceBuffers buffers = {rx, sizeof(rx), opened, sizeof(opened), bod
 #else
 const e2ee::DeviceBuffers buffers = {rx, sizeof(rx), nullptr, 0, body, sizeof(body), plain, sizeof(plain), work, sizeof(work)};
 #endif
-e2ee::Device device(settings, buffers, flash, http, sysClock, hardwareRandom, serialLog, board);
+#if E2EE_TRANSPORT_MQTT
+e2ee::Device device(settings, buffers, flash, overMqtt, sysClock, hardwareRandom, serialLog, board);
+#else
+e2ee::Device device(settings, buffers, flash, overHttp, sysClock, hardwareRandom, serialLog, board);
+#endif
 
 void onCommand() {
   const String &text = server.arg("plain");
@@ -171,6 +236,9 @@ void setup() {
   snprintf(deviceId, sizeof(deviceId), "%s", E2EE_DEVICE_ID);
 #else
   snprintf(deviceId, sizeof(deviceId), "%s", WiFi.macAddress().c_str());
+#endif
+#if E2EE_TRANSPORT_MQTT
+  mqttClient.begin(overMqtt, E2EE_MQTT_HOST, E2EE_MQTT_PORT);
 #endif
   if (!device.begin()) {
     for (;;) delay(1000);  // a setting in secrets.h that cannot work: said on serial, nothing to retry

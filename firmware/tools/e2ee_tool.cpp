@@ -7,14 +7,17 @@
 //   e2ee-tool post    --url http://127.0.0.1:PORT --key HEX --auth MODE --deviceid ID --seqn N --data JSON
 //   e2ee-tool device  --url http://127.0.0.1:PORT --key HEX --auth MODE --deviceid ID --flash FILE --cycles N
 //                     [--kv N] [--interval S] [--pause-ms MS]
+//                     [--mqtt HOST:PORT --mqtt-user U --mqtt-password P [--mqtt-prefix esp-e2ee]]
 //
 // device runs the firmware's own e2ee::Device (lib/e2ee) against a real backend: FILE is its EEPROM (created
-// erased), so each run is one boot; it runs N cycles, --pause-ms apart (the device's own waits are not slept), and
-// prints what the device says, and "[board] led on|off".
+// erased), so each run is one boot; it runs N cycles, --pause-ms apart (the device's own waits are not slept; it
+// keeps servicing its link in the pauses), and prints what the device says, and "[board] led on|off". With --mqtt
+// it talks MQTT (libmosquitto, MQTT 3.1.1, persistent session, QoS 1) to a real broker instead of HTTP to --url.
 //
 // --type: reading (default), register, poll, command or config (bound into the MAC); --kv N adds the
 // per-device key version to sealed bodies.
 // Exit status: 0 ok, 1 rejected (the reason is on stderr), 2 usage or I/O error.
+#include <mosquitto.h>
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <sys/random.h>
@@ -143,6 +146,87 @@ int http_post(const std::string &url, const std::string &path, const std::string
   return http_request(url, path, &body, response);
 }
 
+/// MqttTransport's client on the host: libmosquitto, driven from the calling thread (no background thread), as
+/// PubSubClient is on the device; but it publishes at QoS 1 and waits for the broker's PUBACK.
+struct MosquittoClient : MqttClient {
+  std::string host;
+  int port;
+  MqttTransport *transport = nullptr;
+  mosquitto *m = nullptr;
+  bool up = false;
+  int connack = -1;
+  bool subscribed = false;
+  int acked_mid = -1;
+  std::string error = "not connected";
+
+  MosquittoClient(std::string h, int p) : host(std::move(h)), port(p) { mosquitto_lib_init(); }
+  ~MosquittoClient() {
+    if (m) {
+      if (up) mosquitto_disconnect(m);
+      mosquitto_destroy(m);
+    }
+    mosquitto_lib_cleanup();
+  }
+
+  /// Runs the network loop until done() or ms have passed.
+  template <typename F>
+  bool wait(F done, int ms) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (!done() && std::chrono::steady_clock::now() < end) {
+      if (mosquitto_loop(m, 20, 1) != MOSQ_ERR_SUCCESS) {
+        up = false;
+        return false;
+      }
+    }
+    return done();
+  }
+
+  bool connect(const Login &login) override {
+    if (m) mosquitto_destroy(m);
+    up = subscribed = false;
+    connack = -1;
+    m = mosquitto_new(login.client_id, false, this);  // clean session off: the broker keeps what comes while away
+    if (!m) return false;
+    mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+    mosquitto_username_pw_set(m, login.user, login.password);
+    mosquitto_will_set(m, login.will_topic, int(strlen(login.will_payload)), login.will_payload, 0, false);
+    mosquitto_connect_callback_set(m, [](mosquitto *, void *self, int rc) { static_cast<MosquittoClient *>(self)->connack = rc; });
+    mosquitto_disconnect_callback_set(m, [](mosquitto *, void *self, int) { static_cast<MosquittoClient *>(self)->up = false; });
+    mosquitto_subscribe_callback_set(m, [](mosquitto *, void *self, int, int, const int *) { static_cast<MosquittoClient *>(self)->subscribed = true; });
+    mosquitto_publish_callback_set(m, [](mosquitto *, void *self, int mid) { static_cast<MosquittoClient *>(self)->acked_mid = mid; });
+    mosquitto_message_callback_set(m, [](mosquitto *, void *self, const mosquitto_message *msg) {
+      auto *c = static_cast<MosquittoClient *>(self);
+      if (c->transport) c->transport->on_message(msg->topic, static_cast<const char *>(msg->payload), size_t(msg->payloadlen));
+    });
+    const int rc = mosquitto_connect(m, host.c_str(), port, 15);
+    if (rc != MOSQ_ERR_SUCCESS) {
+      error = mosquitto_strerror(rc);
+      return false;
+    }
+    if (!wait([&] { return connack >= 0; }, 5000) || connack != 0) {
+      error = connack > 0 ? mosquitto_connack_string(connack) : "no CONNACK";
+      return false;
+    }
+    up = true;
+    if (mosquitto_subscribe(m, nullptr, login.subscribe, 1) != MOSQ_ERR_SUCCESS || !wait([&] { return subscribed; }, 5000)) {
+      error = "subscribe failed";
+      up = false;
+      return false;
+    }
+    return true;
+  }
+  bool connected() override { return up; }
+  bool publish(const char *topic, const char *payload, size_t len) override {
+    int mid = 0;
+    if (!up || mosquitto_publish(m, &mid, topic, int(len), payload, 1, false) != MOSQ_ERR_SUCCESS) return false;
+    return wait([&] { return acked_mid == mid; }, 5000);
+  }
+  void poll(uint32_t wait_ms) override {
+    if (m && up && mosquitto_loop(m, int(wait_ms), 1) != MOSQ_ERR_SUCCESS) up = false;
+  }
+  const char *error_text() override { return error.c_str(); }
+};
+
 /// e2ee::Device's interfaces on the host: sockets, a file as EEPROM, stdout.
 struct HostHttp : Http {
   int exchange(const char *url, const char *body, size_t body_len, char *rx, size_t rx_size, size_t *rx_len) override {
@@ -199,9 +283,13 @@ struct HostBoard : Actions {
   void led(bool on) override { std::cout << "[board] led " << (on ? "on" : "off") << std::endl; }
 };
 
+/// Real time, plus the device's waits that the tool skips.
 struct VirtualClock : Clock {
-  uint32_t now = 1;
-  uint32_t millis() override { return now; }
+  const std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  uint32_t skipped = 1;
+  uint32_t millis() override {
+    return skipped + uint32_t(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count());
+  }
 };
 
 int run_device(std::map<std::string, std::string> &opt, Auth auth) {
@@ -211,7 +299,7 @@ int run_device(std::map<std::string, std::string> &opt, Auth auth) {
   static char plain[256];
   static uint8_t work[256 + 32];
   const std::string id = opt["deviceid"], url = opt["url"], key = opt["key"];
-  const DeviceSettings settings{id.c_str(), url.c_str(), key.c_str(), auth, uint32_t(opt.count("kv") ? std::stoul(opt["kv"]) : 0),
+  const DeviceSettings settings{id.c_str(), key.c_str(), auth, uint32_t(opt.count("kv") ? std::stoul(opt["kv"]) : 0),
                                 uint32_t(opt.count("interval") ? std::stoul(opt["interval"]) : 10), 80, false};
   const DeviceBuffers buffers{rx, sizeof(rx), opened, sizeof(opened), body, sizeof(body), plain, sizeof(plain), work, sizeof(work)};
   FileFlash flash(opt["flash"]);
@@ -219,13 +307,29 @@ int run_device(std::map<std::string, std::string> &opt, Auth auth) {
   VirtualClock clock;
   StdoutLog log;
   HostBoard board;
-  Device device(settings, buffers, flash, http, clock, os_random, log, board);
+  HttpTransport over_http(http, url.c_str());
+  const std::string broker = opt["mqtt"];
+  const size_t colon = broker.rfind(':');
+  const std::string mqtt_host = broker.substr(0, colon);
+  const MqttSettings mqtt_settings{mqtt_host.c_str(), uint16_t(colon == std::string::npos ? 1883 : std::stoi(broker.substr(colon + 1))),
+                                   opt["mqtt-user"].c_str(), opt["mqtt-password"].c_str(),
+                                   opt.count("mqtt-prefix") ? opt["mqtt-prefix"].c_str() : "esp-e2ee"};
+  MosquittoClient mosq(mqtt_host, mqtt_settings.port);
+  MqttTransport over_mqtt(mosq, clock, mqtt_settings);
+  mosq.transport = &over_mqtt;
+  Transport &transport = broker.empty() ? static_cast<Transport &>(over_http) : over_mqtt;
+  Device device(settings, buffers, flash, transport, clock, os_random, log, board);
   if (!device.begin()) return 1;
   const int cycles = opt.count("cycles") ? std::stoi(opt["cycles"]) : 1;
   const int pause = opt.count("pause-ms") ? std::stoi(opt["pause-ms"]) : 0;
   for (int i = 0; i < cycles; i++) {
-    if (i > 0 && pause > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pause));
-    clock.now += device.wait_ms();
+    // In the pause the device keeps its link serviced (over MQTT a command may come, and is acknowledged at once).
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(i > 0 ? pause : 0);
+    while (std::chrono::steady_clock::now() < end) {
+      device.loop();
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    clock.skipped += device.wait_ms();
     device.loop();
   }
   std::cout << "[tool] ack " << device.ack() << " kv " << device.key_version() << " registered " << device.registered() << std::endl;

@@ -33,16 +33,17 @@ describe('firmware (lib/e2ee on the host)', function () {
     out.should.not.match(/runtime error|AddressSanitizer/);
   });
 
-  it('cross-compiles for the ESP8266 within budget: code <= 13 KiB, code and constants <= 15 KiB, no heap, no static object over 1.5 KiB', function () {
+  it('cross-compiles for the ESP8266 within budget: code <= 14 KiB, code and constants <= 16 KiB (both transports), no heap, no static object over 1.5 KiB', function () {
     const r = make('xtensa');
     const out = r.stdout + r.stderr;
     if (r.status !== 0) throw new Error(out);
     const [, code, constants] = /lib\/e2ee in the firmware: (\d+) bytes of code \+ (\d+) bytes of constants/.exec(out).map(Number);
-    // (12 and 14 KiB until the X25519 rekey's glue, about 900 bytes; BearSSL's X25519 is the core's, not counted.)
-    code.should.be.belowOrEqual(13312);
-    (code + constants).should.be.belowOrEqual(15360);
+    // (13 and 15 KiB with HTTP only; 12 and 14 KiB until the X25519 rekey's glue, about 900 bytes; BearSSL's X25519
+    // is the core's, not counted.)
+    code.should.be.belowOrEqual(14336);
+    (code + constants).should.be.belowOrEqual(16384);
     out.should.match(/heap calls: none/);
-    console.log(`      xtensa-lx106 -Os, linked from Device's entry points: ${code} B code + ${constants} B constants; ${/largest static object: .*/.exec(out)[0]}`);
+    console.log(`      xtensa-lx106 -Os, linked from Device's entry points and both transports: ${code} B code + ${constants} B constants; ${/largest static object: .*/.exec(out)[0]}`);
   });
 
   describe('interop with the nodes, both auth modes, on Node-RED ' + redVersion(), function () {

@@ -63,6 +63,7 @@ struct FakeBackend : e2ee::Http {
   bool truncate_next = false;    ///< the next 2xx answer arrives cut in half (as an adapter that missed it would pass it)
   bool ignore_rxbuf = false;     ///< offers every waiting command, whatever the device's buffer
   std::function<void(std::string &)> tamper;  ///< changes a 2xx answer before the device reads it
+  std::function<void(const std::string &)> push;  ///< set by FakeBroker: each queued command is published at once
   MemFlash *power = nullptr;     ///< when its power is lost, the device is dead: nothing leaves it
   long cut_at_call = -1;         ///< at this call number the power goes: before (cut_after_processing false) or after
   bool cut_after_processing = false;
@@ -108,6 +109,7 @@ struct FakeBackend : e2ee::Http {
     if (hmac && pending >= 0) return 0;
     const uint64_t m = next_cmd++;
     queue.push_back({m, seal(keys_of(keyver), e2ee::MsgType::Command, "{\"cmd\":" + cmd_json + ",\"SEQN\":" + std::to_string(m) + "}")});
+    if (push) push(queue.back().body);
     return m;
   }
 
@@ -129,6 +131,7 @@ struct FakeBackend : e2ee::Http {
     const uint64_t m = next_cmd++;
     queue.push_back({m, seal(keys_of(keyver), e2ee::MsgType::Command,
                              "{\"rekey\":{\"kv\":" + std::to_string(to) + ",\"pub\":\"" + pub_hex + "\"},\"SEQN\":" + std::to_string(m) + "}")});
+    if (push) push(queue.back().body);
     return m;
   }
 
@@ -324,5 +327,96 @@ struct FakeBackend : e2ee::Http {
     readings.push_back(std::string(reinterpret_cast<const char *>(pt.data()), n));
     *answer = "{\"status\":\"OK\"}";
     return 200;
+  }
+};
+
+/// A broker for the host tests of MqttTransport, in front of the same FakeBackend: an uplink published to
+/// <prefix>/<id>/up/<type> is handed to the backend as the matching HTTP route (so every fault above applies), a
+/// registration's or poll's config answer comes back on <prefix>/<id>/down, and commands the backend queues are
+/// published there at once (FakeBackend::push). Like a real broker with a persistent session, it keeps what is
+/// published to `down` while the device is away and delivers it when the device polls after reconnecting; a message
+/// whose handling the power cut short is delivered again (QoS 1).
+struct FakeBroker : e2ee::MqttClient {
+  FakeBackend &backend;
+  e2ee::Clock &clock;
+  uint32_t *now;                     ///< the test clock's time, moved on while the device waits
+  e2ee::MqttTransport *transport = nullptr;
+  std::string prefix = "esp-e2ee";
+  bool up = false;                   ///< the device's connection
+  int refuse_connects = 0;           ///< the next N connects fail (the broker down)
+  int duplicate_next = 0;            ///< the next N uplinks reach the backend twice (a QoS 1 redelivery)
+  int duplicates_refused = 0;        ///< second copies the backend refused (as replays)
+  int duplicates_accepted = 0;       ///< second copies of an accepted uplink it accepted again: must stay 0
+  std::deque<std::string> session;   ///< published to `down`, not yet delivered
+  std::vector<std::string> statuses; ///< what the device published on `status`
+  Login last{};
+  std::string user, password, will_topic, will_payload, subscribed;
+  int connects = 0;
+
+  FakeBroker(FakeBackend &b, e2ee::Clock &c, uint32_t *now_ms) : backend(b), clock(c), now(now_ms) {
+    backend.push = [this](const std::string &body) { session.push_back(body); };
+  }
+
+  bool connect(const Login &login) override {
+    if ((backend.power && backend.power->power_lost) || refuse_connects > 0) {
+      if (refuse_connects > 0) refuse_connects--;
+      return false;
+    }
+    user = login.user;
+    password = login.password;
+    will_topic = login.will_topic;
+    will_payload = login.will_payload;
+    subscribed = login.subscribe;
+    connects++;
+    up = true;
+    return true;
+  }
+  bool connected() override { return up && !(backend.power && backend.power->power_lost); }
+  const char *error_text() override { return "connection refused"; }
+
+  bool publish(const char *topic, const char *payload, size_t len) override {
+    if (!connected()) return false;
+    const std::string t(topic), head = prefix + "/" + backend.id + "/";
+    if (t == head + "status") {
+      statuses.emplace_back(payload, len);
+      return true;
+    }
+    static const std::map<std::string, std::string> routes = {{"up/register", ""}, {"up/reading", "/readings"}, {"up/poll", "/poll"}};
+    if (t.compare(0, head.size(), head) != 0 || routes.count(t.substr(head.size())) == 0) return true;  // nobody subscribes
+    const std::string url = backend.base + backend.id + routes.at(t.substr(head.size()));
+    bool first_accepted = false;
+    for (int copy = 0; copy < 1 + (duplicate_next > 0); copy++) {
+      static char answer[65536];
+      size_t n = 0;
+      const int refused_before = backend.refused;
+      const size_t accepted_before = backend.accepted.size();
+      const int code = backend.exchange(url.c_str(), payload, len, answer, sizeof(answer), &n);
+      if (copy == 0) first_accepted = backend.accepted.size() > accepted_before;
+      // (A second copy of one the backend did not take, as a 503, is the delivery that counts.)
+      if (copy == 1) {
+        duplicates_refused += backend.refused - refused_before;
+        if (first_accepted) duplicates_accepted += int(backend.accepted.size() - accepted_before);
+      }
+      // Nothing arrived (the power went before it left): the connection is gone.
+      if (code == e2ee::kHttpConnectFailed) {
+        up = false;
+        return false;
+      }
+      // The backend answers registrations and polls on `down`; refusals and readings get nothing over MQTT.
+      if ((code == 200 || code == 201) && routes.at(t.substr(head.size())) != "/readings") session.emplace_back(answer, n);
+    }
+    if (duplicate_next > 0) duplicate_next--;
+    return true;
+  }
+
+  void poll(uint32_t wait_ms) override {
+    *now += wait_ms;
+    while (connected() && !session.empty()) {
+      const std::string msg = session.front();
+      transport->on_message(subscribed.c_str(), msg.data(), msg.size());
+      // A power cut while the device handled it: not acknowledged, delivered again after the reconnect.
+      if (backend.power && backend.power->power_lost) return;
+      session.pop_front();
+    }
   }
 };

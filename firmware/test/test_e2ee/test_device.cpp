@@ -93,20 +93,38 @@ struct Rig {
   std::string key_hex = test_key_hex(0);
   DeviceSettings settings{};
   DeviceBuffers buffers{};
+  /// MQTT instead of HTTP: the same backend behind a broker.
+  bool mqtt = false;
+  FakeBroker broker;
+  MqttSettings mqtt_settings{"192.168.1.10", 1883, "5C%3ACF%3A7F%3A01%3A02%3A03", "0123456789abcdef0123456789abcdef", "esp-e2ee"};
+  std::unique_ptr<HttpTransport> http;
+  std::unique_ptr<MqttTransport> mqtt_link;
   std::unique_ptr<Device> dev;
   int boots = 0;
 
-  explicit Rig(bool hmac = true, uint8_t fill = 0xFF) : flash(StorageLayout::kSize, fill), backend(kId, hmac) {
-    settings = DeviceSettings{kId, nullptr, nullptr, hmac ? Auth::HmacSha256 : Auth::None, 0, 10, 80, false};
+  explicit Rig(bool hmac = true, uint8_t fill = 0xFF, bool over_mqtt = false)
+      : flash(StorageLayout::kSize, fill), backend(kId, hmac), mqtt(over_mqtt), broker(backend, clock, &clock.now) {
+    settings = DeviceSettings{kId, nullptr, hmac ? Auth::HmacSha256 : Auth::None, 0, 10, 80, false};
     buffers = DeviceBuffers{rx, sizeof(rx), opened, sizeof(opened), body, sizeof(body), plain, sizeof(plain), work, sizeof(work)};
     backend.power = &flash;
+    if (!mqtt) backend.push = nullptr;
+  }
+
+  /// The transport the device boots with.
+  Transport &transport() {
+    if (mqtt) return *mqtt_link;
+    return *http;
   }
 
   bool boot() {
     flash.reboot();
-    settings.backend_url = url.c_str();
     settings.key_hex = key_hex.c_str();
-    dev.reset(new Device(settings, buffers, flash, backend, clock, test_random, log, board));
+    // A reboot drops the connection; the broker keeps the session.
+    broker.up = false;
+    http.reset(new HttpTransport(backend, url.c_str()));
+    mqtt_link.reset(new MqttTransport(broker, clock, mqtt_settings));
+    broker.transport = mqtt_link.get();
+    dev.reset(new Device(settings, buffers, flash, transport(), clock, test_random, log, board));
     boots++;
     return dev->begin();
   }
@@ -162,6 +180,123 @@ TEST_CASE("device: registers, reads, polls and applies its config; a command run
   r.cycle();
   CHECK(r.log.has("config 2: interval 3 s"));
   CHECK(r.dev->wait_ms() == 3000);
+}
+
+TEST_CASE("device over MQTT: login, Last Will and topics; answers on down; a command sent while away arrives and is acknowledged at once") {
+  Rig r(true, 0xFF, true);
+  REQUIRE(r.boot());
+  CHECK(r.log.has("device 5C:CF:7F:01:02:03, auth hmac-sha256, backend mqtt://192.168.1.10:1883"));
+  CHECK(r.broker.connects == 0);  // connects when an uplink needs it
+  r.backend.data = "{\"interval\":7}";
+  r.cycle();
+  INFO(r.log.all());
+  CHECK(r.broker.connects == 1);
+  CHECK(r.broker.user == "5C%3ACF%3A7F%3A01%3A02%3A03");
+  CHECK(r.broker.password == "0123456789abcdef0123456789abcdef");
+  CHECK(r.broker.subscribed == "esp-e2ee/5C:CF:7F:01:02:03/down");
+  CHECK(r.broker.will_topic == "esp-e2ee/5C:CF:7F:01:02:03/status");
+  CHECK(r.broker.will_payload == "{\"online\":false}");
+  CHECK(r.broker.statuses == std::vector<std::string>{"{\"online\":true}"});
+  CHECK(r.backend.registered);
+  CHECK(r.log.has("register as 5C:CF:7F:01:02:03: MQTT 200"));
+  CHECK(r.log.has("reading SEQN 1: MQTT 202"));
+  CHECK(r.log.has("config 1: interval 7 s"));
+  CHECK(r.backend.accepted == std::vector<uint64_t>{0, 1, 2});
+  CHECK(r.backend.paths == std::vector<std::string>{"/api/devices/5C:CF:7F:01:02:03", "/api/devices/5C:CF:7F:01:02:03/readings",
+                                                   "/api/devices/5C:CF:7F:01:02:03/poll"});
+
+  // Away (the connection dropped): the broker keeps the command; the next cycle reconnects and gets it.
+  r.broker.up = false;
+  const uint64_t m = r.backend.queue_command("{\"led\":true}");
+  REQUIRE(r.broker.session.size() == 1);
+  r.dev->loop();  // not due, not connected: nothing
+  CHECK_FALSE(r.board.led_on);
+  r.cycle();
+  CHECK(r.broker.connects == 2);
+  CHECK(r.log.count("command 1 via mqtt: {\"led\":true}") == 1);
+  CHECK(r.board.led_on);
+  CHECK(r.dev->ack() == m);
+  CHECK(r.backend.queue.empty());  // the cycle's poll carried the ack
+  CHECK(r.log.count("command 1 via") == 1);  // offered again in the poll's answer: dropped as done
+
+  // Connected, between cycles: the command is taken at once and acknowledged by a poll right away.
+  const int calls = r.backend.calls;
+  r.backend.queue_command("{\"led\":false}");
+  r.dev->loop();
+  CHECK(r.log.count("command 2 via mqtt: {\"led\":false}") == 1);
+  CHECK_FALSE(r.board.led_on);
+  CHECK(r.backend.calls == calls + 1);
+  CHECK(r.backend.queue.empty());
+
+  // A QoS 1 duplicate of a reading reaches the backend twice: stored once.
+  const size_t readings = r.backend.readings.size();
+  r.broker.duplicate_next = 1;
+  r.cycle();
+  CHECK(r.backend.readings.size() == readings + 1);
+  CHECK(r.broker.duplicates_refused == 1);
+  CHECK(r.backend.refused == 1);
+}
+
+TEST_CASE("device over MQTT: what is not ours is dropped; no answer means a backoff; the broker down holds no SEQN") {
+  Rig r(true, 0xFF, true);
+  REQUIRE(r.boot());
+  r.cycle();
+  REQUIRE(r.backend.registered);
+  // Injected on down: a recorded config answer, one for another device, a command under another key, garbage.
+  FakeBackend other("5C:CF:7F:09:09:09", true);
+  const std::string recorded = r.backend.seal(r.backend.keys_of(0), MsgType::Config, "{\"re\":2,\"cfgsn\":9,\"data\":{\"led\":true}}");
+  r.broker.session.push_back(recorded);
+  r.broker.session.push_back(other.seal(other.keys_of(0), MsgType::Config, "{\"re\":3,\"cfgsn\":9,\"data\":{\"led\":true}}"));
+  r.broker.session.push_back(other.seal(other.keys_of(0), MsgType::Command, "{\"cmd\":{\"led\":true},\"SEQN\":1}"));
+  r.broker.session.push_back("not json");
+  r.cycle();
+  INFO(r.log.all());
+  CHECK_FALSE(r.board.led_on);
+  CHECK(r.dev->cfgsn() == 1);
+  CHECK(r.dev->ack() == 0);
+  CHECK(r.log.count("command via mqtt refused: rejected") == 2);  // the other device's answer and command
+  CHECK(r.log.count("command via mqtt refused: bad body") == 1);
+  // The backend refuses a poll and answers nothing over MQTT: the device waits out its answer, then backs off.
+  r.backend.busy = 2;  // the reading (which gets no answer anyway) and the poll
+  r.cycle();
+  CHECK(r.log.has("config poll: MQTT -111 (no answer on the down topic): is mqtt://192.168.1.10:1883 up and reachable?"));
+  CHECK(r.log.has("backend unavailable: next try in"));
+  CHECK(r.dev->wait_ms() > 10000);
+  // The broker down: nothing published, so the SEQN is used by the next uplink.
+  r.broker.up = false;
+  r.broker.refuse_connects = 1;
+  const size_t before = r.backend.accepted.size();
+  r.cycle();
+  unsigned long long unsent = 0;
+  for (const auto &l : r.log.lines) {
+    if (l.find(": MQTT -1 (connection refused): is mqtt://192.168.1.10:1883 up and reachable?") == std::string::npos) continue;
+    sscanf(l.c_str(), "[e2ee] reading SEQN %llu: MQTT -1 (connection refused): is mqtt://192.168.1.10:1883 up and reachable?", &unsent);
+  }
+  REQUIRE(unsent > 0);
+  CHECK(r.backend.accepted.size() == before);
+  r.cycle();
+  REQUIRE(r.backend.accepted.size() > before);
+  CHECK(r.backend.accepted[before] == unsent);
+}
+
+TEST_CASE("device over MQTT: settings that cannot work halt the boot with one sentence") {
+  SUBCASE("plain mode") {
+    Rig r(false, 0xFF, true);
+    CHECK_FALSE(r.boot());
+    CHECK(r.log.has("MQTT needs E2EE_AUTH_HMAC 1 (the plain mode is HTTP only). Halting."));
+  }
+  SUBCASE("a prefix with a wildcard") {
+    Rig r(true, 0xFF, true);
+    r.mqtt_settings.prefix = "esp/#";
+    CHECK_FALSE(r.boot());
+    CHECK(r.log.has("E2EE_MQTT_PREFIX must be 1 to 48 characters, without '+', '#' or a '/' at either end. Halting."));
+  }
+  SUBCASE("no broker") {
+    Rig r(true, 0xFF, true);
+    r.mqtt_settings.host = "";
+    CHECK_FALSE(r.boot());
+    CHECK(r.log.has("E2EE_MQTT_HOST and E2EE_MQTT_PORT must name the broker. Halting."));
+  }
 }
 
 TEST_CASE("device: plain mode (E2EE_AUTH_HMAC 0) registers and polls in plain JSON, sends sealed readings, runs commands") {
@@ -230,6 +365,21 @@ TEST_CASE("device: a rekey (X25519) stores the key before acknowledging it; the 
   CHECK(r.backend.refused == 0);
 }
 
+/// How many times command m ran (`what` its text, or how it starts), whichever way it came: a poll or MQTT.
+size_t ran(const Lines &log, uint64_t m, const std::string &what) {
+  const std::string n = std::to_string(m);
+  return log.count("command " + n + " via poll: " + what) + log.count("command " + n + " via mqtt: " + what);
+}
+
+/// Both transports, as doctest subcases: the same scenario over HTTP and over MQTT.
+#define GENERATE_TRANSPORT() \
+  [] {                                    \
+    bool over_mqtt = false;               \
+    SUBCASE("over HTTP") {}               \
+    SUBCASE("over MQTT") { over_mqtt = true; } \
+    return over_mqtt;                     \
+  }()
+
 /// The whole life of a device: register, readings, a command, a rekey, a command under the new key. Runs with a power
 /// cut injected by `inject` (which may do nothing), reboots after each cut, and checks what must hold whatever the
 /// cut: no uplink refused (no SEQN used twice, never a key the backend does not hold), each command run exactly once,
@@ -257,9 +407,9 @@ static void lifecycle(Rig &r) {
   // Exactly once; at most once when the power went right after a whole write: the command's SEQN is stored before
   // it is acted on, so a cut in between loses that command rather than run it twice (by design, against replays).
   const size_t expected = r.flash.cut_completed ? 0 : 1;
-  const size_t c1 = r.log.count("command 1 via poll: {\"interval\":9}");
-  const size_t c2 = r.log.count("command 2 via poll: rekey to key version 1") + r.log.count("command 2: rekey completed at boot");
-  const size_t c3 = r.log.count("command 3 via poll: {\"led\":true}");
+  const size_t c1 = ran(r.log, 1, "{\"interval\":9}");
+  const size_t c2 = ran(r.log, 2, "rekey to key version 1") + r.log.count("command 2: rekey completed at boot");
+  const size_t c3 = ran(r.log, 3, "{\"led\":true}");
   CHECK(c1 <= 1);
   CHECK(c2 <= 1);
   CHECK(c3 <= 1);
@@ -271,7 +421,8 @@ static void lifecycle(Rig &r) {
 }
 
 TEST_CASE("device: a reboot at every exchange of the lifecycle, before the request arrives and after it was processed") {
-  Rig clean;
+  const bool mqtt = GENERATE_TRANSPORT();
+  Rig clean(true, 0xFF, mqtt);
   lifecycle(clean);
   const long exchanges = clean.backend.calls;
   REQUIRE(exchanges > 10);
@@ -279,7 +430,7 @@ TEST_CASE("device: a reboot at every exchange of the lifecycle, before the reque
     for (long k = 0; k < exchanges; k++) {
       CAPTURE(k);
       CAPTURE(after);
-      Rig r;
+      Rig r(true, 0xFF, mqtt);
       r.backend.cut_at_call = k;
       r.backend.cut_after_processing = after == 1;
       lifecycle(r);
@@ -289,7 +440,8 @@ TEST_CASE("device: a reboot at every exchange of the lifecycle, before the reque
 }
 
 TEST_CASE("device: a power cut in the middle of every flash write of the lifecycle (a torn write)") {
-  Rig clean;
+  const bool mqtt = GENERATE_TRANSPORT();
+  Rig clean(true, 0xFF, mqtt);
   lifecycle(clean);
   const long commits = clean.flash.attempts;
   REQUIRE(commits > 4);
@@ -298,7 +450,7 @@ TEST_CASE("device: a power cut in the middle of every flash write of the lifecyc
     for (long part : {0L, 3L, 11L, 19L}) {
       CAPTURE(j);
       CAPTURE(part);
-      Rig r;
+      Rig r(true, 0xFF, mqtt);
       r.flash.cut_at = j;
       r.flash.cut_bytes = part;
       lifecycle(r);
@@ -571,10 +723,11 @@ TEST_CASE("device: seeded chaos: outages, lost and cut answers, busy replies, re
   const char *steps_env = std::getenv("E2EE_CHAOS_STEPS");
   const uint32_t seed = seed_env ? uint32_t(std::strtoul(seed_env, nullptr, 10)) : 20261127u;
   const int steps = steps_env ? std::atoi(steps_env) : 1500;
+  const bool mqtt = GENERATE_TRANSPORT();
   CAPTURE(seed);
   std::mt19937 rng(seed);
   auto chance = [&](int percent) { return int(rng() % 100) < percent; };
-  Rig r;
+  Rig r(true, 0xFF, mqtt);
   REQUIRE(r.boot());
   std::vector<uint64_t> commands;  // seqns of {"interval":...} commands
   std::vector<uint64_t> rekeys;
@@ -591,6 +744,9 @@ TEST_CASE("device: seeded chaos: outages, lost and cut answers, busy replies, re
     if (chance(3)) r.backend.lose_answers = 1;
     if (chance(3)) r.backend.busy = 1 + int(rng() % 3);
     if (chance(3)) r.backend.truncate_next = true;
+    if (mqtt && chance(3)) r.broker.refuse_connects = 1 + int(rng() % 3);
+    if (mqtt && chance(3)) r.broker.duplicate_next = 1;
+    if (mqtt && chance(3)) r.broker.up = false;  // the connection drops between cycles
     if (chance(2)) {
       r.flash.cut_at = r.flash.attempts + long(rng() % 3);
       r.flash.cut_bytes = long(rng() % 30);
@@ -612,18 +768,22 @@ TEST_CASE("device: seeded chaos: outages, lost and cut answers, busy replies, re
   // Calm: no more faults; everything queued arrives and the rekeys complete.
   r.backend.down = r.backend.lose_answers = r.backend.busy = 0;
   r.backend.truncate_next = false;
+  r.broker.refuse_connects = r.broker.duplicate_next = 0;
   r.flash.cut_at = -1;
   REQUIRE(r.until([&] { return r.backend.queue.empty() && r.backend.pending == -1; }, 200));
   const size_t readings = r.backend.readings.size();
   r.cycle();
   INFO("cuts " << cuts << ", after a whole write " << completed_cuts << ", boots " << r.boots);
   CHECK(r.backend.readings.size() == readings + 1);
-  CHECK(r.backend.refused == 0);
+  // Over MQTT the only refusals are the broker's duplicates (each refused as a replay, never stored twice).
+  CHECK(r.backend.refused == r.broker.duplicates_refused);
+  CHECK(r.broker.duplicates_accepted == 0);
+  if (mqtt) CHECK(r.broker.duplicates_refused > 5);
   CHECK(r.dev->key_version() == int64_t(r.backend.keyver));
   CHECK(r.backend.keyver == rekeys.size());
   size_t run = 0;
   for (uint64_t m : commands) {
-    const size_t n = r.log.count("command " + std::to_string(m) + " via poll: {");
+    const size_t n = ran(r.log, m, "{");
     CHECK_MESSAGE(n <= 1, "command " << m << " ran " << n << " times");
     run += n;
   }

@@ -6,4 +6,5 @@
 #include "e2ee_wire.h"
 #include "e2ee_store.h"
 #include "e2ee_owner.h"
+#include "e2ee_transport.h"
 #include "e2ee_device.h"

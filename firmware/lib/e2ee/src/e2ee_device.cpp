@@ -30,11 +30,11 @@ constexpr int kAnswerRefused = -102;
 
 }  // namespace
 
-Device::Device(const DeviceSettings &settings, const DeviceBuffers &buffers, Flash &flash, Http &http, Clock &clock, RandomFn random,
+Device::Device(const DeviceSettings &settings, const DeviceBuffers &buffers, Flash &flash, Transport &transport, Clock &clock, RandomFn random,
                LogSink &log, Actions &actions)
     : settings_(settings),
       buf_(buffers),
-      http_(http),
+      transport_(transport),
       clock_(clock),
       random_(random),
       log_(log),
@@ -75,15 +75,14 @@ bool Device::begin() {
   // Written back whole at once, so the next boot is silent about them.
   if (!uplink_slot_.repair() || !downlink_slot_.repair()) say("storage: the EEPROM cannot be written");
   if (settings_.sample_secrets) say("no include/secrets.h: the sample settings will not work");
-  const UrlStatus url_status = normalize_backend_url(settings_.backend_url, url_, sizeof(url_));
   const size_t id_len = settings_.id ? strlen(settings_.id) : 0;
   const char *halt = nullptr;
-  if (url_status != UrlStatus::Ok) {
-    halt = url_status_text(url_status);
-  } else if (id_len == 0 || id_len > 64) {
+  if (id_len == 0 || id_len > 64) {
     halt = "E2EE_DEVICE_ID must be 1 to 64 characters";
   } else if (!keys_from_hex(&keys_, settings_.key_hex, settings_.auth)) {
     halt = "E2EE_KEY_HEX must be 32, 48 or 64 hex digits";
+  } else {
+    halt = transport_.begin(settings_.id, settings_.auth, *this);
   }
   if (halt) {
     say("%s. Halting.", halt);
@@ -114,13 +113,21 @@ bool Device::begin() {
       }
     }
   }
-  say("device %s, auth %s, backend %s", settings_.id, settings_.auth == Auth::HmacSha256 ? "hmac-sha256" : "none", url_);
+  say("device %s, auth %s, backend %s", settings_.id, settings_.auth == Auth::HmacSha256 ? "hmac-sha256" : "none", transport_.where());
   return true;
 }
 
 void Device::loop() {
+  transport_.service();
   const uint32_t now = clock_.millis();
-  if (started_ && now - last_ms_ < wait_ms_) return;
+  if (started_ && now - last_ms_ < wait_ms_) {
+    // A command that came on its own (MQTT) is acknowledged at once by a poll, outside the schedule.
+    if (ack_due_ && registered_ && actions_.network_up()) {
+      bool more = false;
+      uplink(MsgType::Poll, &more);
+    }
+    return;
+  }
   started_ = true;
   last_ms_ = now;
   cycle();
@@ -135,7 +142,9 @@ void Device::cycle() {
       result = uplink(MsgType::Reading, nullptr);
       // The poll asks again while the answer says more commands wait (bounded: the rest come next cycle).
       bool more = result != Outcome::Unreachable;
-      for (uint32_t i = 0; more && registered_ && i < kMorePolls; i++) {
+      if (!more) ack_due_ = false;
+      // A command that came on its own during this cycle (MQTT) gets its ack in one more poll.
+      for (uint32_t i = 0; (more || ack_due_) && registered_ && i < kMorePolls; i++) {
         more = false;
         const Outcome polled = uplink(MsgType::Poll, &more);
         if (polled != Outcome::Done) result = polled;
@@ -172,7 +181,12 @@ Device::Outcome Device::uplink(MsgType kind, bool *more) {
     return Outcome::Refused;
   }
   size_t got = 0;
+  // Every sealed uplink carries the ack: none is due after this one.
+  if (u.hmac) ack_due_ = false;
+  awaiting_ = kind == MsgType::Poll || (u.hmac && kind == MsgType::Register);
+  awaiting_seqn_ = u.seqn;
   int code = exchange_uplink(u, &got);
+  awaiting_ = false;
   const bool answered = code == 200 || code == 201;
   if (answered && (kind == MsgType::Poll || (u.hmac && kind == MsgType::Register)) && !accept_answer(got, u.seqn, more)) {
     say("%s: answer refused (not authentic or not ours)", u.what);
@@ -224,11 +238,7 @@ bool Device::seal_uplink(UplinkState *u) {
 }
 
 int Device::exchange_uplink(const UplinkState &u, size_t *got) {
-  // The plain poll is GET /api/devices/:id (the seed's route).
-  const char *route = u.kind == MsgType::Reading ? "/readings" : u.kind == MsgType::Poll && u.sealed ? "/poll" : "";
-  snprintf(request_url_, sizeof(request_url_), "%s/api/devices/%s%s", url_, settings_.id, route);
-  const bool with_body = u.sealed || u.kind == MsgType::Register;
-  const int code = http_.exchange(request_url_, with_body ? buf_.body : nullptr, u.len, buf_.rx, buf_.rx_size, got);
+  const int code = transport_.exchange(Uplink{u.kind, u.sealed, buf_.body, u.len}, buf_.rx, buf_.rx_size, got);
   // Nothing was sent: the number is still unused, so the next uplink takes it.
   if (u.sealed && code == kHttpConnectFailed) seq_.give_back(u.seqn);
   if (code == kHttpTooLarge) {
@@ -236,9 +246,9 @@ int Device::exchange_uplink(const UplinkState &u, size_t *got) {
   } else if (code == kHttpTruncated) {
     say("%s: answer cut short", u.what);
   } else if (code < 0) {
-    say("%s: HTTP %d (%s): is %s up and reachable?", u.what, code, http_.error_text(code), url_);
+    say("%s: %s %d (%s): is %s up and reachable?", u.what, transport_.name(), code, transport_.error_text(code), transport_.where());
   } else if (u.kind != MsgType::Poll || code != 200) {
-    say("%s: HTTP %d", u.what, code);
+    say("%s: %s %d", u.what, transport_.name(), code);
   }
   return code;
 }
@@ -249,10 +259,36 @@ Device::Outcome Device::settle_uplink(const UplinkState &u, int code) {
         "flash erase: POST /api/devices/%s/reset)", unsigned(kRefusalHint), settings_.id);
   }
   if (code == 404 || u.kind == MsgType::Register) registered_ = code == 200 || code == 201;
-  if (code == 200 || code == 201) return Outcome::Done;
+  if (code == 200 || code == 201 || code == kSent) return Outcome::Done;
   // No answer, a busy or failing backend (503 while its database is down, 429 over a rate limit): back off.
   if ((code < 0 && code != kHttpTooLarge) || code == 429 || code >= 500) return Outcome::Unreachable;
   return Outcome::Refused;
+}
+
+bool Device::is_answer(const char *payload, size_t len, uint64_t n) {
+  size_t got = 0;
+  uint64_t re = 0;
+  return settings_.auth == Auth::HmacSha256 &&
+         open(keys_, MsgType::Config, settings_.id, payload, len, buf_.opened, buf_.opened_size, &got) == OpenStatus::Ok &&
+         json_uint(reinterpret_cast<const char *>(buf_.opened), got, "re", &re) && re == n;
+}
+
+bool Device::downlink(const char *payload, size_t len) {
+  if (awaiting_ && is_answer(payload, len, awaiting_seqn_)) return true;
+  // A late or recorded config answer: it verifies, but answers nothing under way. Dropped without a word.
+  size_t got = 0;
+  if (settings_.auth == Auth::HmacSha256 &&
+      open(keys_, MsgType::Config, settings_.id, payload, len, buf_.opened, buf_.opened_size, &got) == OpenStatus::Ok) {
+    return false;
+  }
+  if (len >= buf_.body_size) {
+    say("command via mqtt refused: too large");
+    return false;
+  }
+  const uint64_t before = downlink_.last();
+  handle_command(payload, len, "mqtt");
+  if (downlink_.last() != before) ack_due_ = true;
+  return false;
 }
 
 bool Device::accept_answer(size_t got, uint64_t n, bool *more) {

@@ -1,45 +1,17 @@
 #pragma once
 /// The device's whole behaviour, without the Arduino: boot and storage checks, registration, the schedule of readings
 /// and config polls, config and commands (polled or pushed), acknowledgements, rekey, backoff and every line it says.
-/// It talks to the small interfaces below; src/main.cpp implements them with the ESP8266 core's classes, the host
-/// tests with a fake backend. No heap: the buffers are the caller's (DeviceBuffers).
+/// It talks to the small interfaces below and to a Transport (e2ee_transport.h: HTTP or MQTT); src/main.cpp implements
+/// them with the ESP8266 core's classes and PubSubClient, the host tests with a fake backend and a fake broker. No heap: the buffers are the caller's (DeviceBuffers).
 #include <stddef.h>
 #include <stdint.h>
 
 #include "e2ee_owner.h"
 #include "e2ee_store.h"
+#include "e2ee_transport.h"
 #include "e2ee_wire.h"
 
 namespace e2ee {
-
-/// Negative exchange results. kHttpConnectFailed is the core's HTTPC_ERROR_CONNECTION_FAILED: no connection, so
-/// nothing was sent (the device may use that uplink's SEQN again). Other negative codes are the client's own.
-constexpr int kHttpConnectFailed = -1;
-constexpr int kHttpTooLarge = -100;   ///< the answer does not fit the receive buffer: not read
-constexpr int kHttpTruncated = -101;  ///< the answer ended before its Content-Length
-
-/// One HTTP request to the backend.
-class Http {
- public:
-  /// POSTs body[0..body_len) as application/json to url, or GETs url when body is null. A 2xx answer's body is read
-  /// into rx, NUL-terminated, *rx_len bytes, only when it fits in rx_size - 1 bytes (else kHttpTooLarge).
-  /// Returns the HTTP status, or a negative code (above, or the client's).
-  virtual int exchange(const char *url, const char *body, size_t body_len, char *rx, size_t rx_size, size_t *rx_len) = 0;
-  /// The client's words for a negative code (HTTPClient::errorToString on the device).
-  virtual const char *error_text(int code) = 0;
-
- protected:
-  ~Http() = default;  // not deleted through this interface: no virtual destructor, no operator delete
-};
-
-/// Milliseconds since boot; wraps around after 49 days, which the device handles.
-class Clock {
- public:
-  virtual uint32_t millis() = 0;
-
- protected:
-  ~Clock() = default;  // not deleted through this interface: no virtual destructor, no operator delete
-};
 
 /// Where the device's lines go (Serial on the device). Each call is one line, without its newline.
 class LogSink {
@@ -68,7 +40,6 @@ class Actions {
 /// What secrets.h and the build set.
 struct DeviceSettings {
   const char *id;           ///< E2EE_DEVICE_ID, else the MAC address (at most 64 characters)
-  const char *backend_url;  ///< E2EE_BACKEND_URL as written; checked and normalised by begin()
   const char *key_hex;      ///< E2EE_KEY_HEX
   Auth auth;                ///< E2EE_AUTH_HMAC ? HmacSha256 : None (the seed-compatible plain mode)
   uint32_t key_version;     ///< E2EE_KEY_VERSION (hmac): the version of key_hex; a rekeyed key in flash wins when newer
@@ -105,10 +76,10 @@ struct StorageLayout {
 };
 
 /// The device. Call begin() once from setup(), then loop() and on_push() from loop().
-class Device {
+class Device : public Downlinks {
  public:
   /// settings and buffers are kept by reference: they must outlive the device (static in the sketch).
-  Device(const DeviceSettings &settings, const DeviceBuffers &buffers, Flash &flash, Http &http, Clock &clock, RandomFn random,
+  Device(const DeviceSettings &settings, const DeviceBuffers &buffers, Flash &flash, Transport &transport, Clock &clock, RandomFn random,
          LogSink &log, Actions &actions);
 
   /// Reads and repairs the storage, checks the settings, takes a rekeyed key. False, after saying why, when a setting
@@ -118,6 +89,9 @@ class Device {
   void loop();
   /// A command pushed to POST /command: the HTTP status to answer (200 accepted, 400 refused, 413 too large).
   int on_push(const char *body, size_t len);
+  /// A downlink from the transport (MQTT's `down`): true when it is the config answer to the uplink under way;
+  /// a command is taken (and acknowledged by a poll at once), anything else dropped.
+  bool downlink(const char *payload, size_t len) override;
 
   /// Milliseconds until the next cycle, from the last one.
   uint32_t wait_ms() const { return wait_ms_; }
@@ -126,7 +100,7 @@ class Device {
   uint64_t cfgsn() const { return cfgsn_; }
   uint64_t ack() const { return downlink_.last(); }
   int64_t key_version() const { return keys_.kv; }
-  const char *backend_url() const { return url_; }
+  const char *backend_url() const { return transport_.where(); }
 
   /// Unanswered exchanges in a row after which the wait stops growing; the longest wait (without jitter) is
   /// interval × 2^kBackoffSteps, at most kBackoffMaxS unless the interval itself is longer.
@@ -167,6 +141,8 @@ class Device {
   int exchange_uplink(const UplinkState &u, size_t *got);
   /// The outcome of the exchange's code: the refusal streak, the registered flag, and whether to back off.
   Outcome settle_uplink(const UplinkState &u, int code);
+  /// Whether a downlink is the config answer to request n: it verifies as one under this key and names n.
+  bool is_answer(const char *payload, size_t len, uint64_t n);
   /// Checks a 200/201 answer to request n (sealed config in hmac mode) and applies it; false when refused.
   bool accept_answer(size_t got, uint64_t n, bool *more);
   void apply_settings(const char *json, size_t len);
@@ -176,7 +152,7 @@ class Device {
 
   const DeviceSettings &settings_;
   const DeviceBuffers &buf_;
-  Http &http_;
+  Transport &transport_;
   Clock &clock_;
   RandomFn random_;
   LogSink &log_;
@@ -188,8 +164,6 @@ class Device {
   DownlinkGuard downlink_;
   RefusalStreak refusals_;
   Keys keys_;
-  char url_[129];
-  char request_url_[256];
   uint32_t interval_s_;
   uint32_t wait_ms_ = 0;
   uint32_t last_ms_ = 0;
@@ -197,6 +171,11 @@ class Device {
   bool registered_ = false;
   uint32_t failures_ = 0;
   uint64_t cfgsn_ = 0;
+  /// The SEQN of the registration or poll whose config answer the transport waits for (awaiting_).
+  uint64_t awaiting_seqn_ = 0;
+  bool awaiting_ = false;
+  /// A command came outside a poll (MQTT): a poll carries its ack now rather than at the next cycle.
+  bool ack_due_ = false;
 };
 
 }  // namespace e2ee
