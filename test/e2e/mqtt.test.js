@@ -7,48 +7,24 @@
  */
 require('should');
 const crypto = require('node:crypto');
-const fs = require('node:fs');
 const path = require('node:path');
-const { spawn, spawnSync } = require('node:child_process');
 const mqtt = require('mqtt');
-const { startBackend, freePort } = require('../support/backend');
+const { startBackend } = require('../support/backend');
 const { until } = require('../support/wait');
+const { startMosquitto: startMosquittoFor } = require('../support/mosquitto');
 const { tempDir, querySqlite } = require('../support/tmp');
 const lib = require('../../dist/nodes/lib');
 const { SimDevice, requestJson } = require('../../dist/sim/device');
 const { StateFile } = require('../../dist/sim/state');
 
-const root = path.resolve(__dirname, '..', '..');
 const KEY = crypto.randomBytes(16).toString('hex');
 const TOKEN = crypto.randomBytes(16).toString('hex');
 const master = Buffer.from(KEY, 'hex');
 const ring = new lib.DeviceKeyring(master, 'hmac-sha256');
 const IDS = ['5C:CF:7F:A0:00:01', '5C:CF:7F:A0:00:02', '5C:CF:7F:A0:00:03', '5C:CF:7F:A0:00:04'];
 
-/** Mosquitto on a free loopback port with the files esp-e2ee-keys writes (or open, without them). */
-async function startMosquitto(dir, { open = false } = {}) {
-  const port = await freePort();
-  // (As root, Mosquitto drops to its own user, which cannot read a private temp dir: it stays this user.)
-  const conf = [`listener ${port} 127.0.0.1`, 'persistence false', `user ${require('node:os').userInfo().username}`];
-  if (open) conf.push('allow_anonymous true');
-  else {
-    const r = spawnSync(process.execPath, [path.join(root, 'dist', 'sim', 'keys.js'), '--mosquitto', dir, '--key', KEY, ...IDS], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(r.stderr);
-    conf.push('allow_anonymous false', `password_file ${path.join(dir, 'passwd')}`, `acl_file ${path.join(dir, 'acl')}`);
-  }
-  fs.writeFileSync(path.join(dir, 'mosquitto.conf'), `${conf.join('\n')}\n`);
-  const proc = spawn('mosquitto', ['-c', path.join(dir, 'mosquitto.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout.on('data', (c) => { out += c; });
-  proc.stderr.on('data', (c) => { out += c; });
-  await until('mosquitto listening', async () => {
-    const c = mqtt.connect(`mqtt://127.0.0.1:${port}`, { username: lib.BACKEND_BROKER_USER, password: lib.backendBrokerPassword(master), reconnectPeriod: 0, connectTimeout: 1000 });
-    const ok = await new Promise((resolve) => { c.once('connect', () => resolve(true)); c.once('error', () => resolve(false)); c.once('close', () => resolve(false)); });
-    c.end(true);
-    return ok;
-  }, 10000);
-  return { port, url: `mqtt://127.0.0.1:${port}`, get output() { return out; }, stop: () => new Promise((r) => { proc.once('exit', r); proc.kill('SIGTERM'); }) };
-}
+/** Mosquitto with the files esp-e2ee-keys writes for IDS (or open, without them). */
+const startMosquitto = (dir, { open = false } = {}) => startMosquittoFor(dir, { keyHex: KEY, ids: IDS, open });
 
 /** A raw client: connects with the given credentials; resolves with the client or rejects with the broker's refusal. */
 function client(url, username, password, options = {}) {

@@ -1,11 +1,14 @@
 'use strict';
 require('should');
+const fs = require('node:fs');
 const path = require('node:path');
 const crypto = require('node:crypto');
 const { spawnSync } = require('node:child_process');
 const { helper, nodes, fixtureFlow, exchange, redVersion } = require('../support/red');
 const { startBackend } = require('../support/backend');
 const { tempDir } = require('../support/tmp');
+const { until } = require('../support/wait');
+const { startMosquitto } = require('../support/mosquitto');
 const { requestJson } = require('../../dist/sim/device');
 const lib = require('../../dist/nodes/lib');
 
@@ -249,6 +252,89 @@ describe('firmware (lib/e2ee on the host)', function () {
           lines.filter((l) => / reading SEQN \d+: HTTP 200$/.test(l)).length.should.equal(2);
           runTool(['post', '--url', backend.url, '--key', key, '--auth', 'hmac-sha256', '--deviceid', id, '--kv', '0', '--seqn', '100000', '--data', '{}']).stdout.should.startWith('400 ');
           (await op('GET', '/readings')).body.length.should.equal(8);
+        });
+      });
+    }
+  });
+
+  describe('the firmware\'s own device over MQTT (e2ee::MqttTransport in e2ee-tool, libmosquitto) against npm start: every run is one boot', function () {
+    this.timeout(120000);
+    const TOKEN = crypto.randomBytes(12).toString('hex');
+    const MASTER = crypto.randomBytes(16).toString('hex');
+    const master = Buffer.from(MASTER, 'hex');
+    const ID = '5C:CF:7F:D0:00:03';
+
+    for (const brokerKind of ['embedded', 'mosquitto']) {
+      describe(brokerKind === 'embedded' ? 'through the embedded broker (E2EE_MQTT=embedded)' : 'through Mosquitto 2 with the files of esp-e2ee-keys --mosquitto', function () {
+        let tmp;
+        let backend;
+        let broker;
+        before(async function () {
+          const r = make('tool');
+          if (r.status !== 0) throw new Error(r.stdout + r.stderr);
+          tmp = tempDir('esp-e2ee-fw-mqtt-');
+          if (brokerKind === 'mosquitto') {
+            fs.mkdirSync(path.join(tmp.dir, 'mosquitto'));
+            broker = await startMosquitto(path.join(tmp.dir, 'mosquitto'), { keyHex: MASTER, ids: [ID] });
+          }
+          backend = await startBackend({ dataDir: tmp.dir, env: { E2EE_KEY: MASTER, E2EE_ADMIN_TOKEN: TOKEN, ...(broker ? { E2EE_MQTT: broker.url } : {}) } });
+          await until('the flow connected to the broker', () => /Connected to broker/.test(backend.output), 20000);
+        });
+        after(async function () {
+          if (backend) await backend.stop();
+          if (broker) await broker.stop();
+          tmp.cleanup();
+        });
+
+        it('registers, sends readings, gets a command queued while it was off as soon as it connects, takes a rekey, and after a reboot works under the new key', async function () {
+          const port = broker ? broker.port : backend.mqttPort;
+          const key = lib.deriveDeviceKey(master, ID).toString('hex');
+          const flash = path.join(tmp.dir, 'mqtt.eeprom');
+          const boot = (cycles = 2) => {
+            const r = runTool(['device', '--url', 'http://127.0.0.1:9', '--key', key, '--auth', 'hmac-sha256', '--deviceid', ID, '--flash', flash,
+              '--cycles', String(cycles), '--pause-ms', '300', '--mqtt', `127.0.0.1:${port}`, '--mqtt-user', lib.brokerUser(ID),
+              '--mqtt-password', lib.brokerPassword(master, ID)]);
+            if (r.status !== 0) throw new Error(`e2ee-tool device exited ${r.status}:\n${r.stdout}${r.stderr}`);
+            return r.stdout.split('\n').filter(Boolean);
+          };
+          const op = (method, suffix, body) => requestJson(`${backend.url}/api/devices/${encodeURIComponent(ID)}${suffix}`, method, body, { authorization: `Bearer ${TOKEN}` });
+          const row = async () => {
+            const list = (await requestJson(`${backend.url}/api/devices`, 'GET', undefined, { authorization: `Bearer ${TOKEN}` })).body;
+            return (Array.isArray(list) ? list : list.devices).find((d) => d.deviceid === ID);
+          };
+          const readings = async () => (await op('GET', '/readings')).body.length;
+
+          // Boot 1: registration and polls answered on down, readings published (no answer over MQTT).
+          let lines = boot();
+          lines.should.containEql(`[e2ee] device ${ID}, auth hmac-sha256, backend mqtt://127.0.0.1:${port}`);
+          lines.should.containEql(`[e2ee] register as ${ID}: MQTT 200`);
+          lines.filter((l) => / reading SEQN \d+: MQTT 202$/.test(l)).length.should.equal(2);
+          await until('both readings stored', async () => (await readings()) === 2, 5000);
+          (await row()).should.containEql({ deviceid: ID, transport: 'mqtt', ipaddr: '127.0.0.1', rxbuf: 1535 });
+
+          // Off: the operator's command is published at once; the broker keeps it in the device's session.
+          (await op('POST', '/commands', { led: true })).status.should.equal(202);
+          lines = boot();
+          lines.should.containEql('[e2ee] command 1 via mqtt: {"led":true}');
+          lines.should.containEql('[board] led on');
+          lines.filter((l) => /MQTT -\d|refused: (?!replay)/.test(l)).should.eql([]);  // (a command offered again in an answer is a replay)
+          await until('command 1 acknowledged', async () => (await op('GET', '/commands')).body[0].state === 'acknowledged', 5000);
+
+          // A rekey over MQTT: the X25519 exchange; the server moves to version 1 at the first message under it.
+          (await op('POST', '/rekey', {})).status.should.equal(202);
+          lines = boot();
+          // (It reaches the device while the registration waits for its answer, which is sealed under the old key: the
+          // device takes the rekey from that answer, after it verified, rather than from down.)
+          lines.should.containEql('[e2ee] command 2 via poll: rekey to key version 1');
+          lines.slice(-1)[0].should.equal('[tool] ack 2 kv 1 registered 1');
+          await until('the rekey completed', async () => (await row()).keyver === 1, 5000);
+
+          // Boot 4: the key from its EEPROM.
+          lines = boot();
+          lines.should.containEql('[e2ee] using the key of version 1 from a rekey');
+          lines.filter((l) => / reading SEQN \d+: MQTT 202$/.test(l)).length.should.equal(2);
+          await until('all 8 readings stored', async () => (await readings()) === 8, 5000);
+          lines.filter((l) => /MQTT -\d|refused: (?!replay)/.test(l)).should.eql([]);  // (a command offered again in an answer is a replay)
         });
       });
     }

@@ -279,6 +279,26 @@ TEST_CASE("device over MQTT: what is not ours is dropped; no answer means a back
   CHECK(r.backend.accepted[before] == unsent);
 }
 
+TEST_CASE("device over MQTT: a rekey that arrives while an answer is awaited is taken from that answer, after it verified") {
+  Rig r(true, 0xFF, true);
+  REQUIRE(r.boot());
+  r.cycle();
+  REQUIRE(r.backend.registered);
+  r.broker.up = false;  // away: the rekey waits in the session, and arrives just before the poll's answer
+  const uint64_t m = r.backend.queue_rekey();
+  r.cycle();
+  INFO(r.log.all());
+  CHECK(r.log.count("command 1 via poll: rekey to key version 1") == 1);
+  CHECK(r.log.count("command 1 via mqtt") == 0);
+  CHECK_FALSE(r.log.has("answer refused"));
+  CHECK(r.dev->ack() == m);
+  CHECK(r.dev->key_version() == 1);
+  r.cycle();
+  CHECK(r.backend.keyver == 1);
+  CHECK(r.backend.pending == -1);
+  CHECK(r.backend.refused == 0);
+}
+
 TEST_CASE("device over MQTT: settings that cannot work halt the boot with one sentence") {
   SUBCASE("plain mode") {
     Rig r(false, 0xFF, true);

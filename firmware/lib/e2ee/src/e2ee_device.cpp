@@ -334,6 +334,11 @@ void Device::apply_settings(const char *json, size_t len) {
 bool Device::handle_command(const char *text, size_t len, const char *via) {
   Command cmd;
   const CommandStatus st = downlink_.accept(keys_, settings_.id, text, len, buf_.work, buf_.work_size, &cmd);
+  if (st == CommandStatus::Rekey && awaiting_) {
+    // The answer under way is sealed under the current key: a new key now would refuse it. The rekey comes again
+    // in that answer (every unacknowledged command does) and is taken there, after the answer verified.
+    return false;
+  }
   if (st == CommandStatus::Rekey) return take_rekey(cmd, via);
   if (st != CommandStatus::Ok) {
     static const char *const kNames[] = {"ok", "bad body", "rejected", "bad command", "replay", "flash write failed", "rekey"};
