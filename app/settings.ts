@@ -177,6 +177,7 @@ export function flowEnvironment(settings: Settings, secrets: { key: string; toke
     E2EE_MQTT_PASSWORD: mqtt.password ?? derived,
     E2EE_MQTT_PREFIX: mqtt.prefix,
     E2EE_MQTT_UPLINKS: subscriptions.uplinks,
+    E2EE_MQTT_STATUS: subscriptions.status,
     // One persistent session per instance (its port and data dir), kept across its restarts.
     E2EE_MQTT_CLIENT_ID: `esp-e2ee-${crypto.createHash('sha256').update(`${settings.dataDir}:${settings.port}`).digest('hex').slice(0, 12)}`,
     E2EE_KEY: secrets.key,

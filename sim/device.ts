@@ -191,8 +191,12 @@ export class SimDevice {
       password: this.options.brokerPassword ?? '',
       prefix: this.options.mqttPrefix ?? 'esp-e2ee',
       timeoutMs: this.options.answerTimeoutMs ?? 5000,
-      // A downlink that is not the awaited answer: a command published to the device.
-      onCommand: (wire) => this.runCommand(wire, 'push'),
+      // A downlink that is not the awaited answer: a command published to the device. Taken, it is acknowledged at
+      // once by a poll (as the firmware does), whose answer brings the next waiting command. A rekey that comes
+      // while an answer is awaited waits for that answer (sealed under the current key), which offers it again.
+      onCommand: (wire) => {
+        if (this.runCommand(wire, 'push', this.mqtt?.awaiting ?? false)) this.ackSoon();
+      },
       openAnswer: (wire) => this.openAnswer(wire),
     });
     return this.mqtt.connect();
@@ -202,6 +206,21 @@ export class SimDevice {
   async disconnect(): Promise<void> {
     await this.mqtt?.close();
     this.mqtt = undefined;
+  }
+
+  private acking = false;
+
+  /** A poll soon, outside the schedule: it carries the ack of a command that came over MQTT. */
+  private ackSoon(): void {
+    if (this.acking) return;
+    this.acking = true;
+    setImmediate(() => {
+      this.poll()
+        .catch(() => undefined)
+        .finally(() => {
+          this.acking = false;
+        });
+    });
   }
 
   /** The config answer inside a downlink, opened under the device's key, or undefined when it is not one. */
@@ -314,7 +333,7 @@ export class SimDevice {
   private lastMore = false;
 
   /** Decrypts, replay-checks and applies a command; returns whether it was accepted. */
-  runCommand(wire: unknown, via: 'push' | 'poll'): boolean {
+  runCommand(wire: unknown, via: 'push' | 'poll', deferRekey = false): boolean {
     let plain: { cmd?: Record<string, unknown>; SEQN?: unknown; rekey?: { kv?: unknown; pub?: unknown } };
     try {
       plain = JSON.parse(decryptEnvelope(this.key, parseEnvelope(wire), this.id, 'command').toString('utf8'));
@@ -328,6 +347,7 @@ export class SimDevice {
       this.log(`command ${String(plain.SEQN)} rejected: replay`);
       return false;
     }
+    if (plain.rekey && deferRekey) return false;
     if (plain.rekey) return this.rekey(plain.rekey, seqn, via);
     this.options.state.acceptDownlink(this.id, seqn);
     this.stats.commands++;

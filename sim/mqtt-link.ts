@@ -20,12 +20,20 @@ export interface SimMqttOptions {
   openAnswer(wire: unknown): { re?: unknown } | undefined;
 }
 
+/** The status topic's payloads (not sealed: they only set the backend's displayed online flag). */
+const ONLINE = '{"online":true}';
+const OFFLINE = '{"online":false}';
+
 export class SimMqtt {
   private client?: MqttClient;
   /** Requests waiting for their answer, by SEQN. */
   private readonly waiting = new Map<number, (wire: unknown) => void>();
 
   constructor(private readonly options: SimMqttOptions) {}
+
+  private get status(): string {
+    return `${this.options.prefix}/${this.options.id}/status`;
+  }
 
   private get down(): string {
     return `${this.options.prefix}/${this.options.id}/down`;
@@ -42,9 +50,12 @@ export class SimMqtt {
         protocolVersion: 4,
         reconnectPeriod: 1000,
         connectTimeout: 5000,
+        // As the firmware: the broker says offline when the connection drops; the device says online when it connects.
+        will: { topic: this.status, payload: Buffer.from(OFFLINE), qos: 0, retain: false },
       });
       this.client = client;
       client.on('message', (_topic, payload) => this.onDownlink(payload));
+      client.on('connect', () => client.publish(this.status, ONLINE, { qos: 0, retain: false }));
       client.once('connect', (ack) => {
         client.subscribe(this.down, { qos: 1 }, (err, granted) => {
           if (err || !granted || granted[0]?.qos === 128) return reject(err ?? new Error(`the broker refused the subscription to ${this.down}`));
@@ -72,6 +83,11 @@ export class SimMqtt {
     }
     // A config answer nobody waits for (late, or recorded and replayed) is dropped; anything else may be a command.
     if (answer === undefined) this.options.onCommand(wire);
+  }
+
+  /** Whether a registration or poll waits for its answer. */
+  get awaiting(): boolean {
+    return this.waiting.size > 0;
   }
 
   /** Publishes an uplink (QoS 1); 200 once the broker has it, 0 when it could not take it. */

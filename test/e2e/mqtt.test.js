@@ -136,6 +136,41 @@ function scenarios(name, setup) {
       await until('B\'s own reading stored', async () => (await stored(IDS[1])).length === 1);
     });
 
+    it('the status topic: connected at connect, not from the Last Will when the connection drops; a forged status changes that flag and nothing else', async function () {
+      const row = async (id) => (await op('GET', '')).body.find((r) => r.deviceid === id);
+      const id = IDS[3];
+      const d = device(id);
+      await d.connect();
+      (await d.register()).status.should.equal(200);
+      await until('connected', async () => (await row(id)).connected === true, 5000).catch((e) => { console.log(ctx.backend.output.slice(-1500)); throw e; });
+      const before = await row(id);
+      // The connection drops without a DISCONNECT (power or WiFi lost): the broker publishes the device's Last Will.
+      const raw = await client(ctx.brokerUrl, lib.brokerUser(id), lib.brokerPassword(master, id), {
+        clientId: `${id}-will`, will: { topic: `esp-e2ee/${id}/status`, payload: Buffer.from('{"online":false}'), qos: 0, retain: false },
+      });
+      raw.stream.destroy();
+      await until('not connected, from the Last Will', async () => (await row(id)).connected === false, 10000);
+      // Forged, as on an open broker: with the login that may publish anywhere. Only the flag moves; extra fields, an
+      // unknown device and a malformed status change nothing.
+      const attacker = await client(ctx.brokerUrl, lib.BACKEND_BROKER_USER, lib.backendBrokerPassword(master), { clientId: 'forger' });
+      await attacker.publishAsync(`esp-e2ee/${id}/status`, JSON.stringify({ online: true, keyver: 9, name: 'owned', data: { led: true }, SEQN: 1e9 }), { qos: 1 });
+      await attacker.publishAsync('esp-e2ee/5C:CF:7F:EE:EE:EE/status', '{"online":true}', { qos: 1 });
+      await attacker.publishAsync(`esp-e2ee/${id}/status`, '{"online":"yes"}', { qos: 1 });
+      attacker.end(true);
+      await until('the forged flag', async () => (await row(id)).connected === true, 5000);
+      await new Promise((r) => setTimeout(r, 500));
+      const after = await row(id);
+      after.connected.should.be.true();
+      const { connected: _a, ...restBefore } = before;
+      const { connected: _b, ...restAfter } = after;
+      restAfter.should.eql(restBefore);
+      (await op('GET', '')).body.map((r) => r.deviceid).should.not.containEql('5C:CF:7F:EE:EE:EE');
+      // The device carries on: its uplinks are accepted as before.
+      const r = await d.postReading();
+      await until('its reading stored', async () => (await stored(id)).includes(r.seqn));
+      await d.disconnect();
+    });
+
     if (setup.acl) {
       it('the broker\'s ACL: A\'s login cannot publish under B, nor read B\'s downlinks; a wrong password gets nothing', async function () {
         const a = await client(ctx.brokerUrl, lib.brokerUser(IDS[2]), lib.brokerPassword(master, IDS[2]));

@@ -96,6 +96,24 @@ for (const backend of backends) {
       should(await store.seenAddress('aa')).equal(null);
     });
 
+    it('the transport and the broker connection: MQTT marks it connected; the status topic sets only that flag, never for an unknown id; HTTP clears it', async function () {
+      await reg('aa');
+      const before = await store.get('aa');
+      before.should.containEql({ transport: 'http', connected: null });
+      await store.noteTransport('aa', 'mqtt');
+      (await store.get('aa')).should.containEql({ transport: 'mqtt', connected: true });
+      (await store.noteStatus('aa', false)).should.be.true();
+      const after = await store.get('aa');
+      after.connected.should.be.false();
+      const { connected: _a, transport: _t, ...restBefore } = before;
+      const { connected: _b, transport: _u, ...restAfter } = after;
+      restAfter.should.eql(restBefore);
+      (await store.noteStatus('zz', true)).should.be.false();
+      should(await store.get('zz')).be.undefined();
+      await store.noteTransport('aa', 'http');
+      (await store.get('aa')).should.containEql({ transport: 'http', connected: null });
+    });
+
     it('register: creates with cfgsn 1, then refreshes the address and keeps the name; concurrent first registrations give one creation', async function () {
       const first = await reg('aa', { cmdport: 8080 });
       first.created.should.be.true();

@@ -340,4 +340,40 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('.esp-e2ee-add-download')]);
     fs.readFileSync(await download.path(), 'utf8').should.containEql('#define E2EE_KEY_VERSION 1');
   });
+
+  it('11. shows an MQTT device\'s transport and what the broker says of its connection (its Last Will)', async function () {
+    const mqtt = require('mqtt');
+    const { SimDevice } = require('../../dist/sim/device');
+    const { StateFile } = require('../../dist/sim/state');
+    const master = Buffer.from(KEY, 'hex');
+    const id = '5C:CF:7F:0A:00:77';
+    const d = new SimDevice({
+      id, baseUrl: backend.url, key: ring.material(id), keyver: 0, deviceKey: ring.deviceKey(id), interval: 60,
+      state: new StateFile(path.join(tmp.dir, 'ui-mqtt.json')), transport: 'mqtt', broker: backend.mqttUrl, brokerPassword: lib.brokerPassword(master, id),
+    });
+    await d.connect();
+    (await d.register()).status.should.equal(200); // (over MQTT an answer is an answer: no 201)
+    const open = async () => {
+      await toList();
+      await page.click('.esp-e2ee-refresh').catch(() => undefined);
+      await page.locator(`.esp-e2ee-row[data-deviceid="${id}"]`).waitFor({ timeout: 10000 });
+      await page.click(`.esp-e2ee-row[data-deviceid="${id}"]`);
+      await page.waitForSelector('.esp-e2ee-detail .esp-e2ee-fact-transport');
+    };
+    await open();
+    (await page.locator('.esp-e2ee-fact-transport').innerText()).should.equal('MQTT');
+    (await page.locator('.esp-e2ee-fact-broker').innerText()).should.equal('connected (as the broker says)');
+    await d.disconnect();
+    // A connection that drops without a DISCONNECT: the broker publishes the Last Will.
+    const raw = mqtt.connect(backend.mqttUrl, {
+      clientId: `${id}-will`, username: lib.brokerUser(id), password: lib.brokerPassword(master, id), reconnectPeriod: 0,
+      will: { topic: `esp-e2ee/${id}/status`, payload: Buffer.from('{"online":false}'), qos: 0, retain: false },
+    });
+    await new Promise((resolve, reject) => { raw.once('connect', resolve); raw.once('error', reject); });
+    raw.stream.destroy();
+    await until('the Last Will noted', async () => (await op('GET', '')).body.find((r) => r.deviceid === id).connected === false, 10000);
+    await open();
+    (await page.locator('.esp-e2ee-fact-broker').innerText()).should.equal('disconnected (its Last Will)');
+    await shot('mqtt-device');
+  });
 });

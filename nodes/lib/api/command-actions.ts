@@ -51,15 +51,16 @@ const queueCommand: ActionHandler = async (ctx) => {
   if (!target) return ctx.notRegistered();
   await store.queueCommand(deviceid, seqn.seq, req.body, ctx.now);
   const queued = { statusCode: 202, payload: { status: 'OK', message: ctx.t('e2ee.registry.command-queued'), seqn: seqn.seq }, seqn: seqn.seq };
-  // A device last heard over MQTT gets every command published to its topic at once: the broker keeps them in order
-  // for its session (and each answer offers the unacknowledged ones again).
-  if (target.transport === 'mqtt') return { ...queued, publish: true };
-  // The device accepts only ever higher numbers, and acknowledges the highest: pushed past an earlier command
-  // that waits for the poll, this one would make the device drop that one. So it waits its turn.
+  // The device accepts only ever higher numbers, and acknowledges the highest: pushed or published past an earlier
+  // command that waits, this one would make the device drop that one (a broker that lost or held back the earlier
+  // publish would get it counted as delivered). So it waits its turn: the answer to the poll that acknowledges the
+  // earlier one offers it.
   if (ctx.acknowledged) {
     const [oldest] = await store.pendingCommands(deviceid, 1);
     if (oldest && oldest.seqn < seqn.seq) return queued;
   }
+  // A device last heard over MQTT gets it published to its topic: the broker keeps it for the device's session.
+  if (target.transport === 'mqtt') return { ...queued, publish: true };
   // Pushed only to where the device's latest authenticated uplink came from, never to the address it claims (a key
   // holder could name any host); before its first such uplink, the poll delivers.
   const address = await store.seenAddress(deviceid);

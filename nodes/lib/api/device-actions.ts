@@ -73,4 +73,15 @@ const log: ActionHandler = async (ctx) => {
   return stored ? { statusCode: 200, payload: { status: 'OK' } } : ctx.notRegistered();
 };
 
-export const DEVICE_ACTIONS = { register, get, log } satisfies Record<string, ActionHandler>;
+/**
+ * What a device's MQTT status topic says: {"online": true} when it connects, {"online": false} from its Last Will
+ * when the connection drops. Not sealed (a Last Will is fixed at connect and would be replayable anyway), so it sets
+ * the displayed connected flag of a known device and nothing else.
+ */
+const status: ActionHandler = async (ctx) => {
+  const online = obj(ctx.req.body).online;
+  if (typeof online !== 'boolean') throw new ValidationError('bad-status', 'online');
+  return (await ctx.store.noteStatus(ctx.deviceid, online)) ? { statusCode: 200, payload: { status: 'OK' } } : ctx.notRegistered();
+};
+
+export const DEVICE_ACTIONS = { register, get, log, status } satisfies Record<string, ActionHandler>;

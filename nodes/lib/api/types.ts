@@ -25,7 +25,7 @@ export interface SealedRequest {
   keyver?: number;
 }
 
-export const REGISTRY_ACTIONS = ['register', 'get', 'update', 'list', 'log', 'readings', 'remove', 'reset', 'command', 'queue-command', 'command-delivered', 'rekey', 'commands', 'health'] as const;
+export const REGISTRY_ACTIONS = ['register', 'get', 'update', 'list', 'log', 'readings', 'remove', 'reset', 'command', 'queue-command', 'command-delivered', 'rekey', 'commands', 'health', 'status'] as const;
 export type RegistryAction = (typeof REGISTRY_ACTIONS)[number];
 
 export interface ActionRequest {

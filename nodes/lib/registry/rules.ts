@@ -32,6 +32,12 @@ export interface DeviceRow {
   rxbuf: number;
   /** The transport of its latest authenticated uplink (http until one came over MQTT). */
   transport: Transport;
+  /**
+   * Connected to the MQTT broker, as its status topic says (the device's {"online": true} at connect, its Last Will's
+   * {"online": false} when the connection drops), and true when its transport became MQTT; null for a device on HTTP.
+   * Unauthenticated, so shown and never acted on. (The list's `online` is the heartbeat: an authenticated uplink within it.)
+   */
+  connected: boolean | null;
 }
 
 export const TRANSPORTS = ['http', 'mqtt'] as const;

@@ -121,6 +121,10 @@ export const PG_MIGRATIONS: string[][] = [
     // The transport of the device's latest authenticated uplink (NULL: http): commands for an MQTT device are published.
     `ALTER TABLE devices ADD COLUMN transport text`,
   ],
+  [
+    // Connected to the broker, as the device's MQTT status topic says (NULL: never said). Shown, never acted on.
+    `ALTER TABLE devices ADD COLUMN connected boolean`,
+  ],
 ];
 
 /** How long an instance trusts that the device's source address it wrote is still the stored one. */
@@ -792,8 +796,15 @@ export class PostgresStore implements DeviceStore {
     // As noteSource: rewritten at least every SOURCE_REFRESH_MS, since another instance may have written another one.
     const last = this.transports.get(deviceid);
     if (last && last.transport === transport && now - last.at < SOURCE_REFRESH_MS) return;
-    await this.write([{ sql: 'UPDATE devices SET transport = $1 WHERE deviceid = $2', params: [transport, deviceid] }]);
+    // As in SQLite: an authenticated uplink over MQTT means connected; over HTTP the broker's word no longer applies.
+    // (Rewritten every SOURCE_REFRESH_MS at most: an authenticated uplink over MQTT proves the connection then.)
+    await this.write([{ sql: 'UPDATE devices SET transport = $1, connected = $2 WHERE deviceid = $3', params: [transport, transport === 'mqtt' ? true : null, deviceid] }]);
     this.transports.set(deviceid, { transport, at: now });
+  }
+
+  async noteStatus(deviceid: string, connected: boolean): Promise<boolean> {
+    const rows = await this.query<{ deviceid: string }>('UPDATE devices SET connected = $1 WHERE deviceid = $2 RETURNING deviceid', [connected, deviceid]);
+    return rows.length > 0;
   }
 
   // --- replay ------------------------------------------------------------

@@ -6,12 +6,14 @@ import type { DeviceRow } from '../registry';
 import type { KeyCheck } from '../uplink';
 import type { CommandStatusRow, ExpiredCommand } from './types';
 
-export const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, keyver, pendingkeyver, rxbuf, transport';
+export const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, keyver, pendingkeyver, rxbuf, transport, connected';
 
 /** A device row as stored: its data is JSON text. */
-export interface RawDevice extends Omit<DeviceRow, 'data' | 'transport'> {
+export interface RawDevice extends Omit<DeviceRow, 'data' | 'transport' | 'connected'> {
   data: string;
   transport: string | null;
+  /** 1/0 in SQLite, a boolean in PostgreSQL, null when never said. */
+  connected: number | boolean | null;
 }
 
 export function toDevice(raw: RawDevice): DeviceRow {
@@ -22,7 +24,7 @@ export function toDevice(raw: RawDevice): DeviceRow {
   } catch {
     // Only validated JSON objects are written; an unreadable value reads as empty.
   }
-  return { ...raw, data, transport: raw.transport === 'mqtt' ? 'mqtt' : 'http' };
+  return { ...raw, data, transport: raw.transport === 'mqtt' ? 'mqtt' : 'http', connected: raw.connected === null || raw.connected === undefined ? null : Boolean(raw.connected) };
 }
 
 /** A command's columns as the command log shows them. */

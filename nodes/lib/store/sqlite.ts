@@ -118,6 +118,10 @@ export const MIGRATIONS: string[][] = [
     // The transport of the device's latest authenticated uplink (NULL: http): commands for an MQTT device are published.
     `ALTER TABLE devices ADD COLUMN transport TEXT`,
   ],
+  [
+    // Connected to the broker, as the device's MQTT status topic says (1/0; NULL: never said). Shown, never acted on.
+    `ALTER TABLE devices ADD COLUMN connected INTEGER`,
+  ],
 ];
 
 /**
@@ -718,7 +722,17 @@ export class SqliteStore implements DeviceStore {
     return this.life.afterOpen(async () => {
       if (!this.known.has(deviceid) || this.transports.get(deviceid) === transport) return;
       this.transports.set(deviceid, transport);
-      await this.write([{ sql: 'UPDATE devices SET transport = ? WHERE deviceid = ?', params: [transport, deviceid] }]);
+      // An authenticated uplink over MQTT: connected now (its status at connect came before it was known); over HTTP
+      // the broker's word no longer applies.
+      await this.write([{ sql: 'UPDATE devices SET transport = ?, connected = ? WHERE deviceid = ?', params: [transport, transport === 'mqtt' ? 1 : null, deviceid] }]);
+    });
+  }
+
+  noteStatus(deviceid: string, connected: boolean): Promise<boolean> {
+    return this.life.afterOpen(async () => {
+      if (!this.known.has(deviceid)) return false;
+      await this.write([{ sql: 'UPDATE devices SET connected = ? WHERE deviceid = ?', params: [connected ? 1 : 0, deviceid] }]);
+      return true;
     });
   }
 

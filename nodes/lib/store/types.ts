@@ -137,6 +137,12 @@ export interface DeviceStore extends UplinkLedger {
    */
   noteTransport(deviceid: string, transport: Transport): Promise<void>;
   /**
+   * Records what a device's status topic says (connected: {"online": true} at connect; not: its Last Will).
+   * Unauthenticated: it changes this flag of a known device and nothing else, and never creates one. False for an
+   * unknown device.
+   */
+  noteStatus(deviceid: string, connected: boolean): Promise<boolean>;
+  /**
    * Records the source address of an uplink of the device that came through aes-decrypt and its replay guard (with
    * hmac-sha256, authenticated): where commands are pushed, never an address the device only claims. Written only
    * when it changed.
