@@ -30,6 +30,7 @@ const BENCHES = {
   http: { file: 'http.js', full: ['--duration', '10', '--rounds', '5'], smoke: ['--duration', '1', '--rounds', '1'] },
   registry: { file: 'registry.js', full: ['--devices', '100000', '--samples', '1000'], smoke: ['--devices', '300', '--samples', '30'] },
   drift: { file: 'drift.js', full: ['--seconds', '60', '--bare', '5'], smoke: ['--seconds', '2', '--bare', '1'] },
+  mqtt: { file: 'mqtt.js', full: ['--messages', '5000', '--rounds', '5', '--commands', '50'], smoke: ['--messages', '300', '--rounds', '1', '--commands', '3'] },
   keyring: { file: 'keyring.js', full: ['--ids', '2000', '--rounds', '21'], smoke: ['--ids', '100', '--rounds', '3'] },
   scaleout: { file: 'scaleout.js', full: ['--duration', '10', '--rounds', '3', '--instances', '3'], smoke: ['--duration', '1', '--rounds', '1', '--instances', '2'] },
 };
@@ -75,6 +76,8 @@ function figures(r) {
     add('MQTT path (shipped flow) / bare mqtt in, same broker and runtime', m.mqttToBare, m.mqttToBare.toFixed(2), '>= 0.8', m.mqttToBare >= 0.8);
     add('MQTT path / durable peer (crypto-js, context, sqlite)', m.mqttToPeer, x(m.mqttToPeer), '>= 5x', m.mqttToPeer >= 5);
     for (const [name, rate] of Object.entries(m.rates)) add(`MQTT ${name}`, rate, `${fmt(rate)} readings/s`);
+    add('MQTT path / HTTP path (readings POSTed 50 at a time)', m.mqttToHttp, x(m.mqttToHttp));
+    for (const [t, l] of Object.entries(m.latency)) add(`command to acknowledgement over ${t === 'mqtt' ? 'MQTT' : 'HTTP, polling every 1 s'}`, l.p50, `p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms (${l.n} commands)`);
     add('stored rows, MQTT path', m.stored.n, `${fmt(m.stored.n)} rows, ${fmt(m.stored.sent)} sent, ${fmt(m.stored.distinct)} distinct`, '= sent, no duplicates', m.stored.n === m.stored.sent && m.stored.n === m.stored.distinct);
   }
   if (r.keyring) {

@@ -209,16 +209,27 @@ export class SimDevice {
   }
 
   private acking = false;
+  private ackAgain = false;
 
-  /** A poll soon, outside the schedule: it carries the ack of a command that came over MQTT. */
+  /**
+   * A poll soon, outside the schedule: it carries the ack of a command that came over MQTT. One that comes while that
+   * poll is under way (sealed before it arrived) gets another.
+   */
   private ackSoon(): void {
-    if (this.acking) return;
+    if (this.acking) {
+      this.ackAgain = true;
+      return;
+    }
     this.acking = true;
     setImmediate(() => {
       this.poll()
         .catch(() => undefined)
         .finally(() => {
           this.acking = false;
+          if (this.ackAgain) {
+            this.ackAgain = false;
+            this.ackSoon();
+          }
         });
     });
   }

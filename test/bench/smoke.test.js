@@ -26,7 +26,7 @@ describe('benchmarks: smoke run of npm run bench', function () {
 
   it('runs every benchmark and reports the figures of the table', function () {
     report.smoke.should.be.true();
-    Object.keys(report.results).sort().should.eql(['drift', 'firmware', 'http', 'keyring', 'nodes', 'registry', 'scaleout', 'store']);
+    Object.keys(report.results).sort().should.eql(['drift', 'firmware', 'http', 'keyring', 'mqtt', 'nodes', 'registry', 'scaleout', 'store']);
     const names = report.figures.map((f) => f.figure);
     for (const f of ['readings route (hmac-sha256) / bare, same runtime', 'readings route (hmac) / durable peer pipeline', 'group-commit ingest (device-registry log)', 'firmware lib/ text (xtensa-lx106, -Os)']) names.should.containEql(f);
     for (const f of report.figures) (Number.isFinite(f.value) && f.value > 0).should.be.true(`${f.figure}: ${f.value}`);
@@ -38,6 +38,14 @@ describe('benchmarks: smoke run of npm run bench', function () {
       s.d.should.equal(s.n, name);
       s.ok.should.be.above(0, name);
     }
+  });
+
+  it('MQTT: every reading sent through the MQTT and HTTP paths is stored once; commands are acknowledged over both', function () {
+    const m = report.results.mqtt;
+    m.stored.sent.should.be.above(0);
+    m.stored.n.should.equal(m.stored.sent);
+    m.stored.distinct.should.equal(m.stored.n);
+    for (const t of ['mqtt', 'http']) m.latency[t].n.should.equal(3);
   });
 
   it('scale-out: every reading answered 2xx is stored once, on SQLite, on PostgreSQL and through HAProxy', function () {
