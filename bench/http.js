@@ -22,29 +22,17 @@ const lib = require('../dist/nodes/lib');
 const { startBackend } = require('../test/support/backend');
 const { tempDir, querySqlite } = require('../test/support/tmp');
 const { median, fmt, arg, benchMain } = require('./lib/runtime');
-const { readingsLoad, cannon, BARE_FLOW, addFlow } = require('./lib/load');
+const { readingsLoad, cannon, BARE_FLOW, addFlow, peerFunction } = require('./lib/load');
 
 const SERVER = path.join(__dirname, 'lib', 'server.js');
 
 /** The seed-style pipeline as a flow: decrypt with crypto-js in a function node, SEQN in context, optional sqlite INSERT. */
 function peerFlow(keyHex, dbFile) {
-  const fn = `const CryptoJS = global.get('CryptoJS');
-const key = CryptoJS.enc.Hex.parse('${keyHex}');
-let reading;
-try {
-  const bytes = CryptoJS.AES.decrypt({ ciphertext: CryptoJS.enc.Base64.parse(msg.payload.data) }, key, { iv: CryptoJS.enc.Base64.parse(msg.payload.iv) });
-  reading = JSON.parse(bytes.toString(CryptoJS.enc.Utf8));
-} catch (e) {
-  msg.statusCode = 400; msg.payload = { status: 'NOK' }; return [null, msg];
-}
-const id = msg.req.params.deviceid;
-const last = context.get('seq:' + id);
-if (!(Number.isInteger(reading.SEQN) && (last === undefined || reading.SEQN > last))) {
-  msg.statusCode = 400; msg.payload = { status: 'NOK' }; return [null, msg];
-}
-context.set('seq:' + id, reading.SEQN);
-msg.params = { $deviceid: id, $seqn: reading.SEQN, $payload: JSON.stringify(reading) };
-return [msg, null];`;
+  const fn = peerFunction(keyHex, {
+    idFrom: 'msg.req.params.deviceid',
+    refuse: "msg.statusCode = 400; msg.payload = { status: 'NOK' }; return [null, msg];",
+    accept: 'return [msg, null];',
+  });
   const reply = "msg.payload = { status: 'OK' };\nreturn msg;";
   const nodes = (name, durable) => {
     const p = `bench-peer-${name}`;

@@ -29,26 +29,14 @@ const http = require('node:http');
 const { requestJson, SimDevice } = require('../dist/sim/device');
 const { StateFile } = require('../dist/sim/state');
 const { median, fmt, arg, benchMain } = require('./lib/runtime');
-const { addFlow, registerDevice } = require('./lib/load');
+const { addFlow, registerDevice, peerFunction } = require('./lib/load');
 
 const SERVER = path.join(__dirname, 'lib', 'server.js');
 const DEVICES = 50;
 const IN_FLIGHT = 200;
 
 function benchFlow(keyHex, dbFile) {
-  const peer = `const CryptoJS = global.get('CryptoJS');
-const key = CryptoJS.enc.Hex.parse('${keyHex}');
-let reading;
-try {
-  const bytes = CryptoJS.AES.decrypt({ ciphertext: CryptoJS.enc.Base64.parse(msg.payload.data) }, key, { iv: CryptoJS.enc.Base64.parse(msg.payload.iv) });
-  reading = JSON.parse(bytes.toString(CryptoJS.enc.Utf8));
-} catch (e) { return null; }
-const id = msg.topic.split('/')[2];
-const last = context.get('seq:' + id);
-if (!(Number.isInteger(reading.SEQN) && (last === undefined || reading.SEQN > last))) return null;
-context.set('seq:' + id, reading.SEQN);
-msg.params = { $deviceid: id, $seqn: reading.SEQN, $payload: JSON.stringify(reading) };
-return msg;`;
+  const peer = peerFunction(keyHex, { idFrom: "msg.topic.split('/')[2]", refuse: 'return null;', accept: 'return msg;' });
   const broker = 'e2ee-mqtt-broker';
   return [
     { id: 'bench-mqtt-sqlitedb', type: 'sqlitedb', db: dbFile, mode: 'RWC' },

@@ -2,7 +2,8 @@
 /**
  * What the HTTP benchmarks share: the readings load (registered devices, and an autocannon request whose every
  * send carries a fresh (device, SEQN) pair, encrypted like the firmware does, devices in turn), autocannon as
- * a promise, the bare route, adding a flow through the admin API, and the RSS of a process.
+ * a promise, the bare route, adding a flow through the admin API, the RSS of a process, and the function node of the
+ * peer pipeline (HTTP and MQTT).
  */
 const fs = require('node:fs');
 const autocannon = require('autocannon');
@@ -14,6 +15,31 @@ const cannon = (opts) => new Promise((resolve, reject) => autocannon(opts, (err,
 
 /** Resident memory of a process, in MB. */
 const rssMb = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+
+/**
+ * The peer pipeline's function node, as users build it today (the seed's server): decrypt with crypto-js (from the
+ * global context), SEQN checked in flow context, then msg.params for a node-red-node-sqlite INSERT. idFrom: the
+ * expression that gives the device id; refuse and accept: the statements that end a refused and an accepted message.
+ */
+function peerFunction(keyHex, { idFrom, refuse, accept }) {
+  return `const CryptoJS = global.get('CryptoJS');
+const key = CryptoJS.enc.Hex.parse('${keyHex}');
+let reading;
+try {
+  const bytes = CryptoJS.AES.decrypt({ ciphertext: CryptoJS.enc.Base64.parse(msg.payload.data) }, key, { iv: CryptoJS.enc.Base64.parse(msg.payload.iv) });
+  reading = JSON.parse(bytes.toString(CryptoJS.enc.Utf8));
+} catch (e) {
+  ${refuse}
+}
+const id = ${idFrom};
+const last = context.get('seq:' + id);
+if (!(Number.isInteger(reading.SEQN) && (last === undefined || reading.SEQN > last))) {
+  ${refuse}
+}
+context.set('seq:' + id, reading.SEQN);
+msg.params = { $deviceid: id, $seqn: reading.SEQN, $payload: JSON.stringify(reading) };
+${accept}`;
+}
 
 /** The baseline: http in -> http response on POST /bench/bare. */
 const BARE_FLOW = [
@@ -78,4 +104,4 @@ async function readingsLoad({ url, key, devices = 100, prefix = 'BE', path = (id
   return { ids, request, get sent() { return sent; } };
 }
 
-module.exports = { readingsLoad, registerDevice, cannon, rssMb, BARE_FLOW, addFlow };
+module.exports = { readingsLoad, registerDevice, cannon, rssMb, BARE_FLOW, addFlow, peerFunction };
