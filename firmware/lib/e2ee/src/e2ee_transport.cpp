@@ -65,7 +65,7 @@ bool MqttTransport::connect() {
   static const char kOnline[] = "{\"online\":true}";
   const MqttClient::Login login{id_, settings_.user, settings_.password, status_, kOffline, down_};
   if (!client_.connect(login)) return false;
-  // Unsealed and not retained: the backend shows it as the online flag and for nothing else (README, MQTT).
+  // Unsealed and not retained: the backend shows it as the device's connected flag and nothing else (README, MQTT).
   client_.publish(status_, kOnline, sizeof(kOnline) - 1);
   return true;
 }
