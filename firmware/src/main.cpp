@@ -1,12 +1,14 @@
 // esp-e2ee firmware for the ESP8266 (Arduino core). Only glue: the device's behaviour is e2ee::Device in lib/e2ee
 // (host-tested against a fake backend and a fake broker); this file gives it the core's WiFi, HTTP client (or
-// PubSubClient for MQTT), EEPROM, serial, clock, hardware RNG, sensor and LED, and calls it from setup() and loop().
+// PubSubClient for MQTT), raw flash and RTC memory, serial, clock, hardware RNG, sensor and LED, and calls it from
+// setup() and loop(). Nothing here blocks for long: the WiFi joins in the background, HTTP waits at most kHttpTimeoutMs
+// per step, and a sleeper (E2EE_SLEEP_S) goes to deep sleep when its wake is done.
 #include <Arduino.h>
-#include <EEPROM.h>
 #include <ESP8266HTTPClient.h>
 #include <ESP8266WebServer.h>
 #include <ESP8266WiFi.h>
 #include <PubSubClient.h>
+#include <flash_hal.h>
 
 #include <e2ee.h>
 
@@ -20,6 +22,10 @@
 
 #ifndef E2EE_KEY_VERSION
 #define E2EE_KEY_VERSION 0
+#endif
+// Seconds of deep sleep between readings: a battery device, one exchange per wake (GPIO16 wired to RST); 0: always on.
+#ifndef E2EE_SLEEP_S
+#define E2EE_SLEEP_S 0
 #endif
 // 1: MQTT through the broker in secrets.h (esp-e2ee-keys --mqtt writes it); 0: HTTP to E2EE_BACKEND_URL.
 #ifndef E2EE_TRANSPORT_MQTT
@@ -40,23 +46,83 @@
 namespace {
 
 constexpr uint16_t kCommandPort = 80;
+/// HTTPClient's timeout for each step (the DNS lookup, the connect, each read): the core's default is 5 s.
+constexpr uint16_t kHttpTimeoutMs = 2000;
 
-/// The core's EEPROM emulation (a RAM image of one flash sector, written back by commit()).
-class EepromFlash : public e2ee::Flash {
+/// The journal's sectors: the last StorageLayout::kSectors (16 KiB) of the flash layout's filesystem region, which
+/// this firmware does not use (d1_mini's default 4M2M layout has 2 MB). Written with the core's raw flash calls:
+/// a record programs a few bytes; a sector is erased only when the journal turns over to it.
+class CoreFlash : public e2ee::Flash {
  public:
-  size_t size() const override { return e2ee::StorageLayout::kSize; }
-  uint8_t read(size_t addr) const override { return EEPROM.read(int(addr)); }
-  void write(size_t addr, uint8_t value) override { EEPROM.write(int(addr), value); }
-  bool commit() override { return EEPROM.commit(); }
+  bool begin() {
+    constexpr uint32_t kBytes = e2ee::StorageLayout::kSectors * kSectorSize;
+    if (FS_PHYS_SIZE < kBytes) return false;
+    base_ = FS_PHYS_ADDR + FS_PHYS_SIZE - kBytes;
+    return true;
+  }
+  size_t sectors() const override { return base_ ? e2ee::StorageLayout::kSectors : 0; }
+  bool read(size_t addr, uint8_t *out, size_t len) override { return ESP.flashRead(base_ + addr, out, len); }
+  bool write(size_t addr, const uint8_t *data, size_t len) override { return ESP.flashWrite(base_ + addr, data, len); }
+  bool erase(size_t sector) override { return ESP.flashEraseSector(base_ / kSectorSize + sector); }
+
+ private:
+  uint32_t base_ = 0;
 };
 
-/// HTTPClient: answers are read only when they fit (their Content-Length is known and below the buffer).
+/// The RTC user memory (512 bytes that survive deep sleep), through 4-byte aligned words as the core wants them.
+class CoreRtc : public e2ee::RtcMemory {
+ public:
+  bool read(size_t offset, uint8_t *out, size_t len) override {
+    uint32_t words[32];
+    if (len > sizeof(words) || !ESP.rtcUserMemoryRead(offset / 4, words, len)) return false;
+    memcpy(out, words, len);
+    return true;
+  }
+  bool write(size_t offset, const uint8_t *data, size_t len) override {
+    uint32_t words[32];
+    if (len > sizeof(words)) return false;
+    memcpy(words, data, len);
+    return ESP.rtcUserMemoryWrite(offset / 4, words, len);
+  }
+};
+
+/// Where HTTPClient::writeToStream puts an answer: up to size - 1 bytes; what does not fit is read and dropped (so
+/// the transfer ends normally) and marks the answer too large.
+class AnswerSink : public Stream {
+ public:
+  AnswerSink(char *buf, size_t size) : buf_(buf), size_(size) {}
+  size_t write(uint8_t c) override { return write(&c, 1); }
+  size_t write(const uint8_t *data, size_t n) override {
+    const size_t room = size_ - 1 - len_;
+    const size_t k = n < room ? n : room;
+    memcpy(buf_ + len_, data, k);
+    len_ += k;
+    if (k < n) over_ = true;
+    return n;
+  }
+  int availableForWrite() override { return 1024; }
+  int available() override { return 0; }
+  int read() override { return -1; }
+  int peek() override { return -1; }
+  size_t len() const { return len_; }
+  bool over() const { return over_; }
+
+ private:
+  char *buf_;
+  size_t size_;
+  size_t len_ = 0;
+  bool over_ = false;
+};
+
+/// HTTPClient: the answer is read whatever its framing (Content-Length, chunked, or until the server closes), up to
+/// the buffer; a larger one is refused whole.
 class CoreHttp : public e2ee::Http {
  public:
   int exchange(const char *url, const char *body, size_t body_len, char *rx, size_t rx_size, size_t *rx_len) override {
     WiFiClient client;
     HTTPClient http;
     *rx_len = 0;
+    http.setTimeout(kHttpTimeoutMs);
     if (!http.begin(client, url)) return HTTPC_ERROR_CONNECTION_FAILED;
     int code;
     if (body != nullptr) {
@@ -66,12 +132,15 @@ class CoreHttp : public e2ee::Http {
       code = http.GET();
     }
     if (code >= 200 && code < 300) {
-      const int size = http.getSize();
-      if (size < 0 || size_t(size) >= rx_size) {
+      AnswerSink sink(rx, rx_size);
+      const int read = http.writeToStream(&sink);
+      if (sink.over()) {
         code = e2ee::kHttpTooLarge;
+      } else if (read < 0 || (http.getSize() >= 0 && sink.len() != size_t(http.getSize()))) {
+        code = e2ee::kHttpTruncated;
       } else {
-        *rx_len = http.getStream().readBytes(rx, size_t(size));
-        if (*rx_len != size_t(size)) code = e2ee::kHttpTruncated;
+        rx[sink.len()] = '\0';
+        *rx_len = sink.len();
       }
     }
     http.end();
@@ -137,21 +206,46 @@ class SerialLog : public e2ee::LogSink {
   void line(const char *text) override { Serial.println(text); }
 };
 
+/// The WiFi, never waited for: network_up() starts the join once and then only looks (the SDK reconnects by itself),
+/// so the web server and the schedule keep running through an outage.
 class Board : public e2ee::Actions {
  public:
   bool network_up() override {
-    if (WiFi.status() == WL_CONNECTED) return true;
-    Serial.printf("[e2ee] WiFi: connecting to \"%s\"...\n", E2EE_WIFI_SSID);
-    WiFi.mode(WIFI_STA);
-    WiFi.begin(E2EE_WIFI_SSID, E2EE_WIFI_PASSWORD);
-    for (int i = 0; i < 40 && WiFi.status() != WL_CONNECTED; i++) delay(500);
-    if (WiFi.status() != WL_CONNECTED) {
+    if (WiFi.status() == WL_CONNECTED) {
+      if (!up_) Serial.printf("[e2ee] WiFi: connected, IP %s (%lu ms)\n", WiFi.localIP().toString().c_str(), static_cast<unsigned long>(::millis() - since_));
+      up_ = true;
+      return true;
+    }
+    if (up_ || !started_) {
+      Serial.printf("[e2ee] WiFi: connecting to \"%s\"%s...\n", E2EE_WIFI_SSID, fast_ ? " (last access point)" : "");
+      start();
+    } else if (::millis() - since_ > 20000) {
       Serial.printf("[e2ee] WiFi: could not connect (status %d). Check E2EE_WIFI_SSID and E2EE_WIFI_PASSWORD in include/secrets.h;\n"
                     "      the ESP8266 only joins 2.4 GHz networks.\n", int(WiFi.status()));
-      return false;
+      // The remembered access point failed: a full scan from now on.
+      if (fast_) {
+        fast_ = false;
+        start();
+      }
+      since_ = ::millis();
     }
-    Serial.printf("[e2ee] WiFi: connected, IP %s\n", WiFi.localIP().toString().c_str());
-    return true;
+    up_ = false;
+    return false;
+  }
+  /// A sleeper's fast reconnect: the access point's BSSID and channel (no scan) from RTC memory.
+  void network_recall(const uint8_t *in, size_t len) override {
+    if (len >= 8 && in[0] == kMemoryMagic && in[7] >= 1 && in[7] <= 14) {
+      memcpy(bssid_, in + 1, 6);
+      channel_ = in[7];
+      fast_ = true;
+    }
+  }
+  void network_memory(uint8_t *out, size_t len) override {
+    memset(out, 0, len);
+    if (len < 8 || WiFi.status() != WL_CONNECTED) return;
+    out[0] = kMemoryMagic;
+    memcpy(out + 1, WiFi.BSSID(), 6);
+    out[7] = uint8_t(WiFi.channel());
   }
   void address(char *ip, size_t ip_size, char *ssid, size_t ssid_size) override {
     snprintf(ip, ip_size, "%s", WiFi.localIP().toString().c_str());
@@ -163,6 +257,33 @@ class Board : public e2ee::Actions {
     return n > 0 && size_t(n) < size;
   }
   void led(bool on) override { digitalWrite(LED_BUILTIN, on ? LOW : HIGH); }  // active low
+
+ private:
+  static constexpr uint8_t kMemoryMagic = 0xA5;
+  void start() {
+    WiFi.persistent(false);  // the SDK would write its own flash sector at every begin()
+    WiFi.mode(WIFI_STA);
+#ifdef E2EE_STATIC_IP
+    // Set by the owner (no DHCP: the fastest wake). E2EE_STATIC_IP, E2EE_GATEWAY, E2EE_SUBNET, E2EE_DNS as "a.b.c.d".
+    IPAddress ip, gateway, subnet, dns;
+    if (ip.fromString(E2EE_STATIC_IP) && gateway.fromString(E2EE_GATEWAY) && subnet.fromString(E2EE_SUBNET) && dns.fromString(E2EE_DNS)) {
+      WiFi.config(ip, gateway, subnet, dns);
+    }
+#endif
+    if (fast_) {
+      WiFi.begin(E2EE_WIFI_SSID, E2EE_WIFI_PASSWORD, channel_, bssid_);
+    } else {
+      WiFi.begin(E2EE_WIFI_SSID, E2EE_WIFI_PASSWORD);
+    }
+    started_ = true;
+    since_ = ::millis();
+  }
+  bool started_ = false;
+  bool up_ = false;
+  bool fast_ = false;
+  uint8_t bssid_[6] = {};
+  int32_t channel_ = 0;
+  uint32_t since_ = 0;
 };
 
 void hardwareRandom(uint8_t *out, size_t n) {
@@ -187,7 +308,8 @@ char body[576];  // a 256-byte plaintext sealed, with kv and a rekey's epk
 char plain[256];
 uint8_t work[256 + 32];
 
-EepromFlash flash;
+CoreFlash flash;
+CoreRtc rtc;
 CoreHttp http;
 MillisClock sysClock;
 PubSubMqtt mqttClient;
@@ -206,6 +328,7 @@ const e2ee::DeviceSettings settings = {
 #else
     false,
 #endif
+    E2EE_SLEEP_S,
 };
 #if E2EE_AUTH_HMAC
 const e2ee::DeviceBuffers buffers = {rx, sizeof(rx), opened, sizeof(opened), body, sizeof(body), plain, sizeof(plain), work, sizeof(work)};
@@ -213,9 +336,9 @@ const e2ee::DeviceBuffers buffers = {rx, sizeof(rx), opened, sizeof(opened), bod
 const e2ee::DeviceBuffers buffers = {rx, sizeof(rx), nullptr, 0, body, sizeof(body), plain, sizeof(plain), work, sizeof(work)};
 #endif
 #if E2EE_TRANSPORT_MQTT
-e2ee::Device device(settings, buffers, flash, overMqtt, sysClock, hardwareRandom, serialLog, board);
+e2ee::Device device(settings, buffers, flash, overMqtt, sysClock, hardwareRandom, serialLog, board, &rtc);
 #else
-e2ee::Device device(settings, buffers, flash, overHttp, sysClock, hardwareRandom, serialLog, board);
+e2ee::Device device(settings, buffers, flash, overHttp, sysClock, hardwareRandom, serialLog, board, &rtc);
 #endif
 
 void onCommand() {
@@ -231,7 +354,11 @@ void setup() {
   Serial.println();
   pinMode(LED_BUILTIN, OUTPUT);
   digitalWrite(LED_BUILTIN, HIGH);
-  EEPROM.begin(e2ee::StorageLayout::kSize);
+  if (!flash.begin()) {
+    Serial.println("[e2ee] the flash layout has no room for the journal (16 KiB of filesystem region): use a layout with one, e.g. "
+                   "board_build.ldscript = eagle.flash.4m2m.ld. Halting.");
+    for (;;) delay(1000);
+  }
 #ifdef E2EE_DEVICE_ID
   snprintf(deviceId, sizeof(deviceId), "%s", E2EE_DEVICE_ID);
 #else
@@ -243,11 +370,18 @@ void setup() {
   if (!device.begin()) {
     for (;;) delay(1000);  // a setting in secrets.h that cannot work: said on serial, nothing to retry
   }
-  server.on("/command", HTTP_POST, onCommand);
-  server.begin();
+  // A sleeper is not reachable: no web server, commands come with the answer to its reading.
+  if (E2EE_SLEEP_S == 0) {
+    server.on("/command", HTTP_POST, onCommand);
+    server.begin();
+  }
 }
 
 void loop() {
-  server.handleClient();
+  if (E2EE_SLEEP_S == 0) server.handleClient();
   device.loop();
+  if (device.asleep()) {
+    // GPIO16 (D0 on a D1 mini) wired to RST wakes the chip: the wake is a reset, setup() runs again.
+    ESP.deepSleep(uint64_t(device.sleep_ms()) * 1000u);
+  }
 }

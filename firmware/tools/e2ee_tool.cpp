@@ -64,6 +64,7 @@ struct MemStore : CounterStore {
 
 int usage() {
   std::cerr << "usage: e2ee-tool seal|reading|open|command|post|device --key HEX --auth none|hmac-sha256 --deviceid ID [...]\n"
+               "       e2ee-tool device ... --sleep S --wakes N --rtc FILE   a sleeping device, N wakes\n"
                "       e2ee-tool rekey-time [--n N]   the device's half of a rekey (X25519, HKDF), timed on this host\n";
   return 2;
 }
@@ -248,19 +249,57 @@ struct HostHttp : Http {
   const char *error_text(int code) override { return code == -1 ? "connection failed" : code == -11 ? "read Timeout" : "error"; }
 };
 
+/// The journal's sectors in a file (created erased), written through at once: a run is one boot.
 struct FileFlash : Flash {
   std::string path;
-  std::vector<uint8_t> ram;
-  explicit FileFlash(std::string p) : path(std::move(p)), ram(StorageLayout::kSize, 0xFF) {
+  std::vector<uint8_t> bytes;
+  explicit FileFlash(std::string p) : path(std::move(p)), bytes(StorageLayout::kSectors * kSectorSize, 0xFF) {
     std::ifstream in(path, std::ios::binary);
-    in.read(reinterpret_cast<char *>(ram.data()), std::streamsize(ram.size()));
+    in.read(reinterpret_cast<char *>(bytes.data()), std::streamsize(bytes.size()));
   }
-  size_t size() const override { return ram.size(); }
-  uint8_t read(size_t addr) const override { return ram.at(addr); }
-  void write(size_t addr, uint8_t value) override { ram.at(addr) = value; }
-  bool commit() override {
+  size_t sectors() const override { return StorageLayout::kSectors; }
+  bool read(size_t addr, uint8_t *out, size_t len) override {
+    if (addr + len > bytes.size()) return false;
+    memcpy(out, bytes.data() + addr, len);
+    return true;
+  }
+  bool write(size_t addr, const uint8_t *data, size_t len) override {
+    if (addr % 4 || len % 4 || addr + len > bytes.size()) return false;
+    for (size_t i = 0; i < len; i++) bytes[addr + i] &= data[i];  // NOR flash: bits only go from 1 to 0
+    return save();
+  }
+  bool erase(size_t sector) override {
+    if (sector >= sectors()) return false;
+    memset(bytes.data() + sector * kSectorSize, 0xFF, kSectorSize);
+    return save();
+  }
+  bool save() {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char *>(ram.data()), std::streamsize(ram.size()));
+    out.write(reinterpret_cast<const char *>(bytes.data()), std::streamsize(bytes.size()));
+    return bool(out.flush());
+  }
+};
+
+/// RTC user memory in a file: what survives the tool's "deep sleep" between wakes (delete it for a power-on).
+struct FileRtc : RtcMemory {
+  std::string path;
+  std::vector<uint8_t> mem = std::vector<uint8_t>(512, 0);
+  int writes = 0;
+  explicit FileRtc(std::string p) : path(std::move(p)) {
+    std::ifstream in(path, std::ios::binary);
+    in.read(reinterpret_cast<char *>(mem.data()), std::streamsize(mem.size()));
+  }
+  bool read(size_t offset, uint8_t *out, size_t len) override {
+    if (offset + len > mem.size()) return false;
+    memcpy(out, mem.data() + offset, len);
+    return true;
+  }
+  bool write(size_t offset, const uint8_t *data, size_t len) override {
+    if (offset + len > mem.size()) return false;
+    memcpy(mem.data() + offset, data, len);
+    writes++;
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char *>(mem.data()), std::streamsize(mem.size()));
     return bool(out.flush());
   }
 };
@@ -292,6 +331,57 @@ struct VirtualClock : Clock {
   }
 };
 
+/// A sleeping device: --wakes N wakes, each a boot of its own (a new Device, transport and connection, as after
+/// ESP.deepSleep) on the same flash file and RTC file (--rtc; delete it for a power-on). The sleep itself is skipped
+/// (--pause-ms of real time instead). After each wake: "[tool] wake N: exchanges E, flash writes W, erases X".
+int run_sleeper(std::map<std::string, std::string> &opt, const DeviceSettings &settings) {
+  static char rx[1536];
+  static uint8_t opened[1536];
+  static char body[576];
+  static char plain[256];
+  static uint8_t work[256 + 32];
+  const DeviceBuffers buffers{rx, sizeof(rx), opened, sizeof(opened), body, sizeof(body), plain, sizeof(plain), work, sizeof(work)};
+  const std::string url = opt["url"], broker = opt["mqtt"];
+  const size_t colon = broker.rfind(':');
+  const std::string mqtt_host = broker.substr(0, colon);
+  const MqttSettings mqtt_settings{mqtt_host.c_str(), uint16_t(colon == std::string::npos ? 1883 : std::stoi(broker.substr(colon + 1))),
+                                   opt["mqtt-user"].c_str(), opt["mqtt-password"].c_str(),
+                                   opt.count("mqtt-prefix") ? opt["mqtt-prefix"].c_str() : "esp-e2ee"};
+  const int wakes = opt.count("wakes") ? std::stoi(opt["wakes"]) : 1;
+  const int pause = opt.count("pause-ms") ? std::stoi(opt["pause-ms"]) : 0;
+  int total_exchanges = 0, total_writes = 0, total_erases = 0;
+  for (int i = 0; i < wakes; i++) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pause));
+    FileFlash flash(opt["flash"]);
+    FileRtc rtc(opt["rtc"]);
+    HostHttp http;
+    VirtualClock clock;
+    StdoutLog log;
+    HostBoard board;
+    HttpTransport over_http(http, url.c_str());
+    MosquittoClient mosq(mqtt_host, mqtt_settings.port);
+    MqttTransport over_mqtt(mosq, clock, mqtt_settings);
+    mosq.transport = &over_mqtt;
+    Transport &transport = broker.empty() ? static_cast<Transport &>(over_http) : over_mqtt;
+    Device device(settings, buffers, flash, transport, clock, os_random, log, board, &rtc);
+    if (!device.begin()) return 1;
+    for (int guard = 0; !device.asleep() && guard < 2000; guard++) {
+      device.loop();
+      if (!device.asleep()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (!device.asleep()) return 1;
+    total_exchanges += int(device.exchanges());
+    total_writes += int(device.flash_writes());
+    total_erases += int(device.flash_erases());
+    std::cout << "[tool] wake " << i + 1 << ": exchanges " << device.exchanges() << ", flash writes " << device.flash_writes() << ", erases "
+              << device.flash_erases() << ", sleep " << device.sleep_ms() << " ms" << std::endl;
+    // The deep sleep: the connection goes with this wake's objects; the broker keeps the session (and what is
+    // published to `down` meanwhile) for the next wake.
+  }
+  std::cout << "[tool] wakes " << wakes << ": exchanges " << total_exchanges << ", flash writes " << total_writes << ", erases " << total_erases << std::endl;
+  return 0;
+}
+
 int run_device(std::map<std::string, std::string> &opt, Auth auth) {
   static char rx[1536];
   static uint8_t opened[1536];
@@ -299,8 +389,10 @@ int run_device(std::map<std::string, std::string> &opt, Auth auth) {
   static char plain[256];
   static uint8_t work[256 + 32];
   const std::string id = opt["deviceid"], url = opt["url"], key = opt["key"];
+  const uint32_t sleep_s = uint32_t(opt.count("sleep") ? std::stoul(opt["sleep"]) : 0);
   const DeviceSettings settings{id.c_str(), key.c_str(), auth, uint32_t(opt.count("kv") ? std::stoul(opt["kv"]) : 0),
-                                uint32_t(opt.count("interval") ? std::stoul(opt["interval"]) : 10), 80, false};
+                                uint32_t(opt.count("interval") ? std::stoul(opt["interval"]) : 10), 80, false, sleep_s};
+  if (sleep_s > 0) return run_sleeper(opt, settings);
   const DeviceBuffers buffers{rx, sizeof(rx), opened, sizeof(opened), body, sizeof(body), plain, sizeof(plain), work, sizeof(work)};
   FileFlash flash(opt["flash"]);
   HostHttp http;

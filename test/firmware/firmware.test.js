@@ -36,15 +36,15 @@ describe('firmware (lib/e2ee on the host)', function () {
     out.should.not.match(/runtime error|AddressSanitizer/);
   });
 
-  it('cross-compiles for the ESP8266 within budget: code <= 14 KiB, code and constants <= 16 KiB (both transports), no heap, no static object over 1.5 KiB', function () {
+  it('cross-compiles for the ESP8266 within budget: code <= 16 KiB, code and constants <= 18 KiB (both transports, the flash journal, the sleeper), no heap, no static object over 1.5 KiB', function () {
     const r = make('xtensa');
     const out = r.stdout + r.stderr;
     if (r.status !== 0) throw new Error(out);
     const [, code, constants] = /lib\/e2ee in the firmware: (\d+) bytes of code \+ (\d+) bytes of constants/.exec(out).map(Number);
-    // (13 and 15 KiB with HTTP only; 12 and 14 KiB until the X25519 rekey's glue, about 900 bytes; BearSSL's X25519
-    // is the core's, not counted.)
-    code.should.be.belowOrEqual(14336);
-    (code + constants).should.be.belowOrEqual(16384);
+    // (14 and 16 KiB before the journal and the sleeper, about 2 KiB; 13 and 15 KiB with HTTP only; 12 and 14 KiB
+    // until the X25519 rekey's glue, about 900 bytes; BearSSL's X25519 is the core's, not counted.)
+    code.should.be.belowOrEqual(16384);
+    (code + constants).should.be.belowOrEqual(18432);
     out.should.match(/heap calls: none/);
     console.log(`      xtensa-lx106 -Os, linked from Device's entry points and both transports: ${code} B code + ${constants} B constants; ${/largest static object: .*/.exec(out)[0]}`);
   });
@@ -219,7 +219,7 @@ describe('firmware (lib/e2ee on the host)', function () {
 
           // Boot 1, on an erased EEPROM.
           let lines = boot(backend, dev);
-          lines.should.containEql('[e2ee] storage: uplink counter erased: SEQN restarts at 0 (if refused: POST /api/devices/<id>/reset)');
+          lines.should.containEql('[e2ee] storage: journal erased: SEQN restarts at 0 (if refused: POST /api/devices/<id>/reset), commands are accepted from SEQN 1 again');
           lines.should.containEql(`[e2ee] register as ${id}: HTTP 201`);
           lines.filter((l) => / reading SEQN \d+: HTTP 200$/.test(l)).length.should.equal(2);
           const row = await registryRow(backend, id);
@@ -229,7 +229,7 @@ describe('firmware (lib/e2ee on the host)', function () {
           // A command, queued by the operator; the device picks it up from its poll at the next boot.
           (await op('POST', '/commands', { led: true })).status.should.equal(202);
           lines = boot(backend, dev);
-          lines.should.not.containEql('[e2ee] storage: uplink counter erased: SEQN restarts at 0 (if refused: POST /api/devices/<id>/reset)');
+          lines.should.not.containEql('[e2ee] storage: journal erased: SEQN restarts at 0 (if refused: POST /api/devices/<id>/reset), commands are accepted from SEQN 1 again');
           lines.should.containEql(`[e2ee] register as ${id}: HTTP 200`);
           lines.should.containEql('[board] led on');
           lines.should.containEql('[e2ee] command 1 via poll: {"led":true}');

@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -29,52 +30,87 @@ inline std::string seal_text(const e2ee::Keys &k, e2ee::MsgType type, const std:
   return std::string(out.data(), n);
 }
 
-/// The EEPROM emulation as the core has it: a RAM image, made persistent by commit(). reboot() reads it back.
+/// NOR flash in memory, as the journal sees it (ESP.flashRead/flashWrite/flashEraseSector): a write only clears bits,
+/// an erase sets a whole sector to 0xFF. Every write and erase is counted and logged, can be made to fail, or can be
+/// cut short by a power cut (a torn write or erase). reboot() brings the power back; the bytes stay as they are.
 struct MemFlash : e2ee::Flash {
-  std::vector<uint8_t> ram;
-  std::vector<uint8_t> flash;
-  int commits = 0;        ///< commits that persisted
-  long attempts = 0;      ///< commits tried
-  bool fail_commit = false;
-  /// At commit attempt number cut_at, only cut_bytes of the changed bytes persist, then the power goes (a torn write).
+  struct Op {
+    char kind;    ///< 'w' a write, 'e' an erase
+    size_t addr;  ///< the address written, or the sector's first byte
+    uint8_t first;  ///< a write's first byte (a journal record's tag)
+  };
+  std::vector<uint8_t> bytes;
+  long attempts = 0;      ///< writes and erases tried
+  int writes = 0;         ///< writes done
+  int erases = 0;         ///< erases done
+  std::vector<int> sector_erases;
+  std::vector<Op> ops;
+  bool fail_writes = false;
+  /// At attempt number cut_at, only cut_bytes bytes of the write persist (an erase: cut_bytes x 256 bytes of the
+  /// sector), then the power goes.
   long cut_at = -1;
   long cut_bytes = 0;
   bool power_lost = false;
-  /// The cut commit persisted every byte it changed: a whole write, and then the power went.
+  /// The cut operation changed everything it meant to: a whole write, and then the power went.
   bool cut_completed = false;
-  /// For each attempt, the first address it changed (size() when none).
-  std::vector<size_t> first_changed;
-  explicit MemFlash(size_t n, uint8_t fill = 0xFF) : ram(n, fill), flash(n, fill) {}
-  size_t size() const override { return ram.size(); }
-  uint8_t read(size_t addr) const override { return ram.at(addr); }
-  void write(size_t addr, uint8_t value) override { ram.at(addr) = value; }
-  bool commit() override {
-    if (fail_commit || power_lost) return false;
-    const long n = attempts++;
-    size_t first = ram.size();
-    for (size_t i = 0; i < ram.size() && first == ram.size(); i++) {
-      if (flash[i] != ram[i]) first = i;
-    }
-    first_changed.push_back(first);
-    if (n == cut_at) {
-      long left = cut_bytes;
-      for (size_t i = 0; i < ram.size() && left > 0; i++) {
-        if (flash[i] != ram[i]) {
-          flash[i] = ram[i];
-          left--;
-        }
-      }
-      power_lost = true;
-      cut_completed = flash == ram;
-      return false;
-    }
-    flash = ram;
-    commits++;
+  explicit MemFlash(size_t sectors = e2ee::StorageLayout::kSectors, uint8_t fill = 0xFF)
+      : bytes(sectors * kSectorSize, fill), sector_erases(sectors, 0) {}
+  size_t sectors() const override { return sector_erases.size(); }
+  bool read(size_t addr, uint8_t *out, size_t len) override {
+    if (addr + len > bytes.size()) return false;
+    std::copy(bytes.begin() + long(addr), bytes.begin() + long(addr + len), out);
     return true;
   }
-  /// A reboot: RAM is read back from flash.
-  void reboot() {
-    ram = flash;
-    power_lost = false;
+  bool write(size_t addr, const uint8_t *data, size_t len) override {
+    if (fail_writes || power_lost || addr % 4 || len % 4 || addr + len > bytes.size()) return false;
+    const long n = attempts++;
+    ops.push_back({'w', addr, len ? data[0] : uint8_t(0)});
+    const size_t upto = n == cut_at ? std::min(len, size_t(cut_bytes)) : len;
+    for (size_t i = 0; i < upto; i++) bytes[addr + i] &= data[i];
+    if (n == cut_at) {
+      power_lost = true;
+      cut_completed = upto == len;
+      return false;
+    }
+    writes++;
+    return true;
+  }
+  bool erase(size_t sector) override {
+    if (fail_writes || power_lost || sector >= sectors()) return false;
+    const long n = attempts++;
+    ops.push_back({'e', sector * kSectorSize, 0});
+    const size_t upto = n == cut_at ? std::min(kSectorSize, size_t(cut_bytes) * 256) : kSectorSize;
+    std::fill(bytes.begin() + long(sector * kSectorSize), bytes.begin() + long(sector * kSectorSize + upto), uint8_t(0xFF));
+    if (n == cut_at) {
+      power_lost = true;
+      cut_completed = upto == kSectorSize;
+      return false;
+    }
+    erases++;
+    sector_erases[sector]++;
+    return true;
+  }
+  /// The power comes back (the device boots again on the same bytes).
+  void reboot() { power_lost = false; }
+};
+
+/// The RTC user memory: kept across deep sleep, garbage after power loss.
+struct MemRtc : e2ee::RtcMemory {
+  std::vector<uint8_t> mem = std::vector<uint8_t>(512, 0x5A);
+  int writes = 0;
+  bool read(size_t offset, uint8_t *out, size_t len) override {
+    if (offset % 4 || len % 4 || offset + len > mem.size()) return false;
+    std::copy(mem.begin() + long(offset), mem.begin() + long(offset + len), out);
+    return true;
+  }
+  bool write(size_t offset, const uint8_t *data, size_t len) override {
+    if (offset % 4 || len % 4 || offset + len > mem.size()) return false;
+    std::copy(data, data + len, mem.begin() + long(offset));
+    writes++;
+    return true;
+  }
+  /// Power lost: what the memory holds afterwards is whatever it comes up with.
+  void power_loss(uint32_t seed) {
+    for (auto &b : mem) b = uint8_t(seed = seed * 1103515245u + 12345u);
   }
 };

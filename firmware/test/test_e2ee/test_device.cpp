@@ -103,8 +103,8 @@ struct Rig {
   int boots = 0;
 
   explicit Rig(bool hmac = true, uint8_t fill = 0xFF, bool over_mqtt = false)
-      : flash(StorageLayout::kSize, fill), backend(kId, hmac), mqtt(over_mqtt), broker(backend, clock, &clock.now) {
-    settings = DeviceSettings{kId, nullptr, hmac ? Auth::HmacSha256 : Auth::None, 0, 10, 80, false};
+      : flash(StorageLayout::kSectors, fill), backend(kId, hmac), mqtt(over_mqtt), broker(backend, clock, &clock.now) {
+    settings = DeviceSettings{kId, nullptr, hmac ? Auth::HmacSha256 : Auth::None, 0, 10, 80, false, 0};
     buffers = DeviceBuffers{rx, sizeof(rx), opened, sizeof(opened), body, sizeof(body), plain, sizeof(plain), work, sizeof(work)};
     backend.power = &flash;
     if (!mqtt) backend.push = nullptr;
@@ -151,7 +151,7 @@ struct Rig {
 TEST_CASE("device: registers, reads, polls and applies its config; a command runs once and is acknowledged (hmac)") {
   Rig r;
   REQUIRE(r.boot());
-  CHECK(r.log.has("storage: uplink counter erased"));
+  CHECK(r.log.has("storage: journal erased"));
   CHECK(r.log.has("device 5C:CF:7F:01:02:03, auth hmac-sha256, backend http://192.168.1.10:1880"));
   r.backend.data = "{\"interval\":7,\"led\":true}";
   r.cycle();
@@ -483,8 +483,7 @@ TEST_CASE("device: boots on erased, zeroed and corrupted storage; says so once; 
   SUBCASE("erased") {
     Rig r;
     REQUIRE(r.boot());
-    CHECK(r.log.count("storage: uplink counter erased") == 1);
-    CHECK(r.log.count("storage: downlink counter erased") == 1);
+    CHECK(r.log.count("storage: journal erased: SEQN restarts at 0") == 1);
     r.log.lines.clear();
     REQUIRE(r.boot());
     CHECK_FALSE(r.log.has("storage:"));
@@ -492,8 +491,7 @@ TEST_CASE("device: boots on erased, zeroed and corrupted storage; says so once; 
   SUBCASE("zeroed") {
     Rig r(true, 0x00);
     REQUIRE(r.boot());
-    CHECK(r.log.has("storage: uplink counter zeroed"));
-    CHECK(r.log.has("storage: downlink counter zeroed"));
+    CHECK(r.log.has("storage: journal zeroed: SEQN restarts at 0"));
     r.cycle();
     CHECK(r.backend.registered);
     r.log.lines.clear();
@@ -505,9 +503,9 @@ TEST_CASE("device: boots on erased, zeroed and corrupted storage; says so once; 
     REQUIRE(r.boot());
     for (int i = 0; i < 3; i++) r.cycle();
     REQUIRE(r.backend.refused == 0);
-    for (auto &b : r.flash.flash) b = uint8_t(b * 7 + 1);  // garbage in every slot
+    for (auto &b : r.flash.bytes) b = uint8_t(b * 7 + 1);  // garbage in every sector
     REQUIRE(r.boot());
-    CHECK(r.log.has("storage: uplink counter corrupt: SEQN restarts at 0 (if refused: POST /api/devices/<id>/reset)"));
+    CHECK(r.log.has("storage: journal corrupt: SEQN restarts at 0 (if refused: POST /api/devices/<id>/reset), commands are accepted from SEQN 1 again"));
     for (int i = 0; i < 5; i++) r.cycle();
     CHECK(r.backend.refused >= 5);
     CHECK(r.log.count("5 refused in a row (HTTP 400)") == 1);
@@ -525,7 +523,7 @@ TEST_CASE("device: a backend down for long: bounded backoff with jitter, one SEQ
   REQUIRE(r.boot());
   r.cycle();
   REQUIRE(r.backend.registered);
-  const int commits = r.flash.commits;
+  const int commits = r.flash.writes;
   const size_t accepted = r.backend.accepted.size();
   r.backend.down = 1000;
   uint32_t longest = 0;
@@ -541,7 +539,7 @@ TEST_CASE("device: a backend down for long: bounded backoff with jitter, one SEQ
   CHECK(longest >= Device::kBackoffMaxS * 1000);
   CHECK(longest <= Device::kBackoffMaxS * 1000 + Device::kBackoffMaxS * 1000 / 8);
   CHECK(std::set<uint32_t>(waits.begin() + 10, waits.end()).size() > 1);  // jittered
-  CHECK(r.flash.commits == commits);  // the unsent number is used again: nothing reserved, nothing written
+  CHECK(r.flash.writes == commits);  // the unsent number is used again: nothing reserved, nothing written
   CHECK(r.log.has("HTTP -1 (connection failed): is http://192.168.1.10:1880 up and reachable?"));
   CHECK(r.log.has("backend unavailable: next try in"));
   r.backend.down = 0;
@@ -566,10 +564,10 @@ TEST_CASE("device: a busy backend (503, 429) backs off; the network down reserve
   r.backend.status = 0;
   r.board.network = false;
   const int calls = r.backend.calls;
-  const int commits = r.flash.commits;
+  const int commits = r.flash.writes;
   for (int i = 0; i < 5; i++) r.cycle();
   CHECK(r.backend.calls == calls);
-  CHECK(r.flash.commits == commits);
+  CHECK(r.flash.writes == commits);
   CHECK(r.dev->wait_ms() == 10000);
   r.board.network = true;
   r.cycle();
@@ -714,8 +712,8 @@ TEST_CASE("device: a reboot between storing a rekeyed key and its ack completes 
     clean.cycle();
     clean.backend.queue_rekey();
     clean.cycle();
-    for (size_t i = 0; i < clean.flash.first_changed.size(); i++) {
-      if (clean.flash.first_changed[i] >= StorageLayout::kKey && clean.flash.first_changed[i] < StorageLayout::kSize) key_commit = long(i);
+    for (size_t i = 0; i < clean.flash.ops.size() && key_commit < 0; i++) {
+      if (clean.flash.ops[i].kind == 'w' && clean.flash.ops[i].first == uint8_t(JournalTag::Key)) key_commit = long(i);
     }
     REQUIRE(key_commit >= 0);
   }

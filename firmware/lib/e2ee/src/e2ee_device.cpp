@@ -31,7 +31,7 @@ constexpr int kAnswerRefused = -102;
 }  // namespace
 
 Device::Device(const DeviceSettings &settings, const DeviceBuffers &buffers, Flash &flash, Transport &transport, Clock &clock, RandomFn random,
-               LogSink &log, Actions &actions)
+               LogSink &log, Actions &actions, RtcMemory *rtc)
     : settings_(settings),
       buf_(buffers),
       transport_(transport),
@@ -39,14 +39,16 @@ Device::Device(const DeviceSettings &settings, const DeviceBuffers &buffers, Fla
       random_(random),
       log_(log),
       actions_(actions),
-      uplink_slot_(flash, StorageLayout::kUplink, StorageLayout::kUplinkMagic),
-      downlink_slot_(flash, StorageLayout::kDownlink, StorageLayout::kDownlinkMagic),
-      key_slot_(flash, StorageLayout::kKey, StorageLayout::kKeyMagic),
-      seq_(uplink_slot_, StorageLayout::kSeqBlock),
-      downlink_(downlink_slot_),
+      journal_(flash),
+      uplink_store_(journal_, JournalTag::Uplink),
+      downlink_store_(journal_, JournalTag::Ack),
+      key_record_(journal_),
+      rtc_(rtc),
+      seq_(uplink_store_, StorageLayout::seq_block(settings.sleep_s > 0 ? settings.sleep_s : settings.interval_s)),
+      downlink_(downlink_store_),
       refusals_(kRefusalHint),
       keys_(),
-      interval_s_(settings.interval_s > 0 ? settings.interval_s : 1) {}
+      interval_s_(settings.sleep_s > 0 ? settings.sleep_s : settings.interval_s > 0 ? settings.interval_s : 1) {}
 
 void Device::say(const char *fmt, ...) {
   char line[320];
@@ -58,22 +60,19 @@ void Device::say(const char *fmt, ...) {
   log_.line(line);
 }
 
-void Device::report_slot(const char *what, SlotState state, bool lost_newer, const char *consequence) {
-  if (state != SlotState::Ok) {
-    say("storage: %s %s: %s", what, slot_state_name(state), consequence);
-  } else if (lost_newer) {
-    say("storage: %s: newer copy damaged, older one used", what);
-  }
-}
-
 bool Device::begin() {
+  const SlotState state = journal_.mount();
+  const bool damaged = journal_.damaged();
   seq_.begin();
   downlink_.begin();
-  report_slot("uplink counter", uplink_slot_.state(), uplink_slot_.lost_newer(),
-              "SEQN restarts at 0 (if refused: POST /api/devices/<id>/reset)");
-  report_slot("downlink counter", downlink_slot_.state(), downlink_slot_.lost_newer(), "commands are accepted from SEQN 1 again");
-  // Written back whole at once, so the next boot is silent about them.
-  if (!uplink_slot_.repair() || !downlink_slot_.repair()) say("storage: the EEPROM cannot be written");
+  if (state != SlotState::Ok) {
+    say("storage: journal %s: SEQN restarts at 0 (if refused: POST /api/devices/<id>/reset), commands are accepted from SEQN 1 again",
+        slot_state_name(state));
+  } else if (damaged) {
+    say("storage: a damaged journal record (a write cut short): SEQN skips %lu ahead", static_cast<unsigned long>(seq_.block()));
+  }
+  // A fresh sector at once, so the next boot is silent about it (after damage, reserving the skip wrote one).
+  if ((state != SlotState::Ok || journal_.damaged()) && !journal_.compact()) say("storage: the flash cannot be written");
   if (settings_.sample_secrets) say("no include/secrets.h: the sample settings will not work");
   const size_t id_len = settings_.id ? strlen(settings_.id) : 0;
   const char *halt = nullptr;
@@ -81,6 +80,10 @@ bool Device::begin() {
     halt = "E2EE_DEVICE_ID must be 1 to 64 characters";
   } else if (!keys_from_hex(&keys_, settings_.key_hex, settings_.auth)) {
     halt = "E2EE_KEY_HEX must be 32, 48 or 64 hex digits";
+  } else if (settings_.sleep_s > 0 && (settings_.auth != Auth::HmacSha256 || rtc_ == nullptr)) {
+    halt = "E2EE_SLEEP_S needs E2EE_AUTH_HMAC 1 (a sleeper's reading is answered with the sealed config)";
+  } else if (settings_.sleep_s >= 86400) {
+    halt = "E2EE_SLEEP_S must be below 86400 (a day)";
   } else {
     halt = transport_.begin(settings_.id, settings_.auth, *this);
   }
@@ -94,13 +97,8 @@ bool Device::begin() {
     uint8_t key[kDeviceKeyLen];
     uint8_t pub[kX25519Len];
     uint64_t seqn = 0;
-    bool lost_newer = false;
-    const SlotState state = key_slot_.load(&version, key, &seqn, pub, &lost_newer);
-    // Erased is the normal case (never rekeyed).
-    report_slot("rekeyed key", state == SlotState::Erased ? SlotState::Ok : state, lost_newer, "E2EE_KEY_HEX is used");
-    if ((state == SlotState::Zeroed || state == SlotState::Corrupt) && !key_slot_.erase()) say("storage: the EEPROM cannot be written");
-    if (state == SlotState::Ok) {
-      if (lost_newer && !key_slot_.save(version, key, seqn, pub, true)) say("storage: the EEPROM cannot be written");
+    // None is the normal case (never rekeyed).
+    if (key_record_.load(&version, key, &seqn, pub)) {
       if (version > settings_.key_version && keys_init(&keys_, key, sizeof(key), Auth::HmacSha256)) {
         keys_.kv = version;
         // Whether the server has the key is not known after a reboot: the public key goes with each uplink until a
@@ -112,12 +110,51 @@ bool Device::begin() {
         if (seqn > downlink_.last() && downlink_.commit(seqn)) say("command %s: rekey completed at boot", Num(seqn).s);
       }
     }
+    memset(key, 0, sizeof(key));
   }
-  say("device %s, auth %s, backend %s", settings_.id, settings_.auth == Auth::HmacSha256 ? "hmac-sha256" : "none", transport_.where());
+  if (settings_.sleep_s > 0) resume_wake();
+  if (!woke_) {
+    say("device %s, auth %s, backend %s%s", settings_.id, settings_.auth == Auth::HmacSha256 ? "hmac-sha256" : "none", transport_.where(),
+        settings_.sleep_s > 0 ? ", sleeps between readings" : "");
+  }
   return true;
 }
 
+void Device::resume_wake() {
+  WakeState w;
+  // From deep sleep (not after a power-on or a crash): the counter goes on from RTC memory, no flash write. The state
+  // must match the flash (the same ack, a SEQN within the stored bound), else it is not this wake's.
+  if (WakeState::load(*rtc_, &w) && w.ack == downlink_.last() && seq_.resume(w.next_seqn)) {
+    woke_ = true;
+    registered_ = w.registered != 0;
+    cfgsn_ = w.cfgsn;
+    if (w.interval_s > 0) interval_s_ = w.interval_s;
+    wakes_ = w.wakes;
+    failures_ = w.failures;
+    memcpy(network_, w.network, sizeof(network_));
+  }
+  rescale_block();
+  // Used up now: a reset during this wake (a crash, the button) must not go back to these numbers.
+  WakeState::clear(*rtc_);
+  actions_.network_recall(network_, sizeof(network_));
+  // The sensor is read before the network is up.
+  have_sample_ = actions_.sample(sample_, sizeof(sample_));
+}
+
 void Device::loop() {
+  if (settings_.sleep_s > 0) {
+    if (asleep_) return;
+    if (!started_) {
+      started_ = true;
+      wake_ms_ = clock_.millis();
+    }
+    transport_.service();
+    const bool network = actions_.network_up();
+    // The board joins in the background; the wake waits for it a bounded time.
+    if (!network && clock_.millis() - wake_ms_ < kWakeNetworkMs) return;
+    wake_cycle(network);
+    return;
+  }
   transport_.service();
   const uint32_t now = clock_.millis();
   if (started_ && now - last_ms_ < wait_ms_) {
@@ -167,8 +204,56 @@ void Device::cycle() {
   wait_ms_ = wait;
 }
 
+void Device::wake_cycle(bool network) {
+  Outcome result = Outcome::Unreachable;
+  const char *why = "no network";
+  if (network) {
+    result = Outcome::Done;
+    if (!registered_) result = uplink(MsgType::Register, nullptr);
+    if (registered_) {
+      // One exchange: the reading's answer is the config answer, with the commands waiting.
+      bool more = false;
+      result = uplink(MsgType::Reading, &more);
+      // What the broker queued while the device slept (over MQTT; it may hold a command the answer did not offer).
+      if (result != Outcome::Unreachable) transport_.linger(kLingerMs);
+      for (uint32_t i = 0; (more || ack_due_) && registered_ && result != Outcome::Unreachable && i < kMorePolls; i++) {
+        more = false;
+        const Outcome polled = uplink(MsgType::Poll, &more);
+        if (polled != Outcome::Done) result = polled;
+      }
+    }
+    why = result == Outcome::Done ? "reading sent" : result == Outcome::Refused ? "refused" : "backend unavailable";
+  }
+  uint32_t sleep_s = interval_s_;
+  if (result == Outcome::Unreachable) {
+    // Backing off as the always-on device does, but asleep: up to interval x 2^kBackoffSteps, at most 300 s (or the interval).
+    if (failures_ < kBackoffSteps) failures_++;
+    const uint32_t cap = interval_s_ > kBackoffMaxS ? interval_s_ : kBackoffMaxS;
+    for (uint32_t i = 0; i < failures_; i++) sleep_s = sleep_s > cap / 2 ? cap : sleep_s * 2;
+  } else {
+    failures_ = 0;
+  }
+  WakeState w{};
+  w.next_seqn = seq_.peek();
+  w.bound = seq_.bound();
+  w.ack = downlink_.last();
+  w.cfgsn = cfgsn_;
+  w.interval_s = interval_s_;
+  w.wakes = wakes_ + 1;
+  w.registered = registered_ ? 1 : 0;
+  w.failures = uint8_t(failures_);
+  actions_.network_memory(w.network, sizeof(w.network));
+  if (!w.save(*rtc_)) say("RTC memory cannot be written: the next wake starts as after a power-on");
+  const uint32_t awake = clock_.millis() - wake_ms_;
+  // The period is kept from wake to wake: the time awake comes off the sleep.
+  sleep_ms_ = sleep_s * 1000u > awake + 1000u ? sleep_s * 1000u - awake : 1000u;
+  say("wake %lu: awake %lu ms, %lu exchange%s, %s; sleeping %lu s", static_cast<unsigned long>(w.wakes), static_cast<unsigned long>(awake),
+      static_cast<unsigned long>(exchanges_), exchanges_ == 1 ? "" : "s", why, static_cast<unsigned long>((sleep_ms_ + 500) / 1000));
+  asleep_ = true;
+}
+
 Device::Outcome Device::uplink(MsgType kind, bool *more) {
-  UplinkState u{kind, settings_.auth == Auth::HmacSha256, false, 0, 0, {}};
+  UplinkState u{kind, settings_.auth == Auth::HmacSha256, false, false, 0, 0, {}};
   // Plain mode registers and polls in plain JSON (the seed's protocol); everything else is sealed, with a SEQN (and,
   // with hmac, the ack of the last accepted command).
   u.sealed = u.hmac || kind == MsgType::Reading;
@@ -183,12 +268,14 @@ Device::Outcome Device::uplink(MsgType kind, bool *more) {
   size_t got = 0;
   // Every sealed uplink carries the ack: none is due after this one.
   if (u.hmac) ack_due_ = false;
-  awaiting_ = kind == MsgType::Poll || (u.hmac && kind == MsgType::Register);
+  // A config answer comes back to a poll, a sealed registration, and a sleeper's reading.
+  u.answer = kind == MsgType::Poll || (u.hmac && kind == MsgType::Register) || (kind == MsgType::Reading && settings_.sleep_s > 0);
+  awaiting_ = u.answer;
   awaiting_seqn_ = u.seqn;
   int code = exchange_uplink(u, &got);
   awaiting_ = false;
   const bool answered = code == 200 || code == 201;
-  if (answered && (kind == MsgType::Poll || (u.hmac && kind == MsgType::Register)) && !accept_answer(got, u.seqn, more)) {
+  if (answered && u.answer && !accept_answer(got, u.seqn, more)) {
     say("%s: answer refused (not authentic or not ours)", u.what);
     code = kAnswerRefused;
   }
@@ -206,14 +293,31 @@ Device::Built Device::build_uplink(UplinkState *u) {
     actions_.address(ip, sizeof(ip), ssid, sizeof(ssid));
     json_safe(ip, ip, sizeof(ip));
     json_safe(ssid, ssid, sizeof(ssid));
-    const int head = snprintf(out, out_size, "{\"ipaddr\":\"%s\",\"ssid\":\"%s\",\"cmdport\":%u,\"rxbuf\":%u%s", ip, ssid,
-                              unsigned(settings_.cmdport), unsigned(buf_.rx_size - 1), u->sealed ? "," : "}");
+    // A sleeper says so, and for how long: its readings are then answered with the config, and it is not late
+    // before two wakes were missed.
+    char sleep[24] = "";
+    if (settings_.sleep_s > 0) snprintf(sleep, sizeof(sleep), ",\"sleep\":%lu", static_cast<unsigned long>(interval_s_));
+    const int head = snprintf(out, out_size, "{\"ipaddr\":\"%s\",\"ssid\":\"%s\",\"cmdport\":%u,\"rxbuf\":%u%s%s", ip, ssid,
+                              unsigned(settings_.cmdport), unsigned(buf_.rx_size - 1), sleep, u->sealed ? "," : "}");
     ok = head > 0 && size_t(head) < out_size;
     u->len = ok ? size_t(head) : 0;
   } else if (u->kind == MsgType::Reading) {
     char data[128];
-    if (!actions_.sample(data, sizeof(data))) return Built::Nothing;
-    ok = append(out, out_size, &u->len, "{\"data\":") && append(out, out_size, &u->len, data) && append(out, out_size, &u->len, ",");
+    const char *sample = data;
+    if (settings_.sleep_s > 0) {
+      // Read at the start of the wake; sent once.
+      if (!have_sample_) return Built::Nothing;
+      have_sample_ = false;
+      sample = sample_;
+    } else if (!actions_.sample(data, sizeof(data))) {
+      return Built::Nothing;
+    }
+    ok = append(out, out_size, &u->len, "{\"data\":") && append(out, out_size, &u->len, sample) && append(out, out_size, &u->len, ",");
+    if (ok && settings_.sleep_s > 0) {
+      char sleep[24];
+      snprintf(sleep, sizeof(sleep), "\"sleep\":%lu,", static_cast<unsigned long>(interval_s_));
+      ok = append(out, out_size, &u->len, sleep);
+    }
   } else if (u->hmac) {
     ok = append(out, out_size, &u->len, "{");
   }
@@ -238,7 +342,8 @@ bool Device::seal_uplink(UplinkState *u) {
 }
 
 int Device::exchange_uplink(const UplinkState &u, size_t *got) {
-  const int code = transport_.exchange(Uplink{u.kind, u.sealed, buf_.body, u.len}, buf_.rx, buf_.rx_size, got);
+  exchanges_++;
+  const int code = transport_.exchange(Uplink{u.kind, u.sealed, buf_.body, u.len, u.answer}, buf_.rx, buf_.rx_size, got);
   // Nothing was sent: the number is still unused, so the next uplink takes it.
   if (u.sealed && code == kHttpConnectFailed) seq_.give_back(u.seqn);
   if (code == kHttpTooLarge) {
@@ -327,7 +432,10 @@ void Device::apply_settings(const char *json, size_t len) {
   // The settings this firmware knows; others are ignored.
   uint64_t interval = 0;
   bool led = false;
-  if (json_uint(json, len, "interval", &interval) && interval > 0 && interval < 86400) interval_s_ = uint32_t(interval);
+  if (json_uint(json, len, "interval", &interval) && interval > 0 && interval < 86400) {
+    interval_s_ = uint32_t(interval);
+    rescale_block();
+  }
   if (json_bool(json, len, "led", &led)) actions_.led(led);
 }
 
@@ -358,7 +466,7 @@ bool Device::take_rekey(const Command &cmd, const char *via) {
   uint8_t key[kDeviceKeyLen];
   uint8_t pub[kX25519Len];
   const bool derived = rekey_derive(keys_, settings_.id, cmd.rekey_kv, cmd.rekey_pub, random_, key, pub);
-  if (!derived || !key_slot_.save(cmd.rekey_kv, key, cmd.seqn, pub) || !downlink_.commit(cmd.seqn)) {
+  if (!derived || !key_record_.save(cmd.rekey_kv, key, cmd.seqn, pub) || !downlink_.commit(cmd.seqn)) {
     memset(key, 0, sizeof(key));
     say("command %s via %s refused: %s", Num(cmd.seqn).s, via, derived ? "flash write failed" : "bad command");
     return false;

@@ -32,6 +32,16 @@ class Actions {
   /// The reading's data as a JSON object; false when there is nothing to send.
   virtual bool sample(char *json, size_t size) = 0;
   virtual void led(bool on) = 0;
+  /// Sleepers: up to len bytes the board wants back at the next wake to reconnect fast (the access point's BSSID and
+  /// channel, the IP lease), kept in RTC memory while the device sleeps.
+  virtual void network_memory(uint8_t *out, size_t len) {
+    for (size_t i = 0; i < len; i++) out[i] = 0;
+  }
+  /// At a wake from deep sleep: what network_memory gave before the sleep (all zero after a power-on).
+  virtual void network_recall(const uint8_t *in, size_t len) {
+    (void)in;
+    (void)len;
+  }
 
  protected:
   ~Actions() = default;  // not deleted through this interface: no virtual destructor, no operator delete
@@ -46,6 +56,7 @@ struct DeviceSettings {
   uint32_t interval_s;      ///< E2EE_INTERVAL_S: seconds between readings, until the config says otherwise
   uint16_t cmdport;         ///< the port of the device's POST /command
   bool sample_secrets;      ///< built with include/secrets.example.h
+  uint32_t sleep_s;         ///< E2EE_SLEEP_S: a battery device that deep-sleeps between readings (0: always on)
 };
 
 /// The caller's buffers. rx_size - 1 is declared to the backend as rxbuf, so no config answer is larger.
@@ -62,31 +73,43 @@ struct DeviceBuffers {
   size_t work_size;
 };
 
-/// Where the slots live in Flash: each a record with its own magic and CRC-32 (e2ee_store.h).
+/// The journal's flash (e2ee_store.h) and how many uplink SEQNs one write reserves.
 struct StorageLayout {
-  static constexpr size_t kUplink = 0;                                   ///< the reserved uplink SEQN bound
-  static constexpr size_t kDownlink = kUplink + SlotCounter::kFootprint;  ///< the last accepted command SEQN (ack)
-  static constexpr size_t kKey = kDownlink + SlotCounter::kFootprint;     ///< the rekeyed key
-  static constexpr size_t kSize = kKey + KeySlot::kFootprint;
-  static constexpr uint32_t kUplinkMagic = 0xE2EE5501;
-  static constexpr uint32_t kDownlinkMagic = 0xE2EE5502;
-  static constexpr uint32_t kKeyMagic = 0xE2EE4B34;  ///< 4B34: the record with the rekey's public key
-  /// One flash write per 32 uplinks; a reboot skips at most 32 numbers.
-  static constexpr uint32_t kSeqBlock = 32;
+  /// Sectors the journal turns over (16 KiB): each is erased once every 4 sector-fulls of records.
+  static constexpr size_t kSectors = 4;
+  static constexpr uint32_t kMinBlock = 32;
+  static constexpr uint32_t kMaxBlock = 4096;
+  /// Numbers one flash write reserves: about an hour of uplinks (two a cycle) at this interval, 32 to 4,096. A
+  /// reboot skips at most that many (the backend accepts any higher SEQN); at interval 1 s, one write per 34 minutes.
+  static constexpr uint32_t seq_block(uint32_t interval_s) {
+    return interval_s == 0 ? kMaxBlock : 7200 / interval_s > kMaxBlock ? kMaxBlock : 7200 / interval_s < kMinBlock ? kMinBlock : 7200 / interval_s;
+  }
 };
 
 /// The device. Call begin() once from setup(), then loop() and on_push() from loop().
 class Device : public Downlinks {
  public:
   /// settings and buffers are kept by reference: they must outlive the device (static in the sketch).
+  /// rtc: the RTC user memory; needed by a sleeper (settings.sleep_s > 0), unused otherwise.
   Device(const DeviceSettings &settings, const DeviceBuffers &buffers, Flash &flash, Transport &transport, Clock &clock, RandomFn random,
-         LogSink &log, Actions &actions);
+         LogSink &log, Actions &actions, RtcMemory *rtc = nullptr);
 
   /// Reads and repairs the storage, checks the settings, takes a rekeyed key. False, after saying why, when a setting
   /// cannot work (the sketch then halts).
   bool begin();
   /// Does what is due: registration, a reading and the config poll every interval; after failures, a bounded backoff.
+  /// A sleeper does one wake's work (a reading whose answer is the config answer, a poll only when more commands
+  /// wait), keeps its state in RTC memory and then is asleep(): the sketch calls ESP.deepSleep(sleep_ms() * 1000).
   void loop();
+  /// A sleeper whose wake is over.
+  bool asleep() const { return asleep_; }
+  /// How long it sleeps now.
+  uint32_t sleep_ms() const { return sleep_ms_; }
+  /// This wake's work: exchanges made (uplinks sent) and flash writes and erases (the journal's).
+  uint32_t exchanges() const { return exchanges_; }
+  uint32_t flash_writes() const { return journal_.writes(); }
+  uint32_t flash_erases() const { return journal_.erases(); }
+  bool woke() const { return woke_; }
   /// A command pushed to POST /command: the HTTP status to answer (200 accepted, 400 refused, 413 too large).
   int on_push(const char *body, size_t len);
   /// A downlink from the transport (MQTT's `down`): true when it is the config answer to the uplink under way;
@@ -110,18 +133,28 @@ class Device : public Downlinks {
   static constexpr uint32_t kRefusalHint = 5;
   /// Config polls in one cycle while the answer says more commands wait.
   static constexpr uint32_t kMorePolls = 4;
+  /// A sleeper waits this long for the network before it sleeps again (and backs off).
+  static constexpr uint32_t kWakeNetworkMs = 8000;
+  /// Over MQTT, a sleeper waits this long after its exchange for commands the broker queued while it slept.
+  static constexpr uint32_t kLingerMs = 300;
 
  private:
   enum class Outcome : uint8_t { Done, Refused, Unreachable };
 
   void say(const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-  void report_slot(const char *what, SlotState state, bool lost_newer, const char *consequence);
   void cycle();
+  /// A sleeper's wake: the exchanges, then its state into RTC memory, then asleep_.
+  void wake_cycle(bool network);
+  /// A sleeper's boot: the state kept in RTC memory when it is valid and ours; the sensor read at once.
+  void resume_wake();
+  /// The numbers the next flash write reserves follow the interval.
+  void rescale_block() { seq_.set_block(StorageLayout::seq_block(interval_s_)); }
   /// One uplink in the making: what it is, its length so far, its SEQN, and how the log names it.
   struct UplinkState {
     MsgType kind;
     bool hmac;     ///< sealed with a MAC and carries the ack
     bool sealed;   ///< encrypted with a SEQN (everything but plain mode's registration and poll)
+    bool answer;   ///< a config answer comes back
     size_t len;    ///< bytes in buf_.plain (sealed) or buf_.body (plain), then of the sealed body
     uint64_t seqn; ///< its SEQN (sealed only)
     char what[96]; ///< "register as <id>", "config poll", "reading SEQN <n>"
@@ -157,9 +190,11 @@ class Device : public Downlinks {
   RandomFn random_;
   LogSink &log_;
   Actions &actions_;
-  SlotCounter uplink_slot_;
-  SlotCounter downlink_slot_;
-  KeySlot key_slot_;
+  Journal journal_;
+  JournalCounter uplink_store_;
+  JournalCounter downlink_store_;
+  KeyRecord key_record_;
+  RtcMemory *rtc_;
   SeqCounter seq_;
   DownlinkGuard downlink_;
   RefusalStreak refusals_;
@@ -176,6 +211,16 @@ class Device : public Downlinks {
   bool awaiting_ = false;
   /// A command came outside a poll (MQTT): a poll carries its ack now rather than at the next cycle.
   bool ack_due_ = false;
+  /// Sleepers: woken from deep sleep with a valid state in RTC memory; this wake is over; for how long it sleeps.
+  bool woke_ = false;
+  bool asleep_ = false;
+  uint32_t sleep_ms_ = 0;
+  uint32_t wake_ms_ = 0;
+  uint32_t wakes_ = 0;
+  uint32_t exchanges_ = 0;
+  bool have_sample_ = false;
+  char sample_[128] = {};
+  uint8_t network_[sizeof(WakeState::network)] = {};
 };
 
 }  // namespace e2ee

@@ -74,7 +74,7 @@ int MqttTransport::exchange(const Uplink &up, char *rx, size_t rx_size, size_t *
   *rx_len = 0;
   if (!up.sealed || !uplink_topic(up.kind, up_, sizeof(up_))) return kMqttPublishFailed;
   if (!client_.connected() && !connect()) return kHttpConnectFailed;
-  awaiting_ = up.kind != MsgType::Reading;
+  awaiting_ = up.answer;
   answered_ = false;
   too_large_ = false;
   rx_ = rx;
@@ -94,6 +94,11 @@ int MqttTransport::exchange(const Uplink &up, char *rx, size_t rx_size, size_t *
 
 void MqttTransport::service() {
   if (client_.connected()) client_.poll(0);
+}
+
+void MqttTransport::linger(uint32_t ms) {
+  const uint32_t start = clock_.millis();
+  while (client_.connected() && clock_.millis() - start < ms) client_.poll(kPollMs);
 }
 
 void MqttTransport::on_message(const char *topic, const char *payload, size_t len) {

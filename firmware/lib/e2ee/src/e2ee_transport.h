@@ -51,6 +51,7 @@ struct Uplink {
   bool sealed;
   const char *body;  ///< null: a plain poll (no body)
   size_t len;
+  bool answer;       ///< a config answer comes back (registration, poll, a sleeper's reading); over MQTT it is awaited
 };
 
 /// Where a transport hands the downlinks it receives (the device).
@@ -74,6 +75,9 @@ class Transport {
   virtual int exchange(const Uplink &up, char *rx, size_t rx_size, size_t *rx_len) = 0;
   /// Between exchanges: keeps the link alive and hands over downlinks that arrived (MQTT). Never blocks.
   virtual void service() = 0;
+  /// Waits up to ms for downlinks that arrive on their own (MQTT: what the broker queued while the device slept),
+  /// handing them over; at once when the transport has none (HTTP).
+  virtual void linger(uint32_t ms) { (void)ms; }
   /// "HTTP" or "MQTT", and the address as the log names it.
   virtual const char *name() const = 0;
   virtual const char *where() const = 0;
@@ -155,6 +159,7 @@ class MqttTransport : public Transport {
   const char *begin(const char *id, Auth auth, Downlinks &sink) override;
   int exchange(const Uplink &up, char *rx, size_t rx_size, size_t *rx_len) override;
   void service() override;
+  void linger(uint32_t ms) override;
   const char *name() const override { return "MQTT"; }
   const char *where() const override { return where_; }
   const char *error_text(int code) override;

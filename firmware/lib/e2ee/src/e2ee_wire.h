@@ -80,6 +80,18 @@ class SeqCounter {
   void give_back(uint64_t n) {
     if (n + 1 == next_) next_ = n;
   }
+  /// Continues at next, a number kept outside flash (RTC memory across deep sleep) instead of at the stored bound, so
+  /// a wake costs no flash write. Refused (false, nothing changed) above the stored bound: that state is not ours.
+  bool resume(uint64_t next) {
+    if (next > bound_) return false;
+    next_ = next;
+    return true;
+  }
+  /// Numbers reserved by each later flash write (at least 1).
+  void set_block(uint32_t block) { block_ = block ? block : 1; }
+  uint32_t block() const { return block_; }
+  uint64_t peek() const { return next_; }
+  uint64_t bound() const { return bound_; }
   uint32_t writes() const { return writes_; }
 
  private:
