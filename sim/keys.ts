@@ -36,7 +36,8 @@ stays here), the backend URL and placeholders for the WiFi settings.
   --generate         make up a device id (esp-<12 hex digits>) instead of naming one
   --url URL          the backend as the device reaches it (default http://192.168.1.10:1880: change it)
   --version N        key version (default 0)
-  --auth MODE        hmac-sha256 (default) or none, as the backend's aes-key
+  --auth MODE        hmac-sha256 (default) or none, as the backend's E2EE_AUTH; with none the file holds the
+                     backend's shared key itself (E2EE_AUTH=none has no per-device keys)
   --key HEX          the master key in hex (default: $E2EE_KEY, else <data dir>/aes-key.hex)
   --data DIR         the backend's data dir (default: $E2EE_DATA_DIR, else ./data)
   --out FILE         write the file (mode 0600) instead of printing it
@@ -105,6 +106,12 @@ function main(): number {
     console.error(`esp-e2ee-keys: ${err instanceof Error && err.message.startsWith('no master') ? err.message : 'the master key must be 32, 48 or 64 hex digits'}`);
     return 2;
   }
+  // Plain mode (npm start with E2EE_AUTH=none) decrypts every device with its E2EE_KEY as it is: a derived key would
+  // be refused at every message. So the file holds that shared key, and nothing per device is possible.
+  if (values.auth === 'none' && version !== 0) {
+    console.error('esp-e2ee-keys: --auth none has one shared key and no key versions (rekeys need hmac-sha256): drop --version');
+    return 2;
+  }
   let mqtt: { host: string; port: number; user: string; password: string; prefix: string } | undefined;
   if (values.mqtt !== undefined) {
     const m = /^([^\s:/]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(values.mqtt);
@@ -121,7 +128,8 @@ function main(): number {
   }
   let text: string;
   try {
-    text = renderSecretsH({ deviceKey: deriveDeviceKey(master, validateDeviceId(deviceId), version), deviceId, version, backendUrl: values.url, hmac: values.auth === 'hmac-sha256', mqtt });
+    const deviceKey = values.auth === 'none' ? master : deriveDeviceKey(master, validateDeviceId(deviceId), version);
+    text = renderSecretsH({ deviceKey, deviceId, version, backendUrl: values.url, hmac: values.auth === 'hmac-sha256', mqtt });
   } catch (err) {
     if (!(err instanceof ValidationError)) throw err;
     console.error('esp-e2ee-keys: a device id is 1 to 64 characters from A-Z a-z 0-9 : . _ -');

@@ -134,6 +134,8 @@ function applyResponse(msg: Msg, res: ActionResponse): Msg {
   if (res.publish) msg.publish = true;
   else delete msg.publish;
   if (res.keyVersion !== undefined) msg.keyVersion = res.keyVersion;
+  if (res.answer) msg.answer = res.answer;
+  else delete msg.answer;
   return msg;
 }
 

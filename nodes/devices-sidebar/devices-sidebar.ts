@@ -9,7 +9,7 @@ import {
   ValidationError,
   encryptToWire,
   generateDeviceId,
-  isOnline,
+  presence,
   parseLimit,
   renderSecretsH,
   runAction,
@@ -117,7 +117,7 @@ async function listDevices(s: Sidebar, req: Req): Promise<Answer> {
     descending: req.query.dir === 'desc',
   });
   const now = Date.now();
-  return [200, { devices: devices.map((d) => ({ ...d, online: isOnline(d.lastseen, node.heartbeat * 1000, now) })), total, heartbeat: node.heartbeat, now }];
+  return [200, { devices: devices.map((d) => ({ ...d, ...presence(d, node.heartbeat * 1000, now) })), total, heartbeat: node.heartbeat, now }];
 }
 
 async function deviceReadings(s: Sidebar, req: Req): Promise<Answer> {

@@ -235,7 +235,7 @@ describe('firmware (lib/e2ee on the host)', function () {
           lines.should.containEql('[e2ee] command 1 via poll: {"led":true}');
           lines.filter((l) => /HTTP 400/.test(l)).should.eql([]);  // SEQNs resume past the reserved block: none refused
           const [cmd] = (await op('GET', '/commands')).body;
-          cmd.should.containEql({ seqn: 1, state: auth === 'none' ? 'delivered' : 'acknowledged' });
+          cmd.should.containEql({ seqn: 1, state: auth === 'none' ? 'offered' : 'acknowledged' });
           if (auth === 'none') return;
 
           // A rekey: the device stores the new key before it acknowledges it; the server moves to version 1.

@@ -204,6 +204,20 @@ describe('esp-e2ee-keys: a device\'s secrets.h from the master key', function ()
     r.stderr.should.match(new RegExp(`wrote .*out\\.h for device ${id}`));
   });
 
+  it('--auth none writes the backend\'s shared key, as npm start with E2EE_AUTH=none uses it; a key version with it is refused', function () {
+    const r = run(['5C:CF:7F:AA:00:0A', '--data', tmp.dir, '--auth', 'none', '--url', 'http://192.168.4.2:1880']);
+    r.status.should.equal(0, r.stderr);
+    r.stdout.should.containEql(`#define E2EE_KEY_HEX "${master}"`);
+    r.stdout.should.containEql('#define E2EE_AUTH_HMAC 0');
+    r.stdout.should.containEql('shared key');
+    r.stdout.should.not.containEql(lib.deriveDeviceKey(Buffer.from(master, 'hex'), '5C:CF:7F:AA:00:0A', 0).toString('hex'));
+    const versioned = run(['5C:CF:7F:AA:00:0A', '--data', tmp.dir, '--auth', 'none', '--version', '1']);
+    versioned.status.should.equal(2);
+    versioned.stderr.trim().split('\n').should.have.length(1);
+    versioned.stderr.should.match(/--auth none has one shared key/);
+    versioned.stdout.should.equal('');
+  });
+
   it('refuses a bad id, version, URL or master with a clear line and status 2, never showing the key', function () {
     for (const [args, message] of [[['bad id', '--data', tmp.dir], /device id is 1 to 64/], [['x', '--data', tmp.dir, '--version', '-1'], /--version/], [['x', '--data', tmp.dir, '--url', 'ftp://x'], /--url/], [['x', '--key', 'abc123'], /32, 48 or 64 hex digits/], [['x', '--data', tmp.file('nowhere')], /no master key/], [[], /name one device id/]]) {
       const r = run(args);

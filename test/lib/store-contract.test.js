@@ -114,6 +114,13 @@ for (const backend of backends) {
       (await store.get('aa')).should.containEql({ transport: 'http', connected: null });
     });
 
+    it('register: a sleeper\'s declared sleep is kept, and a registration without one makes the device always on again', async function () {
+      (await reg('sl', { sleep: 900 })).device.sleep.should.equal(900);
+      (await store.get('sl')).sleep.should.equal(900);
+      (await store.list({ limit: 10, offset: 0 })).devices.find((d) => d.deviceid === 'sl').sleep.should.equal(900);
+      (await reg('sl')).device.sleep.should.equal(0);
+    });
+
     it('register: creates with cfgsn 1, then refreshes the address and keeps the name; concurrent first registrations give one creation', async function () {
       const first = await reg('aa', { cmdport: 8080 });
       first.created.should.be.true();

@@ -1,5 +1,5 @@
 'use strict';
-require('should');
+const should = require('should');
 const lib = require('../../dist/nodes/lib');
 const { tempDir } = require('../support/tmp');
 
@@ -61,6 +61,42 @@ describe('lib trust model: key versions, acknowledgements, expiry, config answer
     (await store.get('d3')).keyver.should.equal(2);
   });
 
+  it('a sleeper: its registration declares the sleep; its reading is answered with the sealed config and its commands; late only after two missed wakes', async function () {
+    const sealed = { sealed: { authenticated: true, keyver: 0 } };
+    (await act('register', 's1', { ipaddr: '10.0.0.1', ssid: 'x', rxbuf: 4096, sleep: 900, SEQN: 1 }, sealed)).statusCode.should.equal(201);
+    (await store.get('s1')).sleep.should.equal(900);
+    const cmd = await act('command', 's1', { led: true });
+    (await act('queue-command', 's1', { sealed: 1 }, { seqn: cmd.seqn })).statusCode.should.equal(202);
+    // The reading is stored and answered as a poll would be: re, cfgsn, data, commands, more; to be sealed (answer).
+    const answer = await act('log', 's1', { data: { t: 1 }, sleep: 900, SEQN: 2, ack: 0 }, sealed);
+    answer.statusCode.should.equal(200);
+    answer.answer.should.equal('config');
+    answer.keyVersion.should.equal(0);
+    answer.payload.should.eql({ re: 2, cfgsn: 1, data: {}, commands: [{ sealed: 1 }], more: false });
+    (await store.readings('s1', { limit: 10 })).length.should.equal(1);
+    // The next wake's reading acknowledges it: nothing is offered any more.
+    const next = await act('log', 's1', { data: { t: 2 }, sleep: 900, SEQN: 3, ack: 1 }, sealed);
+    next.payload.commands.should.eql([]);
+    (await store.commandLog('s1', 10)).map((c) => c.state).should.eql(['acknowledged']);
+    // A device that is always on (no sleep in its reading) gets the plain OK, as before; so does a plain-mode reading.
+    const always = await act('log', 's1', { data: {}, SEQN: 4, ack: 1 }, sealed);
+    always.payload.should.eql({ status: 'OK' });
+    should(always.answer).be.undefined();
+    should((await lib.runAction(store, { action: 'log', deviceid: 's1', body: { data: {}, sleep: 900, SEQN: 5 }, heartbeatMs: 60000, sealed: { authenticated: true } }, t)).answer).be.undefined();
+    // A registration that declares no sleep makes it always on again; a bad sleep is refused.
+    (await act('register', 's1', { ipaddr: '10.0.0.1', ssid: 'x', SEQN: 6 }, sealed)).statusCode.should.equal(200);
+    (await store.get('s1')).sleep.should.equal(0);
+    for (const bad of [-1, 86401, 1.5, 'x']) (await act('register', 's1', { ipaddr: '10.0.0.1', ssid: 'x', sleep: bad, SEQN: 7 }, sealed)).statusCode.should.equal(400);
+    // Presence: asleep until the next wake, offline only after 2.5 periods; the operator's interval wins.
+    const seen = '2026-12-05T12:00:00.000Z';
+    const at = (min) => Date.parse(seen) + min * 60000;
+    lib.presence({ lastseen: seen, sleep: 900, data: {} }, 60000, at(5)).should.eql({ online: true, nextwake: '2026-12-05T12:15:00.000Z' });
+    lib.presence({ lastseen: seen, sleep: 900, data: {} }, 60000, at(37)).online.should.be.true();
+    lib.presence({ lastseen: seen, sleep: 900, data: {} }, 60000, at(38)).online.should.be.false();
+    lib.presence({ lastseen: seen, sleep: 900, data: { interval: 60 } }, 60000, at(3)).should.eql({ online: false, nextwake: '2026-12-05T12:01:00.000Z' });
+    lib.presence({ lastseen: seen, sleep: 0, data: {} }, 60000, at(0.5)).should.eql({ online: true, nextwake: null });
+  });
+
   it('commands stay pending through polls until an uplink acknowledges them; then they are no longer offered', async function () {
     (await act('register', 'd4', { ipaddr: '10.0.0.1', ssid: 'x', rxbuf: 4096, SEQN: 1, ack: 0 }, { sealed: { authenticated: true, keyver: 0 } })).statusCode.should.equal(201);
     for (const n of [1, 2]) {
@@ -82,7 +118,7 @@ describe('lib trust model: key versions, acknowledgements, expiry, config answer
     (await act('get', 'd4', {})).statusCode.should.equal(401);
   });
 
-  it('plain mode: a poll answer stays within the declared receive buffer; only what it offers counts as delivered', async function () {
+  it('plain mode: a poll answer stays within the declared receive buffer; only what it offers counts as offered', async function () {
     const plain = { acknowledged: false, perDevice: false };
     const run = (action, body, extra = {}) => lib.runAction(store, { action, deviceid: 'p1', body, heartbeatMs: 60000, deviceAuth: plain, ...extra }, t);
     (await run('register', { ipaddr: '10.0.0.1', ssid: 'x', rxbuf: 600 })).statusCode.should.equal(201);
@@ -98,7 +134,7 @@ describe('lib trust model: key versions, acknowledgements, expiry, config answer
       Buffer.byteLength(JSON.stringify(answer.payload)).should.be.belowOrEqual(600);
       answer.payload.commands.length.should.be.above(0);
       seen.push(...answer.payload.commands.map((c) => c.n));
-      (await store.commandLog('p1', 10)).filter((c) => c.state === 'delivered').length.should.equal(seen.length);
+      (await store.commandLog('p1', 10)).filter((c) => c.state === 'offered').length.should.equal(seen.length);
     }
     seen.should.eql([1, 2, 3, 4, 5]);
     // A command that could never fit a plain answer of 600 bytes is refused when it is queued.

@@ -43,7 +43,7 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
       // A name in a registration is ignored: the name is the operators'.
       const r = await call('register', MAC, { ipaddr: 'fe80::1', ssid: 'Other', name: 'hijacked' });
       r.statusCode.should.equal(200);
-      Object.keys(r.payload).should.eql(['deviceid', 'name', 'lastseen', 'ssid', 'ipaddr', 'cfgsn', 'flags', 'data', 'datec', 'keyver', 'pendingkeyver', 'rxbuf', 'transport', 'connected']);
+      Object.keys(r.payload).should.eql(['deviceid', 'name', 'lastseen', 'ssid', 'ipaddr', 'cfgsn', 'flags', 'data', 'datec', 'keyver', 'pendingkeyver', 'rxbuf', 'transport', 'connected', 'sleep']);
       r.payload.should.containEql({ deviceid: MAC, name: 'kitchen', ssid: 'Other', ipaddr: 'fe80::1', cfgsn: 1, flags: 0, data: {} });
       r.payload.datec.should.equal(first.datec);
       (r.payload.lastseen > first.lastseen).should.be.true();

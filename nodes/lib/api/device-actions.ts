@@ -62,16 +62,31 @@ const get: ActionHandler = async (ctx) => {
   return { statusCode: 200, payload };
 };
 
-/** A reading (already admitted by the replay guard), with the acknowledgement it carries. */
+/**
+ * A reading (already admitted by the replay guard), with the acknowledgement it carries. A sleeper's reading (its
+ * plaintext says `"sleep": seconds`, with hmac-sha256) is its one exchange of the wake: it is answered with the sealed
+ * config answer, pending commands included, exactly as a poll is.
+ */
 const log: ActionHandler = async (ctx) => {
   const { store, deviceid, now, req } = ctx;
-  const seq = parseSeq(obj(req.body).SEQN);
-  const ack = req.sealed ? ackOf(obj(req.body)) : undefined;
+  const body = obj(req.body);
+  const seq = parseSeq(body.SEQN);
+  const ack = req.sealed ? ackOf(body) : undefined;
   const stored = await store.logReading(deviceid, seq.ok ? seq.seq : null, req.body, now);
-  if (stored && ack !== undefined) await store.ackCommands(deviceid, ack, now);
-  if (stored) await recordSource(ctx);
-  return stored ? { statusCode: 200, payload: { status: 'OK' } } : ctx.notRegistered();
+  if (!stored) return ctx.notRegistered();
+  await recordSource(ctx);
+  if (ctx.acknowledged && req.sealed?.authenticated && isSleeper(body)) {
+    const device = await store.get(deviceid);
+    if (device) return { ...(await sealedAnswer(ctx, 200, device)), answer: 'config' };
+  }
+  if (ack !== undefined) await store.ackCommands(deviceid, ack, now);
+  return { statusCode: 200, payload: { status: 'OK' } };
 };
+
+/** A reading that says its device sleeps after it (`"sleep"`: a positive number of seconds). */
+function isSleeper(body: Record<string, unknown>): boolean {
+  return typeof body.sleep === 'number' && Number.isInteger(body.sleep) && body.sleep > 0;
+}
 
 /**
  * What a device's MQTT status topic says: {"online": true} when it connects, {"online": false} from its Last Will

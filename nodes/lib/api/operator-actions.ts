@@ -5,7 +5,7 @@ import {
   MAX_LIST_LIMIT,
   MAX_READINGS_LIMIT,
   ValidationError,
-  isOnline,
+  presence,
   parseLimit,
   parseSince,
   validateUpdate,
@@ -25,7 +25,7 @@ const list: ActionHandler = async ({ store, req, now }) => {
   const limit = parseLimit(q.limit, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT);
   const offset = parseLimit(q.offset, 0, Number.MAX_SAFE_INTEGER, 'offset');
   const { devices, total } = await store.list({ limit, offset });
-  const payload = devices.map((row) => ({ ...row, online: isOnline(row.lastseen, req.heartbeatMs, now) }));
+  const payload = devices.map((row) => ({ ...row, ...presence(row, req.heartbeatMs, now) }));
   return { statusCode: 200, payload, total };
 };
 

@@ -75,6 +75,8 @@ export interface ActionResponse {
   pushRefused?: { address: string; verdict: Exclude<PushVerdict, 'allowed'> };
   /** The per-device key version to seal the answer or command with (msg.keyVersion). */
   keyVersion?: number;
+  /** log: the answer is a config answer to seal (a sleeper's reading), not the plain {"status":"OK"} (msg.answer). */
+  answer?: 'config';
 }
 
 /** What every handler gets: the store, the request, its time, its device id (validated), and the answer helpers. */

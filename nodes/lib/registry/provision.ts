@@ -5,7 +5,10 @@
 import { validateDeviceId } from './rules';
 
 export interface SecretsOptions {
-  /** The device's own key (DeviceKeyring.deviceKey / deriveDeviceKey), never the master. */
+  /**
+   * The device's own key (DeviceKeyring.deviceKey / deriveDeviceKey), never the master; in plain mode (hmac false)
+   * the one key the backend and every device share (E2EE_AUTH=none has no per-device keys).
+   */
   deviceKey: Buffer;
   deviceId: string;
   /** Key version (default 0). */
@@ -51,7 +54,7 @@ export function renderSecretsH(o: SecretsOptions): string {
 #ifndef E2EE_DEVICE_ID
 #define E2EE_DEVICE_ID ${cString(deviceId)}
 #endif
-// This device's AES-128 key (per-device scope), version ${version}.
+${o.hmac === false ? '// The fleet\'s shared key (E2EE_AUTH=none: every device and the backend hold the same key; no per-device keys).' : `// This device's AES-128 key (per-device scope), version ${version}.`}
 #ifndef E2EE_KEY_HEX
 #define E2EE_KEY_HEX "${key}"
 #endif

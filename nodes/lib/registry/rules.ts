@@ -38,6 +38,11 @@ export interface DeviceRow {
    * Unauthenticated, so shown and never acted on. (The list's `online` is the heartbeat: an authenticated uplink within it.)
    */
   connected: boolean | null;
+  /**
+   * Seconds a battery device deep-sleeps between wakes, as its registration declared (0: always on). Its readings are
+   * answered with the sealed config, and it is late only after two missed wakes.
+   */
+  sleep: number;
 }
 
 export const TRANSPORTS = ['http', 'mqtt'] as const;
@@ -127,6 +132,18 @@ export interface RegisterInput {
   rxbuf?: number;
   /** The per-device key version the registration was sealed with (a new device starts there). */
   keyver?: number;
+  /** Seconds it deep-sleeps between wakes (0 or absent: always on). */
+  sleep?: number;
+}
+
+/** The longest sleep a device may declare: a day. */
+export const MAX_SLEEP_S = 86_400;
+
+/** A declared sleep: a whole number of seconds, 0 (always on) to a day. */
+export function validateSleep(value: unknown): number {
+  const n = fromDigits(value);
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > MAX_SLEEP_S) throw new ValidationError('bad-sleep', 'sleep');
+  return n;
 }
 
 /** The smallest receive buffer a device may declare, and the largest that means anything. */
@@ -164,6 +181,7 @@ export function validateRegister(deviceid: unknown, body: unknown): RegisterInpu
     if (typeof n !== 'number' || !Number.isInteger(n) || n < MIN_RXBUF || n > MAX_RXBUF) throw new ValidationError('bad-rxbuf', 'rxbuf');
     input.rxbuf = n;
   }
+  if (b.sleep !== undefined) input.sleep = validateSleep(b.sleep);
   return input;
 }
 
@@ -190,4 +208,29 @@ export function isOnline(lastseen: string | null, heartbeatMs: number, now: numb
   if (!lastseen) return false;
   const t = Date.parse(lastseen);
   return Number.isFinite(t) && now - t <= heartbeatMs;
+}
+
+/**
+ * The seconds between a sleeper's wakes: its config's `interval` when the operator set one (the firmware sleeps that
+ * long), else the sleep its registration declared; 0 for a device that is always on.
+ */
+export function wakePeriodS(device: Pick<DeviceRow, 'sleep' | 'data'>): number {
+  if (!(device.sleep > 0)) return 0;
+  const interval = Number(device.data?.interval);
+  return Number.isInteger(interval) && interval > 0 && interval < MAX_SLEEP_S ? interval : device.sleep;
+}
+
+/** A sleeper is late only after two missed wakes: online while its last wake is at most 2.5 periods ago. */
+export const SLEEPER_LATE_PERIODS = 2.5;
+
+/**
+ * What the device list says about presence: `online` (the heartbeat; for a sleeper, two missed wakes), and for a
+ * sleeper `nextwake`, when it is due next (ISO time; in the past when it is late).
+ */
+export function presence(device: Pick<DeviceRow, 'lastseen' | 'sleep' | 'data'>, heartbeatMs: number, now: number): { online: boolean; nextwake: string | null } {
+  const period = wakePeriodS(device);
+  if (period === 0) return { online: isOnline(device.lastseen, heartbeatMs, now), nextwake: null };
+  const t = device.lastseen ? Date.parse(device.lastseen) : NaN;
+  if (!Number.isFinite(t)) return { online: false, nextwake: null };
+  return { online: now - t <= SLEEPER_LATE_PERIODS * period * 1000, nextwake: new Date(t + period * 1000).toISOString() };
 }

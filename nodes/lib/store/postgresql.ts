@@ -125,6 +125,10 @@ export const PG_MIGRATIONS: string[][] = [
     // Connected to the broker, as the device's MQTT status topic says (NULL: never said). Shown, never acted on.
     `ALTER TABLE devices ADD COLUMN connected boolean`,
   ],
+  [
+    // Seconds a battery device deep-sleeps between wakes, as its registration declared (0: always on).
+    `ALTER TABLE devices ADD COLUMN sleep integer NOT NULL DEFAULT 0`,
+  ],
 ];
 
 /** How long an instance trusts that the device's source address it wrote is still the stored one. */
@@ -549,13 +553,13 @@ export class PostgresStore implements DeviceStore {
         }
       }
       const { rows } = await client.query(
-        `INSERT INTO devices (deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, cmdport, keyver, rxbuf)
-         VALUES ($1, $2, $3, $4, $5, 1, 0, '{}', $3, $6, $7, $8)
+        `INSERT INTO devices (deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, cmdport, keyver, rxbuf, sleep)
+         VALUES ($1, $2, $3, $4, $5, 1, 0, '{}', $3, $6, $7, $8, $11)
          ON CONFLICT (deviceid) DO UPDATE SET ipaddr = excluded.ipaddr, ssid = excluded.ssid, lastseen = excluded.lastseen,
-           cmdport = excluded.cmdport, name = CASE WHEN $9::text IS NULL THEN devices.name ELSE excluded.name END,
+           cmdport = excluded.cmdport, sleep = excluded.sleep, name = CASE WHEN $9::text IS NULL THEN devices.name ELSE excluded.name END,
            rxbuf = CASE WHEN $10::integer IS NULL THEN devices.rxbuf ELSE excluded.rxbuf END
          RETURNING ${DEVICE_COLUMNS}, (xmax = 0) AS created`,
-        [input.deviceid, input.name ?? '', t, input.ssid, input.ipaddr, input.cmdport ?? 80, input.keyver ?? 0, input.rxbuf ?? 0, input.name ?? null, input.rxbuf ?? null],
+        [input.deviceid, input.name ?? '', t, input.ssid, input.ipaddr, input.cmdport ?? 80, input.keyver ?? 0, input.rxbuf ?? 0, input.name ?? null, input.rxbuf ?? null, input.sleep ?? 0],
       );
       const { created, ...device } = rows[0] as RawDevice & { created: boolean };
       // A removed id that comes back is a device provisioned anew (at a version above its revoked ones).

@@ -6,7 +6,7 @@ import type { DeviceRow } from '../registry';
 import type { KeyCheck } from '../uplink';
 import type { CommandStatusRow, ExpiredCommand } from './types';
 
-export const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, keyver, pendingkeyver, rxbuf, transport, connected';
+export const DEVICE_COLUMNS = 'deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, keyver, pendingkeyver, rxbuf, transport, connected, sleep';
 
 /** A device row as stored: its data is JSON text. */
 export interface RawDevice extends Omit<DeviceRow, 'data' | 'transport' | 'connected'> {
@@ -24,7 +24,7 @@ export function toDevice(raw: RawDevice): DeviceRow {
   } catch {
     // Only validated JSON objects are written; an unreadable value reads as empty.
   }
-  return { ...raw, data, transport: raw.transport === 'mqtt' ? 'mqtt' : 'http', connected: raw.connected === null || raw.connected === undefined ? null : Boolean(raw.connected) };
+  return { ...raw, sleep: Number(raw.sleep) || 0, data, transport: raw.transport === 'mqtt' ? 'mqtt' : 'http', connected: raw.connected === null || raw.connected === undefined ? null : Boolean(raw.connected) };
 }
 
 /** A command's columns as the command log shows them. */
@@ -40,7 +40,8 @@ export function toCommandStatus(r: RawCommandStatus): CommandStatusRow {
   return {
     seqn: r.seqn,
     created: r.created,
-    state: r.expired ? 'expired' : r.delivered ? (r.via === 'ack' ? 'acknowledged' : 'delivered') : 'pending',
+    // Without acknowledgements (plain mode) a poll only offers a command: the device may have dropped it.
+    state: r.expired ? 'expired' : r.delivered ? (r.via === 'ack' ? 'acknowledged' : r.via === 'poll' ? 'offered' : 'delivered') : 'pending',
     at: r.expired ?? r.delivered,
   };
 }

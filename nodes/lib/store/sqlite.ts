@@ -122,6 +122,10 @@ export const MIGRATIONS: string[][] = [
     // Connected to the broker, as the device's MQTT status topic says (1/0; NULL: never said). Shown, never acted on.
     `ALTER TABLE devices ADD COLUMN connected INTEGER`,
   ],
+  [
+    // Seconds a battery device deep-sleeps between wakes, as its registration declared (0: always on).
+    `ALTER TABLE devices ADD COLUMN sleep INTEGER NOT NULL DEFAULT 0`,
+  ],
 ];
 
 /**
@@ -418,13 +422,13 @@ export class SqliteStore implements DeviceStore {
     const rows = (await this.write([
       ...(created ? [{ sql: 'DELETE FROM revoked WHERE deviceid = ?', params: [input.deviceid] }] : []),
       {
-        sql: `INSERT INTO devices (deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, cmdport, keyver, rxbuf)
-              VALUES (?, ?, ?, ?, ?, 1, 0, '{}', ?, ?, ?, ?)
+        sql: `INSERT INTO devices (deviceid, name, lastseen, ssid, ipaddr, cfgsn, flags, data, datec, cmdport, keyver, rxbuf, sleep)
+              VALUES (?, ?, ?, ?, ?, 1, 0, '{}', ?, ?, ?, ?, ?)
               ON CONFLICT (deviceid) DO UPDATE SET ipaddr = excluded.ipaddr, ssid = excluded.ssid, lastseen = excluded.lastseen,
-                cmdport = excluded.cmdport, name = CASE WHEN ? IS NULL THEN devices.name ELSE excluded.name END,
+                cmdport = excluded.cmdport, sleep = excluded.sleep, name = CASE WHEN ? IS NULL THEN devices.name ELSE excluded.name END,
                 rxbuf = CASE WHEN ? IS NULL THEN devices.rxbuf ELSE excluded.rxbuf END
               RETURNING ${DEVICE_COLUMNS}`,
-        params: [input.deviceid, input.name ?? '', t, input.ssid, input.ipaddr, t, input.cmdport ?? 80, input.keyver ?? 0, input.rxbuf ?? 0, input.name ?? null, input.rxbuf ?? null],
+        params: [input.deviceid, input.name ?? '', t, input.ssid, input.ipaddr, t, input.cmdport ?? 80, input.keyver ?? 0, input.rxbuf ?? 0, input.sleep ?? 0, input.name ?? null, input.rxbuf ?? null],
       },
     ])) as RawDevice[];
     return { created, device: toDevice(rows[0]) };

@@ -36,8 +36,8 @@ export interface CommandRow {
 export interface CommandStatusRow {
   seqn: number;
   created: string;
-  /** `pending` (offered until acknowledged), `acknowledged` (by the device), `delivered` (pushed or polled, plain mode), `expired`. */
-  state: 'pending' | 'acknowledged' | 'delivered' | 'expired';
+  /** `pending` (offered until acknowledged), `acknowledged` (by the device), `delivered` (pushed: the device answered 200), `offered` (in a plain-mode poll answer: not acknowledged, the device may have dropped it), `expired`. */
+  state: 'pending' | 'acknowledged' | 'delivered' | 'offered' | 'expired';
   /** When it reached that state (null while pending). */
   at: string | null;
 }
