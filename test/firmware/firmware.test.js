@@ -339,5 +339,82 @@ describe('firmware (lib/e2ee on the host)', function () {
       });
     }
   });
+  describe('a sleeping device (E2EE_SLEEP_S: the firmware\'s e2ee::Device in e2ee-tool, one boot per wake, RTC memory in a file) against npm start', function () {
+    const TOKEN = crypto.randomBytes(12).toString('hex');
+    const MASTER = crypto.randomBytes(16).toString('hex');
+    const master = Buffer.from(MASTER, 'hex');
+    let tmp;
+    let backend;
+    before(async function () {
+      const r = make('tool');
+      if (r.status !== 0) throw new Error(r.stdout + r.stderr);
+      tmp = tempDir('esp-e2ee-fw-sleep-');
+      backend = await startBackend({ dataDir: tmp.dir, env: { E2EE_KEY: MASTER, E2EE_ADMIN_TOKEN: TOKEN } });
+      await until('the flow connected to the broker', () => /Connected to broker/.test(backend.output), 20000);
+    });
+    after(async function () {
+      if (backend) await backend.stop();
+      tmp.cleanup();
+    });
+
+    for (const transport of ['http', 'mqtt']) {
+      it(`over ${transport.toUpperCase()}: 24 wakes, one exchange each after the registration; a command, a config change and a rekey arrive with the answers; few flash writes`, async function () {
+        const id = transport === 'http' ? '5C:CF:7F:D0:00:11' : '5C:CF:7F:D0:00:12';
+        const key = lib.deriveDeviceKey(master, id).toString('hex');
+        const files = ['--flash', path.join(tmp.dir, `${transport}.flash`), '--rtc', path.join(tmp.dir, `${transport}.rtc`)];
+        const link = transport === 'http' ? ['--url', backend.url]
+          : ['--url', 'http://127.0.0.1:9', '--mqtt', `127.0.0.1:${backend.mqttPort}`, '--mqtt-user', lib.brokerUser(id), '--mqtt-password', lib.brokerPassword(master, id)];
+        const wakes = (n) => {
+          const r = runTool(['device', '--key', key, '--auth', 'hmac-sha256', '--deviceid', id, '--sleep', '900', '--wakes', String(n), '--pause-ms', '50', ...files, ...link]);
+          if (r.status !== 0) throw new Error(`e2ee-tool device exited ${r.status}:\n${r.stdout}${r.stderr}`);
+          const lines = r.stdout.split('\n').filter(Boolean);
+          const per = lines.map((l) => /^\[tool\] wake \d+: exchanges (\d+), flash writes (\d+), erases (\d+)/.exec(l)).filter(Boolean).map((m) => m.slice(1).map(Number));
+          per.length.should.equal(n);
+          return { lines, per };
+        };
+        const op = (method, suffix, body) => requestJson(`${backend.url}/api/devices/${encodeURIComponent(id)}${suffix}`, method, body, { authorization: `Bearer ${TOKEN}` });
+        const row = async () => {
+          const list = (await requestJson(`${backend.url}/api/devices`, 'GET', undefined, { authorization: `Bearer ${TOKEN}` })).body;
+          return (Array.isArray(list) ? list : list.devices).find((d) => d.deviceid === id);
+        };
+        const readings = async () => (await op('GET', '/readings')).body.length;
+
+        // Wakes 1-8: registration (declaring the sleep) at the first, then one reading per wake, answered with the config.
+        let run = wakes(8);
+        run.lines.should.containEql(`[e2ee] device ${id}, auth hmac-sha256, backend ${transport === 'http' ? backend.url : `mqtt://127.0.0.1:${backend.mqttPort}`}, sleeps between readings`);
+        run.per.map((p) => p[0]).should.eql([2, 1, 1, 1, 1, 1, 1, 1]);
+        run.lines.filter((l) => /^\[e2ee\] device /.test(l)).length.should.equal(1);  // the boot line at power-on only
+        run.lines.filter((l) => /^\[e2ee\] wake \d+: awake \d+ ms, \d exchanges?, reading sent; sleeping \d+ s$/.test(l)).length.should.equal(8);
+        await until('8 readings stored', async () => (await readings()) === 8, 5000);
+        const r1 = await row();
+        r1.should.containEql({ sleep: 900, online: true, transport });
+        Date.parse(r1.nextwake).should.be.above(Date.parse(r1.lastseen));
+
+        // A command and a config change while it sleeps: both come with the next wake's answer, in that one exchange.
+        (await op('POST', '/commands', { led: true })).status.should.equal(202);
+        (await op('PUT', '', { data: { interval: 600 } })).status.should.equal(200);
+        run = wakes(8);
+        run.lines.should.containEql('[board] led on');
+        run.lines.filter((l) => /command 1 via (poll|mqtt): \{"led":true\}/.test(l)).length.should.equal(1);
+        run.lines.should.containEql('[e2ee] config 2: interval 600 s');
+        run.per.every((p) => p[0] === 1).should.be.true(run.lines.join('\n'));
+        await until('command 1 acknowledged', async () => (await op('GET', '/commands')).body[0].state === 'acknowledged', 5000);
+
+        // A rekey while it sleeps: taken from the next answer, stored before it is acknowledged; the server follows.
+        (await op('POST', '/rekey', {})).status.should.equal(202);
+        run = wakes(8);
+        run.lines.filter((l) => /command 2 via (poll|mqtt): rekey to key version 1/.test(l)).length.should.equal(1);
+        await until('the rekey completed', async () => (await row()).keyver === 1, 5000);
+        run.per.every((p) => p[0] === 1).should.be.true(run.lines.join('\n'));
+        await until('24 readings stored', async () => (await readings()) === 24, 5000);
+        run.lines.filter((l) => /refused|HTTP 4|MQTT -/.test(l) && !/refused: replay/.test(l)).should.eql([]);
+        // Flash: the counter lives in RTC memory across sleeps; the journal is written for the reservation, the
+        // command's ack and the rekey only, and erased never after the first format.
+        const writes = run.per.reduce((n, p) => n + p[1], 0);
+        writes.should.be.belowOrEqual(4);
+        run.per.reduce((n, p) => n + p[2], 0).should.equal(0);
+      });
+    }
+  });
 });
 

@@ -50,6 +50,7 @@ struct FakeBackend : e2ee::Http {
   std::string server_pub;                    ///< and its public key
   uint64_t next_cmd = 1;
   std::vector<std::string> readings;  ///< accepted reading plaintexts
+  int sleeper_readings = 0;           ///< readings that said "sleep" (answered with the config)
   std::vector<uint64_t> accepted;     ///< accepted uplink SEQNs, in order
   int refused = 0;                    ///< uplinks answered 400
   int calls = 0;
@@ -273,10 +274,16 @@ struct FakeBackend : e2ee::Http {
     if (e2ee::json_uint(text, n, "ack", &ack)) {
       while (!queue.empty() && queue.front().seqn <= ack) queue.pop_front();
     }
+    uint64_t sleep = 0;
+    const bool sleeper = type == e2ee::MsgType::Reading && e2ee::json_uint(text, n, "sleep", &sleep) && sleep > 0;
     if (type == e2ee::MsgType::Reading) {
       readings.push_back(std::string(text, n));
-      *answer = "{\"status\":\"OK\"}";
-      return 200;
+      // A sleeper's reading is answered with the sealed config, as a poll is (the README's wire format).
+      if (sleeper) sleeper_readings++;
+      if (!sleeper) {
+        *answer = "{\"status\":\"OK\"}";
+        return 200;
+      }
     }
     int code = 200;
     if (type == e2ee::MsgType::Register) {
@@ -402,8 +409,10 @@ struct FakeBroker : e2ee::MqttClient {
         up = false;
         return false;
       }
-      // The backend answers registrations and polls on `down`; refusals and readings get nothing over MQTT.
-      if ((code == 200 || code == 201) && routes.at(t.substr(head.size())) != "/readings") session.emplace_back(answer, n);
+      // The backend answers registrations and polls on `down`; refusals and always-on devices' readings get nothing.
+      // (A sleeper's reading is answered too: with the sealed config, not {"status":"OK"}.)
+      if ((code == 200 || code == 201) && (routes.at(t.substr(head.size())) != "/readings" || strstr(answer, "\"iv\"") != nullptr))
+        session.emplace_back(answer, n);
     }
     if (duplicate_next > 0) duplicate_next--;
     return true;

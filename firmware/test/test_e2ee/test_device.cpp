@@ -9,7 +9,9 @@
 #include <fstream>
 #include <cstdlib>
 #include <map>
+#include <functional>
 #include <memory>
+#include <numeric>
 #include <random>
 #include <set>
 #include <string>
@@ -80,6 +82,7 @@ struct Board : Actions {
 /// on the same flash (what survives a power cut) and the same backend.
 struct Rig {
   MemFlash flash;
+  MemRtc rtc;
   FakeBackend backend;
   TestClock clock;
   Lines log;
@@ -124,7 +127,7 @@ struct Rig {
     http.reset(new HttpTransport(backend, url.c_str()));
     mqtt_link.reset(new MqttTransport(broker, clock, mqtt_settings));
     broker.transport = mqtt_link.get();
-    dev.reset(new Device(settings, buffers, flash, transport(), clock, test_random, log, board));
+    dev.reset(new Device(settings, buffers, flash, transport(), clock, test_random, log, board, &rtc));
     boots++;
     return dev->begin();
   }
@@ -134,6 +137,25 @@ struct Rig {
     clock.now += dev->wait_ms();
     dev->loop();
   }
+
+  /// A sleeper's wake: a reset (boot on the same flash and RTC memory), loop() until it is asleep, then the sleep.
+  /// False when the power went during the wake: then the RTC memory is lost too.
+  bool wake() {
+    if (!boot()) return false;
+    flash_writes_before = flash.writes;
+    for (int i = 0; i < 400 && !dev->asleep() && !flash.power_lost; i++) {
+      dev->loop();
+      clock.now += 25;
+    }
+    if (flash.power_lost) {
+      rtc.power_loss(uint32_t(boots));
+      return false;
+    }
+    REQUIRE(dev->asleep());
+    clock.now += dev->sleep_ms();
+    return true;
+  }
+  int flash_writes_before = 0;
 
   /// Cycles until done() (at most max); false when it never was.
   template <typename F>
@@ -732,6 +754,171 @@ TEST_CASE("device: a reboot between storing a rekeyed key and its ack completes 
   CHECK(r.backend.keyver == 1);
   CHECK(r.backend.queue.empty());
   CHECK(r.backend.refused == 0);
+}
+
+/// A sleeper's life (E2EE_SLEEP_S): registration, readings, a command, a config change, a rekey and a command under
+/// the new key, over wakes; a power cut during a wake loses the RTC memory too. What must hold whatever the cut: no
+/// uplink refused, each command run at most once (exactly once unless the power went right after its ack was stored),
+/// all acknowledged, device and backend on the same key.
+static void sleeper_life(Rig &r, std::vector<int> *exchanges = nullptr, std::vector<int> *writes = nullptr) {
+  auto step = [&](const std::function<bool()> &done) {
+    for (int i = 0; i < 40 && !done(); i++) {
+      const bool whole = r.wake();
+      if (whole && exchanges) exchanges->push_back(int(r.dev->exchanges()));
+      if (whole && writes) writes->push_back(r.flash.writes - r.flash_writes_before);
+    }
+    REQUIRE(done());
+  };
+  step([&] { return r.backend.registered && r.backend.readings.size() >= 3; });
+  r.backend.queue_command("{\"led\":true}");
+  step([&] { return r.backend.queue.empty(); });
+  r.backend.data = "{\"interval\":600}";
+  r.backend.cfgsn = 2;
+  step([&] { return r.dev->interval_s() == 600; });
+  r.backend.queue_rekey();
+  step([&] { return r.backend.queue.empty() && r.backend.pending == -1; });
+  r.backend.queue_command("{\"led\":false}");
+  step([&] { return r.backend.queue.empty(); });
+  const size_t before = r.backend.readings.size();
+  step([&] { return r.backend.readings.size() >= before + 2; });
+  INFO(r.log.all());
+  CHECK(r.backend.refused == 0);
+  const size_t expected = r.flash.cut_completed ? 0 : 1;
+  const size_t c1 = ran(r.log, 1, "{\"led\":true}");
+  const size_t c2 = ran(r.log, 2, "rekey to key version 1") + r.log.count("command 2: rekey completed at boot");
+  const size_t c3 = ran(r.log, 3, "{\"led\":false}");
+  CHECK(c1 <= 1);
+  CHECK(c2 <= 1);
+  CHECK(c3 <= 1);
+  CHECK(c1 + c2 + c3 >= 2 + expected);
+  CHECK(r.dev->key_version() == 1);
+  CHECK(r.backend.keyver == 1);
+  for (size_t i = 1; i < r.backend.accepted.size(); i++) CHECK(r.backend.accepted[i] > r.backend.accepted[i - 1]);
+}
+
+static Rig &as_sleeper(Rig &r, uint32_t sleep_s = 900) {
+  r.settings.sleep_s = sleep_s;
+  return r;
+}
+
+TEST_CASE("sleeper: one exchange per wake; the counter in RTC memory; flash written only for a reservation, a command or a rekey") {
+  const bool mqtt = GENERATE_TRANSPORT();
+  Rig r(true, 0xFF, mqtt);
+  as_sleeper(r);
+  std::vector<int> exchanges, writes;
+  sleeper_life(r, &exchanges, &writes);
+  INFO(r.log.all());
+  // Registration at the first wake, then exactly one exchange a wake: the reading, answered with the config.
+  REQUIRE(exchanges.size() >= 8);
+  CHECK(exchanges[0] == 2);
+  for (size_t i = 1; i < exchanges.size(); i++) CHECK(exchanges[i] == 1);
+  CHECK(r.backend.sleeper_readings == int(r.backend.readings.size()));
+  CHECK(r.log.has("register as 5C:CF:7F:01:02:03:"));
+  CHECK(r.log.has(mqtt ? "reading SEQN 1: MQTT 200" : "reading SEQN 1: HTTP 200"));
+  CHECK(r.log.has("wake 2: awake "));
+  CHECK(r.log.has(", 1 exchange, reading sent; sleeping 900 s"));
+  // Flash: the first wake formats the journal and reserves a block; then only the command acks and the rekey write.
+  const int total = std::accumulate(writes.begin(), writes.end(), 0);
+  int quiet = 0;
+  for (size_t i = 1; i < writes.size(); i++) quiet += writes[i] == 0;
+  MESSAGE((mqtt ? "MQTT" : "HTTP") << ": " << writes.size() << " wakes, " << std::accumulate(exchanges.begin(), exchanges.end(), 0)
+                                   << " exchanges, " << total << " flash writes (" << quiet << " wakes wrote nothing), " << r.flash.erases << " erases");
+  CHECK(total <= 8);
+  CHECK(r.flash.erases == 1);
+  CHECK(quiet >= int(writes.size()) - 6);
+  // The backend's only wire change for it: the registration declared the sleep.
+  CHECK(r.backend.readings.back().find("\"sleep\":600") != std::string::npos);
+}
+
+TEST_CASE("sleeper: flash writes a day at one wake a minute, and the journal's life") {
+  Rig r;
+  as_sleeper(r, 60);
+  REQUIRE(r.wake());
+  const int writes0 = r.flash.writes;
+  const int wakes = 24 * 60;
+  for (int i = 0; i < wakes; i++) REQUIRE(r.wake());
+  const int per_day = r.flash.writes - writes0;
+  // One reservation per block of seq_block(60) = 120 SEQNs: 12 a day; an erase per 255 of them.
+  MESSAGE("one wake a minute: " << per_day << " flash writes a day, " << r.flash.erases << " erase(s) in the first day; a sector lasts "
+                                << 10000.0 * 255 * StorageLayout::kSectors / per_day / 365 << " years at 10,000 cycles");
+  CHECK(per_day <= 13);
+  CHECK(r.backend.readings.size() == size_t(wakes + 1));
+  CHECK(r.backend.refused == 0);
+}
+
+TEST_CASE("sleeper: a power cut at every exchange and a torn write at every flash write of its life; nothing refused, nothing twice") {
+  const bool mqtt = GENERATE_TRANSPORT();
+  Rig clean(true, 0xFF, mqtt);
+  as_sleeper(clean);
+  sleeper_life(clean);
+  const long calls = clean.backend.calls;
+  const long ops = clean.flash.attempts;
+  REQUIRE(calls > 10);
+  REQUIRE(ops >= 4);
+  for (int after = 0; after <= 1; after++) {
+    for (long k = 0; k < calls; k++) {
+      CAPTURE(k);
+      CAPTURE(after);
+      Rig r(true, 0xFF, mqtt);
+      as_sleeper(r);
+      r.backend.cut_at_call = k;
+      r.backend.cut_after_processing = after == 1;
+      sleeper_life(r);
+    }
+  }
+  for (long j = 0; j < ops; j++) {
+    for (long part : {0L, 3L, 11L, 19L}) {
+      CAPTURE(j);
+      CAPTURE(part);
+      Rig r(true, 0xFF, mqtt);
+      as_sleeper(r);
+      r.flash.cut_at = j;
+      r.flash.cut_bytes = part;
+      sleeper_life(r);
+    }
+  }
+}
+
+TEST_CASE("sleeper: no network within the wake's bound: sleeps again, backing off, and spends no SEQN; a reset mid-wake does not reuse one") {
+  Rig r;
+  as_sleeper(r, 60);
+  REQUIRE(r.wake());
+  REQUIRE(r.backend.registered);
+  r.board.network = false;
+  const size_t accepted = r.backend.accepted.size();
+  std::vector<uint32_t> sleeps;
+  for (int i = 0; i < 4; i++) {
+    REQUIRE(r.wake());
+    sleeps.push_back(r.dev->sleep_ms());
+  }
+  CHECK(r.log.has("no network; sleeping"));
+  CHECK(sleeps[0] >= 110000);  // doubled, minus the 8 s it waited
+  CHECK(sleeps[1] > sleeps[0]);
+  CHECK(sleeps[3] <= Device::kBackoffMaxS * 1000);
+  r.board.network = true;
+  REQUIRE(r.wake());
+  CHECK(r.backend.accepted.size() == accepted + 1);
+  CHECK(r.backend.accepted[accepted] == r.backend.accepted[accepted - 1] + 1);  // no number skipped
+  CHECK(r.dev->sleep_ms() <= 60000);
+  // A reset during a wake (the button, a crash: RTC memory kept, but this wake had taken it) boots from cold and
+  // resumes at the bound on flash, past every number used.
+  const size_t cold = r.log.count("sleeps between readings");
+  REQUIRE(r.boot());
+  REQUIRE(r.wake());
+  CHECK(r.log.count("sleeps between readings") == cold + 1);
+  CHECK(r.backend.refused == 0);
+  CHECK(r.backend.accepted.back() > r.backend.accepted[accepted]);
+}
+
+TEST_CASE("sleeper: settings that cannot work halt the boot with one sentence") {
+  Rig plain(false);
+  as_sleeper(plain);
+  CHECK_FALSE(plain.boot());
+  CHECK(plain.log.has("E2EE_SLEEP_S needs E2EE_AUTH_HMAC 1 (a sleeper's reading is answered with the sealed config). Halting."));
+  Rig day;
+  as_sleeper(day, 86400);
+  CHECK_FALSE(day.boot());
+  CHECK(day.log.has("E2EE_SLEEP_S must be below 86400 (a day). Halting."));
 }
 
 /// A long seeded run with every fault at random. E2EE_CHAOS_SEED and E2EE_CHAOS_STEPS make it longer or another one

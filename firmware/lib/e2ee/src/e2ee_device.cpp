@@ -214,9 +214,12 @@ void Device::wake_cycle(bool network) {
       // One exchange: the reading's answer is the config answer, with the commands waiting.
       bool more = false;
       result = uplink(MsgType::Reading, &more);
-      // What the broker queued while the device slept (over MQTT; it may hold a command the answer did not offer).
+      // What the broker queued while the device slept (over MQTT: commands published to `down`, which the answer
+      // offered too). A command taken from either is acknowledged by the next wake's reading, not by a poll now: one
+      // exchange per wake. Polls only while the answer says more commands wait than it could carry.
       if (result != Outcome::Unreachable) transport_.linger(kLingerMs);
-      for (uint32_t i = 0; (more || ack_due_) && registered_ && result != Outcome::Unreachable && i < kMorePolls; i++) {
+      ack_due_ = false;
+      for (uint32_t i = 0; more && registered_ && result != Outcome::Unreachable && i < kMorePolls; i++) {
         more = false;
         const Outcome polled = uplink(MsgType::Poll, &more);
         if (polled != Outcome::Done) result = polled;

@@ -136,7 +136,7 @@ class Device : public Downlinks {
   /// A sleeper waits this long for the network before it sleeps again (and backs off).
   static constexpr uint32_t kWakeNetworkMs = 8000;
   /// Over MQTT, a sleeper waits this long after its exchange for commands the broker queued while it slept.
-  static constexpr uint32_t kLingerMs = 300;
+  static constexpr uint32_t kLingerMs = 100;
 
  private:
   enum class Outcome : uint8_t { Done, Refused, Unreachable };
