@@ -21,6 +21,8 @@ const HELP = `Usage: esp-e2ee-sim [options]
   --url URL          backend base URL (default http://127.0.0.1:1880)
   --devices N        number of simulated devices (default 1)
   --interval S       seconds between readings until the config changes it (default 5)
+  --sleep S          battery devices that deep-sleep S seconds between wakes, as the firmware's E2EE_SLEEP_S: one
+                     reading per wake, answered with the config and commands (hmac-sha256; replaces --interval)
   --key HEX          AES key in hex (default: $E2EE_KEY, else <data dir>/aes-key.hex)
   --auth MODE        hmac-sha256 (default) or none
   --scope SCOPE      per-device (default with hmac-sha256: --key is the master, each device derives its own)
@@ -41,6 +43,7 @@ async function main(): Promise<number> {
       url: { type: 'string', default: 'http://127.0.0.1:1880' },
       devices: { type: 'string', default: '1' },
       interval: { type: 'string', default: '5' },
+      sleep: { type: 'string' },
       key: { type: 'string' },
       auth: { type: 'string', default: 'hmac-sha256' },
       scope: { type: 'string' },
@@ -66,7 +69,10 @@ async function main(): Promise<number> {
   // Per device: the simulator stands in for the provisioning tool too, deriving each device's key from the master.
   const ring = scope === 'per-device' ? new DeviceKeyring(parseKeyBytes('hex', secret), values.auth as AuthMode) : undefined;
   const count = Number(values.devices);
-  const interval = Number(values.interval);
+  const sleep = values.sleep === undefined ? 0 : Number(values.sleep);
+  if (!Number.isInteger(sleep) || sleep < 0 || sleep > 86400) throw new Error('--sleep must be a whole number of seconds up to 86400');
+  if (sleep > 0 && values.auth === 'none') throw new Error('--sleep needs --auth hmac-sha256 (a sleeper\'s reading is answered with the sealed config)');
+  const interval = sleep > 0 ? sleep : Number(values.interval);
   const duration = values.duration === undefined ? undefined : Number(values.duration);
   if (!Number.isInteger(count) || count < 1 || count > 100000) throw new Error('--devices must be a positive integer');
   if (!(interval > 0)) throw new Error('--interval must be a positive number of seconds');
@@ -85,14 +91,14 @@ async function main(): Promise<number> {
     const suffix = i.toString(16).toUpperCase().padStart(6, '0').match(/../g)!.join(':');
     const id = `${prefix}:${suffix}`;
     const mqttOptions = transport === 'mqtt' ? { transport, broker: values.broker, brokerPassword: brokerPassword(parseKeyBytes('hex', secret), id), mqttPrefix: values['mqtt-prefix'] } as const : {};
-    const device = new SimDevice({ id, baseUrl, key: ring ? ring.material(id) : shared, keyver: ring ? 0 : undefined, deviceKey: ring?.deviceKey(id), state, interval, log, ...mqttOptions });
+    const device = new SimDevice({ id, baseUrl, key: ring ? ring.material(id) : shared, keyver: ring ? 0 : undefined, deviceKey: ring?.deviceKey(id), state, interval, sleep, log, ...mqttOptions });
     if (transport === 'mqtt') {
       try {
         await device.connect();
       } catch (err) {
         throw new Error(`cannot use the broker ${values.broker} (${(err as Error).message}): is it running, is --broker its address, and does it know this device (esp-e2ee-keys --mosquitto)?`);
       }
-    } else await device.listen();
+    } else if (!sleep) await device.listen();  // (a sleeper is not reachable: no command port)
     devices.push(device);
     let r;
     try {

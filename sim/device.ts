@@ -22,6 +22,11 @@ export interface SimDeviceOptions {
   state: StateFile;
   /** Seconds between readings (and polls) until the backend's config says otherwise. */
   interval: number;
+  /**
+   * Seconds it deep-sleeps between wakes, as the firmware's E2EE_SLEEP_S (hmac-sha256 only): declared at registration;
+   * each wake is one reading whose answer is the sealed config; over MQTT it connects for the wake only.
+   */
+  sleep?: number;
   log?: (line: string) => void;
   /** The address registered as the device's (default 127.0.0.1; the backend pushes commands to private ranges only). */
   advertise?: string;
@@ -195,7 +200,8 @@ export class SimDevice {
       // once by a poll (as the firmware does), whose answer brings the next waiting command. A rekey that comes
       // while an answer is awaited waits for that answer (sealed under the current key), which offers it again.
       onCommand: (wire) => {
-        if (this.runCommand(wire, 'push', this.mqtt?.awaiting ?? false)) this.ackSoon();
+        // (A sleeper acknowledges with its next wake's reading: one exchange per wake.)
+        if (this.runCommand(wire, 'push', this.mqtt?.awaiting ?? false) && !this.sleeper) this.ackSoon();
       },
       openAnswer: (wire) => this.openAnswer(wire),
     });
@@ -257,7 +263,7 @@ export class SimDevice {
 
   async register(): Promise<HttpResult> {
     const cmdport = this.server ? (this.server.address() as AddressInfo).port : undefined;
-    const body = { ipaddr: this.options.advertise ?? '127.0.0.1', ssid: 'esp-e2ee-sim', ...(cmdport ? { cmdport } : {}) };
+    const body = { ipaddr: this.options.advertise ?? '127.0.0.1', ssid: 'esp-e2ee-sim', ...(cmdport ? { cmdport } : {}), ...(this.sleeper ? { sleep: this.interval } : {}) };
     if (!this.sealed) {
       const r = await requestJson(this.url(), 'POST', body, this.options.headers ?? {}, this.agent);
       this.log(`register -> ${r.status}`);
@@ -307,11 +313,21 @@ export class SimDevice {
     for (const command of body.commands ?? []) this.runCommand(command, 'poll');
   }
 
-  /** Encrypts and posts one reading; returns the HTTP result and the SEQN used. */
+  /** A sleeper (--sleep, sealed): one exchange per wake. */
+  get sleeper(): boolean {
+    return (this.options.sleep ?? 0) > 0 && this.sealed;
+  }
+
+  /** Encrypts and posts one reading; returns the HTTP result and the SEQN used. A sleeper's is answered with the config. */
   async postReading(): Promise<HttpResult & { seqn: number; sent: unknown }> {
     const seqn = this.nextSeq();
-    const plaintext = { data: { a0: Math.floor(Math.random() * 1024), heap: 30000 - (seqn % 500), uptime: Math.floor((Date.now() - this.started) / 1000) }, SEQN: seqn, ...(this.sealed ? { ack: this.ack } : {}) };
+    const plaintext = { data: { a0: Math.floor(Math.random() * 1024), heap: 30000 - (seqn % 500), uptime: Math.floor((Date.now() - this.started) / 1000) }, ...(this.sleeper ? { sleep: this.interval } : {}), SEQN: seqn, ...(this.sealed ? { ack: this.ack } : {}) };
     const sent = this.seal('reading', plaintext);
+    if (this.sleeper) {
+      const r = this.mqtt ? await this.mqtt.exchange('reading', sent, seqn) : await requestJson(this.url('/readings'), 'POST', sent, this.options.headers ?? {}, this.agent);
+      if (r.status === 200 && !this.applyAnswer(r.body, seqn)) return { ...r, status: 502, seqn, sent };
+      return { ...r, seqn, sent };
+    }
     // Over MQTT there is no answer: 200 means the broker took it (PUBACK).
     const r = this.mqtt ? await this.mqtt.send('reading', sent) : await requestJson(this.url('/readings'), 'POST', sent, this.options.headers ?? {}, this.agent);
     return { ...r, seqn, sent };
@@ -426,9 +442,14 @@ export class SimDevice {
     });
   }
 
-  /** Runs the firmware loop: a reading and a poll every interval. */
+  /** Runs the firmware loop: a reading and a poll every interval (a sleeper: a wake, one reading, every interval). */
   run(): void {
-    const tick = async () => {
+    const tick = async (): Promise<void> => {
+      if (this.sleeper) {
+        await this.wake();
+        if (this.timer !== undefined) this.timer = setTimeout(tick, this.interval * 1000);
+        return;
+      }
       this.stats.sent++;
       try {
         const r = await this.postReading();
@@ -449,6 +470,30 @@ export class SimDevice {
       if (this.timer !== undefined) this.timer = setTimeout(tick, this.interval * 1000);
     };
     this.timer = setTimeout(tick, 0);
+  }
+
+  /**
+   * A sleeper's wake, as the firmware's: over MQTT it connects (the broker hands over what it queued), sends its
+   * reading, whose answer is the config with the commands; it polls only when the answer says more wait; then it
+   * drops the connection and sleeps. A command taken is acknowledged by the next wake's reading.
+   */
+  private async wake(): Promise<void> {
+    this.stats.sent++;
+    try {
+      if (this.options.transport === 'mqtt' && !this.mqtt) await this.connect();
+      const r = await this.postReading();
+      if (r.status === 200) this.stats.accepted++;
+      else {
+        this.stats.reject(`HTTP ${r.status}`);
+        this.log(`reading ${r.seqn} -> ${r.status}`);
+      }
+      if (r.status === 404) await this.register();
+      for (let i = 0; r.status === 200 && this.lastMore && i < MAX_FOLLOW_UP_POLLS; i++) await this.poll(MAX_FOLLOW_UP_POLLS);
+    } catch (err) {
+      this.stats.reject((err as NodeJS.ErrnoException).code ?? 'error');
+      this.log(`wake: ${(err as Error).message}`);
+    }
+    if (this.options.transport === 'mqtt') await this.disconnect();
   }
 
   /** The counts since the last call, and a fresh start. */

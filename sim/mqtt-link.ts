@@ -102,7 +102,7 @@ export class SimMqtt {
   }
 
   /** Publishes a registration or poll and waits for its answer (the sealed config with `re` = seqn): 200, or 0 on timeout. */
-  async exchange(type: 'register' | 'poll', sealed: unknown, seqn: number): Promise<HttpResult> {
+  async exchange(type: 'register' | 'poll' | 'reading', sealed: unknown, seqn: number): Promise<HttpResult> {
     const answer = new Promise<unknown>((resolve) => {
       this.waiting.set(seqn, resolve);
       setTimeout(() => {

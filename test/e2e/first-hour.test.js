@@ -122,6 +122,29 @@ describe('first hour: start banner, port clash, a simulator that talks', functio
       fs.readdirSync(root).should.eql(before);
     });
 
+    for (const transport of ['http', 'mqtt']) {
+      it(`--sleep over ${transport}: battery devices wake and send one reading each, answered with the sealed config`, async function () {
+        const state = path.join(tmp.dir, `sleep-${transport}.json`);
+        const args = [cli, '--url', backend.url, '--data', tmp.dir, '--state', state, '--devices', '2', '--sleep', '1', '--duration', '3.4', '--prefix', transport === 'http' ? 'AA0001' : 'AA0002'];
+        if (transport === 'mqtt') args.push('--transport', 'mqtt', '--broker', `mqtt://127.0.0.1:${backend.mqttPort}`);
+        const r = await run(process.execPath, args);
+        r.code.should.equal(0, r.stdout + r.stderr);
+        const summary = /^summary after \d+ s, 2 device\(s\): sent (\d+), accepted (\d+), rejected 0, commands 0$/m.exec(r.stdout);
+        (summary !== null).should.be.true(r.stdout);
+        Number(summary[2]).should.equal(Number(summary[1]));
+        Number(summary[2]).should.be.aboveOrEqual(4);
+        // Each wake applied the config its reading's answer brought (registration, then the readings' answers).
+        r.stdout.should.match(/config 1: interval 1s/);
+        r.stdout.should.not.match(/config answer refused/);
+      });
+    }
+
+    it('--sleep with plain mode is refused in one sentence', async function () {
+      const r = await run(process.execPath, [cli, '--url', backend.url, '--data', tmp.dir, '--auth', 'none', '--sleep', '60', '--duration', '1']);
+      r.code.should.equal(1);
+      r.stderr.should.match(/--sleep needs --auth hmac-sha256/);
+    });
+
     it('with the wrong key it names the rejections and exits non-zero', async function () {
       const r = await run(process.execPath, [cli, '--url', backend.url, '--key', '00112233445566778899aabbccddeeff', '--state', path.join(tmp.dir, 'wrong.json'), '--devices', '1', '--interval', '0.5', '--duration', '1.2', '--quiet']);
       r.code.should.equal(1);
