@@ -331,6 +331,26 @@ struct VirtualClock : Clock {
   }
 };
 
+/// A Transport that counts what goes through it: the payload bytes of uplinks and of their answers (bodies over HTTP,
+/// payloads over MQTT; the protocols' own headers are not counted).
+struct CountingTransport : Transport {
+  Transport &inner;
+  long up = 0, down = 0;
+  explicit CountingTransport(Transport &t) : inner(t) {}
+  const char *begin(const char *id, Auth auth, Downlinks &sink) override { return inner.begin(id, auth, sink); }
+  int exchange(const Uplink &u, char *rx, size_t rx_size, size_t *rx_len) override {
+    const int code = inner.exchange(u, rx, rx_size, rx_len);
+    up += long(u.len);
+    down += long(*rx_len);
+    return code;
+  }
+  void service() override { inner.service(); }
+  void linger(uint32_t ms) override { inner.linger(ms); }
+  const char *name() const override { return inner.name(); }
+  const char *where() const override { return inner.where(); }
+  const char *error_text(int code) override { return inner.error_text(code); }
+};
+
 /// A sleeping device: --wakes N wakes, each a boot of its own (a new Device, transport and connection, as after
 /// ESP.deepSleep) on the same flash file and RTC file (--rtc; delete it for a power-on). The sleep itself is skipped
 /// (--pause-ms of real time instead). After each wake: "[tool] wake N: exchanges E, flash writes W, erases X".
@@ -362,7 +382,7 @@ int run_sleeper(std::map<std::string, std::string> &opt, const DeviceSettings &s
     MosquittoClient mosq(mqtt_host, mqtt_settings.port);
     MqttTransport over_mqtt(mosq, clock, mqtt_settings);
     mosq.transport = &over_mqtt;
-    Transport &transport = broker.empty() ? static_cast<Transport &>(over_http) : over_mqtt;
+    CountingTransport transport(broker.empty() ? static_cast<Transport &>(over_http) : over_mqtt);
     Device device(settings, buffers, flash, transport, clock, os_random, log, board, &rtc);
     if (!device.begin()) return 1;
     for (int guard = 0; !device.asleep() && guard < 2000; guard++) {
@@ -374,7 +394,7 @@ int run_sleeper(std::map<std::string, std::string> &opt, const DeviceSettings &s
     total_writes += int(device.flash_writes());
     total_erases += int(device.flash_erases());
     std::cout << "[tool] wake " << i + 1 << ": exchanges " << device.exchanges() << ", flash writes " << device.flash_writes() << ", erases "
-              << device.flash_erases() << ", sleep " << device.sleep_ms() << " ms" << std::endl;
+              << device.flash_erases() << ", sleep " << device.sleep_ms() << " ms, bytes up " << transport.up << ", down " << transport.down << std::endl;
     // The deep sleep: the connection goes with this wake's objects; the broker keeps the session (and what is
     // published to `down` meanwhile) for the next wake.
   }

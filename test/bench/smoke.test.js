@@ -26,7 +26,7 @@ describe('benchmarks: smoke run of npm run bench', function () {
 
   it('runs every benchmark and reports the figures of the table', function () {
     report.smoke.should.be.true();
-    Object.keys(report.results).sort().should.eql(['drift', 'firmware', 'http', 'keyring', 'mqtt', 'nodes', 'registry', 'scaleout', 'store']);
+    Object.keys(report.results).sort().should.eql(['drift', 'energy', 'firmware', 'http', 'keyring', 'mqtt', 'nodes', 'registry', 'scaleout', 'store']);
     const names = report.figures.map((f) => f.figure);
     for (const f of ['readings route (hmac-sha256) / bare, same runtime', 'readings route (hmac) / durable peer pipeline', 'group-commit ingest (device-registry log)', 'firmware lib/ text (xtensa-lx106, -Os)']) names.should.containEql(f);
     for (const f of report.figures) (Number.isFinite(f.value) && f.value > 0).should.be.true(`${f.figure}: ${f.value}`);
@@ -46,6 +46,17 @@ describe('benchmarks: smoke run of npm run bench', function () {
     m.stored.n.should.equal(m.stored.sent);
     m.stored.distinct.should.equal(m.stored.n);
     for (const t of ['mqtt', 'http']) m.latency[t].n.should.equal(3);
+  });
+
+  it('energy: the sleeper makes one exchange a wake over both transports, and the model\'s goals are met', function () {
+    const e = report.results.energy;
+    for (const t of ['http', 'mqtt']) {
+      e[t].wakes.should.equal(6);
+      e[t].maxExchanges.should.equal(1);
+      e[t].firstWake.exchanges.should.equal(2);
+      e[t].fast.awake.should.be.belowOrEqual(1);
+      e[t].fast.rows[2].days.should.be.aboveOrEqual(365);
+    }
   });
 
   it('scale-out: every reading answered 2xx is stored once, on SQLite, on PostgreSQL and through HAProxy', function () {
