@@ -86,34 +86,6 @@ class CoreRtc : public e2ee::RtcMemory {
   }
 };
 
-/// Where HTTPClient::writeToStream puts an answer: up to size - 1 bytes; what does not fit is read and dropped (so
-/// the transfer ends normally) and marks the answer too large.
-class AnswerSink : public Stream {
- public:
-  AnswerSink(char *buf, size_t size) : buf_(buf), size_(size) {}
-  size_t write(uint8_t c) override { return write(&c, 1); }
-  size_t write(const uint8_t *data, size_t n) override {
-    const size_t room = size_ - 1 - len_;
-    const size_t k = n < room ? n : room;
-    memcpy(buf_ + len_, data, k);
-    len_ += k;
-    if (k < n) over_ = true;
-    return n;
-  }
-  int availableForWrite() override { return 1024; }
-  int available() override { return 0; }
-  int read() override { return -1; }
-  int peek() override { return -1; }
-  size_t len() const { return len_; }
-  bool over() const { return over_; }
-
- private:
-  char *buf_;
-  size_t size_;
-  size_t len_ = 0;
-  bool over_ = false;
-};
-
 /// HTTPClient: the answer is read whatever its framing (Content-Length, chunked, or until the server closes), up to
 /// the buffer; a larger one is refused whole.
 class CoreHttp : public e2ee::Http {
@@ -124,6 +96,8 @@ class CoreHttp : public e2ee::Http {
     *rx_len = 0;
     http.setTimeout(kHttpTimeoutMs);
     if (!http.begin(client, url)) return HTTPC_ERROR_CONNECTION_FAILED;
+    static const char *kFraming[] = {"Transfer-Encoding"};
+    http.collectHeaders(kFraming, 1);
     int code;
     if (body != nullptr) {
       http.addHeader("Content-Type", "application/json");
@@ -132,16 +106,30 @@ class CoreHttp : public e2ee::Http {
       code = http.GET();
     }
     if (code >= 200 && code < 300) {
-      AnswerSink sink(rx, rx_size);
-      const int read = http.writeToStream(&sink);
-      if (sink.over()) {
-        code = e2ee::kHttpTooLarge;
-      } else if (read < 0 || (http.getSize() >= 0 && sink.len() != size_t(http.getSize()))) {
-        code = e2ee::kHttpTruncated;
-      } else {
-        rx[sink.len()] = '\0';
-        *rx_len = sink.len();
+      // The body off the connection through lib/'s HttpBody (host-tested with each framing): chunked, Content-Length,
+      // or up to the close; each wait for the next bytes bounded by kHttpTimeoutMs.
+      const int size = http.getSize();
+      const e2ee::HttpBody::Framing framing = http.header("Transfer-Encoding").indexOf("chunked") >= 0 ? e2ee::HttpBody::Framing::Chunked
+                                              : size >= 0                                              ? e2ee::HttpBody::Framing::Length
+                                                                                                       : e2ee::HttpBody::Framing::Close;
+      e2ee::HttpBody body(framing, size >= 0 ? size_t(size) : 0, rx, rx_size);
+      WiFiClient &stream = http.getStream();
+      uint32_t last = ::millis();
+      while (!body.done()) {
+        char buf[128];
+        const int n = stream.available();
+        if (n > 0) {
+          const int got = stream.read(reinterpret_cast<uint8_t *>(buf), size_t(n) < sizeof(buf) ? size_t(n) : sizeof(buf));
+          if (got > 0) body.feed(buf, size_t(got));
+          last = ::millis();
+        } else if (!stream.connected() || ::millis() - last > kHttpTimeoutMs) {
+          break;
+        } else {
+          delay(1);
+        }
       }
+      const int read = body.result(rx_len);
+      if (read != 0) code = read;
     }
     http.end();
     return code;

@@ -139,7 +139,21 @@ int http_request(const std::string &url, const std::string &path, const std::str
   int status = -1;
   if (sscanf(all.c_str(), "HTTP/1.%*d %d", &status) != 1) return -11;  // as the core's HTTPC_ERROR_READ_TIMEOUT
   const size_t split = all.find("\r\n\r\n");
-  if (response) *response = split == std::string::npos ? "" : all.substr(split + 4);
+  if (split == std::string::npos) return -11;
+  // The body through the firmware's own reader, in the answer's framing.
+  std::string head = all.substr(0, split);
+  for (char &c : head) c = char(tolower(static_cast<unsigned char>(c)));
+  const size_t cl = head.find("\r\ncontent-length:");
+  const HttpBody::Framing framing = head.find("\r\ntransfer-encoding: chunked") != std::string::npos ? HttpBody::Framing::Chunked
+                                    : cl != std::string::npos                                         ? HttpBody::Framing::Length
+                                                                                                      : HttpBody::Framing::Close;
+  static char body_buf[65536];
+  HttpBody reader(framing, cl == std::string::npos ? 0 : size_t(std::strtoul(head.c_str() + cl + 17, nullptr, 10)), body_buf, sizeof(body_buf));
+  reader.feed(all.data() + split + 4, all.size() - split - 4);
+  size_t n = 0;
+  const int read = reader.result(&n);
+  if (read != 0) return read;
+  if (response) response->assign(body_buf, n);
   return status;
 }
 

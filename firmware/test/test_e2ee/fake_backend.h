@@ -5,6 +5,7 @@
 // from the device's public key, sent as epk, with BearSSL as the server side); and in plain mode the
 // seed's plain registration and poll. It seals and opens with lib/e2ee, whose output the shared vectors pin to the
 // Node-RED nodes byte for byte. Faults are injected per exchange.
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -180,16 +181,44 @@ struct FakeBackend : e2ee::Http {
     }
     if (code >= 200 && code < 300) {
       if (tamper) tamper(answer);
+      // On the wire in this framing, then read back through the firmware's own HttpBody, as src/main.cpp reads it.
+      std::string wire = frame(answer);
       if (truncate_next) {
-        answer.resize(answer.size() / 2);
+        // The connection ends halfway through the body.
+        wire.resize(wire.size() / 2);
         truncate_next = false;
       }
-      if (answer.size() >= rx_size) return e2ee::kHttpTooLarge;
-      memcpy(rx, answer.data(), answer.size());
-      rx[answer.size()] = '\0';
-      *rx_len = answer.size();
+      const e2ee::HttpBody::Framing f = framing == 'c' ? e2ee::HttpBody::Framing::Chunked : framing == 'x' ? e2ee::HttpBody::Framing::Close : e2ee::HttpBody::Framing::Length;
+      e2ee::HttpBody reader(f, answer.size(), rx, rx_size);
+      // In pieces of a few bytes, as they come off a socket.
+      for (size_t at = 0; at < wire.size() && reader.feed(wire.data() + at, std::min<size_t>(13, wire.size() - at)); at += 13) {
+      }
+      const int read = reader.result(rx_len);
+      if (read != 0) return read;
     }
     return code;
+  }
+
+  /// How answers are framed: 'l' Content-Length, 'c' chunked, 'x' up to the close (a proxy that re-frames them).
+  char framing = 'l';
+
+  /// The answer's body as it travels in this framing.
+  std::string frame(const std::string &body) const {
+    if (framing != 'c') return body;
+    // Chunks of 1, 7, 64, 1000 bytes in turn, one with an extension; a trailer at the end.
+    std::string out;
+    static const size_t sizes[] = {1, 7, 64, 1000};
+    size_t at = 0;
+    for (int i = 0; at < body.size(); i++) {
+      const size_t n = std::min(sizes[i % 4], body.size() - at);
+      char head[32];
+      snprintf(head, sizeof(head), i == 2 ? "%zx;ext=1\r\n" : "%zX\r\n", n);
+      out += head;
+      out.append(body, at, n);
+      out += "\r\n";
+      at += n;
+    }
+    return out + "0\r\nX-Trailer: 1\r\n\r\n";
   }
 
  private:

@@ -7,6 +7,7 @@
 #endif
 
 #include <fstream>
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <functional>
@@ -479,6 +480,61 @@ TEST_CASE("device: a reboot at every exchange of the lifecycle, before the reque
       CHECK(r.boots == 2);
     }
   }
+}
+
+TEST_CASE("device: answers chunked or up to the close (a proxy that re-frames them) work as with Content-Length") {
+  for (char framing : {'c', 'x'}) {
+    CAPTURE(framing);
+    Rig r;
+    r.backend.framing = framing;
+    lifecycle(r);
+    CHECK(r.boots == 1);
+    CHECK(r.log.lines.end() == std::find_if(r.log.lines.begin(), r.log.lines.end(), [](const std::string &l) { return l.find("answer") != std::string::npos; }));
+    // Larger than the buffer: refused whole (the rest is read and dropped), applies nothing; cut short: refused too.
+    r.backend.queue_command("{\"led\":false}");
+    r.backend.tamper = [](std::string &a) { a += std::string(2000, ' '); };
+    r.cycle();
+    CHECK(r.log.has("config poll: answer larger than the 1535-byte buffer"));
+    r.backend.tamper = nullptr;
+    r.backend.truncate_next = true;
+    r.cycle();
+    // (The next answer is the reading's: chunked, its end is missing; up to the close, nothing says it was longer.)
+    if (framing == 'c') CHECK(r.log.has(": answer cut short"));
+    r.cycle();
+    CHECK(ran(r.log, 4, "{\"led\":false}") == 1);
+    CHECK(r.backend.refused == 0);
+  }
+}
+
+TEST_CASE("device: a WiFi outage of many cycles: loop() never waits, POST /command is answered, nothing is reserved; then back") {
+  Rig r;
+  REQUIRE(r.boot());
+  r.cycle();
+  REQUIRE(r.backend.registered);
+  r.board.network = false;
+  const int calls = r.backend.calls;
+  const int writes = r.flash.writes;
+  const size_t accepted = r.backend.accepted.size();
+  Keys k;
+  REQUIRE(keys_from_hex(&k, r.key_hex.c_str(), Auth::HmacSha256));
+  for (int i = 0; i < 200; i++) {
+    r.cycle();
+    CHECK(r.dev->wait_ms() == 10000);  // the schedule keeps its interval: no backoff for a local outage
+    // Between cycles the sketch's web server runs: a pushed command is taken at once.
+    if (i == 100) {
+      const std::string cmd = seal_text(k, MsgType::Command, kId, "{\"cmd\":{\"led\":true},\"SEQN\":1}");
+      CHECK(r.dev->on_push(cmd.data(), cmd.size()) == 200);
+    }
+  }
+  CHECK(r.board.led_on);
+  CHECK(r.backend.calls == calls);
+  CHECK(r.backend.accepted.size() == accepted);
+  CHECK(r.flash.writes == writes + 1);  // the pushed command's ack, nothing else
+  r.board.network = true;
+  r.cycle();
+  CHECK(r.backend.accepted.size() == accepted + 2);
+  CHECK(r.backend.accepted[accepted] == r.backend.accepted[accepted - 1] + 1);  // no number spent by the outage
+  CHECK(r.backend.refused == 0);
 }
 
 TEST_CASE("device: a power cut in the middle of every flash write of the lifecycle (a torn write)") {

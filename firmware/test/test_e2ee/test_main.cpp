@@ -773,6 +773,60 @@ TEST_CASE("RTC memory: the wake state survives deep sleep, not power loss; a cle
   CHECK_FALSE(WakeState::load(rtc, &got));
 }
 
+// --- HTTP answers whatever their framing (HttpBody, as src/main.cpp reads them) -----------------------------
+
+static int read_body(HttpBody::Framing f, size_t length, const std::string &wire, size_t step, char *out, size_t size, size_t *len) {
+  HttpBody body(f, length, out, size);
+  for (size_t at = 0; at < wire.size() && body.feed(wire.data() + at, std::min(step, wire.size() - at)); at += step) {
+  }
+  return body.result(len);
+}
+
+TEST_CASE("HTTP body: Content-Length, chunked (extensions, trailers) and close-delimited, in pieces of any size") {
+  const std::string text = "{\"re\":7,\"cfgsn\":1,\"data\":{},\"commands\":[],\"more\":false}";
+  const std::string chunked = "5\r\n{\"re\"\r\n1a;name=value\r\n" + text.substr(5, 26) + "\r\n" +
+                              [&] { char h[8]; snprintf(h, sizeof(h), "%zx", text.size() - 31); return std::string(h); }() + "\r\n" + text.substr(31) +
+                              "\r\n0\r\nX-Checksum: 1\r\n\r\nHTTP/1.1 200 OK";  // (what follows the body is not read)
+  for (size_t step = 1; step <= 17; step++) {
+    CAPTURE(step);
+    char out[256];
+    size_t len = 0;
+    REQUIRE(read_body(HttpBody::Framing::Length, text.size(), text + "garbage", step, out, sizeof(out), &len) == 0);
+    CHECK(std::string(out, len) == text);
+    REQUIRE(read_body(HttpBody::Framing::Chunked, 0, chunked, step, out, sizeof(out), &len) == 0);
+    CHECK(std::string(out, len) == text);
+    CHECK(out[len] == '\0');
+    REQUIRE(read_body(HttpBody::Framing::Close, 0, text, step, out, sizeof(out), &len) == 0);
+    CHECK(std::string(out, len) == text);
+  }
+  char out[256];
+  size_t len = 0;
+  // Empty bodies.
+  CHECK(read_body(HttpBody::Framing::Length, 0, "", 1, out, sizeof(out), &len) == 0);
+  CHECK(read_body(HttpBody::Framing::Chunked, 0, "0\r\n\r\n", 1, out, sizeof(out), &len) == 0);
+  CHECK(len == 0);
+}
+
+TEST_CASE("HTTP body: larger than the buffer is refused whole, cut short or malformed is refused as truncated") {
+  const std::string big(300, 'x');
+  char out[100];
+  size_t len = 7;
+  CHECK(read_body(HttpBody::Framing::Length, big.size(), big, 64, out, sizeof(out), &len) == kHttpTooLarge);
+  CHECK(len == 0);
+  CHECK(read_body(HttpBody::Framing::Chunked, 0, "12c\r\n" + big + "\r\n0\r\n\r\n", 64, out, sizeof(out), &len) == kHttpTooLarge);
+  CHECK(read_body(HttpBody::Framing::Close, 0, big, 64, out, sizeof(out), &len) == kHttpTooLarge);
+  // Exactly the buffer less the NUL fits.
+  CHECK(read_body(HttpBody::Framing::Close, 0, big.substr(0, 99), 64, out, sizeof(out), &len) == 0);
+  CHECK(len == 99);
+  CHECK(read_body(HttpBody::Framing::Length, 50, big.substr(0, 49), 8, out, sizeof(out), &len) == kHttpTruncated);
+  for (const std::string &bad : {std::string("5\r\nabc"), std::string("5\r\nabcde\r\n"), std::string("5\r\nabcdeXX0\r\n\r\n"), std::string("zz\r\nabc\r\n"),
+                                 std::string("\r\n"), std::string("123456789\r\n"), std::string("5\nabcde\r\n0\r\n\r\n"), std::string("0\r\n\r")}) {
+    CAPTURE(bad);
+    CHECK(read_body(HttpBody::Framing::Chunked, 0, bad, 3, out, sizeof(out), &len) == kHttpTruncated);
+    CHECK(len == 0);
+  }
+}
+
 /// Hands out the bytes of one vector's device secret, as the hardware RNG would have.
 static std::vector<uint8_t> g_scripted;
 static void scripted_random(uint8_t *out, size_t n) {

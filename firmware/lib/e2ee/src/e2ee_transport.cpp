@@ -27,6 +27,83 @@ bool valid_prefix(const char *prefix) {
 
 }  // namespace
 
+void HttpBody::put(char c) {
+  if (len_ + 1 < size_) {
+    out_[len_++] = c;
+    out_[len_] = '\0';
+  } else {
+    over_ = true;
+  }
+}
+
+bool HttpBody::feed(const char *data, size_t len) {
+  for (size_t i = 0; i < len && !done(); i++) {
+    const char c = data[i];
+    switch (state_) {
+      case State::Data:
+        put(c);
+        if (framing_ == Framing::Length && --left_ == 0) state_ = State::Done;
+        if (framing_ == Framing::Chunked && --left_ == 0) state_ = State::ChunkCr;
+        break;
+      case State::Size: {
+        const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (v >= 0 && digits_ < 8) {
+          left_ = left_ * 16 + size_t(v);
+          digits_++;
+        } else if (digits_ > 0 && (c == ';' || c == ' ' || c == '\t')) {
+          state_ = State::Extension;
+        } else if (digits_ > 0 && c == '\r') {
+          state_ = State::SizeLf;
+        } else {
+          state_ = State::Bad;
+        }
+        break;
+      }
+      case State::Extension:
+        if (c == '\r') state_ = State::SizeLf;
+        break;
+      case State::SizeLf:
+        if (c != '\n') {
+          state_ = State::Bad;
+        } else if (left_ == 0) {
+          state_ = State::Trailer;  // the last chunk: trailers, then an empty line
+        } else {
+          state_ = State::Data;
+        }
+        digits_ = 0;
+        break;
+      case State::ChunkCr:
+        state_ = c == '\r' ? State::ChunkLf : State::Bad;
+        break;
+      case State::ChunkLf:
+        state_ = c == '\n' ? State::Size : State::Bad;
+        break;
+      case State::Trailer:  // at the start of a trailer line: an empty one ends the body
+        state_ = c == '\r' ? State::TrailerEnd : State::TrailerLine;
+        break;
+      case State::TrailerLine:
+        if (c == '\n') state_ = State::Trailer;
+        break;
+      case State::TrailerEnd:
+        state_ = c == '\n' ? State::Done : State::Bad;
+        break;
+      case State::Done:
+      case State::Bad:
+        break;
+    }
+  }
+  return !done();
+}
+
+int HttpBody::result(size_t *len) const {
+  *len = 0;
+  if (over_) return kHttpTooLarge;
+  // Close-delimited: whatever came before the close is the body.
+  if (state_ != State::Done && !(framing_ == Framing::Close && state_ == State::Data)) return kHttpTruncated;
+  *len = len_;
+  return 0;
+}
+
 const char *HttpTransport::begin(const char *id, Auth, Downlinks &) {
   id_ = id;
   const UrlStatus status = normalize_backend_url(backend_url_, url_, sizeof(url_));

@@ -44,6 +44,39 @@ class Http {
   ~Http() = default;  // not deleted through this interface: no virtual destructor, no operator delete
 };
 
+/// An HTTP answer's body as it comes off the connection, whatever its framing: Content-Length, chunked (RFC 9112 7.1,
+/// extensions and trailers skipped), or up to the close. Bytes beyond the buffer are read and dropped, and the answer
+/// is refused whole: a board reads the stream into feed() until it returns false or the connection ends, then asks
+/// result(). No heap, no state but a few counters.
+class HttpBody {
+ public:
+  enum class Framing : uint8_t { Length, Chunked, Close };
+  /// length: the Content-Length (Length only). out: size - 1 bytes of body and a NUL.
+  HttpBody(Framing framing, size_t length, char *out, size_t size) : framing_(framing), left_(length), out_(out), size_(size) {
+    if (size_ > 0) out_[0] = '\0';
+    if (framing_ == Framing::Chunked) left_ = 0, state_ = State::Size;
+    if (framing_ == Framing::Length && left_ == 0) state_ = State::Done;
+  }
+  /// Takes the next bytes of the stream; false once the body is complete or malformed (stop reading).
+  bool feed(const char *data, size_t len);
+  /// After the body is complete or the connection ended: 0 with the body in out (*len bytes, NUL-terminated),
+  /// kHttpTooLarge, or kHttpTruncated (ended early, or malformed chunking).
+  int result(size_t *len) const;
+  bool done() const { return state_ == State::Done || state_ == State::Bad; }
+
+ private:
+  enum class State : uint8_t { Data, Size, Extension, SizeLf, ChunkCr, ChunkLf, Trailer, TrailerLine, TrailerEnd, Done, Bad };
+  void put(char c);
+  Framing framing_;
+  State state_ = State::Data;
+  size_t left_;       ///< bytes left in the body (Length) or the chunk (Chunked)
+  size_t digits_ = 0; ///< hex digits of the chunk size read
+  char *out_;
+  size_t size_;
+  size_t len_ = 0;
+  bool over_ = false;
+};
+
 /// One uplink as the device hands it over: its type, whether it is sealed (plain mode's registration and poll are
 /// not), and its body.
 struct Uplink {
