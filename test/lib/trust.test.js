@@ -65,8 +65,11 @@ describe('lib trust model: key versions, acknowledgements, expiry, config answer
     const sealed = { sealed: { authenticated: true, keyver: 0 } };
     (await act('register', 's1', { ipaddr: '10.0.0.1', ssid: 'x', rxbuf: 4096, sleep: 900, SEQN: 1 }, sealed)).statusCode.should.equal(201);
     (await store.get('s1')).sleep.should.equal(900);
+    await store.noteSource('s1', '10.0.0.1');
     const cmd = await act('command', 's1', { led: true });
-    (await act('queue-command', 's1', { sealed: 1 }, { seqn: cmd.seqn })).statusCode.should.equal(202);
+    const queued = await act('queue-command', 's1', { sealed: 1 }, { seqn: cmd.seqn, push: lib.pushPolicy('any') });
+    queued.statusCode.should.equal(202);
+    should(queued.pushUrl).be.undefined();  // a sleeper is never pushed to: its next wake's answer offers the command
     // The reading is stored and answered as a poll would be: re, cfgsn, data, commands, more; to be sealed (answer).
     const answer = await act('log', 's1', { data: { t: 1 }, sleep: 900, SEQN: 2, ack: 0 }, sealed);
     answer.statusCode.should.equal(200);

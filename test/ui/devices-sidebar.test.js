@@ -376,4 +376,26 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     (await page.locator('.esp-e2ee-fact-broker').innerText()).should.equal('disconnected (its Last Will)');
     await shot('mqtt-device');
   });
+  it('12. shows a sleeper as asleep until its next wake, and a command queued for it as waiting for that wake', async function () {
+    const { SimDevice } = require('../../dist/sim/device');
+    const { StateFile } = require('../../dist/sim/state');
+    const id = '5C:CF:7F:0A:00:88';
+    const d = new SimDevice({ id, baseUrl: backend.url, key: ring.material(id), keyver: 0, deviceKey: ring.deviceKey(id), interval: 900, sleep: 900, state: new StateFile(path.join(tmp.dir, 'ui-sleep.json')) });
+    (await d.register()).status.should.equal(201);
+    (await d.postReading()).status.should.equal(200);
+    (await op('POST', `/${encodeURIComponent(id)}/commands`, { led: true })).status.should.equal(202);
+    await toList();
+    await page.click('.esp-e2ee-refresh').catch(() => undefined);
+    const row = page.locator(`.esp-e2ee-row[data-deviceid="${id}"]`);
+    await row.waitFor({ timeout: 10000 });
+    (await row.locator('.esp-e2ee-col-status').getAttribute('title')).should.match(/^asleep, next wake in about 1[45] min$/);
+    (await row.locator('.esp-e2ee-dot').getAttribute('class')).should.containEql('esp-e2ee-online');
+    await row.click();
+    await page.waitForSelector('.esp-e2ee-detail .esp-e2ee-fact-status');
+    (await page.locator('.esp-e2ee-fact-status').innerText()).should.match(/^asleep, next wake in about 1[45] min · \d+ s ago$/);
+    await page.locator('.esp-e2ee-command-pending').first().waitFor({ timeout: 10000 });
+    (await page.locator('.esp-e2ee-command-pending td').nth(1).innerText()).should.equal('waits for the next wake');
+    await shot('sleeper');
+    await d.stop();
+  });
 });

@@ -61,6 +61,8 @@ const queueCommand: ActionHandler = async (ctx) => {
   }
   // A device last heard over MQTT gets it published to its topic: the broker keeps it for the device's session.
   if (target.transport === 'mqtt') return { ...queued, publish: true };
+  // A sleeper cannot be reached over HTTP: the answer to its next wake's reading offers the command.
+  if (target.sleep > 0) return queued;
   // Pushed only to where the device's latest authenticated uplink came from, never to the address it claims (a key
   // holder could name any host); before its first such uplink, the poll delivers.
   const address = await store.seenAddress(deviceid);

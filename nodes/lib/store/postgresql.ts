@@ -791,9 +791,9 @@ export class PostgresStore implements DeviceStore {
     return rows[0]?.seenaddr ?? null;
   }
 
-  async commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number; transport: Transport } | undefined> {
-    const rows = await this.query<{ ipaddr: string; cmdport: number; transport: string | null }>('SELECT ipaddr, cmdport, transport FROM devices WHERE deviceid = $1', [deviceid]);
-    return rows[0] ? { ...rows[0], transport: rows[0].transport === 'mqtt' ? 'mqtt' : 'http' } : undefined;
+  async commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number; transport: Transport; sleep: number } | undefined> {
+    const rows = await this.query<{ ipaddr: string; cmdport: number; transport: string | null; sleep: number }>('SELECT ipaddr, cmdport, transport, sleep FROM devices WHERE deviceid = $1', [deviceid]);
+    return rows[0] ? { ...rows[0], sleep: Number(rows[0].sleep) || 0, transport: rows[0].transport === 'mqtt' ? 'mqtt' : 'http' } : undefined;
   }
 
   async noteTransport(deviceid: string, transport: Transport, now = Date.now()): Promise<void> {

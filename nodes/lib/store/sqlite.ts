@@ -715,9 +715,9 @@ export class SqliteStore implements DeviceStore {
     return rows[0]?.seenaddr ?? null;
   }
 
-  async commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number; transport: Transport } | undefined> {
-    const rows = await this.read<{ ipaddr: string; cmdport: number; transport: string | null }>('SELECT ipaddr, cmdport, transport FROM devices WHERE deviceid = ?', [deviceid]);
-    return rows[0] ? { ...rows[0], transport: rows[0].transport === 'mqtt' ? 'mqtt' : 'http' } : undefined;
+  async commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number; transport: Transport; sleep: number } | undefined> {
+    const rows = await this.read<{ ipaddr: string; cmdport: number; transport: string | null; sleep: number }>('SELECT ipaddr, cmdport, transport, sleep FROM devices WHERE deviceid = ?', [deviceid]);
+    return rows[0] ? { ...rows[0], sleep: Number(rows[0].sleep) || 0, transport: rows[0].transport === 'mqtt' ? 'mqtt' : 'http' } : undefined;
   }
 
   noteTransport(deviceid: string, transport: Transport): Promise<void> {

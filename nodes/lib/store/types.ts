@@ -130,7 +130,7 @@ export interface DeviceStore extends UplinkLedger {
    */
   offerRekey(deviceid: string, kv: number, rekeysecret: string): Promise<string | undefined>;
   /** The registered address and command port (the address as the device claims it). */
-  commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number; transport: Transport } | undefined>;
+  commandTarget(deviceid: string): Promise<{ ipaddr: string; cmdport: number; transport: Transport; sleep: number } | undefined>;
   /**
    * Records the transport of an authenticated uplink of the device (http or mqtt): commands for a device last heard
    * over MQTT are published to its topic. Written only when it changed.
