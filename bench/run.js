@@ -117,6 +117,9 @@ function figures(r) {
   if (r.firmware) {
     add('firmware lib/ text (xtensa-lx106, -Os)', r.firmware.text, `${fmt(r.firmware.text)} bytes (code ${fmt(r.firmware.code)} + constants ${fmt(r.firmware.constants)}), data ${r.firmware.data}, bss ${r.firmware.bss}`, '<= 18 KiB', r.firmware.text <= 18432);
   }
+  if (r.firmware && r.firmware.ramResident !== undefined) {
+    add('firmware lib/ RAM-resident (.data, .bss, .rodata)', r.firmware.ramResident, `${r.firmware.ramResident} bytes (log texts in flash: ${fmt(r.firmware.flashTexts)})`, '<= 256 B', r.firmware.ramResident <= 256);
+  }
   if (r.energy) {
     const e = r.energy;
     add('sleeper: exchanges per wake (HTTP, MQTT)', e.http.perWake.exchanges, `${e.http.perWake.exchanges.toFixed(2)}, ${e.mqtt.perWake.exchanges.toFixed(2)}`, '1', e.http.maxExchanges === 1 && e.mqtt.maxExchanges === 1);

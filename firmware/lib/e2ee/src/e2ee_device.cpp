@@ -1,5 +1,7 @@
 #include "e2ee_device.h"
 
+#include "e2ee_text.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +25,20 @@ void json_safe(const char *text, char *out, size_t out_size) {
     out[i] = c < 0x20 || c == '"' || c == '\\' ? '?' : char(c);
   }
   out[i] = '\0';
+}
+
+/// How the log names a command's status (in flash on the ESP8266, as every log text).
+const char *status_text(CommandStatus st) {
+  switch (st) {
+    case CommandStatus::Ok: return E2EE_TEXT("ok");
+    case CommandStatus::BadBody: return E2EE_TEXT("bad body");
+    case CommandStatus::Rejected: return E2EE_TEXT("rejected");
+    case CommandStatus::BadCommand: return E2EE_TEXT("bad command");
+    case CommandStatus::Replay: return E2EE_TEXT("replay");
+    case CommandStatus::StoreFailed: return E2EE_TEXT("flash write failed");
+    case CommandStatus::Rekey: return E2EE_TEXT("rekey");
+  }
+  return E2EE_TEXT("rejected");
 }
 
 /// A result of exchange(): the config answer did not verify, or did not answer this request.
@@ -66,29 +82,29 @@ bool Device::begin() {
   seq_.begin();
   downlink_.begin();
   if (state != SlotState::Ok) {
-    say("storage: journal %s: SEQN restarts at 0 (if refused: POST /api/devices/<id>/reset), commands are accepted from SEQN 1 again",
+    say(E2EE_TEXT("storage: journal %s: SEQN restarts at 0 (if refused: POST /api/devices/<id>/reset), commands are accepted from SEQN 1 again"),
         slot_state_name(state));
   } else if (damaged) {
-    say("storage: a damaged journal record (a write cut short): SEQN skips %lu ahead", static_cast<unsigned long>(seq_.block()));
+    say(E2EE_TEXT("storage: a damaged journal record (a write cut short): SEQN skips %lu ahead"), static_cast<unsigned long>(seq_.block()));
   }
   // A fresh sector at once, so the next boot is silent about it (after damage, reserving the skip wrote one).
-  if ((state != SlotState::Ok || journal_.damaged()) && !journal_.compact()) say("storage: the flash cannot be written");
-  if (settings_.sample_secrets) say("no include/secrets.h: the sample settings will not work");
+  if ((state != SlotState::Ok || journal_.damaged()) && !journal_.compact()) say(E2EE_TEXT("storage: the flash cannot be written"));
+  if (settings_.sample_secrets) say(E2EE_TEXT("no include/secrets.h: the sample settings will not work"));
   const size_t id_len = settings_.id ? strlen(settings_.id) : 0;
   const char *halt = nullptr;
   if (id_len == 0 || id_len > 64) {
-    halt = "E2EE_DEVICE_ID must be 1 to 64 characters";
+    halt = E2EE_TEXT("E2EE_DEVICE_ID must be 1 to 64 characters");
   } else if (!keys_from_hex(&keys_, settings_.key_hex, settings_.auth)) {
-    halt = "E2EE_KEY_HEX must be 32, 48 or 64 hex digits";
+    halt = E2EE_TEXT("E2EE_KEY_HEX must be 32, 48 or 64 hex digits");
   } else if (settings_.sleep_s > 0 && (settings_.auth != Auth::HmacSha256 || rtc_ == nullptr)) {
-    halt = "E2EE_SLEEP_S needs E2EE_AUTH_HMAC 1 (a sleeper's reading is answered with the sealed config)";
+    halt = E2EE_TEXT("E2EE_SLEEP_S needs E2EE_AUTH_HMAC 1 (a sleeper's reading is answered with the sealed config)");
   } else if (settings_.sleep_s >= 86400) {
-    halt = "E2EE_SLEEP_S must be below 86400 (a day)";
+    halt = E2EE_TEXT("E2EE_SLEEP_S must be below 86400 (a day)");
   } else {
     halt = transport_.begin(settings_.id, settings_.auth, *this);
   }
   if (halt) {
-    say("%s. Halting.", halt);
+    say(E2EE_TEXT("%s. Halting."), halt);
     return false;
   }
   if (settings_.auth == Auth::HmacSha256) {
@@ -105,17 +121,17 @@ bool Device::begin() {
         // config answer under the new key shows it (the server ignores it once it has the key).
         memcpy(keys_.epk, pub, kX25519Len);
         keys_.send_epk = true;
-        say("using the key of version %lu from a rekey", static_cast<unsigned long>(version));
+        say(E2EE_TEXT("using the key of version %lu from a rekey"), static_cast<unsigned long>(version));
         // The key was stored, the command's SEQN perhaps not (a reboot in between): the rekey was accepted all the same.
-        if (seqn > downlink_.last() && downlink_.commit(seqn)) say("command %s: rekey completed at boot", Num(seqn).s);
+        if (seqn > downlink_.last() && downlink_.commit(seqn)) say(E2EE_TEXT("command %s: rekey completed at boot"), Num(seqn).s);
       }
     }
     memset(key, 0, sizeof(key));
   }
   if (settings_.sleep_s > 0) resume_wake();
   if (!woke_) {
-    say("device %s, auth %s, backend %s%s", settings_.id, settings_.auth == Auth::HmacSha256 ? "hmac-sha256" : "none", transport_.where(),
-        settings_.sleep_s > 0 ? ", sleeps between readings" : "");
+    say(E2EE_TEXT("device %s, auth %s, backend %s%s"), settings_.id, settings_.auth == Auth::HmacSha256 ? E2EE_TEXT("hmac-sha256") : E2EE_TEXT("none"), transport_.where(),
+        settings_.sleep_s > 0 ? E2EE_TEXT(", sleeps between readings") : "");
   }
   return true;
 }
@@ -199,14 +215,14 @@ void Device::cycle() {
     uint8_t r[2];
     random_(r, sizeof(r));
     wait += (uint32_t(r[0]) << 8 | r[1]) % (wait / 8 + 1);
-    say("backend unavailable: next try in %lu s", static_cast<unsigned long>((wait + 999) / 1000));
+    say(E2EE_TEXT("backend unavailable: next try in %lu s"), static_cast<unsigned long>((wait + 999) / 1000));
   }
   wait_ms_ = wait;
 }
 
 void Device::wake_cycle(bool network) {
   Outcome result = Outcome::Unreachable;
-  const char *why = "no network";
+  const char *why = E2EE_TEXT("no network");
   if (network) {
     result = Outcome::Done;
     if (!registered_) result = uplink(MsgType::Register, nullptr);
@@ -225,7 +241,7 @@ void Device::wake_cycle(bool network) {
         if (polled != Outcome::Done) result = polled;
       }
     }
-    why = result == Outcome::Done ? "reading sent" : result == Outcome::Refused ? "refused" : "backend unavailable";
+    why = result == Outcome::Done ? E2EE_TEXT("reading sent") : result == Outcome::Refused ? E2EE_TEXT("refused") : E2EE_TEXT("backend unavailable");
   }
   uint32_t sleep_s = interval_s_;
   if (result == Outcome::Unreachable) {
@@ -246,11 +262,11 @@ void Device::wake_cycle(bool network) {
   w.registered = registered_ ? 1 : 0;
   w.failures = uint8_t(failures_);
   actions_.network_memory(w.network, sizeof(w.network));
-  if (!w.save(*rtc_)) say("RTC memory cannot be written: the next wake starts as after a power-on");
+  if (!w.save(*rtc_)) say(E2EE_TEXT("RTC memory cannot be written: the next wake starts as after a power-on"));
   const uint32_t awake = clock_.millis() - wake_ms_;
   // The period is kept from wake to wake: the time awake comes off the sleep.
   sleep_ms_ = sleep_s * 1000u > awake + 1000u ? sleep_s * 1000u - awake : 1000u;
-  say("wake %lu: awake %lu ms, %lu exchange%s, %s; sleeping %lu s", static_cast<unsigned long>(w.wakes), static_cast<unsigned long>(awake),
+  say(E2EE_TEXT("wake %lu: awake %lu ms, %lu exchange%s, %s; sleeping %lu s"), static_cast<unsigned long>(w.wakes), static_cast<unsigned long>(awake),
       static_cast<unsigned long>(exchanges_), exchanges_ == 1 ? "" : "s", why, static_cast<unsigned long>((sleep_ms_ + 500) / 1000));
   asleep_ = true;
 }
@@ -260,12 +276,12 @@ Device::Outcome Device::uplink(MsgType kind, bool *more) {
   // Plain mode registers and polls in plain JSON (the seed's protocol); everything else is sealed, with a SEQN (and,
   // with hmac, the ack of the last accepted command).
   u.sealed = u.hmac || kind == MsgType::Reading;
-  snprintf(u.what, sizeof(u.what), kind == MsgType::Register ? "register as %s" : "config poll", settings_.id);
+  snprintf(u.what, sizeof(u.what), kind == MsgType::Register ? E2EE_TEXT("register as %s") : E2EE_TEXT("config poll"), settings_.id);
   const Built built = build_uplink(&u);
   if (built == Built::Nothing) return Outcome::Done;
   if (!reserve_seqn(&u)) return Outcome::Refused;
   if (built != Built::Ok || !seal_uplink(&u)) {
-    say("%s: does not fit the buffers", u.what);
+    say(E2EE_TEXT("%s: does not fit the buffers"), u.what);
     return Outcome::Refused;
   }
   size_t got = 0;
@@ -279,7 +295,7 @@ Device::Outcome Device::uplink(MsgType kind, bool *more) {
   awaiting_ = false;
   const bool answered = code == 200 || code == 201;
   if (answered && u.answer && !accept_answer(got, u.seqn, more)) {
-    say("%s: answer refused (not authentic or not ours)", u.what);
+    say(E2EE_TEXT("%s: answer refused (not authentic or not ours)"), u.what);
     code = kAnswerRefused;
   }
   return settle_uplink(u, code);
@@ -299,8 +315,8 @@ Device::Built Device::build_uplink(UplinkState *u) {
     // A sleeper says so, and for how long: its readings are then answered with the config, and it is not late
     // before two wakes were missed.
     char sleep[24] = "";
-    if (settings_.sleep_s > 0) snprintf(sleep, sizeof(sleep), ",\"sleep\":%lu", static_cast<unsigned long>(interval_s_));
-    const int head = snprintf(out, out_size, "{\"ipaddr\":\"%s\",\"ssid\":\"%s\",\"cmdport\":%u,\"rxbuf\":%u%s%s", ip, ssid,
+    if (settings_.sleep_s > 0) snprintf(sleep, sizeof(sleep), E2EE_TEXT(",\"sleep\":%lu"), static_cast<unsigned long>(interval_s_));
+    const int head = snprintf(out, out_size, E2EE_TEXT("{\"ipaddr\":\"%s\",\"ssid\":\"%s\",\"cmdport\":%u,\"rxbuf\":%u%s%s"), ip, ssid,
                               unsigned(settings_.cmdport), unsigned(buf_.rx_size - 1), sleep, u->sealed ? "," : "}");
     ok = head > 0 && size_t(head) < out_size;
     u->len = ok ? size_t(head) : 0;
@@ -318,7 +334,7 @@ Device::Built Device::build_uplink(UplinkState *u) {
     ok = append(out, out_size, &u->len, "{\"data\":") && append(out, out_size, &u->len, sample) && append(out, out_size, &u->len, ",");
     if (ok && settings_.sleep_s > 0) {
       char sleep[24];
-      snprintf(sleep, sizeof(sleep), "\"sleep\":%lu,", static_cast<unsigned long>(interval_s_));
+      snprintf(sleep, sizeof(sleep), E2EE_TEXT("\"sleep\":%lu,"), static_cast<unsigned long>(interval_s_));
       ok = append(out, out_size, &u->len, sleep);
     }
   } else if (u->hmac) {
@@ -330,10 +346,10 @@ Device::Built Device::build_uplink(UplinkState *u) {
 bool Device::reserve_seqn(UplinkState *u) {
   if (!u->sealed) return true;
   if (!seq_.next(&u->seqn)) {
-    say("storage: the EEPROM cannot be written");
+    say(E2EE_TEXT("storage: the flash cannot be written"));
     return false;
   }
-  if (u->kind == MsgType::Reading) snprintf(u->what, sizeof(u->what), "reading SEQN %s", Num(u->seqn).s);
+  if (u->kind == MsgType::Reading) snprintf(u->what, sizeof(u->what), E2EE_TEXT("reading SEQN %s"), Num(u->seqn).s);
   return true;
 }
 
@@ -350,21 +366,21 @@ int Device::exchange_uplink(const UplinkState &u, size_t *got) {
   // Nothing was sent: the number is still unused, so the next uplink takes it.
   if (u.sealed && code == kHttpConnectFailed) seq_.give_back(u.seqn);
   if (code == kHttpTooLarge) {
-    say("%s: answer larger than the %u-byte buffer", u.what, unsigned(buf_.rx_size - 1));
+    say(E2EE_TEXT("%s: answer larger than the %u-byte buffer"), u.what, unsigned(buf_.rx_size - 1));
   } else if (code == kHttpTruncated) {
-    say("%s: answer cut short", u.what);
+    say(E2EE_TEXT("%s: answer cut short"), u.what);
   } else if (code < 0) {
-    say("%s: %s %d (%s): is %s up and reachable?", u.what, transport_.name(), code, transport_.error_text(code), transport_.where());
+    say(E2EE_TEXT("%s: %s %d (%s): is %s up and reachable?"), u.what, transport_.name(), code, transport_.error_text(code), transport_.where());
   } else if (u.kind != MsgType::Poll || code != 200) {
-    say("%s: %s %d", u.what, transport_.name(), code);
+    say(E2EE_TEXT("%s: %s %d"), u.what, transport_.name(), code);
   }
   return code;
 }
 
 Device::Outcome Device::settle_uplink(const UplinkState &u, int code) {
   if (u.kind != MsgType::Poll && refusals_.record(code)) {
-    say("%u refused in a row (HTTP 400): another key or auth mode in secrets.h than in the backend, or a SEQN behind it (after a "
-        "flash erase: POST /api/devices/%s/reset)", unsigned(kRefusalHint), settings_.id);
+    say(E2EE_TEXT("%u refused in a row (HTTP 400): another key or auth mode in secrets.h than in the backend, or a SEQN behind it (after a "
+        "flash erase: POST /api/devices/%s/reset)"), unsigned(kRefusalHint), settings_.id);
   }
   if (code == 404 || u.kind == MsgType::Register) registered_ = code == 200 || code == 201;
   if (code == 200 || code == 201 || code == kSent) return Outcome::Done;
@@ -390,11 +406,11 @@ bool Device::downlink(const char *payload, size_t len) {
     return false;
   }
   if (len >= buf_.body_size) {
-    say("command via mqtt refused: too large");
+    say(E2EE_TEXT("command via mqtt refused: too large"));
     return false;
   }
   const uint64_t before = downlink_.last();
-  handle_command(payload, len, "mqtt");
+  handle_command(payload, len, E2EE_TEXT("mqtt"));
   if (downlink_.last() != before) ack_due_ = true;
   return false;
 }
@@ -418,12 +434,12 @@ bool Device::accept_answer(size_t got, uint64_t n, bool *more) {
   if (json_uint(text, len, "cfgsn", &sn) && sn != cfgsn_) {
     cfgsn_ = sn;
     if (json_member(text, len, "data", &span)) apply_settings(span.ptr, span.len);
-    say("config %s: interval %lu s", Num(cfgsn_).s, static_cast<unsigned long>(interval_s_));
+    say(E2EE_TEXT("config %s: interval %lu s"), Num(cfgsn_).s, static_cast<unsigned long>(interval_s_));
   }
   bool all_taken = true;
   if (json_member(text, len, "commands", &span)) {
     Span item;
-    for (size_t i = 0; json_array_item(span.ptr, span.len, i, &item); i++) all_taken = handle_command(item.ptr, item.len, "poll") && all_taken;
+    for (size_t i = 0; json_array_item(span.ptr, span.len, i, &item); i++) all_taken = handle_command(item.ptr, item.len, E2EE_TEXT("poll")) && all_taken;
   }
   // Poll again only when this answer's commands were all taken: else the same ones would come again.
   bool waiting = false;
@@ -452,13 +468,12 @@ bool Device::handle_command(const char *text, size_t len, const char *via) {
   }
   if (st == CommandStatus::Rekey) return take_rekey(cmd, via);
   if (st != CommandStatus::Ok) {
-    static const char *const kNames[] = {"ok", "bad body", "rejected", "bad command", "replay", "flash write failed", "rekey"};
-    say("command via %s refused: %s", via, kNames[int(st)]);
+    say(E2EE_TEXT("command via %s refused: %s"), via, status_text(st));
     // A replay is a command offered again until the backend sees the ack: already done.
     return st == CommandStatus::Replay;
   }
   apply_settings(cmd.cmd.ptr, cmd.cmd.len);
-  say("command %s via %s: %.*s", Num(cmd.seqn).s, via, int(cmd.cmd.len), cmd.cmd.ptr);
+  say(E2EE_TEXT("command %s via %s: %.*s"), Num(cmd.seqn).s, via, int(cmd.cmd.len), cmd.cmd.ptr);
   return true;
 }
 
@@ -471,7 +486,7 @@ bool Device::take_rekey(const Command &cmd, const char *via) {
   const bool derived = rekey_derive(keys_, settings_.id, cmd.rekey_kv, cmd.rekey_pub, random_, key, pub);
   if (!derived || !key_record_.save(cmd.rekey_kv, key, cmd.seqn, pub) || !downlink_.commit(cmd.seqn)) {
     memset(key, 0, sizeof(key));
-    say("command %s via %s refused: %s", Num(cmd.seqn).s, via, derived ? "flash write failed" : "bad command");
+    say(E2EE_TEXT("command %s via %s refused: %s"), Num(cmd.seqn).s, via, derived ? E2EE_TEXT("flash write failed") : E2EE_TEXT("bad command"));
     return false;
   }
   keys_init(&keys_, key, sizeof(key), Auth::HmacSha256);
@@ -479,14 +494,14 @@ bool Device::take_rekey(const Command &cmd, const char *via) {
   keys_.kv = cmd.rekey_kv;
   memcpy(keys_.epk, pub, kX25519Len);
   keys_.send_epk = true;
-  say("command %s via %s: rekey to key version %lu", Num(cmd.seqn).s, via, static_cast<unsigned long>(cmd.rekey_kv));
+  say(E2EE_TEXT("command %s via %s: rekey to key version %lu"), Num(cmd.seqn).s, via, static_cast<unsigned long>(cmd.rekey_kv));
   return true;
 }
 
 int Device::on_push(const char *body, size_t len) {
   if (len == 0 || len >= buf_.body_size) return 413;
   const uint64_t before = downlink_.last();
-  handle_command(body, len, "push");
+  handle_command(body, len, E2EE_TEXT("push"));
   return downlink_.last() != before ? 200 : 400;
 }
 

@@ -1,5 +1,7 @@
 #include "e2ee_owner.h"
 
+#include "e2ee_text.h"
+
 #include <string.h>
 
 namespace e2ee {
@@ -31,15 +33,15 @@ UrlStatus normalize_backend_url(const char *url, char *out, size_t out_size) {
 
 const char *url_status_text(UrlStatus status) {
   switch (status) {
-    case UrlStatus::Ok: return "ok";
-    case UrlStatus::Empty: return "E2EE_BACKEND_URL is empty (e.g. http://192.168.1.10:1880)";
-    case UrlStatus::NoScheme: return "E2EE_BACKEND_URL must start with http:// (e.g. http://192.168.1.10:1880)";
-    case UrlStatus::Https: return "E2EE_BACKEND_URL must be http:// (no TLS here; the data is end-to-end encrypted)";
-    case UrlStatus::NoHost: return "E2EE_BACKEND_URL has no host";
-    case UrlStatus::BadPort: return "E2EE_BACKEND_URL has a port outside 1..65535";
-    case UrlStatus::TooLong: return "E2EE_BACKEND_URL is too long";
+    case UrlStatus::Ok: return E2EE_TEXT("ok");
+    case UrlStatus::Empty: return E2EE_TEXT("E2EE_BACKEND_URL is empty (e.g. http://192.168.1.10:1880)");
+    case UrlStatus::NoScheme: return E2EE_TEXT("E2EE_BACKEND_URL must start with http:// (e.g. http://192.168.1.10:1880)");
+    case UrlStatus::Https: return E2EE_TEXT("E2EE_BACKEND_URL must be http:// (no TLS here; the data is end-to-end encrypted)");
+    case UrlStatus::NoHost: return E2EE_TEXT("E2EE_BACKEND_URL has no host");
+    case UrlStatus::BadPort: return E2EE_TEXT("E2EE_BACKEND_URL has a port outside 1..65535");
+    case UrlStatus::TooLong: return E2EE_TEXT("E2EE_BACKEND_URL is too long");
   }
-  return "E2EE_BACKEND_URL is not usable";
+  return E2EE_TEXT("E2EE_BACKEND_URL is not usable");
 }
 
 bool RefusalStreak::record(int http_status) {

@@ -1,17 +1,19 @@
 #include "e2ee_store.h"
 
+#include "e2ee_text.h"
+
 #include <string.h>
 
 namespace e2ee {
 
 const char *slot_state_name(SlotState state) {
   switch (state) {
-    case SlotState::Ok: return "ok";
-    case SlotState::Erased: return "erased";
-    case SlotState::Zeroed: return "zeroed";
-    case SlotState::Corrupt: return "corrupt";
+    case SlotState::Ok: return E2EE_TEXT("ok");
+    case SlotState::Erased: return E2EE_TEXT("erased");
+    case SlotState::Zeroed: return E2EE_TEXT("zeroed");
+    case SlotState::Corrupt: return E2EE_TEXT("corrupt");
   }
-  return "corrupt";
+  return E2EE_TEXT("corrupt");
 }
 
 uint32_t crc32(const uint8_t *data, size_t len, uint32_t crc) {

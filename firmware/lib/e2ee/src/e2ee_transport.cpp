@@ -1,5 +1,7 @@
 #include "e2ee_transport.h"
 
+#include "e2ee_text.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -12,9 +14,9 @@ namespace {
 /// The uplink route (HTTP) or topic suffix (MQTT) of a message type.
 const char *type_name(MsgType kind) {
   switch (kind) {
-    case MsgType::Register: return "register";
-    case MsgType::Poll: return "poll";
-    default: return "reading";
+    case MsgType::Register: return E2EE_TEXT("register");
+    case MsgType::Poll: return E2EE_TEXT("poll");
+    default: return E2EE_TEXT("reading");
   }
 }
 
@@ -112,8 +114,8 @@ const char *HttpTransport::begin(const char *id, Auth, Downlinks &) {
 
 int HttpTransport::exchange(const Uplink &up, char *rx, size_t rx_size, size_t *rx_len) {
   // The plain poll is GET /api/devices/:id (the seed's route).
-  const char *route = up.kind == MsgType::Reading ? "/readings" : up.kind == MsgType::Poll && up.sealed ? "/poll" : "";
-  snprintf(request_url_, sizeof(request_url_), "%s/api/devices/%s%s", url_, id_, route);
+  const char *route = up.kind == MsgType::Reading ? E2EE_TEXT("/readings") : up.kind == MsgType::Poll && up.sealed ? E2EE_TEXT("/poll") : "";
+  snprintf(request_url_, sizeof(request_url_), E2EE_TEXT("%s/api/devices/%s%s"), url_, id_, route);
   const bool with_body = up.sealed || up.kind == MsgType::Register;
   return http_.exchange(request_url_, with_body ? up.body : nullptr, up.len, rx, rx_size, rx_len);
 }
@@ -121,19 +123,19 @@ int HttpTransport::exchange(const Uplink &up, char *rx, size_t rx_size, size_t *
 const char *MqttTransport::begin(const char *id, Auth auth, Downlinks &sink) {
   id_ = id;
   sink_ = &sink;
-  if (auth != Auth::HmacSha256) return "MQTT needs E2EE_AUTH_HMAC 1 (the plain mode is HTTP only)";
-  if (!settings_.host || !settings_.host[0] || settings_.port == 0) return "E2EE_MQTT_HOST and E2EE_MQTT_PORT must name the broker";
-  if (!valid_prefix(settings_.prefix)) return "E2EE_MQTT_PREFIX must be 1 to 48 characters, without '+', '#' or a '/' at either end";
-  if (!settings_.user || !settings_.password) return "E2EE_MQTT_USER and E2EE_MQTT_PASSWORD must be set (esp-e2ee-keys --mqtt writes them)";
-  snprintf(where_, sizeof(where_), "mqtt://%s:%u", settings_.host, unsigned(settings_.port));
-  const int down = snprintf(down_, sizeof(down_), "%s/%s/down", settings_.prefix, id);
-  const int status = snprintf(status_, sizeof(status_), "%s/%s/status", settings_.prefix, id);
-  if (down <= 0 || size_t(down) >= sizeof(down_) || status <= 0 || size_t(status) >= sizeof(status_)) return "E2EE_MQTT_PREFIX is too long";
+  if (auth != Auth::HmacSha256) return E2EE_TEXT("MQTT needs E2EE_AUTH_HMAC 1 (the plain mode is HTTP only)");
+  if (!settings_.host || !settings_.host[0] || settings_.port == 0) return E2EE_TEXT("E2EE_MQTT_HOST and E2EE_MQTT_PORT must name the broker");
+  if (!valid_prefix(settings_.prefix)) return E2EE_TEXT("E2EE_MQTT_PREFIX must be 1 to 48 characters, without '+', '#' or a '/' at either end");
+  if (!settings_.user || !settings_.password) return E2EE_TEXT("E2EE_MQTT_USER and E2EE_MQTT_PASSWORD must be set (esp-e2ee-keys --mqtt writes them)");
+  snprintf(where_, sizeof(where_), E2EE_TEXT("mqtt://%s:%u"), settings_.host, unsigned(settings_.port));
+  const int down = snprintf(down_, sizeof(down_), E2EE_TEXT("%s/%s/down"), settings_.prefix, id);
+  const int status = snprintf(status_, sizeof(status_), E2EE_TEXT("%s/%s/status"), settings_.prefix, id);
+  if (down <= 0 || size_t(down) >= sizeof(down_) || status <= 0 || size_t(status) >= sizeof(status_)) return E2EE_TEXT("E2EE_MQTT_PREFIX is too long");
   return nullptr;
 }
 
 bool MqttTransport::uplink_topic(MsgType kind, char *out, size_t size) const {
-  const int n = snprintf(out, size, "%s/%s/up/%s", settings_.prefix, id_, type_name(kind));
+  const int n = snprintf(out, size, E2EE_TEXT("%s/%s/up/%s"), settings_.prefix, id_, type_name(kind));
   return n > 0 && size_t(n) < size;
 }
 
@@ -194,9 +196,9 @@ void MqttTransport::on_message(const char *topic, const char *payload, size_t le
 const char *MqttTransport::error_text(int code) {
   switch (code) {
     case kHttpConnectFailed: return client_.error_text();
-    case kMqttPublishFailed: return "publish failed";
-    case kMqttNoAnswer: return "no answer on the down topic";
-    default: return "error";
+    case kMqttPublishFailed: return E2EE_TEXT("publish failed");
+    case kMqttNoAnswer: return E2EE_TEXT("no answer on the down topic");
+    default: return E2EE_TEXT("error");
   }
 }
 
