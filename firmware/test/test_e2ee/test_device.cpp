@@ -423,6 +423,27 @@ size_t ran(const Lines &log, uint64_t m, const std::string &what) {
     return over_mqtt;                     \
   }()
 
+/// What a life with commands 1 (first), 2 (a rekey) and 3 (third) must end with whatever the power cuts: nothing
+/// refused, each command run at most once (exactly once unless the power went right after a whole write: the command's
+/// SEQN is stored before it is acted on, so a cut in between loses that command rather than run it twice, by design,
+/// against replays), device and backend on the new key, uplinks in order. Returns how often the third command ran.
+static size_t ran_once(Rig &r, const char *first, const char *third) {
+  INFO(r.log.all());
+  CHECK(r.backend.refused == 0);
+  const size_t expected = r.flash.cut_completed ? 0 : 1;
+  const size_t c1 = ran(r.log, 1, first);
+  const size_t c2 = ran(r.log, 2, "rekey to key version 1") + r.log.count("command 2: rekey completed at boot");
+  const size_t c3 = ran(r.log, 3, third);
+  CHECK(c1 <= 1);
+  CHECK(c2 <= 1);
+  CHECK(c3 <= 1);
+  CHECK(c1 + c2 + c3 >= 2 + expected);
+  CHECK(r.dev->key_version() == 1);
+  CHECK(r.backend.keyver == 1);
+  for (size_t i = 1; i < r.backend.accepted.size(); i++) CHECK(r.backend.accepted[i] > r.backend.accepted[i - 1]);
+  return c3;
+}
+
 /// The whole life of a device: register, readings, a command, a rekey, a command under the new key. Runs with a power
 /// cut injected by `inject` (which may do nothing), reboots after each cut, and checks what must hold whatever the
 /// cut: no uplink refused (no SEQN used twice, never a key the backend does not hold), each command run exactly once,
@@ -445,22 +466,8 @@ static void lifecycle(Rig &r) {
   step([&] { return r.backend.queue.empty(); });
   const size_t before = r.backend.readings.size();
   step([&] { return r.backend.readings.size() >= before + 2; });
-  INFO(r.log.all());
-  CHECK(r.backend.refused == 0);
-  // Exactly once; at most once when the power went right after a whole write: the command's SEQN is stored before
-  // it is acted on, so a cut in between loses that command rather than run it twice (by design, against replays).
-  const size_t expected = r.flash.cut_completed ? 0 : 1;
-  const size_t c1 = ran(r.log, 1, "{\"interval\":9}");
-  const size_t c2 = ran(r.log, 2, "rekey to key version 1") + r.log.count("command 2: rekey completed at boot");
-  const size_t c3 = ran(r.log, 3, "{\"led\":true}");
-  CHECK(c1 <= 1);
-  CHECK(c2 <= 1);
-  CHECK(c3 <= 1);
-  CHECK(c1 + c2 + c3 >= 2 + expected);
-  CHECK(r.dev->key_version() == 1);
-  CHECK(r.backend.keyver == 1);
+  const size_t c3 = ran_once(r, "{\"interval\":9}", "{\"led\":true}");
   CHECK(r.board.led_on == (c3 == 1));
-  for (size_t i = 1; i < r.backend.accepted.size(); i++) CHECK(r.backend.accepted[i] > r.backend.accepted[i - 1]);
 }
 
 TEST_CASE("device: a reboot at every exchange of the lifecycle, before the request arrives and after it was processed") {
@@ -837,19 +844,7 @@ static void sleeper_life(Rig &r, std::vector<int> *exchanges = nullptr, std::vec
   step([&] { return r.backend.queue.empty(); });
   const size_t before = r.backend.readings.size();
   step([&] { return r.backend.readings.size() >= before + 2; });
-  INFO(r.log.all());
-  CHECK(r.backend.refused == 0);
-  const size_t expected = r.flash.cut_completed ? 0 : 1;
-  const size_t c1 = ran(r.log, 1, "{\"led\":true}");
-  const size_t c2 = ran(r.log, 2, "rekey to key version 1") + r.log.count("command 2: rekey completed at boot");
-  const size_t c3 = ran(r.log, 3, "{\"led\":false}");
-  CHECK(c1 <= 1);
-  CHECK(c2 <= 1);
-  CHECK(c3 <= 1);
-  CHECK(c1 + c2 + c3 >= 2 + expected);
-  CHECK(r.dev->key_version() == 1);
-  CHECK(r.backend.keyver == 1);
-  for (size_t i = 1; i < r.backend.accepted.size(); i++) CHECK(r.backend.accepted[i] > r.backend.accepted[i - 1]);
+  ran_once(r, "{\"led\":true}", "{\"led\":false}");
 }
 
 static Rig &as_sleeper(Rig &r, uint32_t sleep_s = 900) {
