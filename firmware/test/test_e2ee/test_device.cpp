@@ -877,6 +877,11 @@ TEST_CASE("sleeper: one exchange per wake; the counter in RTC memory; flash writ
   CHECK(total <= 8);
   CHECK(r.flash.erases == 1);
   CHECK(quiet >= int(writes.size()) - 6);
+  // After the rekey, the public key travels until an answer under the new key confirms it, not at every wake.
+  const int epk = r.backend.with_epk;
+  for (int i = 0; i < 3; i++) REQUIRE(r.wake());
+  CHECK(r.backend.with_epk == epk);
+  CHECK(epk >= 1);
   // The backend's only wire change for it: the registration declared the sleep.
   CHECK(r.backend.readings.back().find("\"sleep\":600") != std::string::npos);
 }

@@ -148,6 +148,8 @@ void Device::resume_wake() {
     wakes_ = w.wakes;
     failures_ = w.failures;
     memcpy(network_, w.network, sizeof(network_));
+    // A wake is a reset: without this the rekeyed key's public key would travel with the first uplink of every wake.
+    if (w.spare[0] == 1 && w.spare[1] == uint8_t(keys_.kv)) keys_.send_epk = false;
   }
   rescale_block();
   // Used up now: a reset during this wake (a crash, the button) must not go back to these numbers.
@@ -261,6 +263,9 @@ void Device::wake_cycle(bool network) {
   w.wakes = wakes_ + 1;
   w.registered = registered_ ? 1 : 0;
   w.failures = uint8_t(failures_);
+  // The server showed it has the rekeyed key (an answer sealed under it): the next wakes need not send its public key.
+  w.spare[0] = keys_.send_epk ? 0 : 1;
+  w.spare[1] = uint8_t(keys_.kv);
   actions_.network_memory(w.network, sizeof(w.network));
   if (!w.save(*rtc_)) say(E2EE_TEXT("RTC memory cannot be written: the next wake starts as after a power-on"));
   const uint32_t awake = clock_.millis() - wake_ms_;

@@ -151,7 +151,7 @@ struct WakeState {
   uint32_t wakes;       ///< wakes since the last power-on
   uint8_t registered;   ///< registered since the last power-on
   uint8_t failures;     ///< unanswered wakes in a row (the backoff)
-  uint8_t spare[2];
+  uint8_t spare[2];     ///< [0] 1: the server has shown it holds the key of version [1] (no epk needed)
   uint8_t network[28];  ///< the board's fast-reconnect data (Actions::network_state)
   /// Reads it; false (and *out zeroed) when the memory holds no valid state: after power loss, or never written.
   static bool load(RtcMemory &rtc, WakeState *out);
