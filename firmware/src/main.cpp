@@ -207,14 +207,15 @@ class Board : public e2ee::Actions {
     if (up_ || !started_) {
       Serial.printf("[e2ee] WiFi: connecting to \"%s\"%s...\n", E2EE_WIFI_SSID, fast_ ? " (last access point)" : "");
       start();
+    } else if (fast_ && ::millis() - since_ > 3000) {
+      // The remembered access point did not take us within 3 s (it moved channel, or is gone): a full scan now,
+      // within the same wake.
+      Serial.println("[e2ee] WiFi: the last access point did not answer: scanning");
+      fast_ = false;
+      start();
     } else if (::millis() - since_ > 20000) {
       Serial.printf("[e2ee] WiFi: could not connect (status %d). Check E2EE_WIFI_SSID and E2EE_WIFI_PASSWORD in include/secrets.h;\n"
                     "      the ESP8266 only joins 2.4 GHz networks.\n", int(WiFi.status()));
-      // The remembered access point failed: a full scan from now on.
-      if (fast_) {
-        fast_ = false;
-        start();
-      }
       since_ = ::millis();
     }
     up_ = false;
