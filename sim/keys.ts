@@ -34,7 +34,7 @@ const HELP = `Usage: esp-e2ee-keys <device id> [options]
 Prints the firmware's include/secrets.h for one device: its id, its own key (derived from the master key, which
 stays here), the backend URL and placeholders for the WiFi settings.
   --generate         make up a device id (esp-<12 hex digits>) instead of naming one
-  --url URL          the backend as the device reaches it (default http://192.168.1.10:1880: change it)
+  --url URL          the backend as the device reaches it (without it: http://192.168.1.10:1880, said on stderr)
   --version N        key version (default 0)
   --auth MODE        hmac-sha256 (default) or none, as the backend's E2EE_AUTH; with none the file holds the
                      backend's shared key itself (E2EE_AUTH=none has no per-device keys)
@@ -47,12 +47,15 @@ stays here), the backend URL and placeholders for the WiFi settings.
                      login and one per device named (several ids may be given)
 A device id is 1 to 64 characters from A-Z a-z 0-9 : . _ - (a MAC address fits).`;
 
+/** What secrets.h says when no --url is given. */
+const PLACEHOLDER_URL = 'http://192.168.1.10:1880';
+
 function args() {
   return parseArgs({
     allowPositionals: true,
     options: {
       generate: { type: 'boolean', default: false },
-      url: { type: 'string', default: 'http://192.168.1.10:1880' },
+      url: { type: 'string' },
       version: { type: 'string', default: '0' },
       auth: { type: 'string', default: 'hmac-sha256' },
       key: { type: 'string' },
@@ -94,7 +97,8 @@ function main(): number {
     console.error('esp-e2ee-keys: --version must be an integer from 0 to 4294967295');
     return 2;
   }
-  if (!/^https?:\/\/[^/\s]+/.test(values.url)) {
+  const url = values.url ?? PLACEHOLDER_URL;
+  if (!/^https?:\/\/[^/\s]+/.test(url)) {
     console.error('esp-e2ee-keys: --url must be http://host:port (the backend as the device reaches it)');
     return 2;
   }
@@ -129,11 +133,15 @@ function main(): number {
   let text: string;
   try {
     const deviceKey = values.auth === 'none' ? master : deriveDeviceKey(master, validateDeviceId(deviceId), version);
-    text = renderSecretsH({ deviceKey, deviceId, version, backendUrl: values.url, hmac: values.auth === 'hmac-sha256', mqtt });
+    text = renderSecretsH({ deviceKey, deviceId, version, backendUrl: url, hmac: values.auth === 'hmac-sha256', mqtt });
   } catch (err) {
     if (!(err instanceof ValidationError)) throw err;
     console.error('esp-e2ee-keys: a device id is 1 to 64 characters from A-Z a-z 0-9 : . _ -');
     return 2;
+  }
+  // Without --url the file gets a placeholder, and says so: no device reaches a backend at an address nobody chose.
+  if (values.url === undefined && values.mqtt === undefined) {
+    console.error(`esp-e2ee-keys: no --url: secrets.h says ${PLACEHOLDER_URL}; set E2EE_BACKEND_URL to the address the device reaches the backend at (npm start prints it)`);
   }
   if (values.out) {
     fs.writeFileSync(values.out, text, { mode: 0o600 });

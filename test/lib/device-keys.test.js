@@ -202,6 +202,9 @@ describe('esp-e2ee-keys: a device\'s secrets.h from the master key', function ()
     const id = /#define E2EE_DEVICE_ID "(esp-[0-9a-f]{12})"/.exec(text)[1];
     text.should.containEql(lib.deriveDeviceKey(Buffer.from(master, 'hex'), id, 0).toString('hex'));
     r.stderr.should.match(new RegExp(`wrote .*out\\.h for device ${id}`));
+    // No --url: the placeholder, said on stderr rather than silently.
+    text.should.containEql('#define E2EE_BACKEND_URL "http://192.168.1.10:1880"');
+    r.stderr.should.match(/no --url: secrets\.h says http:\/\/192\.168\.1\.10:1880; set E2EE_BACKEND_URL/);
   });
 
   it('--auth none writes the backend\'s shared key, as npm start with E2EE_AUTH=none uses it; a key version with it is refused', function () {
