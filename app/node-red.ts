@@ -89,7 +89,28 @@ export async function bindListeners(runtime: Runtime, settings: Settings, redSet
   await listen(adminServer, settings.adminPort, settings.adminHost, { port: 'E2EE_ADMIN_PORT', host: 'E2EE_ADMIN_HOST' });
   runtime.RED.init(adminServer, redSettings);
   adminApp.use(redSettings.httpAdminRoot, runtime.RED.httpAdmin);
+  handOverSocketIo(app, server, adminServer);
   return { server, adminServer, app };
+}
+
+/** A socket.io endpoint (`…/socket.io/`, with its query): FlowFuse Dashboard's, below its page's path. */
+const SOCKET_IO = /\/socket\.io\/?(\?|$)/;
+
+/**
+ * FlowFuse Dashboard binds its socket.io to Node-RED's server, which is the editor's listener here, while its pages
+ * are served with the flows' routes on the device port: the page's socket.io requests and upgrades that reach the
+ * device port are handed to the server socket.io listens on. Nothing else is: the editor's own websocket (/comms)
+ * stays on the editor's port.
+ */
+function handOverSocketIo(app: ReturnType<Runtime['express']>, server: http.Server, adminServer: http.Server): void {
+  app.use((req: http.IncomingMessage, res: http.ServerResponse, next: () => void) => {
+    if (req.url?.includes('/socket.io') && SOCKET_IO.test(req.url)) adminServer.emit('request', req, res);
+    else next();
+  });
+  server.on('upgrade', (req: http.IncomingMessage, socket: import('node:net').Socket, head: Buffer) => {
+    if (SOCKET_IO.test(req.url ?? '')) adminServer.emit('upgrade', req, socket, head);
+    else socket.destroy();
+  });
 }
 
 /** Mounts the flows' routes and the JSON fallbacks, starts the runtime and resolves once the flows run. */

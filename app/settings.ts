@@ -182,6 +182,8 @@ export function flowEnvironment(settings: Settings, secrets: { key: string; toke
     E2EE_MQTT_CLIENT_ID: `esp-e2ee-${crypto.createHash('sha256').update(`${settings.dataDir}:${settings.port}`).digest('hex').slice(0, 12)}`,
     E2EE_KEY: secrets.key,
     E2EE_ADMIN_TOKEN: secrets.token,
+    // Where flows reach this backend's own API (the dashboard example's command button).
+    E2EE_API_URL: `http://${isWildcardHost(settings.host) ? '127.0.0.1' : settings.host.includes(':') ? `[${settings.host}]` : settings.host}:${settings.port}`,
     E2EE_RETENTION: settings.retention,
     E2EE_COMMAND_TTL: settings.commandTtl,
     E2EE_DATABASE_URL: settings.databaseUrl,

@@ -29,6 +29,17 @@ export interface StartOptions {
   packages?: string[];
 }
 
+/** Node-RED packages linked into the user directory when they are installed beside this one. */
+const OPTIONAL_PACKAGES = ['@flowfuse/node-red-dashboard'];
+
+function installedPackage(name: string): string | undefined {
+  try {
+    return path.dirname(require.resolve(`${name}/package.json`, { paths: [ROOT] }));
+  } catch {
+    return undefined;
+  }
+}
+
 /** Stops the process with one line for the user (a setting, a secret or a data directory that cannot work). */
 function refuse(message: string): never {
   console.error(message);
@@ -57,6 +68,11 @@ export async function main(options: StartOptions = {}): Promise<void> {
   Object.assign(process.env, flowEnvironment(settings, { key: secrets.key.value, token: secrets.token.value }));
   linkPackage(settings.userDir, PACKAGE_NAME, ROOT);
   for (const name of options.packages ?? []) linkPackage(settings.userDir, name, path.dirname(require.resolve(`${name}/package.json`, { paths: [ROOT] })));
+  // The dashboard the examples draw on, when installed beside this package (a clone's npm install brings it).
+  for (const name of OPTIONAL_PACKAGES) {
+    const dir = installedPackage(name);
+    if (dir) linkPackage(settings.userDir, name, dir);
+  }
   writeInitialFlow(ROOT, settings, secrets.credentialSecret.value);
   const mismatch = flowMismatch(settings);
   if (mismatch) refuse(mismatch);

@@ -79,7 +79,7 @@ echo "== node tests on Node-RED 5 ($(test/nr5/node_modules/.bin/node --version))
 suite env E2EE_NODE_RED=test/nr5/node_modules/node-red/lib/red.js \
   test/nr5/node_modules/.bin/node "$MOCHA" 'test/nodes/**/*.test.js'
 
-echo "== Devices sidebar on Node-RED 5 (npm start with Node-RED 5 on Node 22)"
-suite env E2EE_BACKEND_NODE_RED=test/nr5/node_modules/node-red node "$MOCHA" 'test/ui/**/*.test.js'
+echo "== Devices sidebar and the user-flow examples on Node-RED 5 (npm start with Node-RED 5 on Node 22)"
+suite env E2EE_BACKEND_NODE_RED=test/nr5/node_modules/node-red node "$MOCHA" 'test/ui/**/*.test.js' test/e2e/user-flows.test.js
 
 echo "Summary: $PASSED passed, $FAILED failed"

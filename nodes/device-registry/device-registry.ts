@@ -179,7 +179,7 @@ export = function register(RED: RED) {
       if (def.key && !deviceAuth) throw new Error(t('e2ee.registry.no-device-key'));
       const res = await runAction(
         storeNode.store,
-        { action, deviceid: deviceIdFrom(msg), body: msg.payload, heartbeatMs: storeNode.heartbeat * 1000, seqn: msg.seqn, auth, push, maxDevices, deviceAuth, sealed: sealedOf(msg), source: sealedSource(msg), transport: transportOf(msg) },
+        { action, deviceid: deviceIdFrom(msg), body: msg.payload, heartbeatMs: storeNode.heartbeat * 1000, seqn: msg.seqn, auth, push, maxDevices, deviceAuth, sealed: sealedOf(msg), source: sealedSource(msg), transport: transportOf(msg), events: storeNode.events },
         t,
       );
       if (res.audit) this.warn(res.audit);

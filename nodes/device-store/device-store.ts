@@ -1,4 +1,4 @@
-import { DEFAULT_COMMAND_TTL_MS, DEFAULT_POOL_SIZE, PostgresStore, Retention, RetentionError, SqliteStore, describeConnection, describeRetention, formatDuration, hasRetention, parseBackend, parseCommandTtl, parseRetention } from '../lib';
+import { DEFAULT_COMMAND_TTL_MS, DeviceEvents, MAX_LIST_LIMIT, DEFAULT_POOL_SIZE, PostgresStore, Retention, RetentionError, SqliteStore, describeConnection, describeRetention, formatDuration, hasRetention, parseBackend, parseCommandTtl, parseRetention } from '../lib';
 import type { DeviceStore as Store } from '../lib';
 import { positiveInt } from '../shared/config';
 import type { NodeDef, RED } from '../shared/red';
@@ -50,6 +50,7 @@ function healthReporter(RED: RED, node: DeviceStoreNode, backend: string) {
  * command lifetime (expiry is checked at least four times per lifetime); never two at once. Returns the stop.
  */
 function startMaintenance(RED: RED, node: DeviceStoreNode, store: Store, retention: Retention, commandTtlMs: number): () => void {
+  const events = node.events;
   const everyMs = Math.min(PRUNE_INTERVAL_MS, Math.max(1000, Math.floor(commandTtlMs / 4)));
   let timer: ReturnType<typeof setTimeout> | undefined;
   let stopped = false;
@@ -62,7 +63,10 @@ function startMaintenance(RED: RED, node: DeviceStoreNode, store: Store, retenti
       : Promise.resolve();
     // Each expired command is logged (the sidebar lists it too): it was never acknowledged.
     const expiring = store.expireCommands(commandTtlMs).then((expired) => {
-      for (const c of expired) node.warn(RED._('e2ee.store.command-expired', { seqn: c.seqn, deviceid: c.deviceid, created: c.created, ttl: node.commandTtl }));
+      for (const c of expired) {
+        node.warn(RED._('e2ee.store.command-expired', { seqn: c.seqn, deviceid: c.deviceid, created: c.created, ttl: node.commandTtl }));
+        events.expired(c.deviceid, c.seqn);
+      }
     });
     // (Storage trouble is reported by onHealth; the next run tries again.)
     Promise.allSettled([pruning, expiring]).finally(() => {
@@ -81,6 +85,17 @@ function startMaintenance(RED: RED, node: DeviceStoreNode, store: Store, retenti
     stopped = true;
     clearTimeout(timer);
   };
+}
+
+/** Every device the store holds, page by page (the device events' presence at their first subscriber). */
+async function everyDevice(store: Store) {
+  await store.ready();
+  const rows = [];
+  for (let offset = 0; ; offset += MAX_LIST_LIMIT) {
+    const { devices } = await store.list({ limit: MAX_LIST_LIMIT, offset });
+    rows.push(...devices);
+    if (devices.length < MAX_LIST_LIMIT) return rows;
+  }
 }
 
 /** Pending writes commit before the handle goes, so a redeploy loses nothing. */
@@ -118,12 +133,14 @@ export = function register(RED: RED) {
       store = new SqliteStore({ file: this.file, onHealth });
     }
     this.store = store;
+    this.events = new DeviceEvents({ heartbeatMs: this.heartbeat * 1000, seed: () => everyDevice(store) });
     openStores.set(this.id, this);
     if (!this.credentials?.token) this.log(RED._('e2ee.registry.no-token'));
     const stopMaintenance = startMaintenance(RED, this, store, retention, commandTtlMs);
     this.on('close', (_removed, done) => {
       openStores.delete(this.id);
       stopMaintenance();
+      this.events.close();
       closeStore(RED, this, store, done);
     });
   }

@@ -33,7 +33,7 @@ export = function register(RED: RED) {
     };
 
     this.on('input', inputFunnel<Msg>(this, (key, params) => RED._(key, params), async (msg) => {
-      const { store } = resolveStore(RED, def.store);
+      const { store, events } = resolveStore(RED, def.store);
       const deviceid = read(msg, deviceProperty);
       if (typeof deviceid !== 'string' || deviceid === '') return reject(msg, 'missing-device');
       const seq = parseSeq(read(msg, seqProperty));
@@ -51,7 +51,10 @@ export = function register(RED: RED) {
         if (err instanceof StorageUnavailableError) return reject(msg, 'storage-unavailable');
         throw err;
       }
-      return result.accepted ? [msg, null] : reject(msg, result.reason);
+      if (!result.accepted) return reject(msg, result.reason);
+      // The first message under a rekey's new key version completed it.
+      if ('promoted' in result && result.promoted !== undefined) events?.rekeyed(deviceid, result.promoted);
+      return [msg, null];
     }));
   }
   RED.nodes.registerType('replay-guard', ReplayGuard);

@@ -17,6 +17,8 @@ export interface Node {
   on(event: 'input', handler: (msg: Msg, send: Send, done: Done) => void): void;
   on(event: 'close', handler: (removed: boolean, done: () => void) => void): void;
   status(status: NodeStatus | Record<string, never>): void;
+  /** Sends a message on the node's output (a node without an input, such as device-events). */
+  send(msg: Msg): void;
   warn(message: string): void;
   error(message: string | Error, msg?: Msg): void;
   log(message: string): void;

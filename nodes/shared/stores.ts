@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { E2eeError } from '../lib';
-import type { DeviceStore } from '../lib';
+import type { DeviceEvents, DeviceStore } from '../lib';
 import type { Node, RED } from './red';
 
 export const DEFAULT_STORE_FILE = 'esp-e2ee.sqlite';
@@ -8,6 +8,8 @@ export const DEFAULT_HEARTBEAT_S = 300;
 
 export interface DeviceStoreNode extends Node {
   store: DeviceStore;
+  /** Its readings and device events, for device-events nodes (users' flows). */
+  events: DeviceEvents;
   /** Seconds after the last contact a device still counts as online. */
   heartbeat: number;
   file: string;

@@ -8,10 +8,14 @@ const root = path.resolve(__dirname, '..', '..');
 const examples = fs.readdirSync(path.join(root, 'examples'), { recursive: true }).filter((f) => f.endsWith('.json')).map((f) => path.join('examples', f));
 const shipped = [...examples, path.join('flows', 'esp-e2ee.json')];
 // Properties that are meant to hold another node's id.
-const REFERENCE_PROPS = new Set(['id', 'z', 'key', 'store', 'wires', 'scope', 'links', 'broker']);
+// (group, ui, page, theme: FlowFuse Dashboard's widgets and config nodes.)
+const REFERENCE_PROPS = new Set(['id', 'z', 'g', 'key', 'store', 'wires', 'scope', 'links', 'broker', 'group', 'ui', 'page', 'theme']);
 const nrNodes = path.dirname(require.resolve('@node-red/nodes/package.json', { paths: [path.dirname(require.resolve(process.env.E2EE_NODE_RED ? path.resolve(process.env.E2EE_NODE_RED) : 'node-red'))] }));
-const core = ['common/20-inject.js', 'common/21-debug.js', 'common/90-comment.js', 'function/10-function.js', 'function/10-switch.js', 'function/15-change.js', 'network/21-httpin.js', 'network/21-httprequest.js', 'network/10-mqtt.js']
+const core = ['common/20-inject.js', 'common/21-debug.js', 'common/90-comment.js', 'common/60-link.js', 'function/10-function.js', 'function/10-switch.js', 'function/15-change.js', 'network/21-httpin.js', 'network/21-httprequest.js', 'network/10-mqtt.js']
   .map((f) => require(path.join(nrNodes, 'core', f)));
+// FlowFuse Dashboard 2.0 (a devDependency), for the dashboard example.
+const dashboardDir = path.dirname(require.resolve('@flowfuse/node-red-dashboard/package.json'));
+const dashboard = Object.values(require(path.join(dashboardDir, 'package.json'))['node-red'].nodes).map((f) => require(path.join(dashboardDir, f)));
 
 describe('examples and the shipped flow on Node-RED ' + redVersion(), function () {
   this.timeout(20000);
@@ -57,11 +61,11 @@ describe('examples and the shipped flow on Node-RED ' + redVersion(), function (
         let registered = false;
         helper._nodeModules.catch = (red) => (registered ? undefined : ((registered = true), catchModule(red)));
         try {
-          await helper.load([...core, ...Object.values(nodes)], deployable);
+          await helper.load([...core, ...dashboard, ...Object.values(nodes)], deployable);
         } finally {
           helper._nodeModules.catch = catchModule;
         }
-        for (const n of flow) if (n.type !== 'tab') (helper.getNode(n.id) !== null).should.be.true(`${n.type} ${n.id} did not start`);
+        for (const n of flow) if (n.type !== 'tab' && n.type !== 'group') (helper.getNode(n.id) !== null).should.be.true(`${n.type} ${n.id} did not start`);
       });
     });
   }

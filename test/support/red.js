@@ -18,6 +18,7 @@ const nodes = {
   deviceStore: require(path.join(dist, 'device-store', 'device-store.js')),
   replayGuard: require(path.join(dist, 'replay-guard', 'replay-guard.js')),
   deviceRegistry: require(path.join(dist, 'device-registry', 'device-registry.js')),
+  deviceEvents: require(path.join(dist, 'device-events', 'device-events.js')),
 };
 
 /**

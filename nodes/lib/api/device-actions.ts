@@ -19,6 +19,19 @@ async function recordSource(ctx: ActionContext): Promise<void> {
   if (ctx.req.transport) await ctx.store.noteTransport(ctx.deviceid, ctx.req.transport);
 }
 
+/** The device was heard from (its row read when it is not online yet, so that only a change costs a lookup). */
+async function contact(ctx: ActionContext, device?: DeviceRow): Promise<void> {
+  const events = ctx.req.events;
+  if (!events?.tracking || events.touch(ctx.deviceid, ctx.now)) return;
+  const row = device ?? (await ctx.store.get(ctx.deviceid));
+  if (row) events.contact(row, ctx.req.transport, ctx.now);
+}
+
+/** Applies an acknowledgement the uplink carried, reporting it when it was new. */
+async function acknowledge(ctx: ActionContext, ack: number): Promise<void> {
+  if ((await ctx.store.ackCommands(ctx.deviceid, ack, ctx.now)) && ctx.req.events) ctx.req.events.acknowledged(ctx.deviceid, ack);
+}
+
 /** The sealed answer to a registration or poll. */
 async function sealedAnswer(ctx: ActionContext, statusCode: number, device: DeviceRow): Promise<ActionResponse> {
   const { store, deviceid, now } = ctx;
@@ -27,7 +40,7 @@ async function sealedAnswer(ctx: ActionContext, statusCode: number, device: Devi
   const re = parseSeq(body.SEQN);
   if (!re.ok) throw new ValidationError('bad-seqn', 'SEQN');
   const ack = ackOf(body);
-  if (ack !== undefined) await store.ackCommands(deviceid, ack, now);
+  if (ack !== undefined) await acknowledge(ctx, ack);
   const pending = await store.pendingCommands(deviceid, MAX_OFFERED_COMMANDS + 1);
   const response = configResponse(device, re.seq, pending, sealed?.keyver);
   // Without acknowledgements (plain mode), offering a command delivers it.
@@ -43,6 +56,7 @@ const register: ActionHandler = async (ctx) => {
   if (result.full) return ctx.nok(403, 'e2ee.registry.device-limit', { max: req.maxDevices });
   const { created, device } = result;
   await recordSource(ctx);
+  req.events?.registered(device, created, req.transport);
   if (req.sealed) return sealedAnswer(ctx, created ? 201 : 200, device);
   if (created) return { statusCode: 201, payload: { status: 'OK', message: ctx.t('e2ee.registry.registered'), deviceid, cfgsn: device.cfgsn } };
   return { statusCode: 200, payload: device };
@@ -54,6 +68,7 @@ const get: ActionHandler = async (ctx) => {
   const device = await store.poll(deviceid, now);
   if (!device) return ctx.notRegistered();
   await recordSource(ctx);
+  await contact(ctx, device);
   if (ctx.req.sealed) return sealedAnswer(ctx, 200, device);
   // Queued commands ride along, so devices behind NAT get them too; offering one delivers it.
   const pending = await store.pendingCommands(deviceid, MAX_PENDING_COMMANDS);
@@ -75,13 +90,26 @@ const log: ActionHandler = async (ctx) => {
   const stored = await store.logReading(deviceid, seq.ok ? seq.seq : null, req.body, now);
   if (!stored) return ctx.notRegistered();
   await recordSource(ctx);
-  if (ctx.acknowledged && req.sealed?.authenticated && isSleeper(body)) {
-    const device = await store.get(deviceid);
-    if (device) return { ...(await sealedAnswer(ctx, 200, device)), answer: 'config' };
+  const sleeper = ctx.acknowledged && req.sealed?.authenticated === true && isSleeper(body);
+  const device = sleeper ? await store.get(deviceid) : undefined;
+  if (req.events?.tracking) {
+    await contact(ctx, device);
+    const name = req.events.nameOf(deviceid) ?? '';
+    req.events.reading({ deviceid, name, seqn: seq.ok ? seq.seq : null, data: readingData(req.body), ts: new Date(now).toISOString(), transport: req.transport ?? 'http' });
   }
-  if (ack !== undefined) await store.ackCommands(deviceid, ack, now);
+  if (device) return { ...(await sealedAnswer(ctx, 200, device)), answer: 'config' };
+  if (ack !== undefined) await acknowledge(ctx, ack);
   return { statusCode: 200, payload: { status: 'OK' } };
 };
+
+/**
+ * What a reading says, for users' flows: its `data` object, where the firmware and the simulator put the sensor
+ * values (the rest, SEQN, ack and sleep, is protocol); the whole plaintext when it has none (the blog firmware).
+ */
+function readingData(body: unknown): unknown {
+  const data = obj(body).data;
+  return data !== null && typeof data === 'object' && !Array.isArray(data) ? data : body;
+}
 
 /** A reading that says its device sleeps after it (`"sleep"`: a positive number of seconds). */
 function isSleeper(body: Record<string, unknown>): boolean {

@@ -31,6 +31,7 @@ const list: ActionHandler = async ({ store, req, now }) => {
 
 const update: ActionHandler = async (ctx) => {
   const device = await ctx.store.update(ctx.deviceid, validateUpdate(ctx.req.body));
+  if (device) ctx.req.events?.changed(device);
   return device ? { statusCode: 200, payload: device } : ctx.notRegistered();
 };
 
@@ -44,7 +45,9 @@ const readings: ActionHandler = async (ctx) => {
 
 const remove: ActionHandler = async (ctx) => {
   const { deviceid, t } = ctx;
+  const name = ctx.req.events ? (await ctx.store.get(deviceid))?.name ?? '' : '';
   if (!(await ctx.store.remove(deviceid))) return ctx.notRegistered();
+  ctx.req.events?.revoked(deviceid, name);
   return { statusCode: 200, payload: { status: 'OK', message: t('e2ee.registry.removed') }, audit: t('e2ee.registry.audit-removed', { deviceid }) };
 };
 

@@ -2,7 +2,7 @@
 import type { Translate } from '../common';
 import type { PushPolicy, PushVerdict } from '../downlink';
 import type { DeviceStore } from '../store';
-import type { Transport } from '../registry';
+import type { DeviceEvents, Transport } from '../registry';
 
 /** How the devices talk to this registry: what its aes-key says. */
 export interface DeviceAuth {
@@ -54,6 +54,8 @@ export interface ActionRequest {
   source?: string;
   /** The transport a sealed uplink came over (msg.transport, set by the flow's MQTT edge; else http). */
   transport?: Transport;
+  /** The store's events (readings and device events for users' flows); absent: none are reported. */
+  events?: DeviceEvents;
 }
 
 export interface ActionResponse {

@@ -2,3 +2,4 @@
 export * from './rules';
 export * from './provision';
 export * from './retention';
+export * from './events';

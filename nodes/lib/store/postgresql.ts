@@ -447,6 +447,7 @@ export class PostgresStore implements DeviceStore {
             // The first accepted message under the pending version: from now on the old one is refused.
             keys.set(w.deviceid, { ...key, keyver: w.keyver as number, pending: null });
             promoted.set(w.deviceid, { kv: w.keyver as number, keywrap: w.keywrap ?? null });
+            return { accepted: true, state: decision.next, promoted: w.keyver as number };
           }
           return { accepted: true, state: decision.next };
         });
@@ -691,16 +692,17 @@ export class PostgresStore implements DeviceStore {
     ]);
   }
 
-  async ackCommands(deviceid: string, upTo: number, now = Date.now()): Promise<void> {
+  async ackCommands(deviceid: string, upTo: number, now = Date.now()): Promise<boolean> {
     // Most uplinks repeat the acknowledgement of the one before: one already applied through this process is skipped.
-    if (!this.acked.isNew(deviceid, upTo)) return;
-    await this.write([
+    if (!this.acked.isNew(deviceid, upTo)) return false;
+    const rows = await this.write([
       {
-        sql: "UPDATE commands SET delivered = $1, via = 'ack' WHERE deviceid = $2 AND delivered IS NULL AND expired IS NULL AND seqn <= $3",
+        sql: "UPDATE commands SET delivered = $1, via = 'ack' WHERE deviceid = $2 AND delivered IS NULL AND expired IS NULL AND seqn <= $3 RETURNING seqn",
         params: [iso(now), deviceid, upTo],
       },
     ]);
     this.acked.record(deviceid, upTo);
+    return rows.length > 0;
   }
 
   async expireCommands(maxAgeMs: number, now = Date.now()): Promise<ExpiredCommand[]> {

@@ -610,17 +610,18 @@ export class SqliteStore implements DeviceStore {
     ]).then(() => undefined);
   }
 
-  ackCommands(deviceid: string, upTo: number, now = Date.now()): Promise<void> {
+  ackCommands(deviceid: string, upTo: number, now = Date.now()): Promise<boolean> {
     return this.life.afterOpen(async () => {
       // Most uplinks repeat the acknowledgement of the one before: only a higher one is written.
-      if (!this.known.has(deviceid) || !this.acked.isNew(deviceid, upTo)) return;
+      if (!this.known.has(deviceid) || !this.acked.isNew(deviceid, upTo)) return false;
       this.acked.record(deviceid, upTo);
-      await this.write([
+      const rows = await this.write([
         {
-          sql: "UPDATE commands SET delivered = ?, via = 'ack' WHERE deviceid = ? AND delivered IS NULL AND expired IS NULL AND seqn <= ?",
+          sql: "UPDATE commands SET delivered = ?, via = 'ack' WHERE deviceid = ? AND delivered IS NULL AND expired IS NULL AND seqn <= ? RETURNING seqn",
           params: [iso(now), deviceid, upTo],
         },
       ]);
+      return rows.length > 0;
     });
   }
 

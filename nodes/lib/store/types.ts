@@ -105,8 +105,11 @@ export interface DeviceStore extends UplinkLedger {
   /** Undelivered commands, oldest first. */
   pendingCommands(deviceid: string, limit: number): Promise<CommandRow[]>;
   markDelivered(deviceid: string, seqns: number[], via: 'push' | 'poll', now?: number): Promise<void>;
-  /** The device acknowledged every command up to and including downlink SEQN `upTo`. */
-  ackCommands(deviceid: string, upTo: number, now?: number): Promise<void>;
+  /**
+   * The device acknowledged every command up to and including downlink SEQN `upTo`. Resolves true when that changed
+   * a command (it was pending, offered or delivered), false when the acknowledgement was old news.
+   */
+  ackCommands(deviceid: string, upTo: number, now?: number): Promise<boolean>;
   /** Marks every command undelivered for longer than maxAgeMs as expired; resolves with them. */
   expireCommands(maxAgeMs: number, now?: number): Promise<ExpiredCommand[]>;
   /** The device's latest commands and what became of them, newest first. */

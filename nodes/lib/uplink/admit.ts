@@ -9,8 +9,11 @@
 import type { ReplayState } from './replay-window';
 
 export type ReplayResult = { accepted: true; state: ReplayState } | { accepted: false; reason: 'replay' | 'stale' };
-/** The decision on an uplink: its replay result, or refused for the key version it was sealed under. */
-export type UplinkVerdict = ReplayResult | { accepted: false; reason: 'key-version' };
+/**
+ * The decision on an uplink: its replay result (with `promoted`, the key version it made the device's when it
+ * completed a rekey), or refused for the key version it was sealed under.
+ */
+export type UplinkVerdict = ReplayResult | { accepted: true; state: ReplayState; promoted?: number } | { accepted: false; reason: 'key-version' };
 
 /**
  * Whether a message under a per-device key version may be accepted: `current` (the device's version, or for an
@@ -67,6 +70,9 @@ export async function admitUplink(
     if (check === 'refused') return { accepted: false, reason: 'key-version' };
   }
   const result = await store.checkReplay(deviceid, seq, window, persist);
-  if (result.accepted && check === 'pending') await store.promoteKey(deviceid, keyver as number, keywrap);
+  if (result.accepted && check === 'pending') {
+    await store.promoteKey(deviceid, keyver as number, keywrap);
+    return { ...result, promoted: keyver as number };
+  }
   return result;
 }
