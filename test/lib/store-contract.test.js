@@ -221,6 +221,54 @@ for (const backend of backends) {
       (await place.count('readings')).should.equal(7);
     });
 
+    it('history: the window only, downsampled per bucket in the database, numbers only, per field', async function () {
+      const t0 = Date.parse('2026-03-01T00:00:00Z');
+      await reg('h');
+      await reg('other');
+      // One reading a second for 10 minutes; a0 rises by one each, heap is text in one of them, and one has no data.
+      for (let i = 0; i < 600; i++) {
+        const data = { a0: i, heap: i === 5 ? 'lots' : 1000 + (i % 7) };
+        (await store.logReading('h', i + 1, i === 7 ? { SEQN: 8 } : { SEQN: i + 1, data }, t0 + i * 1000)).should.be.true();
+      }
+      await store.logReading('other', 1, { data: { a0: 99999 } }, t0 + 300_000);
+      // The last five minutes in one-minute buckets.
+      const since = t0 + 300_000;
+      const h = await store.history('h', { fields: ['a0', 'heap'], since, bucketMs: 60_000 });
+      h.map((b) => b.t).should.eql([0, 1, 2, 3, 4].map((k) => since + k * 60_000));
+      h.map((b) => b.n).should.eql([60, 60, 60, 60, 60]);
+      h[0].values.a0.should.eql({ avg: 329.5, min: 300, max: 359 });
+      h[4].values.a0.max.should.equal(599);
+      h[0].values.heap.min.should.equal(1000);
+      h[0].values.heap.max.should.equal(1006);
+      // The first minute: the reading without data counts, but has no a0; the text heap is no number.
+      const first = await store.history('h', { fields: ['a0', 'heap'], since: t0, bucketMs: 60_000 });
+      first.length.should.equal(10);
+      first[0].n.should.equal(60);
+      first[0].values.a0.avg.should.be.approximately((59 * 60 / 2 - 7) / 59, 1e-9);
+      first[0].values.heap.min.should.equal(1000);
+      // A field no reading has: buckets without values.
+      (await store.history('h', { fields: ['nope'], since, bucketMs: 300_000 })).should.eql([{ t: since, n: 300, values: {} }]);
+      (await store.history('stranger', { fields: ['a0'], since: t0, bucketMs: 60_000 })).should.eql([]);
+    });
+
+    it('provisioned devices are listed until they register, newest first, and can be forgotten', async function () {
+      const t0 = Date.parse('2026-04-01T00:00:00Z');
+      await store.noteProvisioned('p1', 0, t0);
+      await store.noteProvisioned('p2', 3, t0 + 1000);
+      await store.noteProvisioned('p3', 0, t0 + 2000);
+      (await store.provisioned(10)).should.eql([
+        { deviceid: 'p3', keyver: 0, created: '2026-04-01T00:00:02.000Z' },
+        { deviceid: 'p2', keyver: 3, created: '2026-04-01T00:00:01.000Z' },
+        { deviceid: 'p1', keyver: 0, created: '2026-04-01T00:00:00.000Z' },
+      ]);
+      (await store.provisioned(1)).map((p) => p.deviceid).should.eql(['p3']);
+      await reg('p2');
+      (await store.provisioned(10)).map((p) => p.deviceid).should.eql(['p3', 'p1']);
+      (await store.forgetProvisioned('p3')).should.be.true();
+      (await store.forgetProvisioned('p3')).should.be.false();
+      (await store.provisioned(10)).map((p) => p.deviceid).should.eql(['p1']);
+    });
+
     it('group commit: concurrent writes share transactions, and each resolves after commit', async function () {
       await reg('dev');
       const before = { ...store.groupCommitStats };

@@ -56,6 +56,30 @@ export interface ReadingRow {
   payload: unknown;
 }
 
+/** A downsampled history of numeric reading fields: one bucket per time slot that has readings. */
+export interface HistoryBucket {
+  /** The bucket's start (ms since the epoch). */
+  t: number;
+  /** Readings in it. */
+  n: number;
+  /** Per field: the mean, least and greatest of its numeric values in the bucket (absent when none was numeric). */
+  values: Record<string, { avg: number; min: number; max: number }>;
+}
+
+/** The fields of a reading's `data` a history may ask for (a name, not a path: it becomes a JSON path in SQL). */
+const HISTORY_FIELD = /^[A-Za-z0-9_-]{1,32}$/;
+/** At most this many fields per history, and this many buckets. */
+export const MAX_HISTORY_FIELDS = 4;
+export const MAX_HISTORY_BUCKETS = 1000;
+
+/** The fields of a history request, validated (`a0,heap` or an array). */
+export function parseHistoryFields(value: unknown): string[] {
+  const list = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : [];
+  const fields = [...new Set(list.map((f) => String(f).trim()).filter((f) => f !== ''))];
+  if (fields.length === 0 || fields.length > MAX_HISTORY_FIELDS || !fields.every((f) => HISTORY_FIELD.test(f))) throw new ValidationError('bad-fields', 'fields');
+  return fields;
+}
+
 /** A validation failure: `field` names what was wrong, `code` the catalog key under e2ee.registry. */
 export class ValidationError extends Error {
   constructor(readonly code: string, readonly field: string) {

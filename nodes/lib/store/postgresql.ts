@@ -26,16 +26,16 @@
  * one statement.
  */
 import type * as PgTypes from 'pg';
-import type { DeviceRow, ReadingRow, RegisterInput, Retention, Transport, UpdateInput } from '../registry';
+import type { DeviceRow, HistoryBucket, ReadingRow, RegisterInput, Retention, Transport, UpdateInput } from '../registry';
 import { INITIAL_STATE, ReplayState, decide } from '../uplink';
 import type { KeyCheck, ReplayPersist, ReplayResult, UplinkVerdict } from '../uplink';
-import { DEVICE_COLUMNS, KeyState, RawCommandStatus, RawDevice, keyCheck, sortExpired, toCommandStatus, toDevice } from './rows';
+import { DEVICE_COLUMNS, KeyState, RawCommandStatus, RawDevice, RawHistory, historyColumns, keyCheck, sortExpired, toCommandStatus, toDevice, toHistory } from './rows';
 import type { HealthEvent } from './availability';
 import { AckedUpTo, ReadingsPruner } from './bookkeeping';
 import { StoreLifecycle } from './lifecycle';
 import { GroupCommit, PendingWrite, Statement } from './group-commit';
 import { SORT_COLUMNS, StorageUnavailableError } from './types';
-import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, KeyRecord, ListOptions, ReadingsOptions, SortColumn } from './types';
+import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, HistoryOptions, KeyRecord, ListOptions, ProvisionedRow, ReadingsOptions, SortColumn } from './types';
 
 /** Each entry migrates the schema from version i to i + 1. Never edit a shipped entry: append. */
 export const PG_MIGRATIONS: string[][] = [
@@ -128,6 +128,14 @@ export const PG_MIGRATIONS: string[][] = [
   [
     // Seconds a battery device deep-sleeps between wakes, as its registration declared (0: always on).
     `ALTER TABLE devices ADD COLUMN sleep integer NOT NULL DEFAULT 0`,
+  ],
+  [
+    // Devices an operator provisioned (a secrets.h was made): listed as "provisioned, not seen" until they register.
+    `CREATE TABLE provisioned (
+       deviceid text PRIMARY KEY,
+       keyver   integer NOT NULL,
+       created  timestamptz NOT NULL
+     )`,
   ],
 ];
 
@@ -640,6 +648,37 @@ export class PostgresStore implements DeviceStore {
       this.pruner.noteReading(deviceid);
       return (await this.commits.submit({ reading: { deviceid, seqn, received: iso(now), payload: JSON.stringify(payload ?? null) } })) as boolean;
     });
+  }
+
+  async noteProvisioned(deviceid: string, keyver: number, now = Date.now()): Promise<void> {
+    await this.query('INSERT INTO provisioned (deviceid, keyver, created) VALUES ($1, $2, $3) ON CONFLICT (deviceid) DO UPDATE SET keyver = excluded.keyver, created = excluded.created', [deviceid, keyver, iso(now)]);
+  }
+
+  async provisioned(limit: number): Promise<ProvisionedRow[]> {
+    const rows = await this.query<{ deviceid: string; keyver: number; created: Date }>(
+      'SELECT p.deviceid, p.keyver, p.created FROM provisioned p WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.deviceid = p.deviceid) ORDER BY p.created DESC LIMIT $1',
+      [limit],
+    );
+    return rows.map((r) => ({ deviceid: r.deviceid, keyver: Number(r.keyver), created: new Date(r.created).toISOString() }));
+  }
+
+  async forgetProvisioned(deviceid: string): Promise<boolean> {
+    return (await this.query('DELETE FROM provisioned WHERE deviceid = $1 RETURNING deviceid', [deviceid])).length > 0;
+  }
+
+  async history(deviceid: string, { fields, since, bucketMs }: HistoryOptions): Promise<HistoryBucket[]> {
+    // As in SQLite: the window is the ids above its newest older reading (the field names are bound parameters).
+    const values = fields.map((_, i) => `CASE WHEN json_typeof(payload->'data'->$${i + 4}) = 'number' THEN (payload->'data'->>$${i + 4})::float8 END AS v${i}`).join(', ');
+    const rows = await this.query<RawHistory>(
+      `SELECT b, count(*) AS n, ${historyColumns(fields)} FROM (
+         SELECT floor((extract(epoch FROM received) * 1000 - $2) / $3)::bigint AS b, ${values}
+         FROM readings
+         WHERE deviceid = $1 AND received >= to_timestamp($2 / 1000.0)
+           AND id > coalesce((SELECT id FROM readings WHERE deviceid = $1 AND received < to_timestamp($2 / 1000.0) ORDER BY id DESC LIMIT 1), 0)
+       ) w GROUP BY b ORDER BY b`,
+      [deviceid, since, bucketMs, ...fields],
+    );
+    return toHistory(rows, fields, since, bucketMs);
   }
 
   async readings(deviceid: string, options: ReadingsOptions): Promise<ReadingRow[]> {

@@ -2,7 +2,7 @@
  * What both backends share about rows: the device columns and how a device row reads, how a command's columns
  * become its state, the order expired commands are reported in, and the rule for a message's key version.
  */
-import type { DeviceRow } from '../registry';
+import type { DeviceRow, HistoryBucket } from '../registry';
 import type { KeyCheck } from '../uplink';
 import type { CommandStatusRow, ExpiredCommand } from './types';
 
@@ -63,4 +63,23 @@ export function keyCheck(state: KeyState, kv: number): KeyCheck {
   if (state.keyver === undefined) return kv >= state.floor ? 'current' : 'refused';
   if (kv === state.keyver) return 'current';
   return kv === state.pending ? 'pending' : 'refused';
+}
+
+/** A history query's row: the bucket number, its count, and per field i its avg/min/max and count of numbers. */
+export type RawHistory = { b: number | string; n: number | string } & Record<string, number | string | null>;
+
+/** The history buckets from the rows of either dialect's query (see DeviceStore.history). */
+export function toHistory(rows: RawHistory[], fields: string[], since: number, bucketMs: number): HistoryBucket[] {
+  return rows.map((r) => {
+    const values: HistoryBucket['values'] = {};
+    fields.forEach((f, i) => {
+      if (Number(r[`n${i}`]) > 0) values[f] = { avg: Number(r[`avg${i}`]), min: Number(r[`min${i}`]), max: Number(r[`max${i}`]) };
+    });
+    return { t: since + Number(r.b) * bucketMs, n: Number(r.n), values };
+  });
+}
+
+/** The per-field aggregate columns of a history query over the values v0, v1, ... */
+export function historyColumns(fields: string[]): string {
+  return fields.map((_, i) => `avg(v${i}) AS avg${i}, min(v${i}) AS min${i}, max(v${i}) AS max${i}, count(v${i}) AS n${i}`).join(', ');
 }

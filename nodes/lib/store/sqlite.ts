@@ -17,17 +17,17 @@
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import type * as Sqlite3 from 'sqlite3';
-import type { DeviceRow, ReadingRow, RegisterInput, Retention, Transport, UpdateInput } from '../registry';
+import type { DeviceRow, HistoryBucket, ReadingRow, RegisterInput, Retention, Transport, UpdateInput } from '../registry';
 import { INITIAL_STATE, ReplayState, decide } from '../uplink';
 import type { KeyCheck, ReplayPersist, ReplayResult } from '../uplink';
-import { DEVICE_COLUMNS, RawCommandStatus, RawDevice, keyCheck, sortExpired, toCommandStatus, toDevice } from './rows';
+import { DEVICE_COLUMNS, RawCommandStatus, RawDevice, RawHistory, historyColumns, keyCheck, sortExpired, toCommandStatus, toDevice, toHistory } from './rows';
 import type { HealthEvent } from './availability';
 import { AckedUpTo, ReadingsPruner } from './bookkeeping';
 import { StoreLifecycle } from './lifecycle';
 import { REPLAY_CACHE_MAX, ReplayStates } from './replay-states';
 import { GroupCommit, PendingWrite, Statement, Write, supersededWrites } from './group-commit';
 import { SORT_COLUMNS, StorageUnavailableError } from './types';
-import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, KeyRecord, ListOptions, ReadingsOptions, SortColumn } from './types';
+import type { CommandRow, CommandStatusRow, DeviceStore, ExpiredCommand, HistoryOptions, KeyRecord, ListOptions, ProvisionedRow, ReadingsOptions, SortColumn } from './types';
 
 /** Most readings one prune step removes (one write in the commit queue). */
 export const PRUNE_BATCH = 500;
@@ -125,6 +125,14 @@ export const MIGRATIONS: string[][] = [
   [
     // Seconds a battery device deep-sleeps between wakes, as its registration declared (0: always on).
     `ALTER TABLE devices ADD COLUMN sleep INTEGER NOT NULL DEFAULT 0`,
+  ],
+  [
+    // Devices an operator provisioned (a secrets.h was made): listed as "provisioned, not seen" until they register.
+    `CREATE TABLE provisioned (
+       deviceid TEXT PRIMARY KEY NOT NULL,
+       keyver   INTEGER NOT NULL,
+       created  TEXT NOT NULL
+     )`,
   ],
 ];
 
@@ -536,6 +544,38 @@ export class SqliteStore implements DeviceStore {
       deleteBeyond: (deviceid, keep) => deleted('DELETE FROM readings WHERE id IN (SELECT id FROM readings WHERE deviceid = ? ORDER BY id DESC LIMIT ? OFFSET ?) RETURNING id', [deviceid, PRUNE_BATCH, keep]),
       allDevices: async () => [...this.known],
     });
+  }
+
+  async noteProvisioned(deviceid: string, keyver: number, now = Date.now()): Promise<void> {
+    await this.write([{ sql: 'INSERT INTO provisioned (deviceid, keyver, created) VALUES (?, ?, ?) ON CONFLICT (deviceid) DO UPDATE SET keyver = excluded.keyver, created = excluded.created', params: [deviceid, keyver, iso(now)] }]);
+  }
+
+  async provisioned(limit: number): Promise<ProvisionedRow[]> {
+    return this.read<ProvisionedRow>(
+      'SELECT p.deviceid, p.keyver, p.created FROM provisioned p WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.deviceid = p.deviceid) ORDER BY p.created DESC LIMIT ?',
+      [limit],
+    );
+  }
+
+  async forgetProvisioned(deviceid: string): Promise<boolean> {
+    return ((await this.write([{ sql: 'DELETE FROM provisioned WHERE deviceid = ? RETURNING deviceid', params: [deviceid] }])) as unknown[]).length > 0;
+  }
+
+  async history(deviceid: string, { fields, since, bucketMs }: HistoryOptions): Promise<HistoryBucket[]> {
+    // Readings are numbered as they arrive: the window is the ids above its newest older reading, which is found by
+    // walking back from the device's newest (the window's readings, not all of the device's).
+    const [edge] = await this.read<{ id: number }>('SELECT id FROM readings WHERE deviceid = ? AND received < ? ORDER BY id DESC LIMIT 1', [deviceid, iso(since)]);
+    // (Field names are validated to [A-Za-z0-9_-]; the JSON paths are bound, not spliced.)
+    const values = fields.map((_, i) => `CASE WHEN json_type(payload, ?) IN ('integer', 'real') THEN json_extract(payload, ?) END AS v${i}`).join(', ');
+    const paths = fields.flatMap((f) => [`$.data."${f}"`, `$.data."${f}"`]);
+    const rows = await this.read<RawHistory>(
+      `SELECT b, count(*) AS n, ${historyColumns(fields)} FROM (
+         SELECT CAST((round((julianday(received) - 2440587.5) * 86400000) - ?) / ? AS INTEGER) AS b, ${values}
+         FROM readings WHERE deviceid = ? AND id > ? AND received >= ?
+       ) GROUP BY b ORDER BY b`,
+      [since, bucketMs, ...paths, deviceid, edge?.id ?? 0, iso(since)],
+    );
+    return toHistory(rows, fields, since, bucketMs);
   }
 
   async readings(deviceid: string, options: ReadingsOptions): Promise<ReadingRow[]> {

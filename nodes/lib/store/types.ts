@@ -4,7 +4,7 @@
  * (its checkReplay then decides inside the database, with a row lock, since
  * several Node-RED instances share the state).
  */
-import type { Transport, DeviceRow, ReadingRow, RegisterInput, Retention, UpdateInput } from '../registry';
+import type { Transport, DeviceRow, HistoryBucket, ReadingRow, RegisterInput, Retention, UpdateInput } from '../registry';
 import type { ReplayState, UplinkLedger } from '../uplink';
 
 export const SORT_COLUMNS = ['deviceid', 'name', 'lastseen', 'ipaddr', 'ssid', 'cfgsn'] as const;
@@ -23,6 +23,23 @@ export interface ReadingsOptions {
   limit: number;
   /** ISO 8601 lower bound on the received time, inclusive. */
   since?: string;
+}
+
+export interface HistoryOptions {
+  /** Names in the readings' `data` (validated: parseHistoryFields). */
+  fields: string[];
+  /** The window's start (ms since the epoch); it ends now. */
+  since: number;
+  /** The bucket width (ms). */
+  bucketMs: number;
+}
+
+/** A device an operator provisioned that has not registered yet. */
+export interface ProvisionedRow {
+  deviceid: string;
+  /** The key version its secrets.h holds. */
+  keyver: number;
+  created: string;
 }
 
 export interface CommandRow {
@@ -91,6 +108,18 @@ export interface DeviceStore extends UplinkLedger {
   /** Stores a reading and updates lastseen. False when the device is not registered. */
   logReading(deviceid: string, seqn: number | null, payload: unknown, now?: number): Promise<boolean>;
   readings(deviceid: string, options: ReadingsOptions): Promise<ReadingRow[]>;
+  /**
+   * The device's readings since `since`, downsampled in the database: per bucket of `bucketMs`, the count and each
+   * field's mean, least and greatest numeric value, oldest first. Costs the window's readings, not the device's.
+   */
+  history(deviceid: string, options: HistoryOptions): Promise<HistoryBucket[]>;
+
+  /** An operator made the device's secrets.h (the sidebar's Add device): it is listed until it registers. */
+  noteProvisioned(deviceid: string, keyver: number, now?: number): Promise<void>;
+  /** Provisioned devices that have not registered, newest first. */
+  provisioned(limit: number): Promise<ProvisionedRow[]>;
+  /** Drops a provisioned device from that list (it will not come); false when it was not there. */
+  forgetProvisioned(deviceid: string): Promise<boolean>;
   /**
    * Removes the readings beyond the retention, in small batches that each commit on their own, so ingest goes
    * on between them. The count rule looks at the devices that logged readings since the last prune (all of them
