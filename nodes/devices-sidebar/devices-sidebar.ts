@@ -9,6 +9,7 @@ import {
   ValidationError,
   encryptToWire,
   generateDeviceId,
+  parseHistoryFields,
   presence,
   parseLimit,
   renderSecretsH,
@@ -70,7 +71,7 @@ function sidebarOf(RED: PluginRED): Sidebar {
     },
     noStore: () => [404, { status: 'NOK', message: t('noStore') }],
     act: async (node, action, deviceid, body, seqn, deviceAuth) => {
-      const res = await runAction(node.store, { action, deviceid, body, heartbeatMs: node.heartbeat * 1000, seqn, deviceAuth }, (key, params) => RED._(key, params));
+      const res = await runAction(node.store, { action, deviceid, body, heartbeatMs: node.heartbeat * 1000, seqn, deviceAuth, events: node.events }, (key, params) => RED._(key, params));
       if (res.audit) RED.log.warn(res.audit);
       return res;
     },
@@ -117,7 +118,47 @@ async function listDevices(s: Sidebar, req: Req): Promise<Answer> {
     descending: req.query.dir === 'desc',
   });
   const now = Date.now();
-  return [200, { devices: devices.map((d) => ({ ...d, ...presence(d, node.heartbeat * 1000, now) })), total, heartbeat: node.heartbeat, now }];
+  // Each listed device's newest reading (one indexed lookup each: a page is at most PAGE_MAX devices).
+  const latest = await Promise.all(devices.map((d) => node.store.readings(d.deviceid, { limit: 1 }).then((r) => (r[0] ? { received: r[0].received, data: readingData(r[0].payload) } : null))));
+  // Provisioned devices that have not registered yet, on the first page of an unfiltered list.
+  const first = req.query.offset === undefined || Number(req.query.offset) === 0;
+  const provisioned = first && !req.query.q ? await node.store.provisioned(PROVISIONED_SHOWN) : [];
+  return [200, { devices: devices.map((d, i) => ({ ...d, ...presence(d, node.heartbeat * 1000, now), latest: latest[i] })), provisioned, total, heartbeat: node.heartbeat, now }];
+}
+
+/** At most this many provisioned, unseen devices are listed. */
+const PROVISIONED_SHOWN = 20;
+
+/** A reading's sensor values: its `data` object (as the firmware and the simulator send), else the whole payload. */
+function readingData(payload: unknown): unknown {
+  const data = (payload as { data?: unknown } | null)?.data;
+  return data !== null && typeof data === 'object' && !Array.isArray(data) ? data : payload;
+}
+
+/** The chart's windows (seconds) and how many buckets each is drawn with. */
+const HISTORY_WINDOWS = [3600, 86_400, 604_800];
+const HISTORY_BUCKETS = 120;
+
+/** A device's history of numeric fields over the last hour, day or week, downsampled by the store. */
+async function deviceHistory(s: Sidebar, req: Req): Promise<Answer> {
+  const node = s.storeOf(req);
+  if (!node) return s.noStore();
+  const id = validateDeviceId(req.params.id);
+  const fields = parseHistoryFields(req.query.fields);
+  const window = HISTORY_WINDOWS.find((w) => w === Number(req.query.window)) ?? HISTORY_WINDOWS[0];
+  const bucketMs = (window * 1000) / HISTORY_BUCKETS;
+  const since = Math.floor((Date.now() - window * 1000) / bucketMs) * bucketMs;
+  return [200, { since, bucketMs, window, buckets: await node.store.history(id, { fields, since, bucketMs }) }];
+}
+
+/** Revoke a device, or forget one that was provisioned and never registered. */
+async function removeDevice(s: Sidebar, req: Req): Promise<Answer> {
+  const node = s.storeOf(req);
+  if (!node) return s.noStore();
+  const res = await s.act(node, 'remove', req.params.id, {});
+  if (res.statusCode === 404 && (await node.store.forgetProvisioned(validateDeviceId(req.params.id)))) return [200, { status: 'OK', message: s.t('notify.forgotten', { id: req.params.id }) }];
+  await node.store.forgetProvisioned(req.params.id).catch(() => false);
+  return [res.statusCode, res.payload];
 }
 
 async function deviceReadings(s: Sidebar, req: Req): Promise<Answer> {
@@ -180,6 +221,8 @@ async function provision(s: Sidebar, req: Req): Promise<Answer> {
   if (known && (known.keywrap !== undefined || known.pending !== undefined)) return [409, { status: 'NOK', message: s.t('error.rekeyed', { id: deviceid }) }];
   const version = known ? known.keyver : node ? await node.store.keyFloor(deviceid) : 0;
   const text = renderSecretsH({ deviceKey: keyNode.keyring.deviceKey(deviceid, version), deviceId: deviceid, version, backendUrl: url, hmac: keyNode.auth === 'hmac-sha256' });
+  // Listed as "provisioned, not seen" until it registers (a device the store knows is listed already).
+  if (node && !known) await node.store.noteProvisioned(deviceid, version);
   s.RED.log.info(s.t('log.provisioned', { deviceid, version }));
   return [200, { deviceid, version, filename: 'secrets.h', text }];
 }
@@ -195,7 +238,8 @@ export = function register(RED: PluginRED) {
   RED.httpAdmin.put('/esp-e2ee/devices/:id', write, route((req) => deviceAction(s, req, 'update', req.body)));
   RED.httpAdmin.post('/esp-e2ee/devices/:id/reset', write, route((req) => deviceAction(s, req, 'reset', {})));
   // Revoke: removes the device and refuses every key version it had (the registry's remove action, logged).
-  RED.httpAdmin.delete('/esp-e2ee/devices/:id', write, route((req) => deviceAction(s, req, 'remove', {})));
+  RED.httpAdmin.delete('/esp-e2ee/devices/:id', write, route((req) => removeDevice(s, req)));
+  RED.httpAdmin.get('/esp-e2ee/devices/:id/history', read, route((req) => deviceHistory(s, req)));
   RED.httpAdmin.post('/esp-e2ee/devices/:id/command', write, route((req) => queueSealed(s, req, 'command', (req.body as { command?: unknown } | undefined)?.command)));
   // Rekey: the device moves to its next key version through an X25519 exchange (the rekey command carries the
   // server's public key, sealed under the current key; the device answers with its own).

@@ -38,6 +38,25 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
   const reading = (seqn) => lib.encryptToWire(key, Buffer.from(JSON.stringify({ data: { a0: 400 + seqn * 10, heap: 30000 - seqn }, SEQN: seqn })), devices[0]);
   const rowHeights = () => page.locator('.esp-e2ee-row').evaluateAll((rows) => rows.map((r) => r.getBoundingClientRect().height));
 
+  /** What the chart looks like on screen: its size, the rendered size of its text, the width of its lines. */
+  const chartGeometry = () => page.evaluate(() => {
+    const chart = document.querySelector('.esp-e2ee-detail .esp-e2ee-chart');
+    const svg = chart.querySelector('svg');
+    const box = svg.getBoundingClientRect();
+    const texts = [...svg.querySelectorAll('text')].map((t) => t.getBoundingClientRect().height > 0 ? parseFloat(getComputedStyle(t).fontSize) * (box.width / svg.viewBox.baseVal.width) : null).filter((x) => x !== null);
+    const lines = [...svg.querySelectorAll('polyline.esp-e2ee-line')].map((l) => parseFloat(getComputedStyle(l).strokeWidth) * (box.width / svg.viewBox.baseVal.width));
+    return { width: box.width, height: box.height, container: chart.getBoundingClientRect().width, texts, lines, titles: [...svg.querySelectorAll('.esp-e2ee-axis-title')].map((t) => t.textContent) };
+  });
+  const checkChart = async (where) => {
+    const g = await chartGeometry();
+    g.height.should.be.belowOrEqual(220, where);
+    Math.abs(g.width - g.container).should.be.below(2, where);
+    g.texts.length.should.be.above(3, where);
+    for (const size of g.texts) size.should.be.within(10, 13, `${where}: text ${size}px`);
+    for (const w of g.lines) w.should.be.approximately(1.5, 0.01, where);
+    return g;
+  };
+
   /** Opens the Devices tab if another one is shown: its button, else the View menu's entry (RED.sidebar.show). */
   async function openTab() {
     const button = nr5 ? page.locator('button[data-tab-id="esp-e2ee-devices"]') : page.locator('#red-ui-tab-esp-e2ee-devices-link-button');
@@ -72,6 +91,11 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     chrome = await launch();
     page = await chrome.newPage();
     page.on('dialog', (dialog) => (confirmAnswer ? dialog.accept() : dialog.dismiss()));
+  });
+
+  afterEach(async function () {
+    // A failed step leaves a picture of what the browser showed.
+    if (this.currentTest.state === 'failed' && page) await page.screenshot({ path: path.join(artifacts, `devices-sidebar-${tag}failed-${this.currentTest.title.slice(0, 2).replace(/\W/g, '')}.png`) }).catch(() => undefined);
   });
 
   after(async function () {
@@ -145,7 +169,6 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     });
     reach.scrollTop.should.equal(0);
     reach.backTop.should.be.aboveOrEqual(reach.boxTop);
-    reach.renameBottom.should.be.belowOrEqual(Math.min(reach.boxBottom, reach.viewport));
     (await page.locator('.esp-e2ee-fact-deviceid').innerText()).should.equal(devices[1]);
     await page.fill('.esp-e2ee-rename', 'workshop');
     await page.click('.esp-e2ee-rename-save');
@@ -197,7 +220,7 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     const box = await page.locator('.esp-e2ee-chart svg').boundingBox();
     // Hover over the right end of the plot: the readout names a reading and its value (a0 = 400 + 10 × SEQN).
     await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
-    await page.mouse.move(box.x + box.width * (312 / 320) - 2, box.y + box.height / 2, { steps: 3 });
+    await page.mouse.move(box.x + box.width - 14, box.y + box.height / 2, { steps: 3 });
     const hover = await page.locator('.esp-e2ee-hover').textContent();
     const m = /^a0 = (\d+) at .+ \(SEQN (\d+)\)$/.exec(hover);
     should.exist(m, `hover readout: ${hover}`);
@@ -212,8 +235,46 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
       t.text.should.match(/ago$/);
       Number.isNaN(Date.parse(t.title)).should.be.false();
     }
+    // A header names the columns, the last one the charted field; a click shows the whole reading as a tree.
+    (await page.locator('.esp-e2ee-readings thead th').allInnerTexts()).map((t) => t.trim()).should.eql(['Time', 'SEQN', 'Reading', 'a0']);
+    const firstValue = await page.locator('.esp-e2ee-reading .esp-e2ee-r-value').first().innerText();
+    Number(firstValue).should.equal(400 + 10 * Number(await page.locator('.esp-e2ee-reading .esp-e2ee-r-seqn').first().innerText()));
+    await page.locator('.esp-e2ee-reading').first().click();
+    const tree = page.locator('.esp-e2ee-reading-tree').first();
+    await tree.waitFor({ state: 'visible' });
+    (await tree.innerText()).should.match(/heap/);
+    await page.locator('.esp-e2ee-reading').first().click();
+    await tree.waitFor({ state: 'hidden' });
+    // Pixel-sized chart: 10-13 px text, 1.5 px lines, at most 220 px tall; the axis is titled with the field.
+    (await checkChart('1400 latest')).titles.should.eql(['a0']);
+    // Facts, the chart and the first readings show without scrolling (1400 x 900).
+    const fold = await page.evaluate(() => {
+      const detail = document.querySelector('.esp-e2ee-detail');
+      detail.scrollTop = 0;
+      const bottom = Math.min(detail.getBoundingClientRect().bottom, window.innerHeight);
+      const reading = document.querySelectorAll('.esp-e2ee-reading')[2].getBoundingClientRect();
+      return { chart: document.querySelector('.esp-e2ee-chart').getBoundingClientRect().bottom, reading: reading.bottom, bottom };
+    });
+    fold.chart.should.be.belowOrEqual(fold.bottom);
+    fold.reading.should.be.belowOrEqual(fold.bottom);
     await page.locator('.esp-e2ee-devices').screenshot({ path: path.join(artifacts, `devices-sidebar-${tag}1400-detail.png`) });
+    // The last hour from the store, downsampled: the mean line with its min-max band; a second field gets its own
+    // axis and a legend.
+    await page.selectOption('.esp-e2ee-window', '3600');
+    await page.waitForSelector('.esp-e2ee-chart polygon.esp-e2ee-band, .esp-e2ee-chart circle.esp-e2ee-point');
+    await page.selectOption('.esp-e2ee-compare', 'heap');
+    await page.waitForFunction(() => document.querySelectorAll('.esp-e2ee-legend-item').length === 2);
+    (await page.locator('.esp-e2ee-legend').innerText()).should.match(/a0[\s\S]*heap/);
+    (await checkChart('1400 hour')).titles.should.eql(['a0', 'heap']);
+    await page.locator('.esp-e2ee-devices').screenshot({ path: path.join(artifacts, `devices-sidebar-${tag}1400-detail-hour.png`) });
+    await page.selectOption('.esp-e2ee-compare', '');
+    await page.selectOption('.esp-e2ee-window', 'latest');
+    await page.waitForSelector('.esp-e2ee-chart polyline.esp-e2ee-line');
     await page.click('.esp-e2ee-back');
+    // The list shows each device's latest value of the charted field.
+    await page.waitForSelector('.esp-e2ee-list .esp-e2ee-row', { state: 'visible' });
+    (await page.locator('.esp-e2ee-table th.esp-e2ee-col-value').innerText()).trim().should.equal('a0');
+    (await page.locator(`.esp-e2ee-row[data-deviceid="${devices[0]}"] .esp-e2ee-col-value`).innerText()).should.equal(String(400 + 10 * 12));
   });
 
   it('6. shows a device name containing <script> as text, never as markup', async function () {
@@ -271,6 +332,7 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
       await shot(`${width}-list`);
       await page.click(`.esp-e2ee-row[data-deviceid="${devices[0]}"]`);
       await page.waitForSelector('.esp-e2ee-detail .esp-e2ee-chart svg');
+      await checkChart(`${width} px`);
       await shot(`${width}-detail`);
       await page.click('.esp-e2ee-back');
       await page.waitForSelector('.esp-e2ee-list .esp-e2ee-row');
@@ -279,15 +341,24 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     (await page.locator('.esp-e2ee-row .esp-e2ee-col-ipaddr').first().isVisible()).should.be.false();
     const separator = nr5 ? page.locator('.red-ui-sidebar-separator').last() : page.locator('#red-ui-sidebar-separator');
     const sep = await separator.boundingBox();
+    const sidebarWidth = () => page.evaluate(() => document.querySelector('.esp-e2ee-devices').getBoundingClientRect().width);
     await page.mouse.move(sep.x + sep.width / 2, sep.y + sep.height / 2);
     await page.mouse.down();
-    await page.mouse.move(sep.x - 400, sep.y + sep.height / 2, { steps: 10 });
+    await page.mouse.move(sep.x - (600 - (await sidebarWidth())), sep.y + sep.height / 2, { steps: 10 });
     await page.mouse.up();
     await page.waitForTimeout(400);
+    (await sidebarWidth()).should.be.within(570, 630);
     await page.locator('.esp-e2ee-row .esp-e2ee-col-ipaddr').first().waitFor({ state: 'visible', timeout: 5000 });
     (await page.locator(`.esp-e2ee-row[data-deviceid="${devices[1]}"] .esp-e2ee-col-ipaddr`).innerText()).should.equal('192.0.2.11');
     for (const h of await rowHeights()) h.should.be.below(26);
     await shot('1920-wide-list');
+    // At 600 px the chart is redrawn at its new size: the same 10-13 px text and 1.5 px lines, no taller.
+    await page.click(`.esp-e2ee-row[data-deviceid="${devices[0]}"]`);
+    await page.waitForSelector('.esp-e2ee-detail .esp-e2ee-chart svg');
+    const wide = await checkChart('600 px sidebar');
+    wide.width.should.be.above(500);
+    await shot('1920-wide-detail');
+    await page.click('.esp-e2ee-back');
   });
 
   it('9. adds a device: downloads a secrets.h with the device\'s own key (never the master), for a named or generated id', async function () {
@@ -296,6 +367,16 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     await page.waitForSelector('.esp-e2ee-add-id', { state: 'visible' });
     // npm start tells the sidebar where devices reach it.
     (await page.locator('.esp-e2ee-add-url').inputValue()).should.equal(backend.url);
+    // Every field is labelled, and a loopback URL is called out.
+    (await page.locator('.esp-e2ee-addform label').allInnerTexts()).should.eql(['Device id', 'Backend URL']);
+    (await page.locator('.esp-e2ee-add-warning').innerText()).should.match(/No ESP8266 can reach 127\.0\.0\.1/);
+    await page.fill('.esp-e2ee-add-url', 'http://192.168.1.20:1880');
+    (await page.locator('.esp-e2ee-add-warning').isVisible()).should.be.false();
+    await page.fill('.esp-e2ee-add-url', backend.url);
+    // Escape closes the form.
+    await page.locator('.esp-e2ee-add-id').press('Escape');
+    await page.waitForSelector('.esp-e2ee-add-id', { state: 'hidden' });
+    await page.click('.esp-e2ee-add');
     await page.fill('.esp-e2ee-add-id', '5C:CF:7F:0A:00:99');
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('.esp-e2ee-add-download')]);
     download.suggestedFilename().should.equal('secrets.h');
@@ -305,10 +386,23 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     text.should.containEql(`#define E2EE_BACKEND_URL "${backend.url}"`);
     text.should.not.containEql(KEY);
     await shot('add-device');
-    // Generated: a fresh id, and its key works against the backend.
-    const [generated] = await Promise.all([page.waitForEvent('download'), page.click('.esp-e2ee-add-generate')]);
+    // Provisioned and not seen yet: listed as such.
+    const provisionedRow = page.locator('.esp-e2ee-row.esp-e2ee-provisioned-row[data-deviceid="5C:CF:7F:0A:00:99"]');
+    await provisionedRow.waitFor({ timeout: 10000 });
+    (await provisionedRow.locator('.esp-e2ee-col-status').getAttribute('title')).should.equal('provisioned, not seen');
+    // Generate fills in a fresh id and downloads nothing; Download then does.
+    let downloads = 0;
+    const count = () => { downloads++; };
+    page.on('download', count);
+    await page.click('.esp-e2ee-add-generate');
+    await page.waitForTimeout(500);
+    page.off('download', count);
+    downloads.should.equal(0);
+    const id = await page.locator('.esp-e2ee-add-id').inputValue();
+    id.should.match(/^esp-[0-9a-f]{12}$/);
+    const [generated] = await Promise.all([page.waitForEvent('download'), page.click('.esp-e2ee-add-download')]);
     const gen = fs.readFileSync(await generated.path(), 'utf8');
-    const id = /#define E2EE_DEVICE_ID "(esp-[0-9a-f]{12})"/.exec(gen)[1];
+    gen.should.containEql(`#define E2EE_DEVICE_ID "${id}"`);
     const deviceKey = lib.parseKey('hex', /#define E2EE_KEY_HEX "([0-9a-f]{32})"/.exec(gen)[1], 'hmac-sha256');
     (await registerSealed(backend.url, deviceKey, id, { ipaddr: '192.0.2.99' })).status.should.equal(201);
     const wire = lib.encryptToWire(deviceKey, Buffer.from(JSON.stringify({ data: { a0: 1 }, SEQN: 1 })), id);
@@ -320,8 +414,12 @@ describe(`Devices sidebar in the editor of ${onNodeRed} (real chromium)`, functi
     const own = lib.parseKey('hex', lib.deriveDeviceKey(Buffer.from(KEY, 'hex'), id).toString('hex'), 'hmac-sha256');
     (await registerSealed(backend.url, own, id, { ipaddr: '192.0.2.98' })).status.should.equal(201);
     await toList();
-    await page.locator(`.esp-e2ee-row[data-deviceid="${id}"]`).waitFor({ timeout: 10000 });
-    await page.click(`.esp-e2ee-row[data-deviceid="${id}"]`);
+    // Registered now: no longer listed as provisioned, but as a device.
+    await page.click('.esp-e2ee-refresh');
+    const registered = `.esp-e2ee-row:not(.esp-e2ee-provisioned-row)[data-deviceid="${id}"]`;
+    await page.locator(registered).waitFor({ timeout: 10000 });
+    (await page.locator(`.esp-e2ee-provisioned-row[data-deviceid="${id}"]`).count()).should.equal(0);
+    await page.click(registered);
     // Declined: nothing happens.
     confirmAnswer = false;
     await page.click('.esp-e2ee-revoke');
