@@ -325,6 +325,6 @@ describe('device-registry on Node-RED ' + redVersion(), function () {
     list.map((d) => d.name).should.eql(INJECTION);
     list.map((d) => d.data[d.name]).should.eql(INJECTION);
     (await call('readings', 'inj1', {})).payload[0].payload.note.should.equal(INJECTION[1]);
-    (await dbRows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")).map((r) => r.name).should.eql(['commands', 'devices', 'downlink_counters', 'readings', 'replay_state', 'revoked', 'schema_version']);
+    (await dbRows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")).map((r) => r.name).should.eql(['commands', 'devices', 'downlink_counters', 'provisioned', 'readings', 'replay_state', 'revoked', 'schema_version']);
   });
 });
