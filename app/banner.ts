@@ -24,7 +24,7 @@ function mqttLines(input: BannerInput, dataArg: string): string[] {
   const where = mqtt.mode === 'embedded' ? `mqtt://${mqtt.host}:${input.broker?.port ?? mqtt.port} (embedded; E2EE_MQTT_HOST/E2EE_MQTT_PORT)` : `mqtt://${mqtt.host}:${mqtt.port} (your broker, E2EE_MQTT)`;
   return [
     `MQTT:          ${where}, topics ${mqtt.prefix}/<id>/up/{reading,register,poll} and ${mqtt.prefix}/<id>/down`,
-    `               a device over MQTT: npx esp-e2ee-keys <device id> --mqtt ${mqtt.host === '0.0.0.0' ? '<this machine>' : mqtt.host}:${input.broker?.port ?? mqtt.port}${dataArg} > firmware/include/secrets.h`,
+    `               a device over MQTT: npx esp-e2ee-keys <device id> --mqtt ${mqtt.host === '0.0.0.0' ? '<this machine>' : mqtt.host}:${input.broker?.port ?? mqtt.port}${dataArg} --out firmware/include/secrets.h`,
   ];
 }
 
@@ -59,7 +59,7 @@ function generatedLines(input: BannerInput, base: string, dataArg: string): stri
     lines.push('', `A new AES-128 key was generated and stored in ${secrets.key.source} (mode 0600).`,
       ...(scope === 'per-device'
         ? ['It is the master key and stays here (it is not printed). Each device gets its own key, derived from it:',
-          `    npx esp-e2ee-keys <device id> --url ${isWildcard(settings.host) ? `http://<this machine's address>:${port}` : base}${dataArg} > firmware/include/secrets.h`]
+          `    npx esp-e2ee-keys <device id> --url ${isWildcard(settings.host) ? `http://<this machine's address>:${port}` : base}${dataArg} --out firmware/include/secrets.h`]
         : [`Put it in the firmware's include/secrets.h as E2EE_KEY_HEX (auth mode ${settings.auth}, one key for every device).`,
           ...(showSecrets ? [`    ${secrets.key.value}`, 'It is shown only this once.'] : [notShown])]));
   }

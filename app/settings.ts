@@ -1,5 +1,5 @@
 /**
- * Every environment variable of `npm start`, in one typed table: its default, what it means (the README's variable
+ * Every environment variable of `npm start`, in one typed table: its default, what it means (docs/operations.md's variable
  * table is checked against this one, test/lib/app-settings.test.js) and how it is read. readSettings parses them all
  * at once and names every bad one; nothing else in app/ reads process.env for these.
  */
@@ -10,12 +10,12 @@ import type { MqttSettings } from './mqtt';
 
 export interface Variable {
   name: string;
-  /** The default as the README shows it. */
+  /** The default as docs/operations.md shows it. */
   shown: string;
   meaning: string;
 }
 
-/** The variables, in the README's order. */
+/** The variables, in docs/operations.md's order. */
 export const VARIABLES: Variable[] = [
   { name: 'PORT', shown: '1880', meaning: 'HTTP port of the device and operator endpoints' },
   { name: 'HOST', shown: '127.0.0.1', meaning: 'their listen address; `0.0.0.0` lets devices on your network in' },

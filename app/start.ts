@@ -84,6 +84,8 @@ export async function main(options: StartOptions = {}): Promise<void> {
   const redSettings = nodeRedSettings(ROOT, settings, { token: secrets.token.value, credentialSecret: secrets.credentialSecret.value }, options.settings);
   const listeners = await bindListeners(runtime, settings, redSettings);
   redSettings.e2ee.deviceUrl = deviceUrl(listeners.server, settings.host);
+  // esp-e2ee-keys without --url puts this URL into a device's secrets.h (and warns when it is loopback).
+  fs.writeFileSync(path.join(settings.dataDir, 'device-url'), `${redSettings.e2ee.deviceUrl}\n`);
   await startRuntime(ROOT, runtime, listeners, redSettings);
   console.log(banner({ root: ROOT, settings, secrets, listeners, scope: keyScope(settings), showSecrets: process.stdout.isTTY === true, broker }));
   stopOnSignals(runtime, listeners, broker);

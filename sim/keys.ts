@@ -2,7 +2,7 @@
 /**
  * esp-e2ee-keys: the secrets.h of one device under a per-device master key.
  *
- *   npx esp-e2ee-keys 5C:CF:7F:AA:00:01 --url http://192.168.1.10:1880 > firmware/include/secrets.h
+ *   npx esp-e2ee-keys 5C:CF:7F:AA:00:01 --out firmware/include/secrets.h      (the URL npm start's banner shows)
  *   npx esp-e2ee-keys --generate --url http://192.168.1.10:1880 --out firmware/include/secrets.h
  *
  * The master key comes from --key, E2EE_KEY (hex) or <data dir>/aes-key.hex (--data, E2EE_DATA_DIR, else ./data),
@@ -34,21 +34,54 @@ const HELP = `Usage: esp-e2ee-keys <device id> [options]
 Prints the firmware's include/secrets.h for one device: its id, its own key (derived from the master key, which
 stays here), the backend URL and placeholders for the WiFi settings.
   --generate         make up a device id (esp-<12 hex digits>) instead of naming one
-  --url URL          the backend as the device reaches it (without it: http://192.168.1.10:1880, said on stderr)
+  --url URL          the backend as the device reaches it (default: the device URL npm start printed for the data
+                     dir, from <data dir>/device-url; said on stderr, with a warning when no device can reach it)
   --version N        key version (default 0)
   --auth MODE        hmac-sha256 (default) or none, as the backend's E2EE_AUTH; with none the file holds the
                      backend's shared key itself (E2EE_AUTH=none has no per-device keys)
   --key HEX          the master key in hex (default: $E2EE_KEY, else <data dir>/aes-key.hex)
   --data DIR         the backend's data dir (default: $E2EE_DATA_DIR, else ./data)
-  --out FILE         write the file (mode 0600) instead of printing it
+  --out FILE         write the file (mode 0600; written whole or not at all) instead of printing it
   --mqtt HOST:PORT   the device talks MQTT through this broker (its broker login is derived from the master)
   --mqtt-prefix P    the topic prefix (default esp-e2ee)
   --mosquitto DIR    instead: write DIR/passwd and DIR/acl for Mosquitto (password_file, acl_file): the backend's
                      login and one per device named (several ids may be given)
 A device id is 1 to 64 characters from A-Z a-z 0-9 : . _ - (a MAC address fits).`;
 
-/** What secrets.h says when no --url is given. */
-const PLACEHOLDER_URL = 'http://192.168.1.10:1880';
+/** What secrets.h says for a device on MQTT without --url (it never uses it). */
+const MQTT_PLACEHOLDER_URL = 'http://192.168.1.10:1880';
+
+/** The device URL npm start printed in its banner for this data dir (it writes <data dir>/device-url), if any. */
+function bannerUrl(dataDir: string): string | undefined {
+  try {
+    return fs.readFileSync(path.join(dataDir, 'device-url'), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A URL no ESP8266 can reach: this machine's loopback. */
+function isLoopbackUrl(url: string): boolean {
+  try {
+    const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+    return host === 'localhost' || host === '::1' || /^127\./.test(host);
+  } catch {
+    return false;
+  }
+}
+
+/** Writes the file whole or not at all: a temporary file beside it, renamed over it (never an empty secrets.h). */
+function writeWhole(file: string, text: string): void {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  try {
+    fs.writeFileSync(tmp, text, { mode: 0o600 });
+    fs.chmodSync(tmp, 0o600);
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+}
 
 function args() {
   return parseArgs({
@@ -97,14 +130,16 @@ function main(): number {
     console.error('esp-e2ee-keys: --version must be an integer from 0 to 4294967295');
     return 2;
   }
-  const url = values.url ?? PLACEHOLDER_URL;
+  const dataDir = values.data ?? 'data';
+  const fromBanner = values.url === undefined && values.mqtt === undefined ? bannerUrl(dataDir) : undefined;
+  const url = values.url ?? fromBanner ?? MQTT_PLACEHOLDER_URL;
   if (!/^https?:\/\/[^/\s]+/.test(url)) {
     console.error('esp-e2ee-keys: --url must be http://host:port (the backend as the device reaches it)');
     return 2;
   }
   let master: Buffer;
   try {
-    master = parseKeyBytes('hex', backendKey(values, 'master key', values.data ?? 'data'));
+    master = parseKeyBytes('hex', backendKey(values, 'master key', dataDir));
   } catch (err) {
     // (Never the key itself in the message.)
     console.error(`esp-e2ee-keys: ${err instanceof Error && err.message.startsWith('no master') ? err.message : 'the master key must be 32, 48 or 64 hex digits'}`);
@@ -139,13 +174,22 @@ function main(): number {
     console.error('esp-e2ee-keys: a device id is 1 to 64 characters from A-Z a-z 0-9 : . _ -');
     return 2;
   }
-  // Without --url the file gets a placeholder, and says so: no device reaches a backend at an address nobody chose.
-  if (values.url === undefined && values.mqtt === undefined) {
-    console.error(`esp-e2ee-keys: no --url: secrets.h says ${PLACEHOLDER_URL}; set E2EE_BACKEND_URL to the address the device reaches the backend at (npm start prints it)`);
+  if (values.url === undefined && values.mqtt === undefined && fromBanner === undefined) {
+    console.error(`esp-e2ee-keys: no --url, and no backend has printed its device URL in ${dataDir} (npm start writes ${path.join(dataDir, 'device-url')}): start it first (HOST=0.0.0.0 npm start), or give --url http://<address the device reaches>:<port>`);
+    return 2;
+  }
+  // Without --url the file gets the URL npm start printed, and says so; a loopback one is useless to a device.
+  if (fromBanner !== undefined) {
+    console.error(`esp-e2ee-keys: no --url: secrets.h says ${fromBanner}, the device URL npm start printed for ${dataDir}`);
+    if (isLoopbackUrl(fromBanner)) console.error(`esp-e2ee-keys: warning: no ESP8266 can reach ${fromBanner} (this machine's loopback): restart the backend with HOST=0.0.0.0 and run this again, or give --url http://<this machine's LAN address>:<port>`);
   }
   if (values.out) {
-    fs.writeFileSync(values.out, text, { mode: 0o600 });
-    fs.chmodSync(values.out, 0o600);
+    try {
+      writeWhole(values.out, text);
+    } catch (err) {
+      console.error(`esp-e2ee-keys: cannot write ${values.out}: ${(err as NodeJS.ErrnoException).code ?? 'error'} (does its directory exist? run this from the repository's root)`);
+      return 2;
+    }
     console.error(`esp-e2ee-keys: wrote ${values.out} for device ${deviceId} (key version ${version}); fill in the WiFi settings`);
   } else {
     process.stdout.write(text);

@@ -43,6 +43,17 @@
 #define E2EE_MQTT_PREFIX ""
 #endif
 
+// ---- Your sensor --------------------------------------------------------------------------------------------------
+/// The reading: write one JSON object into json (size bytes, with its NUL; at most 127 characters) and return true, or
+/// return false to send nothing this time. It is sent as "data", and Node-RED hands it to your flows as
+/// msg.payload.data. Numbers can be charted in the Devices sidebar; "units": {"t": "C"} names their units. A battery
+/// device calls this before its WiFi starts: keep it quick. (firmware/README.md, "Your own sensor".)
+bool sample(char *json, size_t size) {
+  const int n = snprintf(json, size, "{\"a0\":%d,\"heap\":%u,\"uptime\":%lu}", analogRead(A0), unsigned(ESP.getFreeHeap()),
+                         static_cast<unsigned long>(::millis() / 1000));
+  return n > 0 && size_t(n) < size;
+}
+
 namespace {
 
 constexpr uint16_t kCommandPort = 80;
@@ -240,11 +251,7 @@ class Board : public e2ee::Actions {
     snprintf(ip, ip_size, "%s", WiFi.localIP().toString().c_str());
     snprintf(ssid, ssid_size, "%s", WiFi.SSID().c_str());
   }
-  bool sample(char *json, size_t size) override {
-    const int n = snprintf(json, size, "{\"a0\":%d,\"heap\":%u,\"uptime\":%lu}", analogRead(A0), unsigned(ESP.getFreeHeap()),
-                           static_cast<unsigned long>(::millis() / 1000));
-    return n > 0 && size_t(n) < size;
-  }
+  bool sample(char *json, size_t size) override { return ::sample(json, size); }
   void led(bool on) override { digitalWrite(LED_BUILTIN, on ? LOW : HIGH); }  // active low
 
  private:

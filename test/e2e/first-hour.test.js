@@ -64,7 +64,7 @@ describe('first hour: start banner, port clash, a simulator that talks', functio
       const keyHex = fs.readFileSync(path.join(tmp.dir, 'aes-key.hex'), 'utf8').trim();
       const token = fs.readFileSync(path.join(tmp.dir, 'admin-token'), 'utf8').trim();
       out.split(keyHex).length.should.equal(1);
-      out.should.containEql(`npx esp-e2ee-keys <device id> --url http://127.0.0.1:${port} --data "${tmp.dir}"`);
+      out.should.containEql(`npx esp-e2ee-keys <device id> --url http://127.0.0.1:${port} --data "${tmp.dir}" --out firmware/include/secrets.h`);
       out.split(token).length.should.equal(2);
       out.should.not.match(/not printed here/);
     } finally {

@@ -12,7 +12,7 @@ const root = path.resolve(__dirname, '..', '..');
 
 /** The rows of the README table under `| variable | default | meaning |`: [name, default]. */
 function readmeVariables() {
-  const text = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+  const text = fs.readFileSync(path.join(root, 'docs', 'operations.md'), 'utf8');
   const start = text.indexOf('| variable | default | meaning |');
   start.should.be.above(-1);
   const rows = [];

@@ -195,16 +195,33 @@ describe('esp-e2ee-keys: a device\'s secrets.h from the master key', function ()
   });
 
   it('takes the master from E2EE_KEY, writes --out with mode 0600, and generates ids', function () {
-    const r = run(['--generate', '--out', tmp.file('out.h')], { E2EE_KEY: master });
+    // Without --url and without a backend that printed its URL: refused, and no file (never an empty secrets.h).
+    const refused = run(['--generate', '--data', tmp.file('no-backend'), '--out', tmp.file('out.h')], { E2EE_KEY: master });
+    refused.status.should.equal(2);
+    refused.stderr.should.match(/no --url, and no backend has printed its device URL/);
+    fs.existsSync(tmp.file('out.h')).should.be.false();
+    // A directory that does not exist: one line, nothing left behind.
+    const nowhere = run(['--generate', '--url', 'http://192.168.4.2:1880', '--out', tmp.file('no/such/dir/out.h')], { E2EE_KEY: master });
+    nowhere.status.should.equal(2);
+    nowhere.stderr.should.match(/cannot write .*ENOENT/);
+    // npm start wrote its device URL into the data dir: that one, said on stderr, with a warning for loopback.
+    fs.writeFileSync(tmp.file('device-url'), 'http://127.0.0.1:1880\n');
+    const r = run(['--generate', '--data', tmp.dir, '--out', tmp.file('out.h')], { E2EE_KEY: master });
     r.status.should.equal(0, r.stderr);
     (fs.statSync(tmp.file('out.h')).mode & 0o777).should.equal(0o600);
     const text = fs.readFileSync(tmp.file('out.h'), 'utf8');
     const id = /#define E2EE_DEVICE_ID "(esp-[0-9a-f]{12})"/.exec(text)[1];
     text.should.containEql(lib.deriveDeviceKey(Buffer.from(master, 'hex'), id, 0).toString('hex'));
     r.stderr.should.match(new RegExp(`wrote .*out\\.h for device ${id}`));
-    // No --url: the placeholder, said on stderr rather than silently.
-    text.should.containEql('#define E2EE_BACKEND_URL "http://192.168.1.10:1880"');
-    r.stderr.should.match(/no --url: secrets\.h says http:\/\/192\.168\.1\.10:1880; set E2EE_BACKEND_URL/);
+    text.should.containEql('#define E2EE_BACKEND_URL "http://127.0.0.1:1880"');
+    r.stderr.should.match(/no --url: secrets\.h says http:\/\/127\.0\.0\.1:1880, the device URL npm start printed/);
+    r.stderr.should.match(/warning: no ESP8266 can reach http:\/\/127\.0\.0\.1:1880/);
+    fs.readdirSync(tmp.dir).filter((f) => f.endsWith('.tmp')).should.eql([]);
+    fs.writeFileSync(tmp.file('device-url'), 'http://192.168.4.2:1880\n');
+    const lan = run(['5C:CF:7F:AA:00:0B', '--data', tmp.dir]);
+    lan.stdout.should.containEql('#define E2EE_BACKEND_URL "http://192.168.4.2:1880"');
+    lan.stderr.should.not.match(/warning/);
+    fs.rmSync(tmp.file('device-url'));
   });
 
   it('--auth none writes the backend\'s shared key, as npm start with E2EE_AUTH=none uses it; a key version with it is refused', function () {
