@@ -1,5 +1,6 @@
 /** The two HTTP listeners (devices and operators; the editor), bound before anything starts, and their addresses. */
 import * as http from 'node:http';
+import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 
@@ -19,11 +20,28 @@ export function createServer(app: http.RequestListener): http.Server {
   return server;
 }
 
-/** The one line for a port that cannot be bound, naming the variable to change. */
-export function listenHint(code: string | undefined, port: number, host: string, vars: { port: string; host: string }): string | undefined {
+/** Whether the port can be bound on the host now (it is bound and released at once). */
+export function portIsFree(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen({ port, host, exclusive: true }, () => probe.close(() => resolve(true)));
+  });
+}
+
+/** The first port after `port` (at most 20 on) that is free on the host now, if any. */
+export async function freePortAfter(port: number, host: string): Promise<number | undefined> {
+  for (let p = port + 1; p <= Math.min(port + 20, 65535); p++) if (await portIsFree(p, host)) return p;
+  return undefined;
+}
+
+/** The one line for a port that cannot be bound, naming the variable to change (and a port checked to be free). */
+export function listenHint(code: string | undefined, port: number, host: string, vars: { port: string; host: string }, free?: number): string | undefined {
   const where = `${host}:${port}`;
   const hints: Record<string, string> = {
-    EADDRINUSE: `Port ${port} is already in use (${where}): set ${vars.port} to a free port, e.g. ${vars.port}=${port + 10} npm start`,
+    EADDRINUSE: free !== undefined
+      ? `Port ${port} is already in use (${where}): set ${vars.port} to a free port, e.g. ${vars.port}=${free} npm start (free just now)`
+      : `Port ${port} is already in use (${where}), and so are the 20 after it: set ${vars.port} to a free port`,
     EACCES: `Port ${port} needs privileges on this machine (${where}): set ${vars.port} to a port above 1023`,
     EADDRNOTAVAIL: `${vars.host}=${host} is not an address of this machine: set ${vars.host} to one of its addresses, or 0.0.0.0 for all`,
   };
@@ -36,8 +54,9 @@ export function listenHint(code: string | undefined, port: number, host: string,
  */
 export function listen(server: http.Server, port: number, host: string, vars = { port: 'PORT', host: 'HOST' }): Promise<void> {
   return new Promise((resolve) => {
-    const failed = (err: NodeJS.ErrnoException) => {
-      console.error(listenHint(err.code, port, host, vars) ?? `Cannot listen on ${host}:${port}: ${err.message}`);
+    const failed = async (err: NodeJS.ErrnoException) => {
+      const free = err.code === 'EADDRINUSE' ? await freePortAfter(port, host) : undefined;
+      console.error(listenHint(err.code, port, host, vars, free) ?? `Cannot listen on ${host}:${port}: ${err.message}`);
       process.exit(2);
     };
     server.once('error', failed);

@@ -135,7 +135,8 @@ async function main(): Promise<number> {
       collect();
       const seconds = Math.round((Date.now() - started) / 1000);
       console.log(`summary after ${seconds} s, ${devices.length} device(s): ${total}`);
-      if (total.accepted === 0) console.error('esp-e2ee-sim: no reading was accepted: check --url, the key (--key/E2EE_KEY), --auth and --scope against the backend');
+      if (total.accepted === 0 && total.rejectedTotal === 0 && total.unreachableTotal > 0) console.error(`esp-e2ee-sim: no reading was accepted: the backend was not reached (${[...total.unreachable.keys()].join(', ')}): is it still running at ${baseUrl}?`);
+      else if (total.accepted === 0) console.error('esp-e2ee-sim: no reading was accepted: check --url, the key (--key/E2EE_KEY), --auth and --scope against the backend');
       resolve(total.accepted === 0 ? 1 : 0);
     };
     process.on('SIGINT', stop);

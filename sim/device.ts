@@ -86,16 +86,40 @@ export function requestJson(url: string, method: string, body?: unknown, headers
   });
 }
 
+/** Errors that mean the backend (or the broker) was not reached: not a rejection of what was sent. */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'no answer']);
+
+/** The longest a device waits between tries while the backend cannot be reached. */
+const MAX_BACKOFF_MS = 60_000;
+
 /** What a device did, for the simulator's report lines: counted since the last report. */
 export class SimStats {
   sent = 0;
   accepted = 0;
   commands = 0;
-  /** Rejection reason (`HTTP 400`, `ECONNREFUSED`, ...) → count. */
+  /** Rejection reason (`HTTP 400`, ...) → count: the backend answered, and said no. */
   readonly rejected = new Map<string, number>();
+  /** Connection error (`ECONNREFUSED`, ...) → count: the backend was not reached. */
+  readonly unreachable = new Map<string, number>();
 
   reject(reason: string, count = 1): void {
     this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + count);
+  }
+
+  /** A failed exchange: a connection error counts as unreachable, anything else as a rejection. Says which. */
+  fail(code: string, count = 1): 'unreachable' | 'rejected' {
+    if (!UNREACHABLE.has(code)) {
+      this.reject(code, count);
+      return 'rejected';
+    }
+    this.unreachable.set(code, (this.unreachable.get(code) ?? 0) + count);
+    return 'unreachable';
+  }
+
+  get unreachableTotal(): number {
+    let n = 0;
+    for (const count of this.unreachable.values()) n += count;
+    return n;
   }
 
   get rejectedTotal(): number {
@@ -110,12 +134,15 @@ export class SimStats {
     this.accepted += other.accepted;
     this.commands += other.commands;
     for (const [reason, count] of other.rejected) this.reject(reason, count);
+    for (const [code, count] of other.unreachable) this.fail(code, count);
   }
 
-  /** `sent N, accepted N, rejected N (reasons), commands N` */
+  /** `sent N, accepted N, rejected N (reasons)[, unreachable N (errors)], commands N` */
   toString(): string {
-    const reasons = [...this.rejected].map(([reason, count]) => `${reason}: ${count}`).join(', ');
-    return `sent ${this.sent}, accepted ${this.accepted}, rejected ${this.rejectedTotal}${reasons ? ` (${reasons})` : ''}, commands ${this.commands}`;
+    const list = (m: Map<string, number>) => [...m].map(([reason, count]) => `${reason}: ${count}`).join(', ');
+    const reasons = list(this.rejected);
+    const unreachable = this.unreachableTotal > 0 ? `, unreachable ${this.unreachableTotal} (${list(this.unreachable)})` : '';
+    return `sent ${this.sent}, accepted ${this.accepted}, rejected ${this.rejectedTotal}${reasons ? ` (${reasons})` : ''}${unreachable}, commands ${this.commands}`;
   }
 }
 
@@ -451,23 +478,30 @@ export class SimDevice {
         return;
       }
       this.stats.sent++;
+      let unreachable = false;
       try {
         const r = await this.postReading();
         if (r.status === 200) this.stats.accepted++;
+        else if (r.status === 0) unreachable = this.stats.fail('no answer') === 'unreachable';
         else {
           this.stats.reject(`HTTP ${r.status}`);
           this.log(`reading ${r.seqn} -> ${r.status}`);
         }
       } catch (err) {
-        this.stats.reject((err as NodeJS.ErrnoException).code ?? 'error');
-        this.log(`reading: ${(err as Error).message}`);
+        const code = (err as NodeJS.ErrnoException).code ?? 'error';
+        unreachable = this.stats.fail(code) === 'unreachable';
+        if (!unreachable) this.log(`reading: ${(err as Error).message}`);
       }
-      try {
-        await this.poll();
-      } catch (err) {
-        this.log(`poll: ${(err as Error).message}`);
+      // A backend that is not there is not asked again at once: the wait doubles up to a minute (as the firmware's).
+      const wait = this.backoff(unreachable);
+      if (!unreachable) {
+        try {
+          await this.poll();
+        } catch (err) {
+          this.log(`poll: ${(err as Error).message}`);
+        }
       }
-      if (this.timer !== undefined) this.timer = setTimeout(tick, this.interval * 1000);
+      if (this.timer !== undefined) this.timer = setTimeout(tick, wait);
     };
     this.timer = setTimeout(tick, 0);
   }
@@ -490,10 +524,27 @@ export class SimDevice {
       if (r.status === 404) await this.register();
       for (let i = 0; r.status === 200 && this.lastMore && i < MAX_FOLLOW_UP_POLLS; i++) await this.poll(MAX_FOLLOW_UP_POLLS);
     } catch (err) {
-      this.stats.reject((err as NodeJS.ErrnoException).code ?? 'error');
-      this.log(`wake: ${(err as Error).message}`);
+      if (this.stats.fail((err as NodeJS.ErrnoException).code ?? 'error') === 'rejected') this.log(`wake: ${(err as Error).message}`);
     }
     if (this.options.transport === 'mqtt') await this.disconnect();
+  }
+
+  /** Consecutive ticks that did not reach the backend. */
+  private misses = 0;
+
+  /** The wait before the next tick: the interval, doubled per consecutive miss up to MAX_BACKOFF_MS (or the interval). */
+  private backoff(unreachable: boolean): number {
+    const interval = this.interval * 1000;
+    if (!unreachable) {
+      if (this.misses > 0) this.log(`backend reachable again after ${this.misses} tries`);
+      this.misses = 0;
+      return interval;
+    }
+    this.misses++;
+    const wait = Math.min(Math.max(MAX_BACKOFF_MS, interval), interval * 2 ** this.misses);
+    // One line when it starts, then one per doubling: not one per device per second.
+    if ((this.misses & (this.misses - 1)) === 0) this.log(`backend unreachable (${this.misses} in a row): next try in ${Math.round(wait / 100) / 10} s`);
+    return wait;
   }
 
   /** The counts since the last call, and a fresh start. */

@@ -1,4 +1,4 @@
-import { PushPolicy, STORAGE_RETRY_AFTER_S, TokenBuckets, apiAnswers, canonicalAddress, pushPolicy, RateLimits, RejectionLog, deviceApiJsonBodies, hideAuthorization, inputFunnel, rawReadingsBody, retryAfterSeconds, runAction, sourceOf, sourceRateLimit } from '../lib';
+import { PushPolicy, STORAGE_RETRY_AFTER_S, uplinkKind, TokenBuckets, apiAnswers, canonicalAddress, pushPolicy, RateLimits, RejectionLog, deviceApiJsonBodies, hideAuthorization, inputFunnel, rawReadingsBody, retryAfterSeconds, runAction, sourceOf, sourceRateLimit } from '../lib';
 import { packageLimits } from '../shared/limits';
 import type { Msg, Node, NodeDef, RED } from '../shared/red';
 import type { Transport } from '../lib';
@@ -84,7 +84,7 @@ function installHttpProtections(RED: RED, bySource: TokenBuckets | undefined, t:
   // No HEAD reaches a flow (it would be a poll that sends nothing), and no answer is JSONP.
   RED.httpNode?.use(apiAnswers(t));
   // A source over its rate gets 429 before any flow runs (a device's own rate is charged once its MAC verified).
-  RED.httpNode?.use(sourceRateLimit(bySource, t, (source, deviceid) => rejections.record(source, deviceid, 'rate-limited')));
+  RED.httpNode?.use(sourceRateLimit(bySource, t, (source, deviceid, path) => rejections.record(source, deviceid, 'rate-limited', uplinkKind(path))));
   // The shipped readings route needs its body raw (see lib/http/body): installed once, when the package loads.
   RED.httpNode?.use(rawReadingsBody(t));
   // The other device API routes: a malformed JSON body gets 400 and an oversized one 413, not Node-RED's 500.
@@ -100,9 +100,11 @@ function answerRejection(msg: Msg, t: Translate, rejections: RejectionLog): Msg 
   const req = msg.req as Parameters<typeof sourceOf>[0] | undefined;
   // Over MQTT the broker hides the sender's address: its rejections are counted as one source.
   const source = req ? sourceOf(req) : msg.transport === 'mqtt' ? 'MQTT' : '';
+  // What it was (a reading, a registration, a config poll): from its MQTT topic, else its route.
+  const kind = uplinkKind((req as { path?: string } | undefined)?.path, msg.uplink);
   if (rejected?.reason === 'rate-limited') {
     // The device proved itself and is over its own rate: it may know so (it holds the key), and when to retry.
-    rejections.record(source, String(deviceIdFrom(msg) ?? ''), 'rate-limited');
+    rejections.record(source, String(deviceIdFrom(msg) ?? ''), 'rate-limited', kind);
     msg.statusCode = 429;
     msg.payload = { status: 'NOK', message: t('e2ee.api.rate-limited') };
     msg.headers = { 'Retry-After': retryAfterSeconds(Number(rejected.retryAfterMs) || 1000) };
@@ -115,7 +117,7 @@ function answerRejection(msg: Msg, t: Translate, rejections: RejectionLog): Msg 
     msg.headers = { 'Retry-After': String(STORAGE_RETRY_AFTER_S) };
     return msg;
   }
-  rejections.record(source, String(deviceIdFrom(msg) ?? ''), rejectionReason(msg));
+  rejections.record(source, String(deviceIdFrom(msg) ?? ''), rejectionReason(msg), kind);
   msg.statusCode = 400;
   msg.payload = { status: 'NOK', message: t('e2ee.registry.rejected') };
   delete msg.headers;

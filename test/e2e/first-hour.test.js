@@ -33,6 +33,9 @@ describe('first hour: start banner, port clash, a simulator that talks', functio
     const port = await freePort();
     const squatter = net.createServer().listen(port, '127.0.0.1');
     await new Promise((r) => squatter.once('listening', r));
+    // The next port is taken too: the suggestion must be one that is really free.
+    const neighbour = net.createServer().listen(port + 1, '127.0.0.1');
+    await new Promise((r) => { neighbour.once('listening', r); neighbour.once('error', r); });
     try {
       const r = await run(process.execPath, [path.join(root, 'scripts', 'start.js')], { env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', E2EE_MQTT_PORT: String(await freePort()), E2EE_DATA_DIR: tmp.dir } });
       r.code.should.equal(2);
@@ -40,7 +43,13 @@ describe('first hour: start banner, port clash, a simulator that talks', functio
       r.stderr.should.match(new RegExp(`^Port ${port} is already in use .*set PORT to a free port`));
       r.stderr.should.not.match(/\n\s+at /);
       (r.stdout + r.stderr).should.not.match(/Started flows|Starting flows/);
+      const suggested = Number(/PORT=(\d+) npm start \(free just now\)/.exec(r.stderr)[1]);
+      suggested.should.be.above(port + 1);
+      const probe = net.createServer().listen(suggested, '127.0.0.1');
+      await new Promise((resolve, reject) => { probe.once('listening', resolve); probe.once('error', reject); });
+      probe.close();
     } finally {
+      neighbour.close();
       squatter.close();
       tmp.cleanup();
     }
@@ -158,5 +167,42 @@ describe('first hour: start banner, port clash, a simulator that talks', functio
       r.code.should.equal(1);
       r.stderr.should.match(/cannot reach http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\): is the backend running/);
     });
+  });
+});
+
+describe('first hour: the simulator when the backend goes away', function () {
+  this.timeout(60000);
+  it('backs off (the wait doubles) instead of hammering, and counts connection errors apart from rejections', async function () {
+    const tmp = tempDir('esp-e2ee-sim-backoff-');
+    const backend = await startBackend({ dataDir: tmp.dir });
+    try {
+      const child = spawn(process.execPath, [cli, '--url', backend.url, '--data', tmp.dir, '--devices', '3', '--interval', '0.5', '--duration', '9'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (c) => { out += c; });
+      child.stderr.on('data', (c) => { out += c; });
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      for (let i = 0; i < 100 && !/accepted [1-9]/.test(out); i++) await new Promise((r) => setTimeout(r, 100));
+      out.should.match(/accepted [1-9]/);
+      await backend.stop();
+      const stoppedAt = out.length;
+      (await exited).should.equal(0, out);
+      const after = out.slice(stoppedAt);
+      // Connection errors are not rejections: the reports say unreachable, and rejected stays 0.
+      after.should.match(/unreachable \d+ \(ECONNREFUSED: \d+\)/);
+      for (const line of after.split('\n').filter((l) => / sent \d+, accepted /.test(l))) line.should.match(/rejected 0,/);
+      // At 0.5 s a device would try ~16 times in the ~8 s left; with the wait doubling (1, 2, 4, 8 s) at most 5.
+      const unreachable = [...after.matchAll(/unreachable (\d+) \(/g)].map((m) => Number(m[1]));
+      const summary = /^summary after .*unreachable (\d+)/m.exec(after);
+      (summary !== null).should.be.true(after);
+      Number(summary[1]).should.be.belowOrEqual(3 * 5);
+      unreachable.length.should.be.above(0);
+      // One line per device when it starts and one per doubling, not one per try.
+      const lines = after.split('\n').filter((l) => /backend unreachable/.test(l));
+      lines.length.should.be.belowOrEqual(3 * 3);
+      lines.length.should.be.aboveOrEqual(3);
+    } finally {
+      await backend.stop();
+      tmp.cleanup();
+    }
   });
 });

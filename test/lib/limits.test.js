@@ -40,12 +40,27 @@ describe('lib/rejection-log', function () {
       for (let i = 0; i < 50; i++) log.record('10.0.0.1', `D${i % 3}`, i % 2 ? 'replay' : 'Decryption failed');
       log.record('10.0.0.2', 'BB', 'stale');
       lines.length.should.equal(2);
-      lines[0].should.match(/^reading from "AA" \(source 10\.0\.0\.1\) rejected: replay/);
+      lines[0].should.match(/^request from "AA" \(source 10\.0\.0\.1\) rejected: replay/);
       log.flush();
       lines.length.should.equal(3); // 10.0.0.2 had only its first
       lines[2].should.equal('50 more requests from 10.0.0.1 rejected in the last 60 s: Decryption failed 25, replay 25 (devices "D0", "D1", "D2")');
       log.flush();
       lines.length.should.equal(3);
+    } finally {
+      log.stop();
+    }
+  });
+
+  it('names what was rejected: a reading, a registration or a config poll, by route or by MQTT topic', function () {
+    const lines = [];
+    const log = new lib.RejectionLog((l) => lines.push(l), t, 60000);
+    try {
+      log.record('10.0.0.1', 'A', 'replay', lib.uplinkKind('/api/devices/A/readings'));
+      log.record('10.0.0.2', 'B', 'Decryption failed', lib.uplinkKind('/api/devices/B'));
+      log.record('10.0.0.3', 'C', 'stale', lib.uplinkKind('/api/devices/C/poll'));
+      log.record('MQTT', 'D', 'replay', lib.uplinkKind(undefined, 'register'));
+      log.record('10.0.0.4', 'E', 'rate-limited', lib.uplinkKind('/api/devices/E/commands'));
+      lines.map((l) => l.split(' from ')[0]).should.eql(['reading', 'registration', 'config poll', 'registration', 'request']);
     } finally {
       log.stop();
     }
@@ -133,7 +148,7 @@ describe('lib/device-api', function () {
 
   it('the rejection log keeps every line one line: control characters are escaped', function () {
     const lines = [];
-    const log = new lib.RejectionLog((l) => lines.push(l), (key, p) => `${key} ${p.source} ${p.device} ${p.reason}`, 60000);
+    const log = new lib.RejectionLog((l) => lines.push(l), (key, p) => (p ? `${key} ${p.source} ${p.device} ${p.reason}` : key), 60000);
     log.record('10.0.0.1\n', 'dev\r\n', 'Unexpected token\n} in JSON\u001b[31m');
     log.stop();
     lines.should.have.length(1);

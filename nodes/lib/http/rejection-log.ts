@@ -4,6 +4,7 @@
  * end of the interval. At most `maxSources` sources are tracked per interval; the others share one summary.
  */
 import type { Translate } from '../common';
+import type { UplinkKind } from './routes';
 
 interface SourceCount {
   count: number;
@@ -35,7 +36,7 @@ export class RejectionLog {
   ) {}
 
   /** Counts one rejection; logs it at once when it is the first from its source in this interval. */
-  record(source: string, deviceid: string, rawReason: string): void {
+  record(source: string, deviceid: string, rawReason: string, kind: UplinkKind = 'request'): void {
     const reason = escapeControl(rawReason);
     let key = escapeControl(source) || 'unknown';
     let entry = this.counts.get(key);
@@ -47,7 +48,7 @@ export class RejectionLog {
     if (!entry) {
       entry = { count: 0, reasons: new Map(), devices: new Set() };
       this.counts.set(key, entry);
-      if (key !== OTHER) this.emit(this.t('e2ee.log.rejected-first', { source: key, device, reason }));
+      if (key !== OTHER) this.emit(this.t('e2ee.log.rejected-first', { what: this.t(`e2ee.log.kind-${kind}`), source: key, device, reason }));
       this.startTimer();
       // The first is logged already; the summary counts the others.
       if (key !== OTHER) return;

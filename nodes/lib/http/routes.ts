@@ -40,6 +40,25 @@ const API_PREFIX = '/api/devices';
  * The route of the API a path belongs to, if any. Every request to httpNode passes the package's middleware, which
  * asks this: a path outside the API costs one comparison.
  */
+/** What a device sent, as the rejection log names it: a reading, a registration, a config poll, or another request. */
+export type UplinkKind = 'reading' | 'register' | 'poll' | 'request';
+
+const REGISTER_ROUTE = /^\/api\/devices\/[^/]+\/?$/i;
+const POLL_ROUTE = /^\/api\/devices\/[^/]+\/poll\/?$/i;
+
+/**
+ * The kind of a rejected device message: from its MQTT topic's last level (msg.uplink: reading, register, poll),
+ * else from its HTTP path (the shipped flow's routes).
+ */
+export function uplinkKind(path: string | undefined, mqttType?: unknown): UplinkKind {
+  if (mqttType === 'reading' || mqttType === 'register' || mqttType === 'poll') return mqttType;
+  const p = (path ?? '').split('?')[0];
+  if (READINGS_ROUTE.test(p)) return 'reading';
+  if (POLL_ROUTE.test(p)) return 'poll';
+  if (REGISTER_ROUTE.test(p)) return 'register';
+  return 'request';
+}
+
 export function routeOf(path: string): Route | undefined {
   if (path.length < API_PREFIX.length || path.slice(0, API_PREFIX.length).toLowerCase() !== API_PREFIX) return undefined;
   return DEVICE_API.find((r) => r.pattern.test(path));
@@ -79,13 +98,13 @@ export function sourceOf(req: ApiRequest): string {
  * replay guard), so garbage sent for a device from a source under its limit costs that device nothing. An excess
  * gets 429 with Retry-After (seconds) and `onLimited` is told (for the aggregated rejection log).
  */
-export function sourceRateLimit(bySource: TokenBuckets | undefined, t: Translate, onLimited?: (source: string, deviceid: string) => void, now: () => number = Date.now) {
+export function sourceRateLimit(bySource: TokenBuckets | undefined, t: Translate, onLimited?: (source: string, deviceid: string, path: string) => void, now: () => number = Date.now) {
   return (req: ApiRequest, res: ApiResponse, next: Next): void => {
     if (!bySource || !routeOf(req.path)) return next();
     const source = sourceOf(req);
     const wait = bySource.take(source, now());
     if (wait === 0) return next();
-    onLimited?.(source, pathDeviceId(req.path));
+    onLimited?.(source, pathDeviceId(req.path), req.path);
     res.status(429).set('Retry-After', retryAfterSeconds(wait)).json({ status: 'NOK', message: t('e2ee.api.rate-limited') });
   };
 }
