@@ -87,14 +87,13 @@ function startMaintenance(RED: RED, node: DeviceStoreNode, store: Store, retenti
   };
 }
 
-/** Every device the store holds, page by page (the device events' presence at their first subscriber). */
-async function everyDevice(store: Store) {
+/** Every device the store holds, a page at a time (the device events' presence at their first subscriber). */
+async function* everyDevice(store: Store) {
   await store.ready();
-  const rows = [];
   for (let offset = 0; ; offset += MAX_LIST_LIMIT) {
     const { devices } = await store.list({ limit: MAX_LIST_LIMIT, offset });
-    rows.push(...devices);
-    if (devices.length < MAX_LIST_LIMIT) return rows;
+    yield devices;
+    if (devices.length < MAX_LIST_LIMIT) return;
   }
 }
 

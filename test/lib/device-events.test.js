@@ -80,7 +80,11 @@ describe('device events', function () {
       heartbeatMs: HEARTBEAT,
       now: () => clock,
       sweepMs: 3_600_000,
-      seed: async () => [row('A', { lastseen: new Date(clock - 1000).toISOString(), name: 'a' }), row('B', { lastseen: new Date(clock - 2 * HEARTBEAT).toISOString() }), row('C')],
+      // Two pages, as the device store gives them.
+      seed: async function* () {
+        yield [row('A', { lastseen: new Date(clock - 1000).toISOString(), name: 'a' })];
+        yield [row('B', { lastseen: new Date(clock - 2 * HEARTBEAT).toISOString() }), row('C')];
+      },
     });
     try {
       seeded.onEvent((e) => got.push(e));

@@ -60,8 +60,11 @@ interface Tracked {
 export interface DeviceEventsOptions {
   /** The store's heartbeat: an always-on device is offline once this long has passed since its last contact. */
   heartbeatMs: number;
-  /** Every device the store holds, for the presence at the first subscription (so a restart reports no one anew). */
-  seed?: () => Promise<PresenceRow[]>;
+  /**
+   * Every device the store holds, page by page, for the presence at the first subscription (so a restart reports no
+   * one anew). Only the devices online are kept.
+   */
+  seed?: () => AsyncIterable<PresenceRow[]>;
   /** How often lapsed devices are looked for (default: a tenth of the heartbeat, 1 to 30 s). */
   sweepMs?: number;
   now?: () => number;
@@ -203,8 +206,8 @@ export class DeviceEvents {
   private startTracking(): void {
     const seed = this.options.seed;
     if (seed) {
-      this.seeding = seed().then(
-        (rows) => {
+      this.seeding = (async () => {
+        for await (const rows of seed()) {
           const at = this.now();
           for (const row of rows) {
             const last = row.lastseen ? Date.parse(row.lastseen) : NaN;
@@ -212,10 +215,8 @@ export class DeviceEvents {
             const lapseMs = this.lapseMs(row);
             if (at - last <= lapseMs) this.online.set(row.deviceid, { name: row.name, last, lapseMs });
           }
-        },
-        // A store that cannot be read now: devices are reported online at their next contact instead.
-        () => undefined,
-      );
+        }
+      })().catch(() => undefined); // A store that cannot be read now: devices are reported online at their next contact.
     }
     const every = this.options.sweepMs ?? Math.min(30_000, Math.max(1000, Math.floor(this.options.heartbeatMs / 10)));
     this.sweeper = setInterval(() => this.sweep(), every);
