@@ -28,6 +28,7 @@ export const VARIABLES: Variable[] = [
   { name: 'E2EE_EDITOR', shown: 'on', meaning: '`off` disables the editor (and its listener)' },
   { name: 'E2EE_RATE_LIMIT', shown: '`device=5/s burst 20, source=200/s burst 400`', meaning: 'rate limits per source address and per authenticated device' },
   { name: 'E2EE_RETENTION', shown: '`90d`', meaning: 'readings kept' },
+  { name: 'E2EE_DURABILITY', shown: 'power', meaning: 'what an acknowledged write survives: `power` or `process`' },
   { name: 'E2EE_PUSH_ALLOW', shown: 'private ranges', meaning: 'CIDRs commands may be pushed to' },
   { name: 'E2EE_MAX_DEVICES', shown: '10000', meaning: 'the most devices registration may create' },
   { name: 'E2EE_COMMAND_TTL', shown: '`7d`', meaning: 'how long a command waits for the device\'s acknowledgement' },
@@ -59,6 +60,8 @@ export interface Settings {
   maxDevices?: number;
   /** '' is the store's default. */
   commandTtl: string;
+  /** SQLite: what an acknowledged write survives (power cut, or only a crash of the process). */
+  durability: 'power' | 'process';
   rejectionLogInterval?: number;
   logLevel: string;
   /** '' for the embedded SQLite. */
@@ -124,6 +127,14 @@ function mqttSettings(env: Env, plain: boolean, problems: string[]): MqttSetting
 
 const isWildcardHost = (host: string) => host === '0.0.0.0' || host === '::';
 
+/** E2EE_DURABILITY: power (the default) or process. */
+function durabilityOf(env: Env, problems: string[]): 'power' | 'process' {
+  const v = env.E2EE_DURABILITY || 'power';
+  if (v === 'power' || v === 'process') return v;
+  problems.push(`E2EE_DURABILITY must be power or process, not ${JSON.stringify(v.slice(0, 20))}`);
+  return 'power';
+}
+
 /** All of npm start's settings from the environment; a SettingsError names every variable that is wrong. */
 export function readSettings(env: Env, root: string): Settings {
   const problems: string[] = [];
@@ -146,6 +157,7 @@ export function readSettings(env: Env, root: string): Settings {
     pushAllow: env.E2EE_PUSH_ALLOW,
     maxDevices: positive(env, 'E2EE_MAX_DEVICES'),
     commandTtl: env.E2EE_COMMAND_TTL ?? '',
+    durability: durabilityOf(env, problems),
     rejectionLogInterval: positive(env, 'E2EE_REJECTION_LOG_INTERVAL'),
     logLevel: env.E2EE_LOG_LEVEL || 'info',
     databaseUrl: (env.E2EE_DATABASE_URL || '').trim(),
@@ -186,6 +198,7 @@ export function flowEnvironment(settings: Settings, secrets: { key: string; toke
     E2EE_API_URL: `http://${isWildcardHost(settings.host) ? '127.0.0.1' : settings.host.includes(':') ? `[${settings.host}]` : settings.host}:${settings.port}`,
     E2EE_RETENTION: settings.retention,
     E2EE_COMMAND_TTL: settings.commandTtl,
+    E2EE_DURABILITY: settings.durability,
     E2EE_DATABASE_URL: settings.databaseUrl,
     E2EE_STORE_BACKEND: settings.databaseUrl ? 'postgresql' : 'sqlite',
     E2EE_DB_POOL: settings.dbPool,

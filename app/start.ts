@@ -15,7 +15,7 @@ import { loadSecrets } from './secrets';
 import { flowEnvironment, readSettings } from './settings';
 import type { Settings } from './settings';
 import { EmbeddedBroker, startEmbeddedBroker } from './mqtt';
-import { PACKAGE_NAME, flowMismatch, keyScope, linkPackage, switchMqtt, writeInitialFlow } from './userdir';
+import { PACKAGE_NAME, adoptDurability, flowMismatch, keyScope, linkPackage, switchMqtt, writeInitialFlow } from './userdir';
 
 export { reachableAddresses } from './listeners';
 
@@ -77,6 +77,7 @@ export async function main(options: StartOptions = {}): Promise<void> {
   const mismatch = flowMismatch(settings);
   if (mismatch) refuse(mismatch);
   switchMqtt(settings);
+  adoptDurability(settings);
   // The embedded broker is up before the flow's MQTT client connects to it.
   const broker = await startBroker(settings, secrets.key.value);
 

@@ -81,6 +81,19 @@ export function switchMqtt(settings: Settings): void {
   if (changed) fs.writeFileSync(file, JSON.stringify(flow, null, 2));
 }
 
+/**
+ * A flow written before E2EE_DURABILITY existed gets its device store's durability from it (the store's default is
+ * `power`, the same as the variable's). Written only when it changes.
+ */
+export function adoptDurability(settings: Settings): void {
+  const file = flowFileOf(settings);
+  const flow = readFlow(file);
+  const store = flow.find((n) => n.type === 'device-store' && n.id === 'e2ee-store');
+  if (!store || store.durability !== undefined) return;
+  store.durability = '${E2EE_DURABILITY}';
+  fs.writeFileSync(file, JSON.stringify(flow, null, 2));
+}
+
 /** Why the flow in the user directory cannot serve these settings (an older flow), or undefined. */
 export function flowMismatch(settings: Settings): string | undefined {
   if (!settings.databaseUrl) return undefined;

@@ -1,4 +1,4 @@
-import { DEFAULT_COMMAND_TTL_MS, DeviceEvents, MAX_LIST_LIMIT, DEFAULT_POOL_SIZE, PostgresStore, Retention, RetentionError, SqliteStore, describeConnection, describeRetention, formatDuration, hasRetention, parseBackend, parseCommandTtl, parseRetention } from '../lib';
+import { DEFAULT_COMMAND_TTL_MS, DeviceEvents, MAX_LIST_LIMIT, parseDurability, DEFAULT_POOL_SIZE, PostgresStore, Retention, RetentionError, SqliteStore, describeConnection, describeRetention, formatDuration, hasRetention, parseBackend, parseCommandTtl, parseRetention } from '../lib';
 import type { DeviceStore as Store } from '../lib';
 import { positiveInt } from '../shared/config';
 import type { NodeDef, RED } from '../shared/red';
@@ -129,7 +129,15 @@ export = function register(RED: RED) {
       if (!connectionString) this.error(RED._('e2ee.store.no-connection'));
       store = new PostgresStore({ connectionString, poolSize: positiveInt(def.poolSize, DEFAULT_POOL_SIZE), onHealth });
     } else {
-      store = new SqliteStore({ file: this.file, onHealth });
+      let durability: ReturnType<typeof parseDurability> = 'power';
+      try {
+        durability = parseDurability(def.durability);
+      } catch {
+        // A typo must not weaken durability: the safe one, and say so.
+        this.error(RED._('e2ee.store.bad-durability', { value: String(def.durability).slice(0, 20) }));
+      }
+      if (durability === 'process') this.log(RED._('e2ee.store.durability-process'));
+      store = new SqliteStore({ file: this.file, onHealth, durability });
     }
     this.store = store;
     this.events = new DeviceEvents({ heartbeatMs: this.heartbeat * 1000, seed: () => everyDevice(store) });

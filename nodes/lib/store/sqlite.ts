@@ -2,7 +2,8 @@
  * The embedded default backend: one SQLite file (sqlite3 package), WAL mode,
  * schema migrations through a schema_version table, every statement
  * parameterised, and every write through durable group commit
- * (synchronous=FULL: a committed batch is on disk).
+ * (synchronous=FULL: a committed batch is on disk; with durability `process`, synchronous=NORMAL: a committed batch
+ * survives a crash of the process, and the last ones may be lost with the machine's power, see Durability).
  *
  * One process owns the file. The replay windows are therefore decided in
  * memory, which makes check-and-advance atomic without a round trip; the new
@@ -164,9 +165,27 @@ function iso(now: number): string {
   return isoText;
 }
 
+/**
+ * What a committed write survives: `power` (the default; synchronous=FULL, each commit is fsynced: a power cut loses
+ * nothing acknowledged) or `process` (synchronous=NORMAL in WAL: a crash or kill -9 of the process loses nothing
+ * acknowledged, but a power cut or a kernel crash may lose the commits since the last WAL checkpoint sync).
+ */
+export type Durability = 'power' | 'process';
+export const DURABILITIES: readonly Durability[] = ['power', 'process'];
+
+/** A durability setting: power or process; anything else (a typo) throws. Empty: the default, power. */
+export function parseDurability(value: unknown): Durability {
+  const v = typeof value === 'string' ? value.trim() : '';
+  if (v === '' || /^\$\{\w+\}$/.test(v)) return 'power';
+  if ((DURABILITIES as readonly string[]).includes(v)) return v as Durability;
+  throw new RangeError(`durability must be power or process, not ${v.slice(0, 20)}`);
+}
+
 export interface SqliteOptions {
   /** Database file; created with its directory when missing. */
   file: string;
+  /** What a committed write survives (default power). */
+  durability?: Durability;
   /** Test hook: called with each batch size. */
   onBatch?: (size: number) => void;
   /** Replay windows kept in memory (default REPLAY_CACHE_MAX). */
@@ -228,7 +247,7 @@ export class SqliteStore implements DeviceStore {
     this.conn.serialize();
     this.conn.configure('busyTimeout', BUSY_TIMEOUT_MS);
     await this.exec('PRAGMA journal_mode = WAL');
-    await this.exec('PRAGMA synchronous = FULL');
+    await this.exec(this.options.durability === 'process' ? 'PRAGMA synchronous = NORMAL' : 'PRAGMA synchronous = FULL');
     await this.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
     const row = (await this.first('SELECT max(version) AS version FROM schema_version')) as { version: number | null };
     let version = row?.version ?? 0;
