@@ -12,7 +12,13 @@
  *   peer volatile  the same without storage (nothing durable)
  * Runtime B (aes-key auth none): bare, readings.
  *
- * Usage: node bench/http.js [--duration 10] [--rounds 3] [--connections 20] [--json]
+ * Besides requests per second, each round measures the CPU time the Node-RED process spent (user + system, from
+ * /proc/<pid>/stat: every thread, the SQLite pool included) per 2xx answer. On a shared machine the throughput of
+ * consecutive rounds moves with the neighbours' load; CPU per request much less, so "our CPU per reading / bare's"
+ * is the steadier figure. Rounds are short and the pipelines interleaved (their order rotates), and the spread of
+ * the bare route across rounds is reported as the machine's noise.
+ *
+ * Usage: node bench/http.js [--duration 2] [--rounds 20] [--connections 20] [--json]
  * Exports run(options) for bench/run.js.
  */
 'use strict';
@@ -22,9 +28,29 @@ const lib = require('../dist/nodes/lib');
 const { startBackend } = require('../test/support/backend');
 const { tempDir, querySqlite } = require('../test/support/tmp');
 const { median, fmt, arg, benchMain } = require('./lib/runtime');
+
+/** The least and greatest of a round's figures, and the middle half (quartiles). */
+function spread(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (f) => s[Math.min(s.length - 1, Math.floor(f * s.length))];
+  return { min: s[0], q1: q(0.25), q3: q(0.75), max: s[s.length - 1] };
+}
 const { readingsLoad, cannon, BARE_FLOW, addFlow, peerFunction } = require('./lib/load');
 
 const SERVER = path.join(__dirname, 'lib', 'server.js');
+const fs = require('node:fs');
+
+/** Clock ticks per second of /proc/<pid>/stat's times (getconf CLK_TCK; 100 on Linux). */
+const CLK_TCK = Number(require('node:child_process').execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** CPU time the process has used so far (user + system, all its threads), in ms. */
+function cpuMs(pid) {
+  // Fields after the command name (which may hold spaces, so the split starts after its closing parenthesis).
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of the line, 12 and 13 after the state.
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
 
 /** The seed-style pipeline as a flow: decrypt with crypto-js in a function node, SEQN in context, optional sqlite INSERT. */
 function peerFlow(keyHex, dbFile) {
@@ -96,13 +122,15 @@ async function runRuntime({ auth, pipelines, duration, rounds, connections, log 
     for (let round = 0; round < rounds; round++) {
       const order = pipelines.map((_, i) => pipelines[(i + round) % pipelines.length]);
       for (const name of order) {
+        const cpuBefore = cpuMs(backend.pid);
         const r = await cannon({ ...options(name), connections, duration });
+        const cpu = cpuMs(backend.pid) - cpuBefore;
         const ok = r['2xx'];
         results[name].ok += ok;
         const bad = r.non2xx + r.errors + r.timeouts;
         if (bad > 0) throw new Error(`${name}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`);
-        results[name].rounds.push({ rps: ok / duration, p50: r.latency.p50, p99: r.latency.p99 });
-        log?.(`  ${auth} round ${round + 1} ${name}: ${fmt(ok / duration)} req/s, p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms`);
+        results[name].rounds.push({ rps: ok / duration, p50: r.latency.p50, p99: r.latency.p99, cpuUs: (cpu * 1000) / Math.max(ok, 1) });
+        log?.(`  ${auth} round ${round + 1} ${name}: ${fmt(ok / duration)} req/s, p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, CPU ${((cpu * 1000) / Math.max(ok, 1)).toFixed(0)} µs/req`);
       }
     }
     // Every 2xx of a storing pipeline is a stored row (warm-up included), and none is stored twice.
@@ -120,7 +148,7 @@ async function runRuntime({ auth, pipelines, duration, rounds, connections, log 
 }
 
 /** Both runtimes; medians and ratios to bare of the same runtime. */
-async function run({ duration = 10, rounds = 3, connections = 20, log = console.log } = {}) {
+async function run({ duration = 2, rounds = 20, connections = 20, log = console.log } = {}) {
   const a = await runRuntime({ auth: 'hmac-sha256', pipelines: ['bare', 'readings', 'peer durable', 'peer volatile'], duration, rounds, connections, log });
   const b = await runRuntime({ auth: 'none', pipelines: ['bare', 'readings'], duration, rounds, connections, log });
   const summarize = (runtime, name) => {
@@ -132,6 +160,11 @@ async function run({ duration = 10, rounds = 3, connections = 20, log = console.
       p99: median(rs.map((r) => r.p99)),
       ratioToBare: median(rs.map((r, i) => r.rps / bare[i].rps)),
       p99ToBare: median(rs.map((r, i) => r.p99 / Math.max(bare[i].p99, 1))),
+      // CPU per 2xx (µs), and per round against bare's in the same round (the steady figure).
+      cpuUs: median(rs.map((r) => r.cpuUs)),
+      cpuToBare: median(rs.map((r, i) => r.cpuUs / bare[i].cpuUs)),
+      cpuToBareSpread: spread(rs.map((r, i) => r.cpuUs / bare[i].cpuUs)),
+      rpsSpread: spread(rs.map((r) => r.rps)),
     };
   };
   const rows = {
@@ -142,24 +175,25 @@ async function run({ duration = 10, rounds = 3, connections = 20, log = console.
     'peer volatile (same, no storage)': summarize(a, 'peer volatile'),
   };
   const vsPeer = median(a.results.readings.rounds.map((r, i) => r.rps / a.results['peer durable'].rounds[i].rps));
+  const cpuVsPeer = median(a.results.readings.rounds.map((r, i) => a.results['peer durable'].rounds[i].cpuUs / r.cpuUs));
   const stored = { 'readings (hmac-sha256)': a.stored.readings, 'readings (auth none)': b.stored.readings, 'peer durable': a.stored['peer durable'] };
   // Every 2xx is stored, nothing is stored twice, and nothing but what was sent (requests cut off when a
   // round ends may be stored without their answer being counted).
   for (const [name, s] of Object.entries(stored)) {
     if (s.n < s.ok || s.n > s.sent || s.d !== s.n) throw new Error(`${name}: ${s.ok} answered 2xx of ${s.sent} sent, ${s.n} rows stored (${s.d} distinct)`);
   }
-  return { config: { duration, rounds, connections }, rows, readingsVsPeerDurable: vsPeer, stored };
+  return { config: { duration, rounds, connections }, rows, readingsVsPeerDurable: vsPeer, peerCpuVsReadings: cpuVsPeer, stored };
 }
 
 if (require.main === module) {
-  const duration = arg('duration', 10);
-  const rounds = arg('rounds', 3);
+  const duration = arg('duration', 2);
+  const rounds = arg('rounds', 20);
   const connections = arg('connections', 20);
   const json = process.argv.includes('--json');
   benchMain(() => run({ duration, rounds, connections, log: json ? undefined : console.log }), (r) => {
     console.log(`HTTP: autocannon ${connections} connections, ${duration} s x ${rounds} rounds, Node ${process.version}`);
     for (const [name, row] of Object.entries(r.rows)) {
-      console.log(`  ${name.padEnd(58)} ${fmt(row.rps).padStart(8)} req/s  p50 ${row.p50} ms  p99 ${row.p99} ms  ${row.ratioToBare.toFixed(2)} of bare`);
+      console.log(`  ${name.padEnd(58)} ${fmt(row.rps).padStart(8)} req/s (rounds ${fmt(row.rpsSpread.min)}-${fmt(row.rpsSpread.max)})  p50 ${row.p50} ms  p99 ${row.p99} ms  ${row.ratioToBare.toFixed(2)} of bare  CPU ${row.cpuUs.toFixed(0)} µs/req = ${row.cpuToBare.toFixed(2)}x bare's (rounds ${row.cpuToBareSpread.min.toFixed(2)}-${row.cpuToBareSpread.max.toFixed(2)})`);
     }
     console.log(`  readings (hmac) / peer durable: ${r.readingsVsPeerDurable.toFixed(2)}x; stored rows vs 2xx answers: ${JSON.stringify(r.stored)}`);
   });

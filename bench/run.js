@@ -27,7 +27,7 @@ const BENCHES = {
   firmware: { file: 'firmware.js', full: [], smoke: [] },
   nodes: { file: 'nodes.js', full: ['--messages', '20000', '--rounds', '7'], smoke: ['--messages', '1000', '--rounds', '1'] },
   store: { file: 'store.js', full: ['--messages', '50000', '--rounds', '5'], smoke: ['--messages', '2000', '--rounds', '1', '--devices', '100', '--in-flight', '100'] },
-  http: { file: 'http.js', full: ['--duration', '10', '--rounds', '5'], smoke: ['--duration', '1', '--rounds', '1'] },
+  http: { file: 'http.js', full: ['--duration', '2', '--rounds', '20'], smoke: ['--duration', '1', '--rounds', '1'] },
   registry: { file: 'registry.js', full: ['--devices', '100000', '--samples', '1000'], smoke: ['--devices', '300', '--samples', '30'] },
   drift: { file: 'drift.js', full: ['--seconds', '60', '--bare', '5'], smoke: ['--seconds', '2', '--bare', '1'] },
   mqtt: { file: 'mqtt.js', full: ['--messages', '5000', '--rounds', '5', '--commands', '50'], smoke: ['--messages', '300', '--rounds', '1', '--commands', '3'] },
@@ -58,7 +58,10 @@ function figures(r) {
   if (r.http) {
     const h = r.http.rows;
     const hm = h['readings (hmac-sha256)'];
+    add('readings route (hmac-sha256): CPU per reading / bare\'s', hm.cpuToBare, `${hm.cpuToBare.toFixed(2)} (${hm.cpuUs.toFixed(0)} vs ${h.bare.cpuUs.toFixed(0)} µs; rounds ${hm.cpuToBareSpread.min.toFixed(2)}-${hm.cpuToBareSpread.max.toFixed(2)})`, '<= 1.25', hm.cpuToBare <= 1.25);
     add('readings route (hmac-sha256) / bare, same runtime', hm.ratioToBare, hm.ratioToBare.toFixed(2), '>= 0.8', hm.ratioToBare >= 0.8);
+    add('machine noise: bare route req/s across rounds', h.bare.rpsSpread.max / Math.max(h.bare.rpsSpread.min, 1), `${fmt(h.bare.rpsSpread.min)}-${fmt(h.bare.rpsSpread.max)} req/s (quartiles ${fmt(h.bare.rpsSpread.q1)}-${fmt(h.bare.rpsSpread.q3)})`);
+    add('durable peer CPU per reading / ours', r.http.peerCpuVsReadings, x(r.http.peerCpuVsReadings));
     add('readings route (auth none) / bare, same runtime', h['readings (auth none)'].ratioToBare, h['readings (auth none)'].ratioToBare.toFixed(2));
     add('readings route (hmac) / durable peer pipeline', r.http.readingsVsPeerDurable, x(r.http.readingsVsPeerDurable), '>= 5x', r.http.readingsVsPeerDurable >= 5);
     add('readings route p99 / bare p99', hm.p99ToBare, hm.p99ToBare.toFixed(2), '<= 1.3', hm.p99ToBare <= 1.3);

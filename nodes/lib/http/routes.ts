@@ -36,10 +36,6 @@ export const DEVICE_API: Route[] = [
 /** Every route's path starts so (in any case): a path that does not is answered without trying the patterns. */
 const API_PREFIX = '/api/devices';
 
-/**
- * The route of the API a path belongs to, if any. Every request to httpNode passes the package's middleware, which
- * asks this: a path outside the API costs one comparison.
- */
 /** What a device sent, as the rejection log names it: a reading, a registration, a config poll, or another request. */
 export type UplinkKind = 'reading' | 'register' | 'poll' | 'request';
 
@@ -59,6 +55,10 @@ export function uplinkKind(path: string | undefined, mqttType?: unknown): Uplink
   return 'request';
 }
 
+/**
+ * The route of the API a path belongs to, if any. Every request to httpNode passes the package's middleware, which
+ * asks this: a path outside the API costs one comparison.
+ */
 export function routeOf(path: string): Route | undefined {
   if (path.length < API_PREFIX.length || path.slice(0, API_PREFIX.length).toLowerCase() !== API_PREFIX) return undefined;
   return DEVICE_API.find((r) => r.pattern.test(path));
