@@ -4,7 +4,10 @@
  * of single requests one after another (p50, p99): a registration of a new device, a config poll of a known
  * one, a page of the operator list; and the resident memory (RSS) of the Node-RED process.
  *
- * Usage: node bench/registry.js [--devices 100000] [--samples 1000] [--json]
+ * With --heap, the live heap is measured from heap snapshots of the Node-RED process (after a full GC, which a
+ * snapshot does) at a tenth of the fleet and at the whole fleet: what each device costs, and who holds it.
+ *
+ * Usage: node bench/registry.js [--devices 100000] [--samples 1000] [--heap] [--json]
  */
 'use strict';
 const http = require('node:http');
@@ -15,13 +18,15 @@ const { tempDir } = require('../test/support/tmp');
 const { requestJson } = require('../dist/sim/device');
 const { fmt, arg, benchMain } = require('./lib/runtime');
 const { rssMb, registerDevice } = require('./lib/load');
+const { takeSnapshot, summarize } = require('./lib/heap');
+const fs = require('node:fs');
 const lib = require('../dist/nodes/lib');
 
 const START = path.join(__dirname, '..', 'scripts', 'start.js');
 const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
 const id = (i) => `RG-${String(i).padStart(8, '0')}`;
 
-async function run({ devices = arg('devices', 100000), samples = arg('samples', 1000) } = {}) {
+async function run({ devices = arg('devices', 100000), samples = arg('samples', 1000), heap = process.argv.includes('--heap') } = {}) {
   const tmp = tempDir('esp-e2ee-bench-registry-');
   const TOKEN = crypto.randomBytes(16).toString('hex');
   const KEY = crypto.randomBytes(16).toString('hex');
@@ -30,7 +35,18 @@ async function run({ devices = arg('devices', 100000), samples = arg('samples', 
   // The device cap (E2EE_MAX_DEVICES, 10,000 by default) is set to what this run registers: the fleet and the timed
   // registrations. The smoke run takes the same path with a small fleet, so a cap it forgets fails there too.
   const cap = devices + samples;
-  const backend = await startBackend({ script: START, dataDir: tmp.dir, env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'warn', E2EE_RATE_LIMIT: 'off', E2EE_MAX_DEVICES: String(cap) } });
+  const snapshots = path.join(tmp.dir, 'heap');
+  fs.mkdirSync(snapshots);
+  const nodeArgs = heap ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${snapshots}`] : [];
+  const backend = await startBackend({ script: START, nodeArgs, dataDir: tmp.dir, env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'warn', E2EE_RATE_LIMIT: 'off', E2EE_MAX_DEVICES: String(cap) } });
+  /** The live heap now (a snapshot forces a full GC first); the file is removed once read. */
+  const liveHeap = async () => {
+    const file = await takeSnapshot(backend.pid, snapshots);
+    const s = summarize(file);
+    fs.rmSync(file);
+    return s;
+  };
+  const heaps = {};
   const agent = new http.Agent({ keepAlive: true, maxSockets: 50 });
   /** Each device's next uplink SEQN (its registration used 0). */
   const seqns = new Map();
@@ -45,12 +61,19 @@ async function run({ devices = arg('devices', 100000), samples = arg('samples', 
     const rssEmpty = rssMb(backend.pid);
     const fillStart = Date.now();
     let next = 0;
-    await Promise.all(Array.from({ length: 50 }, async () => {
-      while (next < devices) {
+    const fill = async (upTo) => Promise.all(Array.from({ length: 50 }, async () => {
+      while (next < upTo) {
         const r = await register(next++);
         if (r.status !== 201) throw new Error(`register: ${r.status}`);
       }
     }));
+    if (heap) {
+      heaps.empty = await liveHeap();
+      await fill(Math.floor(devices / 10));
+      heaps.tenth = await liveHeap();
+    }
+    await fill(devices);
+    if (heap) heaps.full = await liveHeap();
     const fillSeconds = (Date.now() - fillStart) / 1000;
     const rssAfterFill = rssMb(backend.pid);
     const timed = async (fn) => {
@@ -69,7 +92,8 @@ async function run({ devices = arg('devices', 100000), samples = arg('samples', 
     }
     one.destroy();
     const stat = (xs) => ({ p50: quantile(xs, 0.5), p99: quantile(xs, 0.99), n: xs.length });
-    return { devices, fillSeconds, registerPerSecond: devices / fillSeconds, register: stat(lat.register), poll: stat(lat.poll), list: stat(lat.list), rssMbEmpty: rssEmpty, rssMbAfterFill: rssAfterFill, rssMb: rssMb(backend.pid) };
+    const perDevice = heap ? ((heaps.full.mb - heaps.tenth.mb) * 1048576) / (devices - Math.floor(devices / 10)) : undefined;
+    return { devices, fillSeconds, registerPerSecond: devices / fillSeconds, register: stat(lat.register), poll: stat(lat.poll), list: stat(lat.list), rssMbEmpty: rssEmpty, rssMbAfterFill: rssAfterFill, rssMb: rssMb(backend.pid), ...(heap ? { heap: { emptyMb: heaps.empty.mb, tenthMb: heaps.tenth.mb, fullMb: heaps.full.mb, bytesPerDevice: perDevice, holders: heaps.full.holders } } : {}) };
   } finally {
     agent.destroy();
     await backend.stop();
@@ -82,6 +106,10 @@ if (require.main === module) {
     console.log(`registry with ${fmt(r.devices)} devices (registered in ${r.fillSeconds.toFixed(0)} s, ${fmt(r.registerPerSecond)}/s with 50 at once), single requests in turn:`);
     for (const k of ['register', 'poll', 'list']) console.log(`  ${k.padEnd(9)} p50 ${r[k].p50.toFixed(2)} ms  p99 ${r[k].p99.toFixed(2)} ms  (${r[k].n} requests)`);
     console.log(`  RSS of the Node-RED process: ${r.rssMb.toFixed(0)} MB (goal < 200 MB); ${r.rssMbEmpty.toFixed(0)} MB with no device`);
+    if (r.heap) {
+      console.log(`  live heap: ${r.heap.emptyMb.toFixed(1)} MB empty, ${r.heap.tenthMb.toFixed(1)} MB at ${fmt(r.devices / 10)}, ${r.heap.fullMb.toFixed(1)} MB at ${fmt(r.devices)}: ${r.heap.bytesPerDevice.toFixed(0)} bytes per device`);
+      for (const h of r.heap.holders) console.log(`    ${h.name.padEnd(40)} ${h.mb.toFixed(1).padStart(7)} MB  ${fmt(h.count)}`);
+    }
   });
 }
 

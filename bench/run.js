@@ -94,6 +94,11 @@ function figures(r) {
     add('group-commit ingest (device-registry log)', s.log, `${fmt(s.log)} readings/s (${(s.log / s.baseline).toFixed(2)} of a change node)`, '>= 60,000/s', s.log >= 60000);
     add('replay-guard decisions, 1,000 devices (persist before-send)', s.replay, `${fmt(s.replay)} msgs/s (${(s.replay / s.baseline).toFixed(2)} of a change node)`, '>= 120,000/s', s.replay >= 120000);
     add('replay-guard (with-next-write) + log, 1,000 devices', s.replayThenLog, `${fmt(s.replayThenLog)} readings/s`);
+    if (s.durability) {
+      const d = s.durability;
+      add('durability process / power, readings under load', d.loaded.process / d.loaded.power, `${(d.loaded.process / d.loaded.power).toFixed(2)}x (${fmt(d.loaded.process)} vs ${fmt(d.loaded.power)} readings/s)`);
+      add('durability process / power, one reading at a time', d.serial.process / d.serial.power, `${(d.serial.process / d.serial.power).toFixed(2)}x (${fmt(d.serial.process)} vs ${fmt(d.serial.power)} readings/s, each waiting for its commit)`);
+    }
     add('group commit batch size', s.groupCommit.meanBatch, `mean ${s.groupCommit.meanBatch.toFixed(0)}, largest ${fmt(s.groupCommit.largestBatch)} writes per transaction`);
   }
   if (r.registry) {

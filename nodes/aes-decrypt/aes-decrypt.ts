@@ -46,6 +46,11 @@ export = function register(RED: RED) {
     this.on('input', inputFunnel<Msg>(this, (key, params) => RED._(key, params), (msg) => {
       // A missing or broken key is reported before anything about the message.
       usableKeyNode(RED, def.key);
+      // Straight from an http in route with :deviceid: that is the device (kept in msg.deviceid for the nodes after).
+      if (msg.deviceid === undefined) {
+        const param = (msg.req as { params?: { deviceid?: unknown } } | undefined)?.params?.deviceid;
+        if (typeof param === 'string') msg.deviceid = param;
+      }
       const envelope = parseEnvelope(msg.payload, { iv: msg.iv, mac: msg.mac, maxBytes });
       // The key version travels with the message (kv); msg.keyVersion is for bodies without one.
       const kv = envelope.form === 'keyiv' && envelope.kv !== undefined ? envelope.kv : msg.keyVersion;
