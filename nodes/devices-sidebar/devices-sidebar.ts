@@ -10,6 +10,7 @@ import {
   encryptToWire,
   generateDeviceId,
   parseHistoryFields,
+  readingValues,
   presence,
   parseLimit,
   renderSecretsH,
@@ -119,7 +120,7 @@ async function listDevices(s: Sidebar, req: Req): Promise<Answer> {
   });
   const now = Date.now();
   // Each listed device's newest reading (one indexed lookup each: a page is at most PAGE_MAX devices).
-  const latest = await Promise.all(devices.map((d) => node.store.readings(d.deviceid, { limit: 1 }).then((r) => (r[0] ? { received: r[0].received, data: readingData(r[0].payload) } : null))));
+  const latest = await Promise.all(devices.map((d) => node.store.readings(d.deviceid, { limit: 1 }).then((r) => (r[0] ? { received: r[0].received, data: readingValues(r[0].payload) } : null))));
   // Provisioned devices that have not registered yet, on the first page of an unfiltered list.
   const first = req.query.offset === undefined || Number(req.query.offset) === 0;
   const provisioned = first && !req.query.q ? await node.store.provisioned(PROVISIONED_SHOWN) : [];
@@ -128,12 +129,6 @@ async function listDevices(s: Sidebar, req: Req): Promise<Answer> {
 
 /** At most this many provisioned, unseen devices are listed. */
 const PROVISIONED_SHOWN = 20;
-
-/** A reading's sensor values: its `data` object (as the firmware and the simulator send), else the whole payload. */
-function readingData(payload: unknown): unknown {
-  const data = (payload as { data?: unknown } | null)?.data;
-  return data !== null && typeof data === 'object' && !Array.isArray(data) ? data : payload;
-}
 
 /** The chart's windows (seconds) and how many buckets each is drawn with. */
 const HISTORY_WINDOWS = [3600, 86_400, 604_800];
@@ -155,9 +150,9 @@ async function deviceHistory(s: Sidebar, req: Req): Promise<Answer> {
 async function removeDevice(s: Sidebar, req: Req): Promise<Answer> {
   const node = s.storeOf(req);
   if (!node) return s.noStore();
+  // (A registered device's provisioning record goes with it: the store's remove drops it.)
   const res = await s.act(node, 'remove', req.params.id, {});
   if (res.statusCode === 404 && (await node.store.forgetProvisioned(validateDeviceId(req.params.id)))) return [200, { status: 'OK', message: s.t('notify.forgotten', { id: req.params.id }) }];
-  await node.store.forgetProvisioned(req.params.id).catch(() => false);
   return [res.statusCode, res.payload];
 }
 

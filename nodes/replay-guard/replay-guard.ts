@@ -53,7 +53,7 @@ export = function register(RED: RED) {
       }
       if (!result.accepted) return reject(msg, result.reason);
       // The first message under a rekey's new key version completed it.
-      if ('promoted' in result && result.promoted !== undefined) events?.rekeyed(deviceid, result.promoted);
+      if (result.promoted !== undefined) events?.rekeyed(deviceid, result.promoted);
       return [msg, null];
     }));
   }

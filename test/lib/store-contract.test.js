@@ -267,6 +267,9 @@ for (const backend of backends) {
       (await store.forgetProvisioned('p3')).should.be.true();
       (await store.forgetProvisioned('p3')).should.be.false();
       (await store.provisioned(10)).map((p) => p.deviceid).should.eql(['p1']);
+      // A removed device's provisioning record goes with it: it is not listed as provisioned again.
+      (await store.remove('p2')).should.be.true();
+      (await store.provisioned(10)).map((p) => p.deviceid).should.eql(['p1']);
     });
 
     it('group commit: concurrent writes share transactions, and each resolves after commit', async function () {

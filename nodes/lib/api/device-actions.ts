@@ -3,7 +3,7 @@
  * sealed config answer, with the acknowledgement the request carried applied first.
  */
 import type { DeviceRow } from '../registry';
-import { MAX_PENDING_COMMANDS, ValidationError, validateRegister } from '../registry';
+import { MAX_PENDING_COMMANDS, ValidationError, readingValues, validateRegister } from '../registry';
 import { ackOf, parseSeq } from '../uplink';
 import { MAX_OFFERED_COMMANDS, configResponse, plainConfigResponse } from '../downlink';
 import { obj } from './body';
@@ -95,21 +95,12 @@ const log: ActionHandler = async (ctx) => {
   if (req.events?.tracking) {
     await contact(ctx, device);
     const name = req.events.nameOf(deviceid) ?? '';
-    req.events.reading({ deviceid, name, seqn: seq.ok ? seq.seq : null, data: readingData(req.body), ts: new Date(now).toISOString(), transport: req.transport ?? 'http' });
+    req.events.reading({ deviceid, name, seqn: seq.ok ? seq.seq : null, data: readingValues(req.body), ts: new Date(now).toISOString(), transport: req.transport ?? 'http' });
   }
   if (device) return { ...(await sealedAnswer(ctx, 200, device)), answer: 'config' };
   if (ack !== undefined) await acknowledge(ctx, ack);
   return { statusCode: 200, payload: { status: 'OK' } };
 };
-
-/**
- * What a reading says, for users' flows: its `data` object, where the firmware and the simulator put the sensor
- * values (the rest, SEQN, ack and sleep, is protocol); the whole plaintext when it has none (the blog firmware).
- */
-function readingData(body: unknown): unknown {
-  const data = obj(body).data;
-  return data !== null && typeof data === 'object' && !Array.isArray(data) ? data : body;
-}
 
 /** A reading that says its device sleeps after it (`"sleep"`: a positive number of seconds). */
 function isSleeper(body: Record<string, unknown>): boolean {

@@ -45,7 +45,9 @@ const readings: ActionHandler = async (ctx) => {
 
 const remove: ActionHandler = async (ctx) => {
   const { deviceid, t } = ctx;
-  const name = ctx.req.events ? (await ctx.store.get(deviceid))?.name ?? '' : '';
+  // The event's name: from the devices online, else the row (read only when anybody listens).
+  const events = ctx.req.events;
+  const name = events?.tracking ? events.nameOf(deviceid) ?? (await ctx.store.get(deviceid))?.name ?? '' : '';
   if (!(await ctx.store.remove(deviceid))) return ctx.notRegistered();
   ctx.req.events?.revoked(deviceid, name);
   return { statusCode: 200, payload: { status: 'OK', message: t('e2ee.registry.removed') }, audit: t('e2ee.registry.audit-removed', { deviceid }) };

@@ -8,7 +8,7 @@
  * Nothing is tracked and no sweep runs while nobody listens, so a flow without a device-events node pays nothing.
  */
 import { EventEmitter } from 'node:events';
-import { SLEEPER_LATE_PERIODS, wakePeriodS } from './rules';
+import { presenceLapseMs } from './rules';
 import type { DeviceRow, Transport } from './rules';
 
 export const DEVICE_EVENTS = ['registered', 'online', 'offline', 'acknowledged', 'expired', 'rekeyed', 'revoked'] as const;
@@ -39,11 +39,21 @@ export interface ReadingEvent {
   name: string;
   /** The reading's SEQN (null from a plain device that sends none). */
   seqn: number | null;
-  /** The decrypted reading, as the device sent it. */
+  /** The reading's sensor values: its `data` object, or the whole plaintext when it has none (readingValues). */
   data: unknown;
   /** When it was received (ISO 8601). */
   ts: string;
   transport: Transport;
+}
+
+/**
+ * What a reading says, for users' flows and the sidebar: its `data` object, where the firmware and the simulator put
+ * the sensor values (the rest, SEQN, ack and sleep, is protocol); the whole plaintext when it has none (the blog
+ * firmware).
+ */
+export function readingValues(plaintext: unknown): unknown {
+  const data = plaintext !== null && typeof plaintext === 'object' ? (plaintext as { data?: unknown }).data : undefined;
+  return data !== null && typeof data === 'object' && !Array.isArray(data) ? data : plaintext;
 }
 
 /** The least a presence needs of a device row. */
@@ -102,20 +112,23 @@ export class DeviceEvents {
   }
 
   onReading(listener: (reading: ReadingEvent) => void): Unsubscribe {
-    this.emitter.on('reading', listener);
-    if (this.listeners.reading++ === 0 && this.listeners.event === 0) this.startTracking();
-    return once(() => {
-      this.emitter.off('reading', listener);
-      if (--this.listeners.reading === 0 && this.listeners.event === 0) this.stopTracking();
-    });
+    return this.subscribe('reading', listener);
   }
 
   onEvent(listener: (event: DeviceEvent) => void): Unsubscribe {
-    this.emitter.on('event', listener);
-    if (this.listeners.event++ === 0 && this.listeners.reading === 0) this.startTracking();
+    return this.subscribe('event', listener);
+  }
+
+  /** Tracking starts with the first listener of either kind and stops with the last. */
+  private subscribe(kind: 'reading' | 'event', listener: ((reading: ReadingEvent) => void) | ((event: DeviceEvent) => void)): Unsubscribe {
+    const wasTracking = this.tracking;
+    this.emitter.on(kind, listener);
+    this.listeners[kind]++;
+    if (!wasTracking) this.startTracking();
     return once(() => {
-      this.emitter.off('event', listener);
-      if (--this.listeners.event === 0 && this.listeners.reading === 0) this.stopTracking();
+      this.emitter.off(kind, listener);
+      this.listeners[kind]--;
+      if (!this.tracking) this.stopTracking();
     });
   }
 
@@ -199,8 +212,7 @@ export class DeviceEvents {
   }
 
   private lapseMs(device: PresenceRow): number {
-    const period = wakePeriodS(device);
-    return period > 0 ? SLEEPER_LATE_PERIODS * period * 1000 : this.options.heartbeatMs;
+    return presenceLapseMs(device, this.options.heartbeatMs);
   }
 
   private startTracking(): void {

@@ -256,5 +256,11 @@ export function presence(device: Pick<DeviceRow, 'lastseen' | 'sleep' | 'data'>,
   if (period === 0) return { online: isOnline(device.lastseen, heartbeatMs, now), nextwake: null };
   const t = device.lastseen ? Date.parse(device.lastseen) : NaN;
   if (!Number.isFinite(t)) return { online: false, nextwake: null };
-  return { online: now - t <= SLEEPER_LATE_PERIODS * period * 1000, nextwake: new Date(t + period * 1000).toISOString() };
+  return { online: now - t <= presenceLapseMs(device, heartbeatMs), nextwake: new Date(t + period * 1000).toISOString() };
+}
+
+/** How long after its last contact a device stops counting as online: the heartbeat, or a sleeper's 2.5 periods. */
+export function presenceLapseMs(device: Pick<DeviceRow, 'sleep' | 'data'>, heartbeatMs: number): number {
+  const period = wakePeriodS(device);
+  return period > 0 ? SLEEPER_LATE_PERIODS * period * 1000 : heartbeatMs;
 }

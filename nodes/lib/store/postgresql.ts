@@ -632,6 +632,7 @@ export class PostgresStore implements DeviceStore {
       const floor = Math.max(rows[0].keyver as number, (rows[0].pendingkeyver as number | null) ?? 0) + 1;
       await client.query('DELETE FROM readings WHERE deviceid = $1', [deviceid]);
       await client.query('DELETE FROM commands WHERE deviceid = $1', [deviceid]);
+      await client.query('DELETE FROM provisioned WHERE deviceid = $1', [deviceid]);
       await client.query(
         'INSERT INTO revoked (deviceid, floor, at) VALUES ($1, $2, now()) ON CONFLICT (deviceid) DO UPDATE SET floor = GREATEST(revoked.floor, excluded.floor), at = excluded.at',
         [deviceid, floor],

@@ -521,6 +521,7 @@ export class SqliteStore implements DeviceStore {
       const rows = await this.write([
         { sql: 'DELETE FROM readings WHERE deviceid = ?', params: [deviceid] },
         { sql: 'DELETE FROM commands WHERE deviceid = ?', params: [deviceid] },
+        { sql: 'DELETE FROM provisioned WHERE deviceid = ?', params: [deviceid] },
         { sql: 'INSERT INTO revoked (deviceid, floor, at) VALUES (?, ?, ?) ON CONFLICT (deviceid) DO UPDATE SET floor = max(floor, excluded.floor), at = excluded.at', params: [deviceid, floor, t] },
         { sql: 'DELETE FROM devices WHERE deviceid = ? RETURNING deviceid', params: [deviceid] },
       ]);

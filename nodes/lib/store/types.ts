@@ -99,7 +99,7 @@ export interface DeviceStore extends UplinkLedger {
   update(deviceid: string, input: UpdateInput): Promise<DeviceRow | undefined>;
   list(options: ListOptions): Promise<{ devices: DeviceRow[]; total: number }>;
   /**
-   * Removes the device, its readings and commands, and revokes its keys: every version it had or was moving to is
+   * Removes the device, its readings, commands and provisioning record, and revokes its keys: every version it had or was moving to is
    * refused from then on (a device provisioned again needs a higher version). Its replay state is kept so old
    * messages stay rejected.
    */

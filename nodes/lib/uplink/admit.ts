@@ -8,12 +8,10 @@
  */
 import type { ReplayState } from './replay-window';
 
-export type ReplayResult = { accepted: true; state: ReplayState } | { accepted: false; reason: 'replay' | 'stale' };
-/**
- * The decision on an uplink: its replay result (with `promoted`, the key version it made the device's when it
- * completed a rekey), or refused for the key version it was sealed under.
- */
-export type UplinkVerdict = ReplayResult | { accepted: true; state: ReplayState; promoted?: number } | { accepted: false; reason: 'key-version' };
+/** An accepted message's new state; `promoted`: the key version it made the device's when it completed a rekey. */
+export type ReplayResult = { accepted: true; state: ReplayState; promoted?: number } | { accepted: false; reason: 'replay' | 'stale' };
+/** The decision on an uplink: its replay result, or refused for the key version it was sealed under. */
+export type UplinkVerdict = ReplayResult | { accepted: false; reason: 'key-version' };
 
 /**
  * Whether a message under a per-device key version may be accepted: `current` (the device's version, or for an
