@@ -12,13 +12,21 @@
  *   peer volatile  the same without storage (nothing durable)
  * Runtime B (aes-key auth none): bare, readings.
  *
+ * With --stages, runtime A also runs the readings route cut short after each of its stages, on routes of their own
+ * (/bench/stage-N/:deviceid/readings, the shipped flow's config nodes): what each stage adds to bare's CPU.
+ *   decrypt        http in -> aes-decrypt -> http response
+ *   + guard        ... -> replay-guard -> http response
+ *   + log          ... -> device-registry log -> http response (the reading stored)
+ *   + answer       ... -> the function node that picks the answer -> http response (the route without its middleware)
+ *   three switches + log, then the three switch nodes that picked the answer before the function node did
+ *
  * Besides requests per second, each round measures the CPU time the Node-RED process spent (user + system, from
  * /proc/<pid>/stat: every thread, the SQLite pool included) per 2xx answer. On a shared machine the throughput of
  * consecutive rounds moves with the neighbours' load; CPU per request much less, so "our CPU per reading / bare's"
  * is the steadier figure. Rounds are short and the pipelines interleaved (their order rotates), and the spread of
  * the bare route across rounds is reported as the machine's noise.
  *
- * Usage: node bench/http.js [--duration 2] [--rounds 20] [--connections 20] [--json]
+ * Usage: node bench/http.js [--duration 2] [--rounds 20] [--connections 20] [--stages] [--json]
  * Exports run(options) for bench/run.js.
  */
 'use strict';
@@ -78,6 +86,41 @@ function peerFlow(keyHex, dbFile) {
   ];
 }
 
+/**
+ * The stage routes (see --stages): the readings route cut after each stage, with the shipped flow's config nodes and
+ * node settings; the last is the shipped route's nodes. "three switches" is the answer as the flow routed it before:
+ * three switch nodes where the function node is.
+ */
+const STAGES = ['decrypt', '+ guard', '+ log', '+ answer', 'three switches'];
+function stageFlow() {
+  const shipped = require('../flows/esp-e2ee.json');
+  const node = (id) => {
+    const { id: _, z, x, y, g, wires, ...settings } = shipped.find((n) => n.id === id);
+    return { ...settings, outputs: wires.length };
+  };
+  const switches = [
+    { type: 'switch', property: 'statusCode', propertyType: 'msg', rules: [{ t: 'btwn', v: '400', vt: 'num', v2: '499', v2t: 'num' }, { t: 'else' }], checkall: 'false', outputs: 2, out: 1 },
+    { type: 'switch', property: 'answer', propertyType: 'msg', rules: [{ t: 'eq', v: 'config', vt: 'str' }, { t: 'else' }], checkall: 'false', outputs: 2, out: 1 },
+    { type: 'switch', property: 'transport', propertyType: 'msg', rules: [{ t: 'neq', v: 'mqtt', vt: 'str' }], checkall: 'false', outputs: 1 },
+  ];
+  const route = ['decrypt', 'guard', 'reg-log'].map(node);
+  const chains = [route.slice(0, 1), route.slice(0, 2), route, [...route, { ...node('answer-reading'), out: 2 }], [...route, ...switches]];
+  const nodes = [];
+  chains.forEach((chain, n) => {
+    const p = `bench-stage-${n}`;
+    const ids = chain.map((_, i) => `${p}-${i}`);
+    // The route's body is parsed by the http in node here (the package's raw body reader serves the shipped path).
+    nodes.push({ id: `${p}-in`, type: 'http in', url: `/bench/stage-${n}/:deviceid/readings`, method: 'post', upload: false, wires: [[ids[0]]] });
+    chain.forEach(({ outputs = 1, out = 0, ...settings }, i) => {
+      const wires = Array.from({ length: outputs }, () => []);
+      wires[out] = [ids[i + 1] ?? `${p}-out`];
+      nodes.push({ id: ids[i], ...settings, outputs, wires });
+    });
+    nodes.push({ id: `${p}-out`, type: 'http response', statusCode: '', headers: {}, wires: [] });
+  });
+  return nodes;
+}
+
 async function createPeerTable(file) {
   const sqlite3 = require('sqlite3');
   await new Promise((resolve, reject) => {
@@ -93,6 +136,7 @@ async function createPeerTable(file) {
  * @returns {Promise<{pipelines: object, stored: object}>}
  */
 async function runRuntime({ auth, pipelines, duration, rounds, connections, log }) {
+  const stages = pipelines.filter((p) => STAGES.includes(p));
   const tmp = tempDir('esp-e2ee-bench-http-');
   const KEY = crypto.randomBytes(16).toString('hex');
   const TOKEN = crypto.randomBytes(16).toString('hex');
@@ -100,7 +144,7 @@ async function runRuntime({ auth, pipelines, duration, rounds, connections, log 
   try {
     const peerDb = path.join(tmp.dir, 'peer.sqlite');
     await createPeerTable(peerDb);
-    await addFlow(backend.adminUrl, TOKEN, 'bench', peerFlow(KEY, peerDb));
+    await addFlow(backend.adminUrl, TOKEN, 'bench', [...peerFlow(KEY, peerDb), ...(stages.length ? stageFlow() : [])]);
 
     const url = backend.url;
     // npm start's scope: a key per device under the master with hmac-sha256, one shared key with none.
@@ -111,6 +155,11 @@ async function runRuntime({ auth, pipelines, duration, rounds, connections, log 
       'peer durable': await readingsLoad({ url, key: peerKey, prefix: 'B2', register: false, path: (id) => `/bench/peer-durable/${id}/readings` }),
       'peer volatile': await readingsLoad({ url, key: peerKey, prefix: 'B3', register: false, path: (id) => `/bench/peer-volatile/${id}/readings` }),
     };
+    // Each stage route its own registered devices (their SEQNs go on from their own last).
+    for (const name of stages) {
+      const n = STAGES.indexOf(name);
+      loads[name] = await readingsLoad({ url, key: shippedKey, prefix: `C${n}`, path: (id) => `/bench/stage-${n}/${id}/readings` });
+    }
     const bareBody = JSON.stringify(lib.encryptToWire(shippedKey.material ? shippedKey.material('x') : shippedKey, Buffer.from('{"data":{"a0":1},"SEQN":1}'), 'x'));
     const options = (name) => (name === 'bare'
       ? { url: `${url}/bench/bare`, method: 'POST', headers: { 'content-type': 'application/json' }, body: bareBody }
@@ -148,8 +197,8 @@ async function runRuntime({ auth, pipelines, duration, rounds, connections, log 
 }
 
 /** Both runtimes; medians and ratios to bare of the same runtime. */
-async function run({ duration = 2, rounds = 20, connections = 20, log = console.log } = {}) {
-  const a = await runRuntime({ auth: 'hmac-sha256', pipelines: ['bare', 'readings', 'peer durable', 'peer volatile'], duration, rounds, connections, log });
+async function run({ duration = 2, rounds = 20, connections = 20, stages = false, log = console.log } = {}) {
+  const a = await runRuntime({ auth: 'hmac-sha256', pipelines: ['bare', 'readings', 'peer durable', 'peer volatile', ...(stages ? STAGES : [])], duration, rounds, connections, log });
   const b = await runRuntime({ auth: 'none', pipelines: ['bare', 'readings'], duration, rounds, connections, log });
   const summarize = (runtime, name) => {
     const rs = runtime.results[name].rounds;
@@ -174,6 +223,8 @@ async function run({ duration = 2, rounds = 20, connections = 20, log = console.
     'peer durable (crypto-js + context + node-red-node-sqlite)': summarize(a, 'peer durable'),
     'peer volatile (same, no storage)': summarize(a, 'peer volatile'),
   };
+  // The stages: each row's CPU per reading against bare's, and what the stage added to the one before.
+  const stageRows = stages ? Object.fromEntries(STAGES.map((name) => [name, summarize(a, name)])) : undefined;
   const vsPeer = median(a.results.readings.rounds.map((r, i) => r.rps / a.results['peer durable'].rounds[i].rps));
   const cpuVsPeer = median(a.results.readings.rounds.map((r, i) => a.results['peer durable'].rounds[i].cpuUs / r.cpuUs));
   const stored = { 'readings (hmac-sha256)': a.stored.readings, 'readings (auth none)': b.stored.readings, 'peer durable': a.stored['peer durable'] };
@@ -182,18 +233,30 @@ async function run({ duration = 2, rounds = 20, connections = 20, log = console.
   for (const [name, s] of Object.entries(stored)) {
     if (s.n < s.ok || s.n > s.sent || s.d !== s.n) throw new Error(`${name}: ${s.ok} answered 2xx of ${s.sent} sent, ${s.n} rows stored (${s.d} distinct)`);
   }
-  return { config: { duration, rounds, connections }, rows, readingsVsPeerDurable: vsPeer, peerCpuVsReadings: cpuVsPeer, stored };
+  return { config: { duration, rounds, connections }, rows, ...(stageRows ? { stages: stageRows } : {}), readingsVsPeerDurable: vsPeer, peerCpuVsReadings: cpuVsPeer, stored };
 }
 
 if (require.main === module) {
   const duration = arg('duration', 2);
   const rounds = arg('rounds', 20);
   const connections = arg('connections', 20);
+  const stages = process.argv.includes('--stages');
   const json = process.argv.includes('--json');
-  benchMain(() => run({ duration, rounds, connections, log: json ? undefined : console.log }), (r) => {
+  benchMain(() => run({ duration, rounds, connections, stages, log: json ? undefined : console.log }), (r) => {
     console.log(`HTTP: autocannon ${connections} connections, ${duration} s x ${rounds} rounds, Node ${process.version}`);
     for (const [name, row] of Object.entries(r.rows)) {
       console.log(`  ${name.padEnd(58)} ${fmt(row.rps).padStart(8)} req/s (rounds ${fmt(row.rpsSpread.min)}-${fmt(row.rpsSpread.max)})  p50 ${row.p50} ms  p99 ${row.p99} ms  ${row.ratioToBare.toFixed(2)} of bare  CPU ${row.cpuUs.toFixed(0)} µs/req = ${row.cpuToBare.toFixed(2)}x bare's (rounds ${row.cpuToBareSpread.min.toFixed(2)}-${row.cpuToBareSpread.max.toFixed(2)})`);
+    }
+    if (r.stages) {
+      console.log('  the readings route cut after each stage (CPU per reading against bare\'s, and what the stage adds):');
+      let before = 1;
+      const { 'three switches': switches, ...stages } = r.stages;
+      for (const [name, row] of Object.entries(stages)) {
+        console.log(`    ${name.padEnd(12)} ${row.cpuUs.toFixed(0).padStart(5)} µs/req = ${row.cpuToBare.toFixed(2)}x bare's (+${(row.cpuToBare - before).toFixed(2)})`);
+        before = row.cpuToBare;
+      }
+      console.log(`    ${'+ middleware'.padEnd(12)} the shipped route: ${r.rows['readings (hmac-sha256)'].cpuToBare.toFixed(2)}x bare's (+${(r.rows['readings (hmac-sha256)'].cpuToBare - before).toFixed(2)})`);
+      console.log(`    three switch nodes instead of the function node: ${switches.cpuUs.toFixed(0)} µs/req = ${switches.cpuToBare.toFixed(2)}x bare's (+${(switches.cpuToBare - r.stages['+ log'].cpuToBare).toFixed(2)} over + log)`);
     }
     console.log(`  readings (hmac) / peer durable: ${r.readingsVsPeerDurable.toFixed(2)}x; stored rows vs 2xx answers: ${JSON.stringify(r.stored)}`);
   });

@@ -57,15 +57,19 @@ async function addFlow(url, adminToken, label, nodes) {
 }
 
 /**
- * Registers a device as the firmware does: with an authenticating key a sealed registration (uplink SEQN `seqn`),
- * else the seed's plain one. `key`: the device's key material, or a DeviceKeyring.
+ * The body of a registration as the firmware sends it: with an authenticating key a sealed registration (uplink SEQN
+ * `seqn`), else the seed's plain one. `key`: the device's key material, or a DeviceKeyring.
  */
-function registerDevice(url, key, id, { seqn = 0, ipaddr = '127.0.0.1', ssid = 'bench', agent } = {}) {
+function registrationBody(key, id, { seqn = 0, ipaddr = '127.0.0.1', ssid = 'bench' } = {}) {
   const material = typeof key.material === 'function' ? key.material(id) : key;
-  const body = material.macKey
+  return material.macKey
     ? lib.encryptToWire(material, Buffer.from(JSON.stringify({ ipaddr, ssid, SEQN: seqn, ack: 0 })), id, { type: 'register', kv: typeof key.material === 'function' ? 0 : undefined })
     : { ipaddr, ssid };
-  return requestJson(`${url}/api/devices/${id}`, 'POST', body, {}, agent);
+}
+
+/** Registers a device as the firmware does (registrationBody). */
+function registerDevice(url, key, id, { agent, ...options } = {}) {
+  return requestJson(`${url}/api/devices/${id}`, 'POST', registrationBody(key, id, options), {}, agent);
 }
 
 /**
@@ -104,4 +108,4 @@ async function readingsLoad({ url, key, devices = 100, prefix = 'BE', path = (id
   return { ids, request, get sent() { return sent; } };
 }
 
-module.exports = { readingsLoad, registerDevice, cannon, rssMb, BARE_FLOW, addFlow, peerFunction };
+module.exports = { readingsLoad, registerDevice, registrationBody, cannon, rssMb, BARE_FLOW, addFlow, peerFunction };
