@@ -7,7 +7,10 @@
  * With --heap, the live heap is measured from heap snapshots of the Node-RED process (after a full GC, which a
  * snapshot does) at a tenth of the fleet and at the whole fleet: what each device costs, and who holds it.
  *
- * Usage: node bench/registry.js [--devices 100000] [--samples 1000] [--heap] [--json]
+ * With --node-args "...", the Node-RED process runs with those Node options (for example a heap cap,
+ * `--max-old-space-size=160`, to see what it does to the RSS and the latencies).
+ *
+ * Usage: node bench/registry.js [--devices 100000] [--samples 1000] [--heap] [--node-args "..."] [--json]
  */
 'use strict';
 const http = require('node:http');
@@ -26,7 +29,13 @@ const START = path.join(__dirname, '..', 'scripts', 'start.js');
 const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
 const id = (i) => `RG-${String(i).padStart(8, '0')}`;
 
-async function run({ devices = arg('devices', 100000), samples = arg('samples', 1000), heap = process.argv.includes('--heap') } = {}) {
+/** The value of --node-args, split into options. */
+function nodeArgsOption() {
+  const at = process.argv.indexOf('--node-args');
+  return at >= 0 && process.argv[at + 1] ? process.argv[at + 1].split(/\s+/).filter(Boolean) : [];
+}
+
+async function run({ devices = arg('devices', 100000), samples = arg('samples', 1000), heap = process.argv.includes('--heap'), nodeOptions = nodeArgsOption() } = {}) {
   const tmp = tempDir('esp-e2ee-bench-registry-');
   const TOKEN = crypto.randomBytes(16).toString('hex');
   const KEY = crypto.randomBytes(16).toString('hex');
@@ -37,7 +46,7 @@ async function run({ devices = arg('devices', 100000), samples = arg('samples', 
   const cap = devices + samples;
   const snapshots = path.join(tmp.dir, 'heap');
   fs.mkdirSync(snapshots);
-  const nodeArgs = heap ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${snapshots}`] : [];
+  const nodeArgs = [...nodeOptions, ...(heap ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${snapshots}`] : [])];
   const backend = await startBackend({ script: START, nodeArgs, dataDir: tmp.dir, env: { E2EE_KEY: KEY, E2EE_ADMIN_TOKEN: TOKEN, E2EE_LOG_LEVEL: 'warn', E2EE_RATE_LIMIT: 'off', E2EE_MAX_DEVICES: String(cap) } });
   /** The live heap now (a snapshot forces a full GC first); the file is removed once read. */
   const liveHeap = async () => {
@@ -97,7 +106,7 @@ async function run({ devices = arg('devices', 100000), samples = arg('samples', 
     one.destroy();
     const stat = (xs) => ({ p50: quantile(xs, 0.5), p99: quantile(xs, 0.99), n: xs.length });
     const perDevice = heap ? ((heaps.full.mb - heaps.tenth.mb) * 1048576) / (devices - Math.floor(devices / 10)) : undefined;
-    return { devices, fillSeconds, registerPerSecond: devices / fillSeconds, register: stat(lat.register), poll: stat(lat.poll), list: stat(lat.list), rssMbEmpty: rssEmpty, rssMbAfterFill: rssAfterFill, rssMb: rssMb(backend.pid), ...(heap ? { heap: { emptyMb: heaps.empty.mb, tenthMb: heaps.tenth.mb, fullMb: heaps.full.mb, bytesPerDevice: perDevice, holders: heaps.full.holders } } : {}) };
+    return { devices, nodeOptions, fillSeconds, registerPerSecond: devices / fillSeconds, register: stat(lat.register), poll: stat(lat.poll), list: stat(lat.list), rssMbEmpty: rssEmpty, rssMbAfterFill: rssAfterFill, rssMb: rssMb(backend.pid), ...(heap ? { heap: { emptyMb: heaps.empty.mb, tenthMb: heaps.tenth.mb, fullMb: heaps.full.mb, bytesPerDevice: perDevice, holders: heaps.full.holders } } : {}) };
   } finally {
     agent.destroy();
     await backend.stop();
@@ -107,7 +116,7 @@ async function run({ devices = arg('devices', 100000), samples = arg('samples', 
 
 if (require.main === module) {
   benchMain(run, (r) => {
-    console.log(`registry with ${fmt(r.devices)} devices (registered in ${r.fillSeconds.toFixed(0)} s, ${fmt(r.registerPerSecond)}/s with 50 at once), single requests in turn:`);
+    console.log(`registry with ${fmt(r.devices)} devices${r.nodeOptions.length ? ` (node ${r.nodeOptions.join(' ')})` : ''} (registered in ${r.fillSeconds.toFixed(0)} s, ${fmt(r.registerPerSecond)}/s with 50 at once), single requests in turn:`);
     for (const k of ['register', 'poll', 'list']) console.log(`  ${k.padEnd(9)} p50 ${r[k].p50.toFixed(2)} ms  p99 ${r[k].p99.toFixed(2)} ms  (${r[k].n} requests)`);
     console.log(`  RSS of the Node-RED process: ${r.rssMb.toFixed(0)} MB (goal < 200 MB); ${r.rssMbEmpty.toFixed(0)} MB with no device`);
     if (r.heap) {
