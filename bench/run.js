@@ -27,7 +27,7 @@ const BENCHES = {
   firmware: { file: 'firmware.js', full: [], smoke: [] },
   nodes: { file: 'nodes.js', full: ['--messages', '20000', '--rounds', '7'], smoke: ['--messages', '1000', '--rounds', '1'] },
   store: { file: 'store.js', full: ['--messages', '50000', '--rounds', '5'], smoke: ['--messages', '2000', '--rounds', '1', '--devices', '100', '--in-flight', '100'] },
-  http: { file: 'http.js', full: ['--duration', '2', '--rounds', '20'], smoke: ['--duration', '1', '--rounds', '1'] },
+  http: { file: 'http.js', full: ['--duration', '2', '--rounds', '20', '--stages'], smoke: ['--duration', '1', '--rounds', '1', '--stages'] },
   registry: { file: 'registry.js', full: ['--devices', '100000', '--samples', '1000'], smoke: ['--devices', '300', '--samples', '30'] },
   drift: { file: 'drift.js', full: ['--seconds', '60', '--bare', '5'], smoke: ['--seconds', '2', '--bare', '1'] },
   mqtt: { file: 'mqtt.js', full: ['--messages', '5000', '--rounds', '5', '--commands', '50'], smoke: ['--messages', '300', '--rounds', '1', '--commands', '3'] },
@@ -59,6 +59,17 @@ function figures(r) {
     const h = r.http.rows;
     const hm = h['readings (hmac-sha256)'];
     add('readings route (hmac-sha256): CPU per reading / bare\'s', hm.cpuToBare, `${hm.cpuToBare.toFixed(2)} (${hm.cpuUs.toFixed(0)} vs ${h.bare.cpuUs.toFixed(0)} µs; rounds ${hm.cpuToBareSpread.min.toFixed(2)}-${hm.cpuToBareSpread.max.toFixed(2)})`, '<= 1.25', hm.cpuToBare <= 1.25);
+    if (r.http.stages) {
+      // What each stage of the route adds to bare's CPU per reading (routes cut after it, same runtime and rounds).
+      let before = 1;
+      for (const [name, row] of Object.entries(r.http.stages)) {
+        if (name === 'three switches') continue;
+        add(`  route cut after ${name.replace(/^\+ /, '')}: CPU / bare's`, row.cpuToBare, `${row.cpuToBare.toFixed(2)} (+${(row.cpuToBare - before).toFixed(2)})`);
+        before = row.cpuToBare;
+      }
+      const sw = r.http.stages['three switches'];
+      add('  three switch nodes where the function node is: CPU / bare\'s', sw.cpuToBare, `${sw.cpuToBare.toFixed(2)} (+${(sw.cpuToBare - r.http.stages['+ log'].cpuToBare).toFixed(2)} after the log, the function node +${(r.http.stages['+ answer'].cpuToBare - r.http.stages['+ log'].cpuToBare).toFixed(2)})`);
+    }
     add('readings route (hmac-sha256) / bare, same runtime', hm.ratioToBare, hm.ratioToBare.toFixed(2), '>= 0.8', hm.ratioToBare >= 0.8);
     add('machine noise: bare route req/s across rounds', h.bare.rpsSpread.max / Math.max(h.bare.rpsSpread.min, 1), `${fmt(h.bare.rpsSpread.min)}-${fmt(h.bare.rpsSpread.max)} req/s (quartiles ${fmt(h.bare.rpsSpread.q1)}-${fmt(h.bare.rpsSpread.q3)})`);
     add('durable peer CPU per reading / ours', r.http.peerCpuVsReadings, x(r.http.peerCpuVsReadings));
