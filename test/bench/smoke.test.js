@@ -28,7 +28,7 @@ describe('benchmarks: smoke run of npm run bench', function () {
     report.smoke.should.be.true();
     Object.keys(report.results).sort().should.eql(['drift', 'energy', 'firmware', 'http', 'keyring', 'mqtt', 'nodes', 'registry', 'scaleout', 'store']);
     const names = report.figures.map((f) => f.figure);
-    for (const f of ['readings route (hmac-sha256) / bare, same runtime', 'readings route (hmac) / durable peer pipeline', 'group-commit ingest (device-registry log)', 'firmware lib/ text (xtensa-lx106, -Os)']) names.should.containEql(f);
+    for (const f of ['readings route (hmac-sha256) / bare, same runtime', 'readings route (hmac) / durable peer pipeline', 'group-commit ingest (device-registry log)', 'firmware lib/ text (xtensa-lx106, -Os)', '  route cut after log: CPU / bare\'s', '  three switch nodes where the function node is: CPU / bare\'s']) names.should.containEql(f);
     for (const f of report.figures) (Number.isFinite(f.value) && f.value > 0).should.be.true(`${f.figure}: ${f.value}`);
   });
 
