@@ -144,6 +144,39 @@ describe('lib/store SqliteStore', function () {
     c.n.should.equal(n);
   });
 
+  it('a poll\'s lastseen starts no transaction of its own: the next batch takes it, or it commits alone after a short delay; get and list see it at once', async function () {
+    const file = tmp.file('sub/dir/db.sqlite');
+    await store.register({ deviceid: 'dev', ipaddr: '10.0.0.1', ssid: 'x' });
+    await store.register({ deviceid: 'other', ipaddr: '10.0.0.2', ssid: 'x' });
+    const seen = async () => (await querySqlite(file, "SELECT lastseen FROM devices WHERE deviceid = 'dev'"))[0].lastseen;
+    const t = Date.parse('2030-01-01T00:00:00.000Z');
+    const before = store.groupCommitStats.batches;
+    (await store.poll('dev', t)).lastseen.should.equal('2030-01-01T00:00:00.000Z');
+    // The poll's answer did not wait for a commit, and none started for it (the poll's next reads are not queued
+    // behind one on the connection).
+    (store.groupCommitStats.batches - before).should.equal(0);
+    // Another device's reading: one batch takes both.
+    await store.logReading('other', 1, { SEQN: 1 });
+    (store.groupCommitStats.batches - before).should.equal(1);
+    (await seen()).should.equal('2030-01-01T00:00:00.000Z');
+    // Alone, it commits on its own soon (another connection sees it).
+    await store.poll('dev', t + 1000);
+    const end = Date.now() + 5000;
+    while ((await seen()) !== '2030-01-01T00:00:01.000Z') {
+      if (Date.now() > end) throw new Error('the deferred lastseen never committed');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // get and list write a pending lastseen before they read.
+    await store.poll('dev', t + 2000);
+    (await store.get('dev')).lastseen.should.equal('2030-01-01T00:00:02.000Z');
+    await store.poll('dev', t + 3000);
+    (await store.list({ limit: 10, offset: 0, sort: 'lastseen', descending: true })).devices[0].should.containEql({ deviceid: 'dev', lastseen: '2030-01-01T00:00:03.000Z' });
+    // close commits what is still deferred.
+    await store.poll('dev', t + 4000);
+    await store.close();
+    (await seen()).should.equal('2030-01-01T00:00:04.000Z');
+  });
+
   it('a single write at low load commits alone, without waiting for company', async function () {
     await store.register({ deviceid: 'dev', ipaddr: '10.0.0.1', ssid: 'x' });
     const before = store.groupCommitStats.batches;

@@ -3,6 +3,8 @@
  * next transaction takes all of them. There is no timer: at low load a write
  * commits at once, under load batches grow by themselves. Each write's
  * promise settles only after its transaction has committed (or failed).
+ * A deferred write (defer) is the exception: it starts no transaction of its
+ * own until its delay has passed, and rides along with any batch before that.
  */
 export interface Statement {
   sql: string;
@@ -44,6 +46,8 @@ export type BatchCommitter<W extends object = Write, R = unknown[]> = (batch: Pe
 export class GroupCommit<W extends object = Write, R = unknown[]> {
   private queue: PendingWrite<W, R>[] = [];
   private flushing: Promise<void> | null = null;
+  /** Starts a batch for deferred writes nobody else has taken (see defer). */
+  private deferTimer: ReturnType<typeof setTimeout> | undefined;
   /** Sizes of the batches committed so far (for benchmarks and tests). */
   readonly stats = { batches: 0, writes: 0, largestBatch: 0 };
 
@@ -62,8 +66,29 @@ export class GroupCommit<W extends object = Write, R = unknown[]> {
     });
   }
 
+  /**
+   * Queues a write that need not commit at once (a device's lastseen): the next batch takes it, whatever starts
+   * that batch, and when none has started within `delayMs` one starts for it. Its promise settles as submit's.
+   */
+  defer(write: W, delayMs: number): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.queue.push({ ...write, resolve, reject } as PendingWrite<W, R>);
+      // A running loop takes it with its next batch; otherwise the timer starts one.
+      if (this.flushing || this.deferTimer) return;
+      this.deferTimer = setTimeout(() => {
+        this.deferTimer = undefined;
+        this.kick();
+      }, delayMs);
+      this.deferTimer.unref?.();
+    });
+  }
+
   /** Starts a batch even with an empty queue (for extraWrites), unless one is running. */
   kick(): void {
+    if (this.deferTimer) {
+      clearTimeout(this.deferTimer);
+      this.deferTimer = undefined;
+    }
     // Started from a microtask, not a timer: writes submitted in the same
     // tick (one message's reading and lastseen) share the first batch.
     if (!this.flushing) this.flushing = Promise.resolve().then(() => this.loop());
@@ -73,8 +98,9 @@ export class GroupCommit<W extends object = Write, R = unknown[]> {
     return this.queue.length;
   }
 
-  /** Resolves when the queue is empty and no transaction is running. */
+  /** Resolves when the queue is empty and no transaction is running (deferred writes are committed now). */
   async drain(): Promise<void> {
+    if (this.queue.length > 0) this.kick();
     while (this.flushing) await this.flushing;
   }
 

@@ -36,6 +36,8 @@ export const PRUNE_BATCH = 500;
 /** Devices pruned by count at the same time (their steps share commit batches with ingest). */
 const PRUNE_DEVICES_AT_ONCE = 20;
 
+/** The longest a poll's lastseen waits for a batch to ride with before it is committed on its own (ms). */
+const TOUCH_DELAY_MS = 250;
 /** How many batches a deferred replay state waits for its reading before it is written on its own. */
 
 
@@ -215,6 +217,8 @@ export class SqliteStore implements DeviceStore {
   private readonly transports = new Map<string, Transport>();
   private readonly pruner = new ReadingsPruner();
   private readonly replays: ReplayStates;
+  /** The latest poll's deferred lastseen write, until it commits. */
+  private lastTouch?: Promise<unknown>;
   /** A write transaction is open (one always is between batches, unless the last BEGIN failed). */
   private inTransaction = false;
   private readonly life: StoreLifecycle;
@@ -465,15 +469,29 @@ export class SqliteStore implements DeviceStore {
     return this.life.afterOpen(async () => {
       if (!this.known.has(deviceid)) return undefined;
       const t = iso(now);
-      // lastseen needs no commit of its own before the answer: it is queued (one UPDATE per batch covers
-      // every device touched) and the row is read on the same connection, which sees it.
-      this.commits.submit({ statements: [], touch: { deviceid, time: t } }).catch(() => undefined);
+      // lastseen needs no commit of its own before the answer, nor soon after: it is deferred (one UPDATE per
+      // batch covers every device touched). A transaction of its own would put the poll's next reads (its
+      // commands) behind that commit's fsync on this one connection. get and list write it first (touchesWritten).
+      const touch = this.commits.defer({ statements: [], touch: { deviceid, time: t } }, TOUCH_DELAY_MS).catch(() => undefined);
+      this.lastTouch = touch;
+      void touch.then(() => {
+        if (this.lastTouch === touch) this.lastTouch = undefined;
+      });
       const rows = (await this.all(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE deviceid = ?`, [deviceid])) as RawDevice[];
       return rows[0] ? { ...toDevice(rows[0]), lastseen: t } : undefined;
     });
   }
 
+  /** Commits the polls' deferred lastseen now (batches take every queued write, so the latest one's commit covers all). */
+  private async touchesWritten(): Promise<void> {
+    const touch = this.lastTouch;
+    if (!touch) return;
+    this.commits.kick();
+    await touch;
+  }
+
   async get(deviceid: string): Promise<DeviceRow | undefined> {
+    await this.touchesWritten();
     const rows = await this.read<RawDevice>(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE deviceid = ?`, [deviceid]);
     return rows[0] ? toDevice(rows[0]) : undefined;
   }
@@ -500,6 +518,7 @@ export class SqliteStore implements DeviceStore {
     const pattern = options.search ? `%${options.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
     const where = `(? IS NULL OR deviceid LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\' OR ipaddr LIKE ? ESCAPE '\\' OR ssid LIKE ? ESCAPE '\\')`;
     const filter = [pattern, pattern, pattern, pattern, pattern];
+    await this.touchesWritten();
     const rows = await this.read<RawDevice>(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE ${where} ORDER BY ${order} LIMIT ? OFFSET ?`, [...filter, options.limit, options.offset]);
     const [count] = await this.read<{ n: number }>(`SELECT count(*) AS n FROM devices WHERE ${where}`, filter);
     return { devices: rows.map(toDevice), total: count.n };
