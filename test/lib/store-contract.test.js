@@ -556,6 +556,40 @@ describe('PostgresStore: several instances on one database, and a database that 
     (await a.keyFloor('k')).should.equal(2);
   });
 
+  it('key records: a device at rest answers from memory for its current version; another instance\'s rekey and removal are read, and a stale record admits nothing', async function () {
+    const [a, b] = await instances(2);
+    await a.register({ deviceid: 'kr', ipaddr: '10.0.0.1', ssid: 'x' });
+    // Read once, then answered from memory (a value, not a promise) for the version it is at.
+    (await a.keyRecord('kr', 0)).should.eql({ keyver: 0 });
+    a.keyRecord('kr', 0).should.eql({ keyver: 0 });
+    (a.keyRecord('kr', 0) instanceof Promise).should.be.false();
+    // Without a version, or for another one, it is read.
+    (a.keyRecord('kr') instanceof Promise).should.be.true();
+    // b begins a rekey and completes it (the first message under the pending version, with the new key wrapped).
+    await b.beginRekey('kr');
+    (await b.offerRekey('kr', 1, 'secret-1')).should.equal('secret-1');
+    (await a.keyRecord('kr', 1)).should.eql({ keyver: 0, pending: 1, rekeysecret: 'secret-1' });
+    (await lib.admitUplink(b, 'kr', 1, 0, 'before-send', 1, 'key-1')).accepted.should.be.true();
+    (await a.keyRecord('kr', 1)).should.eql({ keyver: 1, keywrap: 'key-1' });
+    // A record a holds from before a promotion elsewhere opens a message under the old version, and the
+    // uplink's transaction refuses it: the memory decides nothing.
+    await a.register({ deviceid: 'kr2', ipaddr: '10.0.0.1', ssid: 'x' });
+    (await a.keyRecord('kr2', 0)).should.eql({ keyver: 0 });
+    await b.beginRekey('kr2');
+    (await lib.admitUplink(b, 'kr2', 1, 0, 'before-send', 1, 'key-2')).accepted.should.be.true();
+    a.keyRecord('kr2', 0).should.eql({ keyver: 0 });
+    const stale = await lib.admitUplink(a, 'kr2', 2, 0, 'before-send', 0);
+    stale.accepted.should.be.false();
+    // A removal on b: a's record is stale, and nothing is admitted under it either.
+    (await a.keyRecord('kr', 1)).should.eql({ keyver: 1, keywrap: 'key-1' });
+    await b.remove('kr');
+    (await lib.admitUplink(a, 'kr', 5, 0, 'before-send', 1)).accepted.should.be.false();
+    // a's own removal forgets at once.
+    (await a.keyRecord('kr2', 1)).should.eql({ keyver: 1, keywrap: 'key-2' });
+    await a.remove('kr2');
+    should(await a.keyRecord('kr2', 1)).be.undefined();
+  });
+
   it('while the database is down every call fails at once as unavailable (503); it recovers without a new store', async function () {
     const health = [];
     const [s] = await instances(1, { onHealth: (h) => health.push(h.available ? 'up' : h.code) });

@@ -48,7 +48,8 @@ export interface KeyVaultRecord {
 }
 
 export interface KeyVault {
-  keyRecord(deviceid: string): KeyVaultRecord | undefined | Promise<KeyVaultRecord | undefined>;
+  /** `version`: the one the message at hand is sealed under (a store may answer from memory for it; see DeviceStore). */
+  keyRecord(deviceid: string, version?: number): KeyVaultRecord | undefined | Promise<KeyVaultRecord | undefined>;
   offerRekey(deviceid: string, kv: number, rekeysecret: string): Promise<string | undefined>;
 }
 
@@ -116,7 +117,7 @@ export class DeviceKeyring {
    */
   open(deviceId: string, version: number, epk?: Buffer): OpenedKey | Promise<OpenedKey> {
     if (!this.vault) return { material: this.material(deviceId, version) };
-    const record = this.vaultNow().keyRecord(deviceId);
+    const record = this.vaultNow().keyRecord(deviceId, version);
     return record instanceof Promise ? record.then((r) => this.openWith(r, deviceId, version, epk)) : this.openWith(record, deviceId, version, epk);
   }
 

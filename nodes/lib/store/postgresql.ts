@@ -156,6 +156,8 @@ const LOCK_CLASS = 0x45324545;
 
 /** How often a batch that lost a deadlock or a serialisation conflict is tried again before its writes fail. */
 const CONFLICT_RETRIES = 5;
+/** Key records kept in memory for devices at rest (see keyRecord); beyond it the longest held is dropped. */
+const MAX_RESTING_KEYS = 100_000;
 
 /** Node's socket errors that mean the server cannot be reached now. */
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
@@ -290,6 +292,8 @@ export class PostgresStore implements DeviceStore {
   /** Acknowledgements applied through this process (others may apply them too: a repeat is harmless). */
   private readonly acked = new AckedUpTo();
   /** The source address this process last wrote for each device, and when (to write it only when it changes). */
+  /** Key records of devices with no rekey pending, as last read (see keyRecord). */
+  private readonly restingKeys = new Map<string, KeyRecord>();
   private readonly sources = new Map<string, { address: string; at: number }>();
   private readonly transports = new Map<string, { transport: Transport; at: number }>();
   /** Devices that logged readings through this process since its last prune by count. */
@@ -622,6 +626,7 @@ export class PostgresStore implements DeviceStore {
   }
 
   async remove(deviceid: string): Promise<boolean> {
+    this.restingKeys.delete(deviceid);
     this.acked.forget(deviceid);
     this.sources.delete(deviceid);
     this.transports.delete(deviceid);
@@ -779,6 +784,7 @@ export class PostgresStore implements DeviceStore {
   }
 
   async promoteKey(deviceid: string, kv: number, keywrap?: string): Promise<void> {
+    this.restingKeys.delete(deviceid);
     await this.query('UPDATE devices SET keyver = $1, pendingkeyver = NULL, keywrap = $3, rekeysecret = NULL WHERE deviceid = $2 AND pendingkeyver = $1', [
       kv,
       deviceid,
@@ -786,19 +792,38 @@ export class PostgresStore implements DeviceStore {
     ]);
   }
 
-  async keyRecord(deviceid: string): Promise<KeyRecord | undefined> {
-    // Read each time: another instance may have rekeyed the device.
+  /**
+   * With `version`, the version a message says it is sealed under: a device at rest (no rekey pending) whose current
+   * version that is answers from memory. A device's key at a version never changes once that version is current
+   * (versions only grow; a removed device's are revoked), and whether the version may still be used is decided in
+   * the uplink's own transaction (keyCheck), so another instance's rekey or removal cannot make the cache admit
+   * anything. Every other case is read: another instance may have begun or completed a rekey.
+   */
+  keyRecord(deviceid: string, version?: number): KeyRecord | Promise<KeyRecord | undefined> {
+    const resting = this.restingKeys.get(deviceid);
+    if (resting && version === resting.keyver) return resting;
+    return this.readKeyRecord(deviceid);
+  }
+
+  private async readKeyRecord(deviceid: string): Promise<KeyRecord | undefined> {
     const [row] = await this.query<{ keyver: number; pendingkeyver: number | null; keywrap: string | null; rekeysecret: string | null }>(
       'SELECT keyver, pendingkeyver, keywrap, rekeysecret FROM devices WHERE deviceid = $1',
       [deviceid],
     );
+    this.restingKeys.delete(deviceid);
     if (!row) return undefined;
-    return {
+    const record: KeyRecord = {
       keyver: row.keyver,
       ...(row.pendingkeyver !== null ? { pending: row.pendingkeyver } : {}),
       ...(row.keywrap !== null ? { keywrap: row.keywrap } : {}),
       ...(row.rekeysecret !== null ? { rekeysecret: row.rekeysecret } : {}),
     };
+    if (record.pending === undefined) {
+      this.restingKeys.set(deviceid, record);
+      // Bounded: the longest held goes first (a Map keeps insertion order).
+      if (this.restingKeys.size > MAX_RESTING_KEYS) this.restingKeys.delete(this.restingKeys.keys().next().value as string);
+    }
+    return record;
   }
 
   async offerRekey(deviceid: string, kv: number, rekeysecret: string): Promise<string | undefined> {
@@ -811,6 +836,7 @@ export class PostgresStore implements DeviceStore {
   }
 
   async beginRekey(deviceid: string): Promise<{ keyver: number; pending: number } | undefined> {
+    this.restingKeys.delete(deviceid);
     // A rekey already under way keeps its version: the device may hold it already.
     const rows = await this.query<{ keyver: number; pending: number }>(
       'UPDATE devices SET pendingkeyver = COALESCE(pendingkeyver, keyver + 1) WHERE deviceid = $1 RETURNING keyver, pendingkeyver AS pending',

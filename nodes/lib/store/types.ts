@@ -151,10 +151,11 @@ export interface DeviceStore extends UplinkLedger {
   /**
    * How a known device's keys are held (undefined for an unknown device): its version, the pending one, the current
    * key wrapped when a rekey made it, and the server's wrapped X25519 secret of the pending rekey. A value, not a
-   * promise, whenever the store can answer from memory (the SQLite store, once open), so aes-decrypt stays
-   * synchronous on the hot path.
+   * promise, whenever the store can answer from memory (the SQLite store, once open; the PostgreSQL store for a
+   * device at rest whose current version is `version`, the one the message at hand is sealed under), so aes-decrypt
+   * stays synchronous on the hot path.
    */
-  keyRecord(deviceid: string): KeyRecord | undefined | Promise<KeyRecord | undefined>;
+  keyRecord(deviceid: string, version?: number): KeyRecord | undefined | Promise<KeyRecord | undefined>;
   /**
    * Keeps the server's wrapped X25519 secret of the rekey pending at version kv, unless one is kept already (the
    * rekey command may be sealed again, and the device may hold the first): resolves with the one kept, or undefined
