@@ -7,6 +7,8 @@
  * Usage: node bench/run.js [--smoke] [--out FILE] [--svg FILE] [--only http,nodes,mqtt,keyring,store,registry,drift,firmware,energy,scaleout]
  *   --smoke: a few seconds each, so the benchmarks cannot rot (the test command runs this); its figures
  *            mean nothing.
+ *   --merge FILE: start from that report's results and replace those of the benchmarks run now (with --only, after a
+ *            change that touches only their paths); the report records which came from which run (`runs`).
  */
 'use strict';
 const fs = require('node:fs');
@@ -159,8 +161,15 @@ async function main() {
     process.stderr.write(`bench ${name}: ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
   }
   const cpus = os.cpus();
+  const merge = opt('merge');
+  const base = merge ? JSON.parse(fs.readFileSync(path.resolve(merge), 'utf8')) : undefined;
+  const date = new Date().toISOString();
+  // Which run each benchmark's results come from.
+  const runs = { ...(base?.runs ?? Object.fromEntries(Object.keys(base?.results ?? {}).map((name) => [name, base.date]))), ...Object.fromEntries(Object.keys(results).map((name) => [name, date])) };
+  Object.assign(results, { ...base?.results, ...results });
   const report = {
-    date: new Date().toISOString(),
+    date,
+    ...(base ? { runs } : {}),
     smoke,
     machine: { cpus: cpus.length, model: cpus[0]?.model, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, nodeRed: results.nodes?.nodeRed ?? results.store?.nodeRed, platform: `${os.platform()} ${os.release()}` },
     figures: figures(results),
