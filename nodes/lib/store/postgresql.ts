@@ -291,9 +291,9 @@ export class PostgresStore implements DeviceStore {
   private readonly commits: GroupCommit<DataWrite, unknown>;
   /** Acknowledgements applied through this process (others may apply them too: a repeat is harmless). */
   private readonly acked = new AckedUpTo();
-  /** The source address this process last wrote for each device, and when (to write it only when it changes). */
   /** Key records of devices with no rekey pending, as last read (see keyRecord). */
   private readonly restingKeys = new Map<string, KeyRecord>();
+  /** The source address this process last wrote for each device, and when (to write it only when it changes). */
   private readonly sources = new Map<string, { address: string; at: number }>();
   private readonly transports = new Map<string, { transport: Transport; at: number }>();
   /** Devices that logged readings through this process since its last prune by count. */

@@ -38,10 +38,6 @@ const PRUNE_DEVICES_AT_ONCE = 20;
 
 /** The longest a poll's lastseen waits for a batch to ride with before it is committed on its own (ms). */
 const TOUCH_DELAY_MS = 250;
-/** How many batches a deferred replay state waits for its reading before it is written on its own. */
-
-
-
 
 /** Each entry migrates the schema from version i to i + 1. Never edit a shipped entry: append. */
 export const MIGRATIONS: string[][] = [
