@@ -15,7 +15,7 @@ import {
 import type { Envelope } from '../lib';
 import { resolveKey, usableKeyNode } from '../shared/keys';
 import type { ResolvedKey } from '../shared/keys';
-import { deviceIdOf, oneOf, positiveInt } from '../shared/config';
+import { deviceIdFrom, deviceIdOf, oneOf, positiveInt } from '../shared/config';
 import type { Msg, Node, NodeDef, RED } from '../shared/red';
 
 export = function register(RED: RED) {
@@ -48,7 +48,7 @@ export = function register(RED: RED) {
       usableKeyNode(RED, def.key);
       // Straight from an http in route with :deviceid: that is the device (kept in msg.deviceid for the nodes after).
       if (msg.deviceid === undefined) {
-        const param = (msg.req as { params?: { deviceid?: unknown } } | undefined)?.params?.deviceid;
+        const param = deviceIdFrom(msg);
         if (typeof param === 'string') msg.deviceid = param;
       }
       const envelope = parseEnvelope(msg.payload, { iv: msg.iv, mac: msg.mac, maxBytes });

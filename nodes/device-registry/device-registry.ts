@@ -4,6 +4,7 @@ import type { Msg, Node, NodeDef, RED } from '../shared/red';
 import type { Transport } from '../lib';
 import { resolveStore } from '../shared/stores';
 import { deviceAuthOf } from '../shared/keys';
+import { deviceIdFrom } from '../shared/config';
 
 /** msg.e2ee as aes-decrypt sets it: the request came sealed (its payload is the plaintext). */
 function sealedOf(msg: Msg): { authenticated: boolean; keyver?: number } | undefined {
@@ -25,13 +26,6 @@ function transportOf(msg: Msg): Transport | undefined {
   if (!msg.e2ee) return undefined;
   if (msg.transport === 'mqtt') return 'mqtt';
   return msg.req ? 'http' : undefined;
-}
-
-/** msg.deviceid, or the :deviceid route parameter when the message comes straight from an http in node. */
-function deviceIdFrom(msg: Msg): unknown {
-  if (msg.deviceid !== undefined) return msg.deviceid;
-  const req = msg.req as { params?: Record<string, unknown> } | undefined;
-  return req?.params?.deviceid;
 }
 
 /** Why a reading was rejected, for the log only: the replay guard's reason, a caught error, or the log action's answer. */

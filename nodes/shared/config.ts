@@ -11,6 +11,12 @@ export function positiveInt(value: unknown, fallback: number): number {
   return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : fallback;
 }
 
+/** msg.deviceid, or the :deviceid route parameter when the message comes straight from an http in node. */
+export function deviceIdFrom(msg: Msg): unknown {
+  if (msg.deviceid !== undefined) return msg.deviceid;
+  return (msg.req as { params?: Record<string, unknown> } | undefined)?.params?.deviceid;
+}
+
 /** msg.deviceid as the MAC binds it: a string, or empty when there is none. */
 export function deviceIdOf(msg: Msg): string {
   const id = msg.deviceid;
